@@ -1,0 +1,40 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+#   make            build bcachefs_rs.ko against KDIR (default: the cached
+#                   test kernel from scripts/kernel, built on first use)
+#   make check      host tests and clippy (cargo)
+#   make test       everything: host tests, kernel, module, kselftests in a VM
+#   make demo       the main job: boot the VM, format, mount, use, show sysfs
+#   make bench      benchmarks in one VM boot (not part of the tests)
+#   make clean
+
+KDIR ?= $(shell scripts/kernel >/dev/null && scripts/kernel --path)
+KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=1 RUSTC=/usr/bin/rustc \
+	BINDGEN=$(shell command -v bindgen || echo $(HOME)/.cargo/bin/bindgen)
+
+.PHONY: all modules check test bench demo clean tool
+
+all: modules
+
+modules:
+	$(KMAKE) modules
+
+tool:
+	cargo build --release -p bcachefs-tools-rs
+
+check:
+	cargo test --workspace
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test:
+	scripts/test
+
+demo:
+	scripts/demo
+
+bench: modules tool
+	scripts/bench
+
+clean:
+	-$(KMAKE) clean
+	rm -rf bindings

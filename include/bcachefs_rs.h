@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What bcachefs_rs needs from the kernel beyond 6.12's kernel::bindings.
+ *
+ * The module's own bindgen pass (see Kbuild) turns the allowlisted
+ * declarations reachable from here into src/bindings.rs's generated half;
+ * static inline functions are wrapped by bindgen's --wrap-static-fns into
+ * bindings/wrap.c.  Macros, which bindgen cannot see, are wrapped by hand in
+ * src/helpers.c and declared below.
+ */
+#ifndef _BCACHEFS_RS_H
+#define _BCACHEFS_RS_H
+
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/crc32c.h>
+#include <linux/fs.h>
+#include <linux/fs_context.h>
+#include <linux/fs_parser.h>
+#include <linux/kobject.h>
+#include <linux/mm.h>
+
+/*
+ * Macro constants, evaluated by clang so bindgen emits them as Rust
+ * constants (the same trick as rust/bindings/bindings_helper.h).
+ */
+static const blk_mode_t BCH_RS_BLK_OPEN_READ = BLK_OPEN_READ;
+static const blk_opf_t BCH_RS_REQ_OP_READ = REQ_OP_READ;
+static const blk_opf_t BCH_RS_REQ_META = REQ_META;
+static const blk_opf_t BCH_RS_REQ_SYNC = REQ_SYNC;
+
+/* src/helpers.c: macros wrapped as functions */
+struct page *bch_rs_virt_to_page(const void *addr);
+unsigned long bch_rs_offset_in_page(const void *addr);
+bool bch_rs_virt_addr_valid(const void *addr);
+
+#endif /* _BCACHEFS_RS_H */

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Block devices in the kernel: opening by path and synchronous bio I/O.
+//! Implements the core's [`BlockDev`] on top of `struct block_device`.
+//!
+//! Matches the read half of `fs/bcachefs/super-io.c` (`bch2_read_super`,
+//! `read_one_super`): the device is opened with `bdev_file_open_by_path()`
+//! and read with `submit_bio_wait()`.
+
+use core::ffi::{c_uint, c_ushort};
+use core::ptr;
+
+use kernel::str::CStr;
+
+use crate::bindings;
+use crate::errcode::Errno;
+use crate::platform::{BlockDev, SECTOR_SIZE};
+
+const PAGE_SIZE: usize = 4096;
+/// Largest number of segments one bio carries (`BIO_MAX_VECS`).
+const BIO_MAX_VECS: usize = 256;
+
+/// An open block device.
+///
+/// # Invariants
+///
+/// `file` is a file returned by a successful `bdev_file_open_by_path()`,
+/// owned by this value and released in `Drop`; `bdev` is `file_bdev(file)`.
+pub(crate) struct Bdev<'a> {
+    file: *mut bindings::file,
+    bdev: *mut bindings::block_device,
+    name: &'a str,
+}
+
+impl<'a> Bdev<'a> {
+    /// Opens the block device at `path` for reading only.  Nothing can be
+    /// written through the returned handle.
+    ///
+    /// Errors: the `-errno` of `bdev_file_open_by_path()` (`ENOENT`,
+    /// `ENOTBLK`, `EACCES`, ...).
+    pub(crate) fn open_read(path: &'a CStr) -> Result<Bdev<'a>, Errno> {
+        // SAFETY: `path` is a valid NUL-terminated string; a null holder and
+        // null holder ops ask for a shared (non-exclusive) open.
+        let file = unsafe {
+            bindings::bdev_file_open_by_path(
+                path.as_char_ptr(),
+                bindings::BCH_RS_BLK_OPEN_READ,
+                ptr::null_mut(),
+                ptr::null(),
+            )
+        };
+        let addr = file as isize;
+        if (-4095..0).contains(&addr) {
+            return Err(Errno(-(addr as i32)));
+        }
+        // SAFETY: `file` is a valid block device file (checked above).
+        let bdev = unsafe { bindings::file_bdev(file) };
+        let name = path.to_str().unwrap_or("(non-UTF-8 path)");
+        // INVARIANT: `file` came from a successful open, `bdev` from it.
+        Ok(Bdev { file, bdev, name })
+    }
+
+    /// Reads up to `BIO_MAX_VECS` pages' worth of `buf` with one bio.
+    fn read_one_bio(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let start = buf.as_mut_ptr();
+        let mut segs = 0;
+        let mut off = 0;
+        while off < buf.len() {
+            // SAFETY: `start + off` is inside `buf`.
+            let in_page = unsafe { bindings::bch_rs_offset_in_page(start.add(off).cast()) } as usize;
+            off += (PAGE_SIZE - in_page).min(buf.len() - off);
+            segs += 1;
+        }
+        // SAFETY: plain allocation; `segs <= BIO_MAX_VECS + 1` by the
+        // caller's chunking, which `bio_kmalloc` accepts.
+        let bio = unsafe { bindings::bio_kmalloc(segs as c_ushort, bindings::GFP_KERNEL) };
+        if bio.is_null() {
+            return Err(Errno::ENOMEM);
+        }
+        // SAFETY: `bio` was just allocated with room for `segs` inline
+        // vecs; `self.bdev` is valid by the type invariant.  Every segment
+        // added is linear-map memory inside `buf` (the caller checked
+        // `virt_addr_valid`), which stays borrowed until the bio completes
+        // in `submit_bio_wait`.  The bio is uninitialised and freed on
+        // every path.
+        let ret = unsafe {
+            bindings::bio_init(
+                bio,
+                self.bdev,
+                (*bio).bi_inline_vecs.as_mut_ptr(),
+                segs as c_ushort,
+                bindings::BCH_RS_REQ_OP_READ | bindings::BCH_RS_REQ_META | bindings::BCH_RS_REQ_SYNC,
+            );
+            (*bio).bi_iter.bi_sector = sector;
+            let mut off = 0;
+            let mut added = true;
+            while off < buf.len() && added {
+                let p = start.add(off);
+                let in_page = bindings::bch_rs_offset_in_page(p.cast()) as usize;
+                let len = (PAGE_SIZE - in_page).min(buf.len() - off);
+                let page = bindings::bch_rs_virt_to_page(p.cast());
+                added = bindings::bio_add_page(bio, page, len as c_uint, in_page as c_uint) as usize == len;
+                off += len;
+            }
+            let ret = if added { bindings::submit_bio_wait(bio) } else { -(bindings::EIO as i32) };
+            bindings::bio_uninit(bio);
+            bindings::kfree(bio.cast());
+            ret
+        };
+        if ret != 0 {
+            return Err(Errno::EIO);
+        }
+        Ok(())
+    }
+}
+
+impl BlockDev for Bdev<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn nr_sectors(&self) -> u64 {
+        // SAFETY: `self.bdev` is valid by the type invariant.
+        unsafe { bindings::bdev_nr_sectors(self.bdev) }
+    }
+
+    /// `buf` must be kmalloc (linear-map) memory, such as a
+    /// [`crate::platform::Vec`]: stack and vmalloc memory cannot be mapped
+    /// into a bio this way and give `EINVAL`.
+    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        if buf.len() % SECTOR_SIZE != 0 || buf.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        let first = buf.as_ptr();
+        // SAFETY: the predicate only inspects the addresses.
+        let valid = unsafe {
+            bindings::bch_rs_virt_addr_valid(first.cast())
+                && bindings::bch_rs_virt_addr_valid(first.add(buf.len() - 1).cast())
+        };
+        if !valid {
+            return Err(Errno::EINVAL);
+        }
+        let sectors = (buf.len() / SECTOR_SIZE) as u64;
+        if sector.checked_add(sectors).map_or(true, |end| end > self.nr_sectors()) {
+            return Err(Errno::EIO);
+        }
+        let chunk = BIO_MAX_VECS * PAGE_SIZE;
+        let mut sector = sector;
+        for part in buf.chunks_mut(chunk) {
+            self.read_one_bio(sector, part)?;
+            sector += (part.len() / SECTOR_SIZE) as u64;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Bdev<'_> {
+    fn drop(&mut self) {
+        // SAFETY: by the type invariant we own `file`; it is released once.
+        unsafe { bindings::fput(self.file) };
+    }
+}

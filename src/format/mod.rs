@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: GPL-2.0
+//! On-disk types of bcachefs metadata version 1.13 (Linux 6.12,
+//! `fs/bcachefs/bcachefs_format.h`).  Everything here is little-endian and
+//! parsed from byte slices with bounds checks: malformed input is an error,
+//! never a panic.
+//!
+//! - [`sb`]: `struct bch_sb`, its fields, checksum, validation and reading
+//!   from a device.
+//! - [`sb_members`]: member devices (`members_v1`, `members_v2`).
+//! - [`sb_opts`]: the superblock flag bit-fields and the options in them.
+//! - [`sb_write`]: building superblocks; formatting a new filesystem.
+//! - [`version`]: metadata versions.
+
+pub mod sb;
+pub mod sb_members;
+pub mod sb_opts;
+pub mod sb_write;
+pub mod version;

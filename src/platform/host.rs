@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Host backend of the platform layer: `std` allocation, files as block
+//! devices, stderr for logging.
+
+extern crate std;
+
+use core::ops::{Deref, DerefMut};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+use super::{BlockDev, SECTOR_SIZE};
+use crate::errcode::{AllocError, Errno};
+
+/// A growable array whose every allocating method is fallible, so the core
+/// reads the same in both homes.  On the host it wraps `std::vec::Vec`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Vec<T>(std::vec::Vec<T>);
+
+impl<T> Vec<T> {
+    /// An empty vector; does not allocate.
+    pub const fn new() -> Self {
+        Vec(std::vec::Vec::new())
+    }
+
+    /// An empty vector with room for `n` elements.
+    pub fn with_capacity(n: usize) -> Result<Self, AllocError> {
+        let mut v = std::vec::Vec::new();
+        v.try_reserve(n).map_err(|_| AllocError)?;
+        Ok(Vec(v))
+    }
+
+    /// Appends `x`, growing the allocation if needed.
+    pub fn push(&mut self, x: T) -> Result<(), AllocError> {
+        self.0.try_reserve(1).map_err(|_| AllocError)?;
+        self.0.push(x);
+        Ok(())
+    }
+
+    /// Makes room for at least `n` more elements.
+    pub fn reserve(&mut self, n: usize) -> Result<(), AllocError> {
+        self.0.try_reserve(n).map_err(|_| AllocError)
+    }
+
+    /// Removes and returns the last element.
+    pub fn pop(&mut self) -> Option<T> {
+        self.0.pop()
+    }
+
+    /// Shortens the vector to `len` elements, dropping the rest.
+    pub fn truncate(&mut self, len: usize) {
+        self.0.truncate(len)
+    }
+
+    /// Removes every element, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.0.clear()
+    }
+}
+
+impl<T: Clone> Vec<T> {
+    /// Appends a copy of every element of `s`.
+    pub fn extend_from_slice(&mut self, s: &[T]) -> Result<(), AllocError> {
+        self.0.try_reserve(s.len()).map_err(|_| AllocError)?;
+        self.0.extend_from_slice(s);
+        Ok(())
+    }
+
+    /// Grows or shrinks to `len` elements, filling with `x`.
+    pub fn resize(&mut self, len: usize, x: T) -> Result<(), AllocError> {
+        self.0
+            .try_reserve(len.saturating_sub(self.0.len()))
+            .map_err(|_| AllocError)?;
+        self.0.resize(len, x);
+        Ok(())
+    }
+}
+
+impl<T> Deref for Vec<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T> DerefMut for Vec<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.0
+    }
+}
+
+/// A file or host block device used as a [`BlockDev`].
+pub struct FileDev {
+    file: File,
+    name: std::string::String,
+    nr_sectors: u64,
+}
+
+impl FileDev {
+    /// Opens `path` read-only.
+    pub fn open(path: &str) -> std::io::Result<FileDev> {
+        Self::from_file(File::open(path)?, path)
+    }
+
+    /// Opens `path` for reading and writing.
+    pub fn open_rw(path: &str) -> std::io::Result<FileDev> {
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+        Self::from_file(file, path)
+    }
+
+    fn from_file(file: File, path: &str) -> std::io::Result<FileDev> {
+        use std::io::{Seek, SeekFrom};
+        // Works for block devices too, where metadata().len() is 0.
+        let bytes = (&file).seek(SeekFrom::End(0))?;
+        Ok(FileDev {
+            file,
+            name: path.into(),
+            nr_sectors: bytes / SECTOR_SIZE as u64,
+        })
+    }
+
+    /// Writes `buf` (a multiple of 512 bytes) at `sector`.
+    pub fn write_sectors(&self, sector: u64, buf: &[u8]) -> Result<(), Errno> {
+        if buf.len() % SECTOR_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        self.file
+            .write_all_at(buf, sector * SECTOR_SIZE as u64)
+            .map_err(|_| Errno::EIO)
+    }
+
+    /// Flushes written data to stable storage.
+    pub fn sync(&self) -> Result<(), Errno> {
+        self.file.sync_all().map_err(|_| Errno::EIO)
+    }
+}
+
+impl BlockDev for FileDev {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn nr_sectors(&self) -> u64 {
+        self.nr_sectors
+    }
+
+    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        if buf.len() % SECTOR_SIZE != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = sector.checked_add((buf.len() / SECTOR_SIZE) as u64);
+        if end.map_or(true, |e| e > self.nr_sectors) {
+            return Err(Errno::EIO);
+        }
+        self.file
+            .read_exact_at(buf, sector * SECTOR_SIZE as u64)
+            .map_err(|_| Errno::EIO)
+    }
+}
+
+#[doc(hidden)]
+pub mod log_impl {
+    /// Logs an error line.
+    #[macro_export]
+    macro_rules! bch_err { ($($a:tt)*) => { ::std::eprintln!("bcachefs: {}", ::core::format_args!($($a)*)) } }
+    /// Logs a warning line.
+    #[macro_export]
+    macro_rules! bch_warn { ($($a:tt)*) => { ::std::eprintln!("bcachefs: {}", ::core::format_args!($($a)*)) } }
+    /// Logs an informational line.
+    #[macro_export]
+    macro_rules! bch_info { ($($a:tt)*) => { ::std::eprintln!("bcachefs: {}", ::core::format_args!($($a)*)) } }
+    pub use bch_err as err;
+    pub use bch_info as info;
+    pub use bch_warn as warn;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vec_is_fallible_and_derefs_to_slice() {
+        let mut v: Vec<u32> = Vec::with_capacity(2).unwrap();
+        v.push(1).unwrap();
+        v.extend_from_slice(&[2, 3]).unwrap();
+        assert_eq!(&v[..], &[1, 2, 3]);
+        assert_eq!(v.pop(), Some(3));
+        v.resize(4, 9).unwrap();
+        assert_eq!(&v[..], &[1, 2, 9, 9]);
+        assert!(v.reserve(usize::MAX).is_err());
+    }
+
+    #[test]
+    fn file_dev_reads_whole_sectors_in_range() {
+        let dir = std::env::temp_dir().join(std::format!("bch-filedev-{}", std::process::id()));
+        std::fs::write(&dir, [7u8; 4096]).unwrap();
+        let dev = FileDev::open(dir.to_str().unwrap()).unwrap();
+        assert_eq!(dev.nr_sectors(), 8);
+        let mut buf = [0u8; 1024];
+        dev.read_sectors(6, &mut buf).unwrap();
+        assert!(buf.iter().all(|&b| b == 7));
+        assert_eq!(dev.read_sectors(7, &mut buf), Err(Errno::EIO));
+        assert_eq!(dev.read_sectors(0, &mut buf[..100]), Err(Errno::EINVAL));
+        std::fs::remove_file(dir).unwrap();
+    }
+}

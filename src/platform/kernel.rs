@@ -1,0 +1,126 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Kernel backend of the platform layer: `KVec` allocation with
+//! `GFP_KERNEL`, `printk` logging.  Block devices are implemented by the
+//! kernel glue in `src/block/`.
+
+use core::ops::{Deref, DerefMut};
+use core::ptr;
+
+use kernel::alloc::{flags::GFP_KERNEL, KVec};
+
+use crate::errcode::AllocError;
+
+/// A growable array whose every allocating method is fallible.  In the
+/// kernel it wraps `KVec` and allocates with `GFP_KERNEL`; filesystem paths
+/// that must not recurse into reclaim set a `memalloc_nofs` scope around
+/// themselves instead of passing flags down here.
+pub struct Vec<T>(KVec<T>);
+
+impl<T> Vec<T> {
+    /// An empty vector; does not allocate.
+    pub const fn new() -> Self {
+        Vec(KVec::new())
+    }
+
+    /// An empty vector with room for `n` elements.
+    pub fn with_capacity(n: usize) -> Result<Self, AllocError> {
+        KVec::with_capacity(n, GFP_KERNEL).map(Vec).map_err(|_| AllocError)
+    }
+
+    /// Appends `x`, growing the allocation if needed.
+    pub fn push(&mut self, x: T) -> Result<(), AllocError> {
+        self.0.push(x, GFP_KERNEL).map_err(|_| AllocError)
+    }
+
+    /// Makes room for at least `n` more elements.
+    pub fn reserve(&mut self, n: usize) -> Result<(), AllocError> {
+        self.0.reserve(n, GFP_KERNEL).map_err(|_| AllocError)
+    }
+
+    /// Removes and returns the last element.
+    pub fn pop(&mut self) -> Option<T> {
+        let len = self.0.len();
+        if len == 0 {
+            return None;
+        }
+        // SAFETY: `len - 1 < len`, so the element is initialised; shrinking
+        // the length first hands its ownership to `ptr::read` exactly once.
+        unsafe {
+            self.0.set_len(len - 1);
+            Some(ptr::read(self.0.as_ptr().add(len - 1)))
+        }
+    }
+
+    /// Shortens the vector to `len` elements, dropping the rest.
+    pub fn truncate(&mut self, len: usize) {
+        let old = self.0.len();
+        if len >= old {
+            return;
+        }
+        // SAFETY: elements `len..old` are initialised.  The length is
+        // lowered before dropping them, so a panicking destructor cannot
+        // lead to a double drop.
+        unsafe {
+            self.0.set_len(len);
+            let tail = ptr::slice_from_raw_parts_mut(self.0.as_mut_ptr().add(len), old - len);
+            ptr::drop_in_place(tail);
+        }
+    }
+
+    /// Removes every element, keeping the allocation.
+    pub fn clear(&mut self) {
+        self.truncate(0)
+    }
+}
+
+impl<T: Clone> Vec<T> {
+    /// Appends a copy of every element of `s`.
+    pub fn extend_from_slice(&mut self, s: &[T]) -> Result<(), AllocError> {
+        self.0.extend_from_slice(s, GFP_KERNEL).map_err(|_| AllocError)
+    }
+
+    /// Grows or shrinks to `len` elements, filling with `x`.
+    pub fn resize(&mut self, len: usize, x: T) -> Result<(), AllocError> {
+        let old = self.0.len();
+        if len <= old {
+            self.truncate(len);
+            return Ok(());
+        }
+        self.0.extend_with(len - old, x, GFP_KERNEL).map_err(|_| AllocError)
+    }
+}
+
+impl<T> Default for Vec<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Deref for Vec<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T> DerefMut for Vec<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.0
+    }
+}
+
+#[doc(hidden)]
+pub mod log_impl {
+    /// Logs an error line.
+    #[macro_export]
+    macro_rules! bch_err { ($($a:tt)*) => { ::kernel::pr_err!("{}\n", ::core::format_args!($($a)*)) } }
+    /// Logs a warning line.
+    #[macro_export]
+    macro_rules! bch_warn { ($($a:tt)*) => { ::kernel::pr_warn!("{}\n", ::core::format_args!($($a)*)) } }
+    /// Logs an informational line.
+    #[macro_export]
+    macro_rules! bch_info { ($($a:tt)*) => { ::kernel::pr_info!("{}\n", ::core::format_args!($($a)*)) } }
+    pub use bch_err as err;
+    pub use bch_info as info;
+    pub use bch_warn as warn;
+}

@@ -1,0 +1,49 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The thin layer between the shared core and its two homes.
+//!
+//! The core (format, btree, journal, allocator, GC, recovery, fsck) is
+//! `no_std` in both homes and reaches the outside world only through this
+//! module: fallible allocation ([`Vec`]), block I/O ([`BlockDev`]) and
+//! logging ([`log`]).  `host.rs` implements it with `std`; `kernel.rs` with
+//! the `kernel` crate (`KVec`, `pr_*`).  Which one is compiled is chosen by
+//! `--cfg bch_kernel`, which only the Kbuild build passes.
+
+use crate::errcode::Errno;
+
+#[cfg(bch_kernel)]
+mod kernel;
+#[cfg(bch_kernel)]
+pub use self::kernel::*;
+
+#[cfg(not(bch_kernel))]
+mod host;
+#[cfg(not(bch_kernel))]
+pub use self::host::*;
+
+/// Size of a sector, the unit of every on-disk offset: 512 bytes.
+pub const SECTOR_SIZE: usize = 512;
+
+/// A block device (or an image file) the core reads from and writes to.
+///
+/// Offsets are in 512-byte sectors, lengths in bytes (a multiple of 512).
+/// Implemented by the kernel glue on top of bios and by the host on top of
+/// files.
+pub trait BlockDev {
+    /// A name for messages: the device path as the user gave it.
+    fn name(&self) -> &str;
+
+    /// Capacity in 512-byte sectors.
+    fn nr_sectors(&self) -> u64;
+
+    /// Reads `buf.len()` bytes starting at `sector`.
+    ///
+    /// Errors: `EIO` when the device fails the read or the range ends past
+    /// the end of the device; `EINVAL` when `buf.len()` is not a multiple of
+    /// [`SECTOR_SIZE`].
+    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno>;
+}
+
+/// Logging, routed to `printk` in the kernel and to stderr on the host.
+pub mod log {
+    pub use super::log_impl::{err, info, warn};
+}
