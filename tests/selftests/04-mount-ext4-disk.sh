@@ -14,6 +14,7 @@ lines=$(dmesg_text | grep -c "$dev")
 [ "$lines" = 1 ] || { dmesg_text >&2; fail "want 1 dmesg line naming $dev, got $lines"; }
 dmesg_text | grep "$dev" | grep -q "not a bcachefs superblock" ||
 	fail "dmesg line does not give the reason: $(dmesg_text | grep "$dev")"
+note "$(dmesg_text | grep "$dev")"
 [ "$(dev_sha "$dev")" = "$before" ] || fail "$dev changed by a failed mount"
 mount -t ext4 -o ro "$dev" "$MNT" || fail "ext4 no longer mounts"
 [ "$(cat "$MNT/marker")" = "bcachefs-rs ext4 fixture" ] || fail "ext4 content changed"

@@ -15,7 +15,7 @@ mkdir -p "$MNT"
 
 fail() { echo "FAIL: $*" >&2; exit $KSFT_FAIL; }
 skip() { echo "SKIP: $*" >&2; exit $KSFT_SKIP; }
-note() { echo "# $*"; }
+note() { echo "$*"; }   # the runner prefixes "# "
 
 # Modules the Rust module needs from the kernel (crc32c, crc64).
 rs_deps() { modprobe -q -d "$BCH_MODROOT" -a libcrc32c crc64 2>/dev/null || true; }
