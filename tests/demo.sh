@@ -6,9 +6,9 @@ dev=${1:?device}
 tool="$BCH_ROOT/target/release/bcachefs"
 mnt=/tmp/demo-mnt
 mkdir -p "$mnt"
-step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+step() { printf '\n$ %s\n' "$*"; "$@"; }
 
-step "$tool" format --force --label demo "$dev"
+step sh -c "$tool format --force --label demo $dev >/dev/null"
 step "$tool" show-super "$dev"
 modprobe -q -d "$BCH_MODROOT" -a libcrc32c crc64 2>/dev/null
 step insmod "$BCH_ROOT/bcachefs_rs.ko"
