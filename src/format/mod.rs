@@ -10,6 +10,23 @@
 //! - [`sb_opts`]: the superblock flag bit-fields and the options in them.
 //! - [`sb_write`]: building superblocks; formatting a new filesystem.
 //! - [`version`]: metadata versions.
+//! - [`bpos`]: key positions and versions.
+//! - [`bkey`]: keys, key formats (pack/unpack), key type and btree tables.
+//! - [`val`]: key values: parsing, checks, `list`-style printing.
+//! - [`varint`]: the variable-length integers of inode values.
+//! - [`str_hash`]: dirent and xattr name hashing (SipHash, crc).
+//! - [`btree_node`]: btree nodes: bsets, checksums, merging, writing.
+//! - [`jset`]: journal entries: jsets, entry types, checksums, seq rules.
+//! - [`list`]: listing a btree from a device (superblock, journal, nodes).
+
+pub mod bkey;
+pub mod bpos;
+pub mod btree_node;
+pub mod jset;
+pub mod list;
+pub mod str_hash;
+pub mod val;
+pub mod varint;
 
 pub mod sb;
 pub mod sb_members;

@@ -5,6 +5,8 @@
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::process::ExitCode;
+
+mod list;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bcachefs_rs::format::sb::{self, FieldType, Sb, SbError, ValidateMode};
@@ -45,6 +47,9 @@ enum Cmd {
         #[arg(short = 'l', long)]
         layout: bool,
     },
+    /// List a btree's keys, one per line, from the newest btree roots plus
+    /// the journal keys newer than the btree.
+    List(list::ListArgs),
 }
 
 #[derive(clap::Args)]
@@ -464,6 +469,7 @@ fn main() -> ExitCode {
         Cmd::Probe { device } => probe(&device),
         Cmd::Format(a) => format_cmd(&a),
         Cmd::ShowSuper { device, layout } => show_super(&device, layout),
+        Cmd::List(a) => list::list(&a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

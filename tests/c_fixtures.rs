@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Reads the images C bcachefs wrote (tests/fixtures/, see its README)
+//! through the superblock, journal and btree nodes, and checks what it
+//! finds against the tree the fixture script created: every btree lists
+//! without error, every dirent and xattr sits at the offset its name hashes
+//! to, file sizes and extents agree, accounting counts the inodes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+
+use bcachefs_rs::errcode::Errno;
+use bcachefs_rs::format::bkey::{Bkey, BtreeId, KeyType, BTREE_ID_NR};
+use bcachefs_rs::format::list::{collect_btree, list_btree, read_journal, FsInfo};
+use bcachefs_rs::format::sb::{read_super, ValidateMode};
+use bcachefs_rs::format::str_hash::HashInfo;
+use bcachefs_rs::format::val::dirent::{parse_dirent, parse_xattr};
+use bcachefs_rs::format::val::extent::{ExtentEntries, ExtentEntry};
+use bcachefs_rs::format::val::inode::{unpack, InodeUnpacked};
+use bcachefs_rs::format::val::misc::AccountingPos;
+use bcachefs_rs::platform::{BlockDev, SECTOR_SIZE};
+
+/// Decoder of pack.py's token stream.
+fn decompress(b: &[u8]) -> Vec<u8> {
+    fn leb(b: &[u8], i: &mut usize) -> usize {
+        let (mut v, mut shift) = (0usize, 0);
+        loop {
+            let c = b[*i];
+            *i += 1;
+            v |= ((c & 0x7f) as usize) << shift;
+            shift += 7;
+            if c & 0x80 == 0 {
+                return v;
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        let tag = b[i];
+        i += 1;
+        let n = leb(b, &mut i);
+        if tag == 0 {
+            out.extend_from_slice(&b[i..i + n]);
+            i += n;
+        } else {
+            let d = leb(b, &mut i);
+            for _ in 0..n {
+                out.push(out[out.len() - d]);
+            }
+        }
+    }
+    out
+}
+
+fn unpack_image(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    let p = decompress(&fs::read(path).unwrap());
+    assert_eq!(&p[..8], b"BCHIMG1\0");
+    let size = u64::from_le_bytes(p[8..16].try_into().unwrap()) as usize;
+    let block = u32::from_le_bytes(p[16..20].try_into().unwrap()) as usize;
+    let nr = u32::from_le_bytes(p[20..24].try_into().unwrap()) as usize;
+    let mut img = vec![0u8; size];
+    let mut at = 24 + 4 * nr;
+    for j in 0..nr {
+        let i = u32::from_le_bytes(p[24 + 4 * j..28 + 4 * j].try_into().unwrap()) as usize;
+        img[i * block..(i + 1) * block].copy_from_slice(&p[at..at + block]);
+        at += block;
+    }
+    img
+}
+
+struct MemDev(Vec<u8>);
+
+impl BlockDev for MemDev {
+    fn name(&self) -> &str {
+        "fixture"
+    }
+
+    fn nr_sectors(&self) -> u64 {
+        (self.0.len() / SECTOR_SIZE) as u64
+    }
+
+    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let s = sector as usize * SECTOR_SIZE;
+        buf.copy_from_slice(self.0.get(s..s + buf.len()).ok_or(Errno::EIO)?);
+        Ok(())
+    }
+}
+
+struct Checked {
+    journal_keys: usize,
+    compressed_extents: usize,
+}
+
+fn check_fixture(name: &str) -> Checked {
+    let dev = MemDev(unpack_image(name));
+    let sbr = read_super(&dev).unwrap();
+    let sb = sbr.sb();
+    sb.validate(ValidateMode::Read).unwrap();
+    let fsi = FsInfo::from_sb(&sb).unwrap();
+    let journal = read_journal(&dev, &fsi).unwrap();
+    assert!(!journal.jsets.is_empty());
+
+    // Every btree, leaves and interior levels, lists without error.
+    let mut journal_keys = 0;
+    for b in 0..BTREE_ID_NR {
+        let mut out = String::new();
+        let st = list_btree(&dev, &fsi, &journal, b, 0, &mut out).unwrap_or_else(|e| panic!("{name}: btree {b}: {e}"));
+        assert_eq!(out.lines().filter(|l| l.starts_with("u64s ")).count(), st.keys);
+        journal_keys += st.from_journal;
+        list_btree(&dev, &fsi, &journal, b, 1, &mut String::new()).unwrap();
+    }
+    let keys = |b: BtreeId| collect_btree(&dev, &fsi, &journal, b as u32, 0).unwrap();
+
+    let mut inodes: HashMap<u64, InodeUnpacked> = HashMap::new();
+    for (k, v) in keys(BtreeId::Inodes).iter() {
+        if k.key_type == KeyType::InodeV3 as u8 {
+            inodes.insert(k.p.offset, unpack(&k, v).unwrap());
+        }
+    }
+    let hash = |dir: u64| {
+        let i = &inodes[&dir];
+        HashInfo::new(i.str_hash_type(), i.hash_seed).unwrap()
+    };
+
+    // Dirents: at their hash, and forming the expected tree.
+    let mut children: BTreeMap<u64, Vec<(String, u64)>> = BTreeMap::new();
+    let dirents = keys(BtreeId::Dirents);
+    for (k, v) in dirents.iter() {
+        let d = parse_dirent(v);
+        assert_eq!(hash(k.p.inode).dirent_hash(d.name), k.p.offset, "{name}: dirent hash");
+        let n = String::from_utf8(d.name.to_vec()).unwrap();
+        children.entry(k.p.inode).or_default().push((n, d.inum));
+    }
+    let mut paths: BTreeMap<String, u64> = BTreeMap::new();
+    let mut stack = vec![(String::new(), 4096u64)];
+    while let Some((p, ino)) = stack.pop() {
+        for (n, child) in children.get(&ino).cloned().unwrap_or_default() {
+            let cp = if p.is_empty() { n } else { format!("{p}/{n}") };
+            paths.insert(cp.clone(), child);
+            stack.push((cp, child));
+        }
+    }
+    let mut want: Vec<String> = ["empty", "one", "sparse", "link", "dir", "lost+found", "dir/f4095", "dir/f4096"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    want.extend(["dir/hardlink", "dir/sub", "dir/sub/f1m", "dir/sub/deep"].map(String::from));
+    want.extend((0..40).filter(|&i| i != 3).map(|i| format!("dir/sub/deep/small{i}")));
+    let mut got: Vec<String> = paths.keys().cloned().collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{name}: tree");
+    assert_eq!(paths["one"], paths["dir/hardlink"]);
+
+    // Sizes, and the extents (or inline data) that hold them.
+    let mut sizes: Vec<(&str, u64)> = vec![
+        ("empty", 0),
+        ("one", 1),
+        ("dir/f4095", 4095),
+        ("dir/f4096", 4096),
+        ("dir/sub/f1m", 1 << 20),
+        ("sparse", 409619),
+        ("link", 9),
+    ];
+    let smalls: Vec<(String, u64)> = (0..40).filter(|&i| i != 3).map(|i| (format!("dir/sub/deep/small{i}"), i * 7)).collect();
+    sizes.extend(smalls.iter().map(|(p, s)| (p.as_str(), *s)));
+    let mut data_end: HashMap<u64, u64> = HashMap::new();
+    let mut data_bytes: HashMap<u64, u64> = HashMap::new();
+    let mut compressed = 0;
+    for (k, v) in keys(BtreeId::Extents).iter() {
+        let e = data_end.entry(k.p.inode).or_default();
+        *e = (*e).max(k.p.offset * 512);
+        *data_bytes.entry(k.p.inode).or_default() += u64::from(k.size) * 512;
+        if k.key_type == KeyType::Extent as u8 {
+            for en in ExtentEntries::new(v) {
+                if let ExtentEntry::Crc(c) = en.unwrap() {
+                    if c.compression_type == 3 {
+                        compressed += 1;
+                        assert!(c.compressed_size < c.uncompressed_size);
+                    }
+                }
+            }
+        }
+    }
+    for (p, size) in sizes {
+        let ino = paths[p];
+        let i = &inodes[&ino];
+        assert_eq!(i.size, size, "{name}: size of {p}");
+        let end = data_end.get(&ino).copied().unwrap_or(0);
+        assert!(end >= size && end < size + 4096, "{name}: {p}: data ends at {end}, size {size}");
+        if p != "sparse" {
+            assert_eq!(data_bytes.get(&ino).copied().unwrap_or(0), end, "{name}: {p}: extents cover the file");
+        }
+    }
+
+    // Xattrs: at their hash, on the right inodes.
+    let mut xattrs = Vec::new();
+    for (k, v) in keys(BtreeId::Xattrs).iter() {
+        let x = parse_xattr(v).unwrap();
+        assert_eq!(hash(k.p.inode).xattr_hash(x.x_type, x.name), k.p.offset, "{name}: xattr hash");
+        xattrs.push((k.p.inode, String::from_utf8(x.name.to_vec()).unwrap(), x.value.to_vec()));
+    }
+    xattrs.sort();
+    let mut want_x = vec![
+        (paths["one"], "color".to_string(), b"blue".to_vec()),
+        (paths["dir"], "a_longer_attribute_name".to_string(), b"some value".to_vec()),
+        (paths["dir/f4095"], "eight888".to_string(), b"8".to_vec()),
+        (paths["dir/f4095"], "eleven_char".to_string(), b"11".to_vec()),
+    ];
+    want_x.sort();
+    assert_eq!(xattrs, want_x, "{name}: xattrs");
+
+    // Accounting counts every live inode.
+    let acct = keys(BtreeId::Accounting);
+    let nr_inodes = acct
+        .iter()
+        .find(|(k, _): &(Bkey, &[u8])| AccountingPos::from_bpos(k.p).ty() == 0)
+        .map(|(_, v)| i64::from_le_bytes(v[..8].try_into().unwrap()))
+        .unwrap();
+    assert_eq!(nr_inodes as usize, inodes.len(), "{name}: nr_inodes");
+
+    Checked { journal_keys, compressed_extents: compressed }
+}
+
+#[test]
+fn clean_fixture_reads_like_c_wrote_it() {
+    let c = check_fixture("c-clean-siphash.bchimg");
+    assert_eq!(c.journal_keys, 0);
+    assert_eq!(c.compressed_extents, 0);
+}
+
+#[test]
+fn unclean_fixture_needs_the_journal() {
+    let c = check_fixture("c-unclean-crc64-lz4.bchimg");
+    assert!(c.journal_keys > 50, "{}", c.journal_keys);
+    assert!(c.compressed_extents > 0);
+}
