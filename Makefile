@@ -6,13 +6,15 @@
 #   make test       everything: host tests, kernel, module, kselftests in a VM
 #   make demo       the main job: boot the VM, format, mount, use, show sysfs
 #   make bench      benchmarks in one VM boot (not part of the tests)
+#   make loom       model-check src/sync with loom (own target directory)
+#   make sync-stress  the 10 s host stress test of six locks
 #   make clean
 
 KDIR ?= $(shell scripts/kernel >/dev/null && scripts/kernel --path)
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=1 RUSTC=/usr/bin/rustc \
 	BINDGEN=$(shell command -v bindgen || echo $(HOME)/.cargo/bin/bindgen)
 
-.PHONY: all modules check test bench demo clean tool
+.PHONY: all modules check test bench demo clean tool loom sync-stress
 
 all: modules
 
@@ -34,6 +36,16 @@ demo:
 
 bench: modules tool
 	scripts/bench
+
+# Optimised (loom is slow) but with debug assertions on.
+loom:
+	RUSTFLAGS="--cfg loom" CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
+	LOOM_MAX_PREEMPTIONS=$${LOOM_MAX_PREEMPTIONS:-5} \
+	cargo test --release --lib -p bcachefs_rs --target-dir target/loom \
+		sync::loom_tests -- --test-threads=1
+
+sync-stress:
+	cargo test --release --lib -p bcachefs_rs sync::stress -- --ignored --nocapture
 
 clean:
 	-$(KMAKE) clean

@@ -19,6 +19,7 @@ pub mod checksum;
 pub mod errcode;
 pub mod format;
 pub mod platform;
+pub mod sync;
 
 // Kernel glue: only in the module.
 #[cfg(bch_kernel)]
