@@ -29,4 +29,9 @@ step ls "/sys/fs/bcachefs/$uuid"
 step cat "/sys/fs/bcachefs/$uuid/btree_cache_size"
 step umount "$mnt"
 step modprobe -r -d "$BCH_MODROOT" bcachefs
+
+echo
+echo "What C wrote, read back by our tool (the root directory's dirents and the file's inline data extent):"
+step "$tool" list -b dirents "$dev"
+step "$tool" list -b extents "$dev"
 exit 0
