@@ -18,7 +18,10 @@
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
 #include <linux/kobject.h>
+#include <linux/lz4.h>
 #include <linux/mm.h>
+#include <linux/zlib.h>
+#include <linux/zstd.h>
 
 /*
  * Macro constants, evaluated by clang so bindgen emits them as Rust
@@ -28,6 +31,10 @@ static const blk_mode_t BCH_RS_BLK_OPEN_READ = BLK_OPEN_READ;
 static const blk_opf_t BCH_RS_REQ_OP_READ = REQ_OP_READ;
 static const blk_opf_t BCH_RS_REQ_META = REQ_META;
 static const blk_opf_t BCH_RS_REQ_SYNC = REQ_SYNC;
+static const int BCH_RS_MAX_WBITS = MAX_WBITS;
+static const int BCH_RS_Z_OK = Z_OK;
+static const int BCH_RS_Z_STREAM_END = Z_STREAM_END;
+static const int BCH_RS_Z_FINISH = Z_FINISH;
 
 /* src/helpers.c: macros wrapped as functions */
 struct page *bch_rs_virt_to_page(const void *addr);

@@ -16,6 +16,7 @@
 extern crate std;
 
 pub mod checksum;
+pub mod compress;
 pub mod errcode;
 pub mod format;
 pub mod platform;

@@ -918,15 +918,19 @@ pub fn replay_range(found: &[JsetHeaderInfo], blacklist: &[(u64, u64)]) -> Resul
             continue;
         }
         // Blacklisted sequence numbers may be absent; any other is missing.
-        while seq < e.seq && is_bl(seq) {
-            seq += 1;
+        // Jump over whole ranges: sequence numbers are 64-bit, so stepping
+        // one at a time through a gap could take forever.
+        while seq < e.seq {
+            match blacklist.iter().find(|&&(a, b)| seq >= a && seq < b) {
+                Some(&(_, b)) => seq = b.min(e.seq),
+                None => break,
+            }
         }
         if seq < e.seq {
-            let start = seq;
-            while seq < e.seq && !is_bl(seq) {
-                seq += 1;
-            }
-            return Err(JsetError::Missing { start, end: seq - 1 });
+            // The missing run ends where the next blacklisted range starts.
+            let next_bl = blacklist.iter().filter(|&&(a, b)| a > seq && a < b).map(|&(a, _)| a).min();
+            let end = next_bl.map_or(e.seq, |a| a.min(e.seq));
+            return Err(JsetError::Missing { start: seq, end: end - 1 });
         }
         replay.push(i)?;
         seq = e.seq.saturating_add(1);
@@ -1196,6 +1200,68 @@ mod tests {
             Jset::parse(&j, MAGIC).unwrap().validate(&FsCtx::default()),
             Err(JsetError::Entry { err: EntryError::PastEnd, .. })
         ));
+    }
+
+    /// Regression (fuzz target `jset`, hang): a jset whose `last_seq` is
+    /// far below its `seq` made the search for the end of the missing run
+    /// step through 2^63 sequence numbers.
+    #[test]
+    fn replay_range_huge_gap_returns() {
+        let info = [
+            JsetHeaderInfo { seq: 1, last_seq: 1, no_flush: false, csum_good: true },
+            JsetHeaderInfo { seq: 1 << 63, last_seq: 1, no_flush: false, csum_good: true },
+        ];
+        assert_eq!(replay_range(&info, &[]), Err(JsetError::Missing { start: 2, end: (1 << 63) - 1 }));
+        assert_eq!(replay_range(&info, &[(3, 4)]), Err(JsetError::Missing { start: 2, end: 2 }));
+        assert_eq!(replay_range(&info, &[(2, 1 << 62)]), Err(JsetError::Missing { start: 1 << 62, end: (1 << 63) - 1 }));
+        assert_eq!(replay_range(&info, &[(2, 1 << 62), (5, 1 << 63)]).unwrap().unwrap().replay.len(), 2);
+        assert_eq!(
+            replay_range(&info, &[(10, 20), (2, 12), (25, 30)]),
+            Err(JsetError::Missing { start: 20, end: 24 })
+        );
+    }
+
+    /// The range jumps give what stepping one sequence number at a time
+    /// gives, on small numbers.
+    #[test]
+    fn replay_range_gaps_match_stepping() {
+        let mut x = 0x1234_5678u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..3000 {
+            let top = 5 + rnd(30);
+            let mut info: StdVec<JsetHeaderInfo> = StdVec::new();
+            for seq in 1..=top {
+                if seq == top || seq == 1 || rnd(3) == 0 {
+                    info.push(JsetHeaderInfo { seq, last_seq: 1, no_flush: seq != top && rnd(4) == 0, csum_good: true });
+                }
+            }
+            let bl: StdVec<(u64, u64)> = (0..rnd(4)).map(|_| {
+                let a = 2 + rnd(top);
+                (a, a + rnd(6))
+            }).collect();
+            let is_bl = |s: u64| bl.iter().any(|&(a, b)| s >= a && s < b);
+            // The reference: the first sequence number that is neither
+            // present nor blacklisted, and the run of such numbers there.
+            let present: StdVec<u64> = info.iter().map(|i| i.seq).collect();
+            let want = (1..top).find(|s| !present.contains(s) && !is_bl(*s)).map(|start| {
+                let mut end = start;
+                while end + 1 < top && !is_bl(end + 1) && !present.contains(&(end + 1)) {
+                    end += 1;
+                }
+                (start, end)
+            });
+            match replay_range(&info, &bl) {
+                Err(JsetError::Missing { start, end }) => assert_eq!(Some((start, end)), want, "{info:?} {bl:?}"),
+                Err(JsetError::Blacklisted(_)) => {}
+                Ok(_) => assert_eq!(want, None, "{info:?} {bl:?}"),
+                Err(e) => panic!("{e:?}"),
+            }
+        }
     }
 
     #[test]
