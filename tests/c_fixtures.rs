@@ -6,9 +6,7 @@
 //! to, file sizes and extents agree, accounting counts the inodes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 
-use bcachefs_rs::errcode::Errno;
 use bcachefs_rs::format::bkey::{Bkey, BtreeId, KeyType, BTREE_ID_NR};
 use bcachefs_rs::format::list::{collect_btree, list_btree, read_journal, FsInfo};
 use bcachefs_rs::format::sb::{read_super, ValidateMode};
@@ -17,75 +15,9 @@ use bcachefs_rs::format::val::dirent::{parse_dirent, parse_xattr};
 use bcachefs_rs::format::val::extent::{ExtentEntries, ExtentEntry};
 use bcachefs_rs::format::val::inode::{unpack, InodeUnpacked};
 use bcachefs_rs::format::val::misc::AccountingPos;
-use bcachefs_rs::platform::{BlockDev, SECTOR_SIZE};
 
-/// Decoder of pack.py's token stream.
-fn decompress(b: &[u8]) -> Vec<u8> {
-    fn leb(b: &[u8], i: &mut usize) -> usize {
-        let (mut v, mut shift) = (0usize, 0);
-        loop {
-            let c = b[*i];
-            *i += 1;
-            v |= ((c & 0x7f) as usize) << shift;
-            shift += 7;
-            if c & 0x80 == 0 {
-                return v;
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let tag = b[i];
-        i += 1;
-        let n = leb(b, &mut i);
-        if tag == 0 {
-            out.extend_from_slice(&b[i..i + n]);
-            i += n;
-        } else {
-            let d = leb(b, &mut i);
-            for _ in 0..n {
-                out.push(out[out.len() - d]);
-            }
-        }
-    }
-    out
-}
-
-fn unpack_image(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
-    let p = decompress(&fs::read(path).unwrap());
-    assert_eq!(&p[..8], b"BCHIMG1\0");
-    let size = u64::from_le_bytes(p[8..16].try_into().unwrap()) as usize;
-    let block = u32::from_le_bytes(p[16..20].try_into().unwrap()) as usize;
-    let nr = u32::from_le_bytes(p[20..24].try_into().unwrap()) as usize;
-    let mut img = vec![0u8; size];
-    let mut at = 24 + 4 * nr;
-    for j in 0..nr {
-        let i = u32::from_le_bytes(p[24 + 4 * j..28 + 4 * j].try_into().unwrap()) as usize;
-        img[i * block..(i + 1) * block].copy_from_slice(&p[at..at + block]);
-        at += block;
-    }
-    img
-}
-
-struct MemDev(Vec<u8>);
-
-impl BlockDev for MemDev {
-    fn name(&self) -> &str {
-        "fixture"
-    }
-
-    fn nr_sectors(&self) -> u64 {
-        (self.0.len() / SECTOR_SIZE) as u64
-    }
-
-    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        let s = sector as usize * SECTOR_SIZE;
-        buf.copy_from_slice(self.0.get(s..s + buf.len()).ok_or(Errno::EIO)?);
-        Ok(())
-    }
-}
+mod common;
+use common::{unpack_image, MemDev};
 
 struct Checked {
     journal_keys: usize,
