@@ -15,7 +15,7 @@ use core::ptr;
 use kernel::alloc::{flags::GFP_KERNEL, KBox};
 use kernel::prelude::*;
 
-use super::stress::{Failure, Stats, Stress, NR_LOCKS};
+use super::stress::{Stats, Stress, NR_LOCKS};
 use crate::bindings;
 
 /// Worker threads.
@@ -216,7 +216,6 @@ macro_rules! ktap {
 
 fn report(stress: &Stress, total: &Stats, secs: u32) -> Result {
     let fail = stress.check_final().err();
-    let in_group = |g: &[Failure]| fail.filter(|(f, _)| g.contains(f));
     let everything = [
         total.read,
         total.intent,
@@ -233,27 +232,8 @@ fn report(stress: &Stress, total: &Stats, secs: u32) -> Result {
     .iter()
     .all(|&n| n > 0);
 
-    use Failure::*;
-    let results = [
-        (
-            "exclusion_and_sequence_numbers",
-            in_group(&[
-                ReadWhileWrite,
-                TwoIntents,
-                WriteWhileRead,
-                TwoWriters,
-                WriteWithoutIntent,
-                TornNode,
-                NodeChangedUnderHold,
-                SeqChangedUnderHold,
-                SeqNotBumpedOnce,
-                RelockSawStaleData,
-                BadCounts,
-            ]),
-        ),
-        ("gc_pos_seqcount", in_group(&[GcPosTorn, GcPosBackwards, GcNotVisited, GcSetRefused])),
-        ("final_state", in_group(&[LeftLocked, LeftWaiters, FinalSeq])),
-    ];
+    let results = ["exclusion_and_sequence_numbers", "gc_pos_seqcount", "final_state"]
+        .map(|group| (group, fail.filter(|(f, _)| f.ktap_group() == group)));
 
     ktap!("KTAP version 1");
     ktap!("1..{}", results.len() + 1);

@@ -89,6 +89,19 @@ impl Failure {
         ALL.into_iter().find(|f| *f as u32 == v)
     }
 
+    /// The KTAP subtest of the kselftest that reports this failure.  An
+    /// exhaustive match, so a new failure cannot go unreported.
+    pub(crate) fn ktap_group(self) -> &'static str {
+        use Failure::*;
+        match self {
+            ReadWhileWrite | TwoIntents | WriteWhileRead | TwoWriters | WriteWithoutIntent
+            | TornNode | NodeChangedUnderHold | SeqChangedUnderHold | SeqNotBumpedOnce
+            | RelockSawStaleData | BadCounts => "exclusion_and_sequence_numbers",
+            GcPosTorn | GcPosBackwards | GcNotVisited | GcSetRefused => "gc_pos_seqcount",
+            LeftLocked | LeftWaiters | FinalSeq => "final_state",
+        }
+    }
+
     pub(crate) fn describe(self) -> &'static str {
         match self {
             Failure::ReadWhileWrite => "a reader got in while a writer held the lock",
@@ -692,7 +705,7 @@ mod tests {
     fn report(r: Result<Stats, (Failure, u32)>) {
         match r {
             Ok(st) => std::eprintln!("six stress: {st}"),
-            Err((f, lock)) => panic!("six stress: lock {lock}: {}", f.describe()),
+            Err((f, lock)) => panic!("six stress: {}: lock {lock}: {}", f.ktap_group(), f.describe()),
         }
     }
 
