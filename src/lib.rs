@@ -15,11 +15,17 @@
 #[cfg(not(bch_kernel))]
 extern crate std;
 
+pub mod bcachefs;
+pub mod btree;
 pub mod checksum;
 pub mod compress;
 pub mod errcode;
 pub mod format;
+pub mod fs_common;
+pub mod journal;
+pub mod opts;
 pub mod platform;
+pub mod recovery;
 pub mod sync;
 
 // Kernel glue: only in the module.
