@@ -41,6 +41,13 @@ pub trait BlockDev {
     /// the end of the device; `EINVAL` when `buf.len()` is not a multiple of
     /// [`SECTOR_SIZE`].
     fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno>;
+
+    /// The device's logical block size in bytes (`bdev_logical_block_size()`):
+    /// the smallest unit it can read; a filesystem block size below it
+    /// cannot be mounted.  512 unless the device says otherwise.
+    fn logical_block_size(&self) -> u32 {
+        SECTOR_SIZE as u32
+    }
 }
 
 /// Logging, routed to `printk` in the kernel and to stderr on the host.
