@@ -159,7 +159,8 @@ pub struct FsFacts {
     /// `time_precision`: nanoseconds per stored time unit.
     pub time_precision_ns: u32,
     /// Usable capacity in 512-byte sectors (buckets after `first_bucket`
-    /// times bucket size, as `bch2_recalc_capacity()`).
+    /// times bucket size less the copygc reserve, as
+    /// `bch2_recalc_capacity()`: see [`recalc_capacity`]).
     pub capacity_sectors: u64,
     /// Bucket size in 512-byte sectors.
     pub bucket_sectors: u32,
@@ -197,5 +198,7 @@ pub use self::inode::{
     attrs_from_unpacked, inode_get, inode_unpacked_get, nlink_get, time_to_ns, INODE_FLAGS_MASK,
 };
 pub use self::io_read::{read_data, readlink, SYMLINK_MAX};
-pub use self::statfs::{fs_usage_read, statfs, statfs_from_usage, FsUsage, STATFS_COUNTS_NR_INODES};
+pub use self::statfs::{
+    fs_usage_read, recalc_capacity, statfs, statfs_from_usage, FsUsage, BTREE_NODE_RESERVE, STATFS_COUNTS_NR_INODES,
+};
 pub use self::subvolume::{root_subvol, subvol_get, BCACHEFS_ROOT_SUBVOL};

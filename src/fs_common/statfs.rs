@@ -114,6 +114,41 @@ pub fn fs_usage_read<T: BtreeRead + ?Sized>(fs: &T, bucket_sectors: u32) -> Resu
     Ok(u)
 }
 
+/// `BTREE_NODE_RESERVE`: btree nodes kept in reserve per device,
+/// `(BTREE_MAX_DEPTH + BTREE_MAX_DEPTH - 1) * 4`.
+pub const BTREE_NODE_RESERVE: u64 = (4 + 3) * 4;
+
+/// `c->capacity` as `bch2_recalc_capacity()` computes it at mount (it
+/// runs in `bch2_fs_start()` for read-only mounts too), for one device in
+/// state rw: the sectors of buckets `first_bucket..nbuckets`, less the
+/// copygc reserve, which is the larger of `gc_reserve_bytes` (when
+/// nonzero, else `gc_reserve_percent` of the capacity) and twice the
+/// device reserve (`2 * nr_btree_reserve + nbuckets / 64 + 3` buckets,
+/// doubled), capped at the capacity.  `btree_node_sectors` is the btree
+/// node size (`btree_sectors(c)`); sizes in 512-byte sectors, except
+/// `gc_reserve_bytes`.  Meant for [`FsFacts::capacity_sectors`].
+pub fn recalc_capacity(
+    nbuckets: u64,
+    first_bucket: u64,
+    bucket_sectors: u32,
+    btree_node_sectors: u32,
+    gc_reserve_percent: u8,
+    gc_reserve_bytes: u64,
+) -> u64 {
+    let bs = u64::from(bucket_sectors);
+    let nodes_per_bucket = (bs / u64::from(btree_node_sectors.max(1))).max(1);
+    let nr_btree_reserve = BTREE_NODE_RESERVE.div_ceil(nodes_per_bucket);
+    let dev_reserve = (nr_btree_reserve * 2 + (nbuckets >> 6) + 3).saturating_mul(bs);
+    let capacity = nbuckets.saturating_sub(first_bucket).saturating_mul(bs);
+    let gc_reserve = if gc_reserve_bytes != 0 {
+        gc_reserve_bytes >> 9
+    } else {
+        ((u128::from(capacity) * u128::from(gc_reserve_percent)) / 100) as u64
+    };
+    let reserved = gc_reserve.max(dev_reserve.saturating_mul(2)).min(capacity);
+    capacity - reserved
+}
+
 /// `reserve_factor()`: reservations plus 1/64 of them, rounded up.
 fn reserve_factor(r: u64) -> u64 {
     let unit = 1u64 << RESERVE_FACTOR;
