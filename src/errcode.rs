@@ -14,6 +14,8 @@ use core::fmt;
 pub struct Errno(pub i32);
 
 impl Errno {
+    /// No such file or directory: a name or inode that does not exist.
+    pub const ENOENT: Errno = Errno(2);
     /// I/O error: a read failed or data failed its checksum.
     pub const EIO: Errno = Errno(5);
     /// Out of memory.
@@ -24,6 +26,8 @@ impl Errno {
     pub const EINVAL: Errno = Errno(22);
     /// Read-only filesystem.
     pub const EROFS: Errno = Errno(30);
+    /// File name too long: a name longer than any directory entry can be.
+    pub const ENAMETOOLONG: Errno = Errno(36);
     /// Operation not supported (a feature we do not implement yet).
     pub const EOPNOTSUPP: Errno = Errno(95);
     /// Structure needs cleaning: on-disk metadata is inconsistent.
@@ -33,11 +37,13 @@ impl Errno {
     /// produce ourselves.
     pub fn name(self) -> &'static str {
         match self {
+            Errno::ENOENT => "ENOENT",
             Errno::EIO => "EIO",
             Errno::ENOMEM => "ENOMEM",
             Errno::EBUSY => "EBUSY",
             Errno::EINVAL => "EINVAL",
             Errno::EROFS => "EROFS",
+            Errno::ENAMETOOLONG => "ENAMETOOLONG",
             Errno::EOPNOTSUPP => "EOPNOTSUPP",
             Errno::EUCLEAN => "EUCLEAN",
             _ => "E?",
@@ -80,6 +86,9 @@ mod tests {
     fn kernel_values_are_negative_errnos() {
         assert_eq!(Errno::EINVAL.to_kernel(), -22);
         assert_eq!(Errno::EUCLEAN.to_kernel(), -117);
+        assert_eq!(Errno::ENOENT.to_kernel(), -2);
+        assert_eq!(Errno::ENAMETOOLONG.to_kernel(), -36);
+        assert_eq!(Errno::ENAMETOOLONG.name(), "ENAMETOOLONG");
         assert_eq!(std::format!("{:?}", Errno::EIO), "EIO(5)");
         assert_eq!(Errno::from(AllocError), Errno::ENOMEM);
     }

@@ -18,6 +18,11 @@
 //!
 //! Single subvolume, single snapshot: every operation reads the snapshot of
 //! the subvolume it was handed ([`Subvol`]) and ignores keys of others.
+//!
+//! Files: `subvolume.rs` (subvolumes), `inode.rs` (inodes and getattr),
+//! `dirent.rs` (lookup and readdir), `io_read.rs` (file data and
+//! symlinks), `statfs.rs` (free space); `tests.rs` runs them all over an
+//! in-memory [`BtreeRead`].
 
 use crate::errcode::Errno;
 use crate::format::bkey::{Bkey, BtreeId};
@@ -85,7 +90,8 @@ pub struct InodeAttrs {
     /// Link count as the VFS counts it (`bch2_inode_nlink_get()`:
     /// directories 2 + subdirectories... as C derives it).
     pub nlink: u32,
-    /// Device number for character and block devices.
+    /// Device number for character and block devices (`bi_dev`, the
+    /// kernel's internal `dev_t` encoding, as C stores `i_rdev`).
     pub rdev: u32,
     /// Generation.
     pub generation: u32,
@@ -98,7 +104,7 @@ pub struct InodeAttrs {
     pub ctime_ns: i64,
     /// Birth time, ns.
     pub otime_ns: i64,
-    /// `bch_inode` flags (`BCH_INODE_*`).
+    /// `bch_inode` flags (`BCH_INODE_*`, bits 0-19 of `bi_flags`).
     pub flags: u32,
     /// The string hash type and seed of its entries (directories).
     pub hash_type: u8,
@@ -109,7 +115,8 @@ pub struct InodeAttrs {
 /// One directory entry as readdir reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DirEntry<'a> {
-    /// Name, 1..=255 bytes.
+    /// Name, 1..=512 bytes (`BCH_NAME_MAX`; names over 255 bytes are
+    /// rare but 6.12 creates them).
     pub name: &'a [u8],
     /// Target inode number (for a subvolume entry: that subvolume's root).
     pub inum: u64,
@@ -135,7 +142,8 @@ pub struct StatFs {
     pub files: u64,
     /// Free inodes (an estimate, as C's).
     pub ffree: u64,
-    /// Longest name, 255 (`BCH_NAME_MAX`).
+    /// Longest name: `BCH_NAME_MAX`, 512 in 6.12 (what its `statfs`
+    /// reports).
     pub namelen: u32,
 }
 
@@ -144,12 +152,15 @@ pub struct StatFs {
 pub struct FsFacts {
     /// Block size, bytes.
     pub block_bytes: u32,
-    /// `time_base_lo`: added to stored times (units of `time_precision`).
+    /// `time_base_lo`: added to stored times, in units of
+    /// `time_precision` (C's `c->sb.time_base_lo`: the superblock's
+    /// nanosecond `time_base_lo` divided by `time_precision`).
     pub time_base_lo: u64,
     /// `time_precision`: nanoseconds per stored time unit.
     pub time_precision_ns: u32,
     /// Usable capacity in 512-byte sectors (buckets after `first_bucket`
-    /// times bucket size, as `bch2_recalc_capacity()`).
+    /// times bucket size less the copygc reserve, as
+    /// `bch2_recalc_capacity()`: see [`recalc_capacity`]).
     pub capacity_sectors: u64,
     /// Bucket size in 512-byte sectors.
     pub bucket_sectors: u32,
@@ -160,91 +171,34 @@ pub struct FsFacts {
 /// locked by the caller (one per open inode in the kernel).
 #[derive(Default)]
 pub struct ExtentCache {
-    /// Inode number, key position and version of the cached extent; `None`
+    /// Inode number (0 for an indirect extent of the reflink btree), key
+    /// position and version (`bversion.lo`) of the cached extent; `None`
     /// when empty.
     pub tag: Option<(u64, Bpos, u64)>,
-    /// The extent's data as the file sees it: `k.size` sectors, starting at
-    /// file sector `start_sector`.
+    /// Where the cached key starts, in sectors of its btree: the file
+    /// sector for the extents btree, the reflink offset for an indirect
+    /// extent.
     pub start_sector: u64,
-    /// The bytes.
+    /// The live data of the key, decoded: `k.size` sectors.  Only
+    /// checksummed or compressed extents are cached; plain ones are read
+    /// straight into the caller's buffer.
     pub data: Vec<u8>,
 }
 
-/// The root subvolume (`BCACHEFS_ROOT_SUBVOL`) from the subvolumes btree.
-///
-/// Errors: `EUCLEAN` when it is missing; `EIO`, `ENOMEM`.
-pub fn root_subvol<T: BtreeRead + ?Sized>(_fs: &T) -> Result<Subvol, Errno> {
-    Err(Errno::EOPNOTSUPP)
-}
+mod dirent;
+mod inode;
+mod io_read;
+mod statfs;
+mod subvolume;
+#[cfg(all(test, not(bch_kernel)))]
+mod tests;
 
-/// Inode `inum` of subvolume `sv` (`bch2_inode_find_by_inum_snapshot`).
-///
-/// Errors: `ENOENT` when there is none; `EUCLEAN` when it does not unpack;
-/// `EIO`, `ENOMEM`.
-pub fn inode_get<T: BtreeRead + ?Sized>(_fs: &T, _sv: &Subvol, _inum: u64) -> Result<InodeAttrs, Errno> {
-    Err(Errno::EOPNOTSUPP)
-}
-
-/// Looks `name` up in directory `dir` (`bch2_dirent_lookup`): hash the
-/// name with the directory's hash type and seed, then probe from that
-/// offset over collisions and `hash_whiteout`s until the name or a hole.
-/// Returns the target inode number and `DT_*` type, `None` when absent.
-///
-/// Errors: `ENAMETOOLONG` (> 255 bytes); `EIO`, `ENOMEM`.
-pub fn lookup<T: BtreeRead + ?Sized>(_fs: &T, _sv: &Subvol, _dir: &InodeAttrs, _name: &[u8]) -> Result<Option<(u64, u8)>, Errno> {
-    Err(Errno::EOPNOTSUPP)
-}
-
-/// Lists directory `dir` from position `pos` (0: the start; `.` and `..`
-/// are the VFS's), calling `emit` for each entry in hash order until it
-/// returns `false` (`bch2_readdir`).
-///
-/// Errors: `EIO`, `ENOMEM`.
-pub fn readdir<T: BtreeRead + ?Sized>(
-    _fs: &T,
-    _sv: &Subvol,
-    _dir: &InodeAttrs,
-    _pos: u64,
-    _emit: &mut dyn FnMut(DirEntry<'_>) -> bool,
-) -> Result<(), Errno> {
-    Err(Errno::EOPNOTSUPP)
-}
-
-/// The target of symlink `inode` (its data, up to the first NUL or
-/// `size`), replacing the contents of `out`.
-///
-/// Errors: `EIO` (including a checksum error), `EUCLEAN`, `ENOMEM`.
-pub fn readlink<T: BtreeRead + ?Sized>(_fs: &T, _sv: &Subvol, _inode: &InodeAttrs, _out: &mut Vec<u8>) -> Result<(), Errno> {
-    Err(Errno::EOPNOTSUPP)
-}
-
-/// Fills `buf` with the file's bytes from `offset` (bytes; `buf.len()` and
-/// `offset` multiples of 512): extents read from the device, checksums
-/// verified, compressed extents decompressed, inline data copied, holes,
-/// reservations and anything past `size` as zeros (`__bch2_read`).
-///
-/// Errors: `EIO` on a read error, checksum mismatch or undecodable extent,
-/// after a rate-limited message naming the device, inode and offset;
-/// `ENOMEM`.
-pub fn read_data<T: BtreeRead + ?Sized>(
-    _fs: &T,
-    _sv: &Subvol,
-    _inode: &InodeAttrs,
-    _offset: u64,
-    _buf: &mut [u8],
-    _cache: &mut ExtentCache,
-) -> Result<(), Errno> {
-    Err(Errno::EOPNOTSUPP)
-}
-
-/// `statfs` figures (`bch2_statfs`): capacity and usage from the
-/// accounting btree.
-///
-/// Errors: `EIO`, `ENOMEM`.
-pub fn statfs<T: BtreeRead + ?Sized>(_fs: &T, _facts: &FsFacts) -> Result<StatFs, Errno> {
-    Err(Errno::EOPNOTSUPP)
-}
-
-/// Silences "unused" until the operations are written.
-#[allow(dead_code)]
-fn _unused(_: BtreeId) {}
+pub use self::dirent::{dir_hash_info, lookup, lookup_entry, readdir, vfs_d_type, DirentTarget, DT_DIR};
+pub use self::inode::{
+    attrs_from_unpacked, inode_get, inode_unpacked_get, nlink_get, time_to_ns, INODE_FLAGS_MASK,
+};
+pub use self::io_read::{read_data, readlink, SYMLINK_MAX};
+pub use self::statfs::{
+    fs_usage_read, recalc_capacity, statfs, statfs_from_usage, FsUsage, BTREE_NODE_RESERVE, STATFS_COUNTS_NR_INODES,
+};
+pub use self::subvolume::{root_subvol, subvol_get, BCACHEFS_ROOT_SUBVOL};

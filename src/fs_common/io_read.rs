@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: GPL-2.0
+//! File data, read side: walk the extents btree over a byte range and
+//! fill a buffer from the device, verifying checksums and decompressing;
+//! symlink targets are read the same way.
+//!
+//! Matches, in `fs/bcachefs`: `__bch2_read()`, `__bch2_read_extent()`,
+//! `__bch2_read_indirect_extent()` and the decode half of
+//! `__bch2_read_endio()` in `io_read.c`; `bch2_bkey_pick_read_device()`
+//! in `extents.c`; `bch2_checksum()` in `checksum.c`;
+//! `bch2_bio_uncompress()` in `compress.c`; and, for symlinks,
+//! `page_get_link()` as `bch2_symlink_inode_operations` uses it.
+//!
+//! An extent's key sits at its END: `inum:end_sector:snapshot`, covering
+//! `[end - size, end)` in 512-byte file sectors.  Its value is a list of
+//! entries ([`crate::format::val::extent`]): pointers to device sectors,
+//! each preceded by the checksum/compression entry describing the data it
+//! points to.  With no crc entry the pointer addresses the live data
+//! itself; with one it addresses the start of the data *as written*
+//! (`compressed_size` sectors, checksummed as a whole), of which the live
+//! part begins `crc.offset` sectors into the uncompressed data — cutting
+//! the front of such an extent moves `crc.offset`, not the pointer.
+
+use core::fmt;
+
+use super::{BtreeRead, ExtentCache, InodeAttrs, OwnedKey, Subvol};
+use crate::checksum::{self, Csum, CsumType};
+use crate::compress::{self, CompressionType};
+use crate::errcode::Errno;
+use crate::format::bkey::{BtreeId, KeyType};
+use crate::format::bpos::Bpos;
+use crate::format::val::extent::{CrcKind, ExtentCrc, ExtentEntries, ExtentEntry, ExtentPtr};
+use crate::platform::{Vec, SECTOR_SIZE};
+
+/// Longest symlink target `page_get_link()` returns: one 4 KiB page less
+/// the terminating NUL (`nd_terminate_link(.., PAGE_SIZE - 1)`).
+pub const SYMLINK_MAX: usize = 4096 - 1;
+
+const SECTOR: u64 = SECTOR_SIZE as u64;
+
+/// Logs one read error: device, inode, byte offset in the file and what
+/// went wrong.  The single place read errors are reported, so that it can
+/// be rate limited in one spot (C: `bch_err_inum_offset_ratelimited()`).
+fn read_err(dev: &str, inum: u64, offset: u64, what: fmt::Arguments<'_>) {
+    crate::platform::log::err!("{dev}: inode {inum} offset {offset}: {what}");
+}
+
+/// What the read of one piece concerns, for messages.
+struct Ctx<'a> {
+    dev: &'a str,
+    inum: u64,
+    /// File sector being read (for the byte offset in messages).
+    sector: u64,
+}
+
+impl Ctx<'_> {
+    fn err(&self, e: Errno, what: fmt::Arguments<'_>) -> Errno {
+        read_err(self.dev, self.inum, self.sector.saturating_mul(SECTOR), what);
+        e
+    }
+}
+
+/// Fills `buf` with the file's bytes from `offset` (bytes; `buf.len()` and
+/// `offset` multiples of 512): extents read from the device, checksums
+/// verified, compressed extents decompressed, inline data copied, holes,
+/// reservations, unwritten extents and anything past `size` as zeros
+/// (`__bch2_read`).  Reflinked data (`reflink_p`) is followed into the
+/// reflink btree.  Only extents of `sv.snapshot` are seen.
+///
+/// `cache` keeps the last checksummed or compressed extent decoded, so
+/// consecutive reads inside one such extent read and decode it once.
+///
+/// Errors: `EINVAL` when `offset` or `buf.len()` is not a multiple of 512;
+/// `EIO` on a read error, checksum mismatch, undecodable extent, `error`
+/// key or missing indirect extent; `EOPNOTSUPP` for encrypted extents;
+/// each after one message naming the device, inode and offset; `ENOMEM`.
+pub fn read_data<T: BtreeRead + ?Sized>(
+    fs: &T,
+    sv: &Subvol,
+    inode: &InodeAttrs,
+    offset: u64,
+    buf: &mut [u8],
+    cache: &mut ExtentCache,
+) -> Result<(), Errno> {
+    if offset % SECTOR != 0 || buf.len() % SECTOR_SIZE != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let size = inode.size;
+    let eof_sector = size.div_ceil(SECTOR);
+    let mut done = 0usize;
+    while done < buf.len() {
+        let Some(byte) = offset.checked_add(done as u64) else { break };
+        let sector = byte / SECTOR;
+        if sector >= eof_sector {
+            break;
+        }
+        let want = ((buf.len() - done) / SECTOR_SIZE) as u64;
+        let span = want.min(eof_sector - sector) as usize * SECTOR_SIZE;
+        let Some(out) = buf.get_mut(done..done + span) else { break };
+        let ctx = Ctx { dev: fs.dev_name(), inum: inode.inum, sector };
+        let n = read_piece(fs, sv.snapshot, &ctx, out, cache)?;
+        done += n.max(SECTOR_SIZE);
+    }
+    // Past EOF, including the tail of the last sector: zeros.
+    let valid = size.saturating_sub(offset).min(buf.len() as u64) as usize;
+    if let Some(tail) = buf.get_mut(valid..) {
+        tail.fill(0);
+    }
+    Ok(())
+}
+
+/// The extents-btree key of snapshot `snapshot` covering or following
+/// file sector `sector` of `inum`: the first key whose end is past
+/// `sector`.
+fn extent_at<T: BtreeRead + ?Sized>(fs: &T, inum: u64, snapshot: u32, sector: u64) -> Result<Option<OwnedKey>, Errno> {
+    let Some(first) = sector.checked_add(1) else { return Ok(None) };
+    let end = Bpos::new(inum, u64::MAX, u32::MAX);
+    let mut from = Bpos::new(inum, first, 0);
+    loop {
+        let Some(k) = fs.peek_upto(BtreeId::Extents, from, end, false)? else {
+            return Ok(None);
+        };
+        if k.k.p.snapshot == snapshot {
+            return Ok(Some(k));
+        }
+        match k.k.p.successor() {
+            Some(n) if n <= end => from = n,
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// Reads from file sector `ctx.sector` into a prefix of `out`: up to the
+/// end of the extent (or hole) there.  Returns the bytes filled, at least
+/// 512 unless `out` is empty.
+fn read_piece<T: BtreeRead + ?Sized>(
+    fs: &T,
+    snapshot: u32,
+    ctx: &Ctx<'_>,
+    out: &mut [u8],
+    cache: &mut ExtentCache,
+) -> Result<usize, Errno> {
+    let sector = ctx.sector;
+    let Some(k) = extent_at(fs, ctx.inum, snapshot, sector)? else {
+        out.fill(0);
+        return Ok(out.len());
+    };
+    let start = k.k.start_offset();
+    if start > sector {
+        let hole = ((start - sector).min(out.len() as u64 / SECTOR) as usize) * SECTOR_SIZE;
+        out[..hole].fill(0);
+        return Ok(hole);
+    }
+    let offset_into = sector - start;
+    let avail = u64::from(k.k.size).saturating_sub(offset_into);
+    let n = (avail.min(out.len() as u64 / SECTOR) as usize) * SECTOR_SIZE;
+    if n == 0 {
+        // A key whose end is past `sector` but whose size says otherwise
+        // (start saturated at 0): corrupt.
+        return Err(ctx.err(Errno::EIO, format_args!("extent {} has size {} (corrupt)", k.k.p, k.k.size)));
+    }
+    let out = &mut out[..n];
+    match KeyType::from_u8(k.k.key_type) {
+        Some(KeyType::Reservation) => {
+            out.fill(0);
+            Ok(n)
+        }
+        Some(KeyType::InlineData) => {
+            copy_inline(&k.v, offset_into, out);
+            Ok(n)
+        }
+        Some(KeyType::Extent) => {
+            read_extent(fs, ctx, ctx.inum, &k, &k.v, offset_into, out, cache)?;
+            Ok(n)
+        }
+        Some(KeyType::ReflinkP) => read_indirect(fs, ctx, &k, offset_into, out, cache),
+        Some(KeyType::Error) => Err(ctx.err(Errno::EIO, format_args!("extent {} is an error key (data lost)", k.k.p))),
+        _ => Err(ctx.err(
+            Errno::EIO,
+            format_args!("unexpected key type {} at {} in the extents btree", k.k.key_type, k.k.p),
+        )),
+    }
+}
+
+/// Copies inline data from `offset_into` sectors into the value, zero
+/// filling what the value does not hold.
+fn copy_inline(data: &[u8], offset_into: u64, out: &mut [u8]) {
+    let skip = usize::try_from(offset_into.saturating_mul(SECTOR)).unwrap_or(usize::MAX);
+    let src = data.get(skip..).unwrap_or(&[]);
+    let m = src.len().min(out.len());
+    out[..m].copy_from_slice(&src[..m]);
+    out[m..].fill(0);
+}
+
+/// `reflink_p`: reads the part of the indirect extent the pointer's
+/// `idx + offset_into` lands in (`__bch2_read_indirect_extent()`).
+/// Returns the bytes filled (the smaller of the two extents' remainders).
+fn read_indirect<T: BtreeRead + ?Sized>(
+    fs: &T,
+    ctx: &Ctx<'_>,
+    k: &OwnedKey,
+    offset_into: u64,
+    out: &mut [u8],
+    cache: &mut ExtentCache,
+) -> Result<usize, Errno> {
+    let idx = k.v.get(..8).map_or(0, |s| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(s);
+        u64::from_le_bytes(b)
+    });
+    let missing = |what: &str| {
+        ctx.err(
+            Errno::EIO,
+            format_args!("reflink pointer {} len {} points to {what} indirect extent {}", k.k.p, k.k.size, idx.wrapping_add(offset_into)),
+        )
+    };
+    let Some(roff) = idx.checked_add(offset_into) else { return Err(missing("an impossible")) };
+    let Some(first) = roff.checked_add(1) else { return Err(missing("an impossible")) };
+    let r = fs.peek_upto(BtreeId::Reflink, Bpos::new(0, first, 0), Bpos::new(0, u64::MAX, u32::MAX), false)?;
+    let Some(r) = r else { return Err(missing("a nonexistent")) };
+    let rstart = r.k.start_offset();
+    let is_indirect = r.k.key_type == KeyType::ReflinkV as u8 || r.k.key_type == KeyType::IndirectInlineData as u8;
+    if rstart > roff || !is_indirect {
+        return Err(missing("a nonexistent"));
+    }
+    let roff_into = roff - rstart;
+    let avail = u64::from(r.k.size).saturating_sub(roff_into);
+    let n = (avail.min(out.len() as u64 / SECTOR) as usize) * SECTOR_SIZE;
+    if n == 0 {
+        return Err(missing("a corrupt"));
+    }
+    let out = &mut out[..n];
+    // Both indirect types start with a refcount (u64).
+    let body = r.v.get(8..).unwrap_or(&[]);
+    if r.k.key_type == KeyType::IndirectInlineData as u8 {
+        copy_inline(body, roff_into, out);
+    } else {
+        read_extent(fs, ctx, 0, &r, body, roff_into, out, cache)?;
+    }
+    Ok(n)
+}
+
+/// The pointer to read and the crc entry describing its data
+/// (`bch2_bkey_pick_read_device()` for one device): the first dirty
+/// pointer, else the first cached one.  `Ok(None)`: unwritten, read as
+/// zeros.
+fn pick_ptr(ctx: &Ctx<'_>, k: &OwnedKey, entries: &[u8]) -> Result<Option<(ExtentPtr, Option<ExtentCrc>)>, Errno> {
+    let mut crc: Option<ExtentCrc> = None;
+    let mut dirty = None;
+    let mut cached = None;
+    for e in ExtentEntries::new(entries) {
+        match e {
+            Ok(ExtentEntry::Crc(c)) => crc = Some(c),
+            Ok(ExtentEntry::Ptr(p)) => {
+                if p.unwritten {
+                    return Ok(None);
+                }
+                if !p.cached && dirty.is_none() {
+                    dirty = Some((p, crc));
+                } else if p.cached && cached.is_none() {
+                    cached = Some((p, crc));
+                }
+            }
+            Ok(ExtentEntry::StripePtr(_) | ExtentEntry::Rebalance(_)) => {}
+            Err(err) => {
+                return Err(ctx.err(Errno::EIO, format_args!("extent {}: bad entry: {err:?}", k.k.p)));
+            }
+        }
+    }
+    match dirty.or(cached) {
+        Some(p) => Ok(Some(p)),
+        None => Err(ctx.err(Errno::EIO, format_args!("extent {}: no device to read from (no pointers)", k.k.p))),
+    }
+}
+
+/// Reads `out.len()` bytes of extent `k` (value entries `entries`) from
+/// `offset_into` sectors into it.  `tag_inum` goes into the cache tag
+/// (the inode, or 0 for an indirect extent of the reflink btree).
+#[allow(clippy::too_many_arguments)]
+fn read_extent<T: BtreeRead + ?Sized>(
+    fs: &T,
+    ctx: &Ctx<'_>,
+    tag_inum: u64,
+    k: &OwnedKey,
+    entries: &[u8],
+    offset_into: u64,
+    out: &mut [u8],
+    cache: &mut ExtentCache,
+) -> Result<(), Errno> {
+    let Some((ptr, crc)) = pick_ptr(ctx, k, entries)? else {
+        out.fill(0);
+        return Ok(());
+    };
+    let size = k.k.size;
+    let crc = crc.unwrap_or(ExtentCrc {
+        kind: CrcKind::Crc32,
+        compressed_size: size,
+        uncompressed_size: size,
+        offset: 0,
+        nonce: 0,
+        csum_type: CsumType::None as u8,
+        compression_type: CompressionType::None as u8,
+        csum: Csum::default(),
+    });
+    let Some(csum_type) = CsumType::from_u8(crc.csum_type) else {
+        return Err(ctx.err(Errno::EIO, format_args!("extent {}: unknown checksum type {}", k.k.p, crc.csum_type)));
+    };
+    if csum_type.is_encryption() {
+        return Err(ctx.err(
+            Errno::EOPNOTSUPP,
+            format_args!("extent {}: encrypted ({}), not supported", k.k.p, csum_type.name()),
+        ));
+    }
+    let Some(comp) = CompressionType::from_u8(crc.compression_type) else {
+        return Err(ctx.err(
+            Errno::EIO,
+            format_args!("extent {}: unknown compression type {}", k.k.p, crc.compression_type),
+        ));
+    };
+    if u64::from(crc.offset) + u64::from(size) > u64::from(crc.uncompressed_size) {
+        return Err(ctx.err(
+            Errno::EIO,
+            format_args!(
+                "extent {}: live data {}+{} past the {} sectors written (corrupt crc entry)",
+                k.k.p, crc.offset, size, crc.uncompressed_size
+            ),
+        ));
+    }
+
+    if csum_type == CsumType::None && !comp.is_compressed() {
+        // Plain data: read just what is wanted.
+        let dev_sector = ptr.offset + u64::from(crc.offset) + offset_into;
+        return fs.read_data(ptr.dev, dev_sector, out).map_err(|e| {
+            ctx.err(e, format_args!("read error {e} from device {} sector {dev_sector}", ptr.dev))
+        });
+    }
+
+    let tag = (tag_inum, k.k.p, k.k.version.lo);
+    if cache.tag != Some(tag) {
+        cache.tag = None;
+        decode_extent(fs, ctx, k, &ptr, &crc, csum_type, comp, &mut cache.data)?;
+        cache.start_sector = k.k.start_offset();
+        cache.tag = Some(tag);
+    }
+    let from = usize::try_from(offset_into).unwrap_or(usize::MAX).saturating_mul(SECTOR_SIZE);
+    match cache.data.get(from..).and_then(|s| s.get(..out.len())) {
+        Some(s) => {
+            out.copy_from_slice(s);
+            Ok(())
+        }
+        None => Err(ctx.err(Errno::EIO, format_args!("extent {}: decoded data too short", k.k.p))),
+    }
+}
+
+/// Reads the whole encoded data of an extent, verifies its checksum,
+/// decompresses it and leaves the live part (`k.size` sectors from
+/// `crc.offset`) in `data`.
+#[allow(clippy::too_many_arguments)]
+fn decode_extent<T: BtreeRead + ?Sized>(
+    fs: &T,
+    ctx: &Ctx<'_>,
+    k: &OwnedKey,
+    ptr: &ExtentPtr,
+    crc: &ExtentCrc,
+    csum_type: CsumType,
+    comp: CompressionType,
+    data: &mut Vec<u8>,
+) -> Result<(), Errno> {
+    let raw_len = crc.compressed_size as usize * SECTOR_SIZE;
+    let mut raw: Vec<u8> = Vec::new();
+    // Uncompressed data is read straight into `data`.
+    let buf: &mut Vec<u8> = if comp.is_compressed() { &mut raw } else { &mut *data };
+    buf.clear();
+    buf.resize(raw_len, 0)?;
+    fs.read_data(ptr.dev, ptr.offset, buf)
+        .map_err(|e| ctx.err(e, format_args!("read error {e} from device {} sector {}", ptr.dev, ptr.offset)))?;
+    // Non-MAC checksum types take no nonce (`bch2_checksum()`).
+    let got = checksum::checksum(csum_type, buf).map_err(|_| Errno::EOPNOTSUPP)?;
+    if got != crc.csum {
+        return Err(ctx.err(
+            Errno::EIO,
+            format_args!(
+                "data checksum error on device {} sector {} ({} sectors), type {}: expected {:x}:{:x} got {:x}:{:x}",
+                ptr.dev,
+                ptr.offset,
+                crc.compressed_size,
+                csum_type.name(),
+                crc.csum.hi,
+                crc.csum.lo,
+                got.hi,
+                got.lo
+            ),
+        ));
+    }
+    if comp.is_compressed() {
+        data.clear();
+        data.resize(crc.uncompressed_size as usize * SECTOR_SIZE, 0)?;
+        compress::decompress(comp as u8, &raw, data).map_err(|e| {
+            ctx.err(
+                e.errno(),
+                format_args!("extent {}: decompression error ({}): {e}", k.k.p, comp.name()),
+            )
+        })?;
+    }
+    // Keep the live part only.
+    let live_from = crc.offset as usize * SECTOR_SIZE;
+    let live_len = k.k.size as usize * SECTOR_SIZE;
+    if live_from.checked_add(live_len).map_or(true, |e| e > data.len()) {
+        return Err(ctx.err(Errno::EIO, format_args!("extent {}: live data past the decoded data", k.k.p)));
+    }
+    data.copy_within(live_from..live_from + live_len, 0);
+    data.truncate(live_len);
+    Ok(())
+}
+
+/// The target of symlink `inode` (its data, up to the first NUL or
+/// `size`, at most [`SYMLINK_MAX`] bytes as `page_get_link()` returns),
+/// replacing the contents of `out`.
+///
+/// Errors: those of [`read_data`]: `EIO` (including a checksum error),
+/// `EOPNOTSUPP`, `ENOMEM`.
+pub fn readlink<T: BtreeRead + ?Sized>(fs: &T, sv: &Subvol, inode: &InodeAttrs, out: &mut Vec<u8>) -> Result<(), Errno> {
+    out.clear();
+    let len = inode.size.min(SYMLINK_MAX as u64) as usize;
+    if len == 0 {
+        return Ok(());
+    }
+    out.resize(len.div_ceil(SECTOR_SIZE) * SECTOR_SIZE, 0)?;
+    let mut cache = ExtentCache::default();
+    read_data(fs, sv, inode, 0, out, &mut cache)?;
+    let cut = out.get(..len).unwrap_or(&[]).iter().position(|&b| b == 0).unwrap_or(len);
+    out.truncate(cut);
+    Ok(())
+}
