@@ -55,7 +55,8 @@ impl BlockDev for Img {
 }
 
 fn image(name: &str) -> Arc<Vec<u8>> {
-    static IMGS: OnceLock<(Arc<Vec<u8>>, Arc<Vec<u8>>)> = OnceLock::new();
+    type Pair = (Arc<Vec<u8>>, Arc<Vec<u8>>);
+    static IMGS: OnceLock<Pair> = OnceLock::new();
     let (c, u) = IMGS.get_or_init(|| (Arc::new(unpack_image(CLEAN)), Arc::new(unpack_image(UNCLEAN))));
     if name == CLEAN {
         c.clone()
@@ -100,7 +101,7 @@ fn oracle(name: &str, btree: BtreeId) -> Vec<(Bkey, Vec<u8>)> {
 }
 
 fn same(a: &[OwnedKey], b: &[(Bkey, Vec<u8>)]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, (k, v))| x.k.p == k.p && x.k.key_type == k.key_type && x.k.size == k.size && x.k.version == k.version && &x.v[..] == &v[..])
+    a.len() == b.len() && a.iter().zip(b).all(|(x, (k, v))| x.k.p == k.p && x.k.key_type == k.key_type && x.k.size == k.size && x.k.version == k.version && x.v[..] == v[..])
 }
 
 #[test]

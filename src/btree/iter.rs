@@ -67,6 +67,8 @@ pub struct BtreeIter<'a, D: BlockDev + ?Sized> {
     whiteouts: bool,
     leaf: Option<NodeRef>,
     ptr_buf: Vec<u8>,
+    /// Past a key at `SPOS_MAX`: nothing follows.
+    past_end: bool,
 }
 
 /// Whether the overlay shows `k`: never `deleted` keys; whiteouts only when
@@ -83,7 +85,7 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
     /// `whiteout` and `hash_whiteout` keys too (`BTREE_ITER_all_snapshots`
     /// style callers that need them).
     pub fn new(c: BtreeCtx<'a, D>, btree: BtreeId, pos: Bpos, whiteouts: bool) -> Self {
-        BtreeIter { c, btree: btree as u8, pos, whiteouts, leaf: None, ptr_buf: Vec::new() }
+        BtreeIter { c, btree: btree as u8, pos, whiteouts, leaf: None, ptr_buf: Vec::new(), past_end: false }
     }
 
     /// The current position.
@@ -95,6 +97,7 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
     /// kept if it covers `pos`.
     pub fn set_pos(&mut self, pos: Bpos) {
         self.pos = pos;
+        self.past_end = false;
     }
 
     /// The leaf covering `pos`, read-locked in `self.leaf`: the current one
@@ -188,6 +191,9 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
     ///
     /// Errors: `EIO` (a node could not be read; logged), `ENOMEM`.
     pub fn peek(&mut self) -> Result<Option<OwnedKey>, Errno> {
+        if self.past_end {
+            return Ok(None);
+        }
         let mut pos = self.pos;
         loop {
             let bi = self.bt_peek(pos)?;
@@ -259,13 +265,14 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
     /// position just past it (`for_each_btree_key`'s peek + advance).
     ///
     /// Errors: as [`peek`](Self::peek).
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<OwnedKey>, Errno> {
         let k = self.peek()?;
         if let Some(k) = &k {
             match k.k.p.successor() {
                 Some(n) => self.pos = n,
                 // Nothing can follow SPOS_MAX: park after it.
-                None => self.pos = k.k.p,
+                None => self.past_end = true,
             }
         }
         Ok(k)
@@ -276,6 +283,10 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
     ///
     /// Errors: as [`peek`](Self::peek).
     pub fn prev(&mut self) -> Result<Option<OwnedKey>, Errno> {
+        if self.past_end {
+            self.past_end = false;
+            return self.peek_prev();
+        }
         let Some(p) = self.pos.predecessor() else { return Ok(None) };
         let saved = self.pos;
         self.pos = p;
