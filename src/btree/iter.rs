@@ -347,3 +347,216 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
         Ok(self.peek()?.filter(|k| k.k.p <= end))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A two-level btree in memory with journal keys over it.
+    extern crate std;
+
+    use super::*;
+    use crate::checksum::CsumType;
+    use crate::format::bpos::{POS_MIN, SPOS_MAX};
+    use crate::format::btree_node::{bset_magic, write_node, NodeWriteOpts};
+    use crate::format::jset::{jset_magic, EntryType, JsetBuilder};
+    use crate::format::list::Journal;
+    use crate::format::val::dirent::encode_dirent;
+    use crate::format::val::extent::{BtreePtrV2, ExtentPtr};
+    use crate::format::val::DevInfo;
+    use crate::format::version::VERSION_CURRENT;
+    use crate::platform::SECTOR_SIZE;
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::vec::Vec as StdVec;
+
+    struct MemDev(RefCell<StdVec<u8>>);
+
+    impl BlockDev for MemDev {
+        fn name(&self) -> &str {
+            "mem"
+        }
+        fn nr_sectors(&self) -> u64 {
+            (self.0.borrow().len() / SECTOR_SIZE) as u64
+        }
+        fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+            let d = self.0.borrow();
+            let s = sector as usize * SECTOR_SIZE;
+            buf.copy_from_slice(d.get(s..s + buf.len()).ok_or(Errno::EIO)?);
+            Ok(())
+        }
+    }
+
+    const UUID: [u8; 16] = [9; 16];
+    const BUCKET: u64 = 256;
+    const DIR: u64 = 4096;
+
+    fn info() -> FsInfo {
+        let mut devs = [None; 64];
+        devs[0] = Some(DevInfo { bucket_size: BUCKET as u32, first_bucket: 1, nbuckets: 64, durability: 1, failed: false });
+        FsInfo {
+            uuid: UUID,
+            block_bytes: 4096,
+            node_bytes: 64 * 1024,
+            dev_idx: 0,
+            devs,
+            journal_buckets: Vec::new(),
+            blacklist: Vec::new(),
+            clean: Vec::new(),
+        }
+    }
+
+    fn dirent(off: u64, name: &str, target: u64) -> (Bkey, StdVec<u8>) {
+        let mut v = [0u8; 64];
+        let n = encode_dirent(&mut v, target, 8, name.as_bytes()).unwrap();
+        (Bkey::new(KeyType::Dirent, Bpos::new(DIR, off, u32::MAX), n / 8), v[..n].to_vec())
+    }
+
+    fn opts(level: u8, seq: u64, min: Bpos, max: Bpos) -> NodeWriteOpts {
+        NodeWriteOpts {
+            btree_id: BtreeId::Dirents as u32,
+            level,
+            seq,
+            node_seq: 0,
+            min_key: min,
+            max_key: max,
+            format: None,
+            csum_type: CsumType::Crc32c,
+            version: VERSION_CURRENT,
+            journal_seq: 1,
+            block_bytes: 4096,
+            node_bytes: 64 * 1024,
+            bset_magic: bset_magic(&UUID),
+        }
+    }
+
+    fn ptr(seq: u64, written: usize, min: Bpos, max: Bpos, sector: u64) -> (Bkey, StdVec<u8>) {
+        let mut v = [0u8; 48];
+        BtreePtrV2 { mem_ptr: 0, seq, sectors_written: (written / 512) as u16, flags: 0, min_key: min }
+            .encode(&mut v)
+            .unwrap();
+        v[40..].copy_from_slice(&ExtentPtr { offset: sector, ..Default::default() }.encode().to_le_bytes());
+        (Bkey::new(KeyType::BtreePtrV2, max, 6), v.to_vec())
+    }
+
+    /// Three leaves under a root; journal: a new key between leaves, the
+    /// first key deleted, one key replaced, a hash whiteout.
+    fn setup() -> (MemDev, FsInfo, Root, JournalKeys, BTreeMap<Bpos, (Bkey, StdVec<u8>)>) {
+        let dev = MemDev(RefCell::new(std::vec![0u8; 64 * BUCKET as usize * SECTOR_SIZE]));
+        let mut model = BTreeMap::new();
+        let bounds = [(POS_MIN, Bpos::new(DIR, 150, u32::MAX)), (Bpos::new(DIR, 151, 0), Bpos::new(DIR, 250, u32::MAX)), (Bpos::new(DIR, 251, 0), SPOS_MAX)];
+        let mut ptrs = StdVec::new();
+        for (li, (min, max)) in bounds.iter().enumerate() {
+            let keys: StdVec<_> = (0..10).map(|i| dirent(100 * (li as u64 + 1) + i, &std::format!("n{li}{i}"), 5000 + i)).collect();
+            for (k, v) in &keys {
+                model.insert(k.p, (*k, v.clone()));
+            }
+            let kr: StdVec<(Bkey, &[u8])> = keys.iter().map(|(k, v)| (*k, &v[..])).collect();
+            let n = write_node(&opts(0, 20 + li as u64, *min, *max), &kr).unwrap();
+            let sector = (10 + li as u64) * BUCKET;
+            let s = sector as usize * SECTOR_SIZE;
+            dev.0.borrow_mut()[s..s + n.len()].copy_from_slice(&n);
+            ptrs.push(ptr(20 + li as u64, n.len(), *min, *max, sector));
+        }
+        let pr: StdVec<(Bkey, &[u8])> = ptrs.iter().map(|(k, v)| (*k, &v[..])).collect();
+        let root = write_node(&opts(1, 30, POS_MIN, SPOS_MAX), &pr).unwrap();
+        let rs = 20 * BUCKET;
+        dev.0.borrow_mut()[rs as usize * SECTOR_SIZE..][..root.len()].copy_from_slice(&root);
+        let (rk, rv) = ptr(30, root.len(), POS_MIN, SPOS_MAX, rs);
+        let mut val = [0u8; 72];
+        val[..rv.len()].copy_from_slice(&rv);
+        let root = Root { btree_id: BtreeId::Dirents as u32, level: 1, key: rk, val };
+
+        let magic = jset_magic(&UUID);
+        let d = BtreeId::Dirents as u8;
+        let mut j1 = JsetBuilder::new(1, 1, VERSION_CURRENT, magic).unwrap();
+        let (nk, nv) = dirent(260, "new", 7000);
+        let (rk2, rv2) = dirent(205, "replaced", 7001);
+        j1.add_keys(EntryType::BtreeKeys, d, 0, &[(nk, &nv[..]), (rk2, &rv2[..])]).unwrap();
+        let j1 = j1.finish(CsumType::Crc32c, 4096).unwrap();
+        let mut j2 = JsetBuilder::new(2, 1, VERSION_CURRENT, magic).unwrap();
+        let first = model[&Bpos::new(DIR, 100, u32::MAX)].0;
+        let del = Bkey { key_type: KeyType::Deleted as u8, u64s: 5, ..first };
+        let hw = Bkey::new(KeyType::HashWhiteout, Bpos::new(DIR, 120, u32::MAX), 0);
+        j2.add_keys(EntryType::BtreeKeys, d, 0, &[(del, &[][..]), (hw, &[][..])]).unwrap();
+        let j2 = j2.finish(CsumType::Crc32c, 4096).unwrap();
+        let mut jsets = Vec::new();
+        let mut a = Vec::new();
+        a.extend_from_slice(&j1).unwrap();
+        let mut b = Vec::new();
+        b.extend_from_slice(&j2).unwrap();
+        jsets.push(a).unwrap();
+        jsets.push(b).unwrap();
+        let info = info();
+        let keys = JournalKeys::build(&info, &Journal { jsets, last_seq: 1, blacklist_seq: 3 }).unwrap();
+        model.insert(nk.p, (nk, nv));
+        model.insert(rk2.p, (rk2, rv2));
+        model.remove(&first.p);
+        (dev, info, root, keys, model)
+    }
+
+    #[test]
+    fn two_level_btree_with_overlay() {
+        let (dev, info, root, keys, model) = setup();
+        for bound in [1usize, 64 << 20] {
+            let cache = BtreeCache::new(bound).unwrap();
+            let mut roots = [None; crate::journal::NR_BTREES];
+            roots[BtreeId::Dirents as usize] = Some(root);
+            let c = BtreeCtx { dev: &dev, info: &info, cache: &cache, roots: &roots, keys: &keys };
+            let mut it = BtreeIter::new(c, BtreeId::Dirents, POS_MIN, false);
+            let mut got = StdVec::new();
+            while let Some(k) = it.next().unwrap() {
+                got.push((k.k.p, k.v.to_vec()));
+                // Only the leaf in use stays under a tiny bound.
+                assert!(bound > 1 || cache.count() == 1);
+            }
+            let want: StdVec<_> = model.values().map(|(k, v)| (k.p, v.clone())).collect();
+            assert_eq!(got, want);
+            // Backwards.
+            let mut back = StdVec::new();
+            while let Some(k) = it.prev().unwrap() {
+                back.push(k.k.p);
+            }
+            back.reverse();
+            assert_eq!(back, model.keys().copied().collect::<StdVec<_>>());
+            // From every position around the keys.
+            for off in 95..320 {
+                let pos = Bpos::new(DIR, off, 7);
+                let mut it = BtreeIter::new(c, BtreeId::Dirents, pos, false);
+                assert_eq!(it.peek().unwrap().map(|k| k.k.p), model.range(pos..).next().map(|(p, _)| *p), "{pos}");
+                assert_eq!(it.prev().unwrap().map(|k| k.k.p), model.range(..pos).next_back().map(|(p, _)| *p), "{pos}");
+            }
+            // Whiteouts on request.
+            let mut it = BtreeIter::new(c, BtreeId::Dirents, Bpos::new(DIR, 115, 0), true);
+            let k = it.peek().unwrap().unwrap();
+            assert_eq!((k.k.p.offset, k.k.key_type), (120, KeyType::HashWhiteout as u8));
+            // A btree without a root is empty.
+            let mut it = BtreeIter::new(c, BtreeId::Xattrs, POS_MIN, false);
+            assert!(it.peek().unwrap().is_none() && it.prev().unwrap().is_none());
+            if bound > 1 {
+                assert_eq!(cache.count(), 4);
+            }
+        }
+    }
+
+    #[test]
+    fn bad_leaf_is_eio_and_other_leaves_read() {
+        let (dev, info, root, keys, _) = setup();
+        // Corrupt the middle leaf.
+        dev.0.borrow_mut()[(11 * BUCKET) as usize * SECTOR_SIZE + 200] ^= 1;
+        let cache = BtreeCache::new(1 << 20).unwrap();
+        let mut roots = [None; crate::journal::NR_BTREES];
+        roots[BtreeId::Dirents as usize] = Some(root);
+        let c = BtreeCtx { dev: &dev, info: &info, cache: &cache, roots: &roots, keys: &keys };
+        let mut it = BtreeIter::new(c, BtreeId::Dirents, POS_MIN, false);
+        let mut n = 0;
+        let e = loop {
+            match it.next() {
+                Ok(Some(_)) => n += 1,
+                Ok(None) => panic!("no error"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!((e, n), (Errno::EIO, 9));
+        let mut it = BtreeIter::new(c, BtreeId::Dirents, Bpos::new(DIR, 300, 0), false);
+        assert_eq!(it.peek().unwrap().unwrap().k.p.offset, 300);
+    }
+}

@@ -92,6 +92,12 @@ impl<T: Clone> Vec<T> {
     }
 }
 
+impl<T: core::fmt::Debug> core::fmt::Debug for Vec<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
 impl<T> Default for Vec<T> {
     fn default() -> Self {
         Self::new()
@@ -152,7 +158,7 @@ pub fn log_ratelimit() -> bool {
     // SAFETY: `__printk_ratelimit` only reads the NUL-terminated name it is
     // given (for its "callbacks suppressed" message); the literal lives
     // for the whole program.
-    unsafe { kernel::bindings::__printk_ratelimit(c"bcachefs_rs".as_ptr()) != 0 }
+    unsafe { kernel::bindings::__printk_ratelimit(c"bcachefs_rs".as_ptr().cast()) != 0 }
 }
 
 #[doc(hidden)]
