@@ -16,6 +16,7 @@ use crate::format::bkey::{BtreeId, BtreeIdName};
 use crate::format::bpos::Bpos;
 use crate::format::list::{FsInfo, ListError, Root};
 use crate::format::sb::{read_super, FieldType, SbError, SB_SECTOR};
+use crate::format::sb_opts::SbFlag;
 use crate::fs_common::{BtreeRead, FsFacts, OwnedKey};
 use crate::journal::{self, JournalRead, NR_BTREES};
 use crate::platform::{log, BlockDev, Vec, SECTOR_SIZE};
@@ -56,6 +57,9 @@ pub enum OpenError {
     MultiDevice(u8),
     /// The filesystem is encrypted.
     Encrypted,
+    /// The filesystem was formatted but never mounted: its first mount
+    /// initializes it (`bch2_fs_initialize()`), which writes.
+    Uninitialized,
     /// The filesystem block size is smaller than the device's logical
     /// block size (bytes).
     BlockSize {
@@ -91,7 +95,7 @@ impl OpenError {
                 _ => Errno::EINVAL,
             },
             OpenError::Geometry(_) | OpenError::BlockSize { .. } => Errno::EINVAL,
-            OpenError::MultiDevice(_) | OpenError::Encrypted => Errno::EOPNOTSUPP,
+            OpenError::MultiDevice(_) | OpenError::Encrypted | OpenError::Uninitialized => Errno::EOPNOTSUPP,
             OpenError::Journal(ListError::Io(_)) => Errno::EIO,
             OpenError::Journal(ListError::NoMem) | OpenError::NoMem => Errno::ENOMEM,
             OpenError::Journal(e) => match e.errno() {
@@ -113,6 +117,9 @@ impl fmt::Display for OpenError {
                 write!(f, "{n} member devices: multi-device filesystems are not supported yet")
             }
             OpenError::Encrypted => f.write_str("encrypted filesystems are not supported"),
+            OpenError::Uninitialized => f.write_str(
+                "filesystem never mounted: its first mount initializes it, and read-write mounts are not supported yet",
+            ),
             OpenError::BlockSize { fs, dev } => write!(
                 f,
                 "filesystem block size {fs} is smaller than the device's logical block size {dev}"
@@ -189,7 +196,7 @@ impl<D: BlockDev> Fs<D> {
         if nr_devs > 1 {
             return Err(OpenError::MultiDevice(nr_devs));
         }
-        if sb.field(FieldType::Crypt).is_some() {
+        if sb.field(FieldType::Crypt).is_some() || sb.flag(SbFlag::EncryptionType) != 0 {
             return Err(OpenError::Encrypted);
         }
         let block_bytes = u32::from(sb.block_size()) * SECTOR_SIZE as u32;
@@ -210,6 +217,9 @@ impl<D: BlockDev> Fs<D> {
             .ok_or(OpenError::Geometry("no member entry for this device"))?;
         if d.bucket_size == 0 || d.nbuckets <= d.first_bucket {
             return Err(OpenError::Geometry("bucket size or number of buckets"));
+        }
+        if sb.flag(SbFlag::Initialized) == 0 {
+            return Err(OpenError::Uninitialized);
         }
         let facts = FsFacts {
             block_bytes,

@@ -389,33 +389,37 @@ impl BtreeCache {
         }
         let node = read_node(dev, fs, &ptr, v2, sector, &self.sectors_read)?;
         let node = arc_new(node)?;
-        // Cannot fail: nobody else knows this node yet.
-        node.lock.lock(SixLockType::Read);
         let mut ix = self.index.lock();
         ix.clock += 1;
         let clock = ix.clock;
-        match ix.find(sector) {
+        let node = match ix.find(sector) {
             Ok(i) => {
-                // Someone read it meanwhile: use theirs.
-                node.lock.unlock(SixLockType::Read);
+                // Someone read it meanwhile: use theirs, drop ours.
                 let e = &mut ix.entries[i];
                 e.last_used = clock;
-                let theirs = e.node.clone();
-                drop(ix);
-                theirs.lock.lock(SixLockType::Read);
-                Ok(NodeRef { node: theirs, _not_send: PhantomData })
+                e.node.clone()
             }
             Err(i) => {
                 let bytes = node.bytes();
                 if ix.insert(i, Entry { sector, last_used: clock, node: node.clone() }).is_ok() {
                     ix.bytes += bytes;
-                    let max = self.max_bytes;
-                    ix.evict(usize::MAX, |ix| ix.bytes > max);
                 }
                 // Not indexed on ENOMEM: still usable by this reader.
-                Ok(NodeRef { node, _not_send: PhantomData })
+                node
             }
+        };
+        // Taken under the index lock, so eviction (below, or by another
+        // thread) sees the node in use; see `lookup` on why it succeeds.
+        let locked = node.lock.trylock(SixLockType::Read);
+        let max = self.max_bytes;
+        if ix.bytes > max {
+            ix.evict(usize::MAX, |ix| ix.bytes > max);
         }
+        drop(ix);
+        if !locked {
+            node.lock.lock(SixLockType::Read);
+        }
+        Ok(NodeRef { node, _not_send: PhantomData })
     }
 
     fn lookup(&self, sector: u64, ptr: &NodePtr<'_>) -> Result<Option<NodeRef>, NodeReadError> {

@@ -103,7 +103,9 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
     /// The leaf covering `pos`, read-locked in `self.leaf`: the current one
     /// if it covers `pos`, else found by walking down from the root.
     /// `Ok(false)` when the btree has no root or nothing covers `pos`.
-    fn leaf_for(&mut self, pos: Bpos) -> Result<bool, Errno> {
+    /// With `readahead` (the iterator walked off the end of a leaf), the
+    /// leaf after the one found is hinted to the device for read-ahead.
+    fn leaf_for(&mut self, pos: Bpos, readahead: bool) -> Result<bool, Errno> {
         if self.leaf.as_ref().is_some_and(|l| l.min_key <= pos && pos <= l.max_key) {
             return Ok(true);
         }
@@ -124,6 +126,14 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
                 return Ok(true);
             }
             let i = node.lower_bound(pos);
+            if readahead && level == 1 {
+                if let Some((nk, nv)) = node.key(i + 1) {
+                    let next = NodePtr { btree: self.btree, level: 0, key: &nk, val: nv };
+                    if let Some(sector) = next.sector() {
+                        self.c.dev.readahead(sector, self.c.info.node_bytes as usize);
+                    }
+                }
+            }
             let Some((k, v)) = node.key(i) else { return Ok(false) };
             key = k;
             self.ptr_buf.clear();
@@ -134,8 +144,9 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
 
     /// Index in the current leaf of the first btree key at or after `pos`.
     fn bt_peek(&mut self, mut pos: Bpos) -> Result<Option<usize>, Errno> {
+        let mut readahead = false;
         loop {
-            if !self.leaf_for(pos)? {
+            if !self.leaf_for(pos, readahead)? {
                 return Ok(None);
             }
             let Some(leaf) = self.leaf.as_ref() else { return Ok(None) };
@@ -144,7 +155,10 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
                 return Ok(Some(i));
             }
             match leaf.max_key.successor() {
-                Some(p) if p > pos => pos = p,
+                Some(p) if p > pos => {
+                    pos = p;
+                    readahead = true;
+                }
                 Some(_) => return Err(Errno::EIO),
                 None => return Ok(None),
             }
@@ -154,7 +168,7 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
     /// Index in the current leaf of the last btree key at or before `pos`.
     fn bt_peek_prev(&mut self, mut pos: Bpos) -> Result<Option<usize>, Errno> {
         loop {
-            if !self.leaf_for(pos)? {
+            if !self.leaf_for(pos, false)? {
                 return Ok(None);
             }
             let Some(leaf) = self.leaf.as_ref() else { return Ok(None) };
@@ -195,12 +209,22 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
             return Ok(None);
         }
         let mut pos = self.pos;
+        // The btree's next key stays the answer while `pos` has not passed
+        // it: no walk back into an earlier leaf for journal-only keys.
+        let mut bt: Option<(Option<usize>, Option<Bpos>)> = None;
         loop {
-            let bi = self.bt_peek(pos)?;
-            let bpos = match (bi, self.leaf.as_ref()) {
-                (Some(i), Some(l)) => Some(l.pos(i)),
-                _ => None,
+            let (bi, bpos) = match bt {
+                Some((bi, bpos)) if bpos.map_or(true, |b| pos <= b) => (bi, bpos),
+                _ => {
+                    let bi = self.bt_peek(pos)?;
+                    let bpos = match (bi, self.leaf.as_ref()) {
+                        (Some(i), Some(l)) => Some(l.pos(i)),
+                        _ => None,
+                    };
+                    (bi, bpos)
+                }
             };
+            bt = Some((bi, bpos));
             let keys = self.c.keys;
             let ji = keys.lower_bound(self.btree, 0, pos);
             let jpos = keys.get(ji).filter(|k| k.btree == self.btree && k.level == 0).map(|k| k.pos);
@@ -229,12 +253,20 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
     /// Errors: as [`peek`](Self::peek).
     pub fn peek_prev(&mut self) -> Result<Option<OwnedKey>, Errno> {
         let mut pos = self.pos;
+        let mut bt: Option<(Option<usize>, Option<Bpos>)> = None;
         loop {
-            let bi = self.bt_peek_prev(pos)?;
-            let bpos = match (bi, self.leaf.as_ref()) {
-                (Some(i), Some(l)) => Some(l.pos(i)),
-                _ => None,
+            let (bi, bpos) = match bt {
+                Some((bi, bpos)) if bpos.map_or(true, |b| pos >= b) => (bi, bpos),
+                _ => {
+                    let bi = self.bt_peek_prev(pos)?;
+                    let bpos = match (bi, self.leaf.as_ref()) {
+                        (Some(i), Some(l)) => Some(l.pos(i)),
+                        _ => None,
+                    };
+                    (bi, bpos)
+                }
             };
+            bt = Some((bi, bpos));
             let keys = self.c.keys;
             let ju = keys.upper_bound(self.btree, 0, pos);
             let jpos = ju
@@ -368,7 +400,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::vec::Vec as StdVec;
 
-    struct MemDev(RefCell<StdVec<u8>>);
+    struct MemDev(RefCell<StdVec<u8>>, RefCell<StdVec<u64>>);
 
     impl BlockDev for MemDev {
         fn name(&self) -> &str {
@@ -382,6 +414,9 @@ mod tests {
             let s = sector as usize * SECTOR_SIZE;
             buf.copy_from_slice(d.get(s..s + buf.len()).ok_or(Errno::EIO)?);
             Ok(())
+        }
+        fn readahead(&self, sector: u64, _bytes: usize) {
+            self.1.borrow_mut().push(sector);
         }
     }
 
@@ -439,8 +474,10 @@ mod tests {
 
     /// Three leaves under a root; journal: a new key between leaves, the
     /// first key deleted, one key replaced, a hash whiteout.
-    fn setup() -> (MemDev, FsInfo, Root, JournalKeys, BTreeMap<Bpos, (Bkey, StdVec<u8>)>) {
-        let dev = MemDev(RefCell::new(std::vec![0u8; 64 * BUCKET as usize * SECTOR_SIZE]));
+    type Model = BTreeMap<Bpos, (Bkey, StdVec<u8>)>;
+
+    fn setup() -> (MemDev, FsInfo, Root, JournalKeys, Model) {
+        let dev = MemDev(RefCell::new(std::vec![0u8; 64 * BUCKET as usize * SECTOR_SIZE]), RefCell::new(StdVec::new()));
         let mut model = BTreeMap::new();
         let bounds = [(POS_MIN, Bpos::new(DIR, 150, u32::MAX)), (Bpos::new(DIR, 151, 0), Bpos::new(DIR, 250, u32::MAX)), (Bpos::new(DIR, 251, 0), SPOS_MAX)];
         let mut ptrs = StdVec::new();
@@ -501,6 +538,7 @@ mod tests {
             let mut roots = [None; crate::journal::NR_BTREES];
             roots[BtreeId::Dirents as usize] = Some(root);
             let c = BtreeCtx { dev: &dev, info: &info, cache: &cache, roots: &roots, keys: &keys };
+            dev.1.borrow_mut().clear();
             let mut it = BtreeIter::new(c, BtreeId::Dirents, POS_MIN, false);
             let mut got = StdVec::new();
             while let Some(k) = it.next().unwrap() {
@@ -510,6 +548,8 @@ mod tests {
             }
             let want: StdVec<_> = model.values().map(|(k, v)| (k.p, v.clone())).collect();
             assert_eq!(got, want);
+            // Walking off leaf 1 hinted leaf 3 (the one after leaf 2).
+            assert_eq!(dev.1.borrow_mut().drain(..).collect::<StdVec<_>>(), [12 * BUCKET]);
             // Backwards.
             let mut back = StdVec::new();
             while let Some(k) = it.prev().unwrap() {

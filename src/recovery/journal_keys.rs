@@ -228,3 +228,53 @@ pub fn owned(k: &Bkey, v: &[u8]) -> Result<OwnedKey, ListError> {
     val.extend_from_slice(v)?;
     Ok(OwnedKey { k: *k, v: val })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::bpos::BVersion;
+
+    fn acct(p: Bpos, ver: u64, v: &[u64]) -> (Bkey, [u8; 16]) {
+        let mut k = Bkey::new(KeyType::Accounting, p, v.len());
+        k.version = BVersion { hi: 0, lo: ver };
+        let mut b = [0u8; 16];
+        for (i, x) in v.iter().enumerate() {
+            b[8 * i..8 * i + 8].copy_from_slice(&x.to_le_bytes());
+        }
+        (k, b)
+    }
+
+    #[test]
+    fn accounting_deltas_newer_than_the_btree_are_added() {
+        let p = Bpos::new(0, 7, 0);
+        let acc = BtreeId::Accounting as u8;
+        let mut jk = JournalKeys::empty();
+        let (k1, v1) = acct(p, 5, &[1, 2]);
+        let (k2, v2) = acct(p, 7, &[10, u64::MAX]);
+        let (k3, v3) = acct(p, 8, &[100, 0]);
+        jk.push(acc, 0, 3, 0, &k1, &v1).unwrap();
+        jk.push(acc, 0, 4, 0, &k2, &v2).unwrap();
+        jk.push(acc, 0, 5, 0, &k3, &v3).unwrap();
+        // A dirent key twice at one position: only the newest stays.
+        let d = Bkey::new(KeyType::Dirent, p, 0);
+        jk.push(BtreeId::Dirents as u8, 0, 3, 1, &d, &[]).unwrap();
+        jk.push(BtreeId::Dirents as u8, 0, 4, 1, &Bkey { size: 9, ..d }, &[]).unwrap();
+        jk.keys.sort_unstable_by_key(|k| k.sort_key());
+        jk.dedup();
+        assert_eq!(jk.len(), 4);
+        let i = jk.lower_bound(acc, 0, p);
+        let e = jk.slot_end(i);
+        assert_eq!(e - i, 3);
+        // Btree value at version 6: the version-5 delta is already in it.
+        let (bk, bv) = acct(p, 6, &[1000, 5]);
+        let r = jk.resolve(i, e, Some((bk, &bv))).unwrap().unwrap();
+        assert_eq!(r.k.version.lo, 8);
+        assert_eq!(&r.v[..], &acct(p, 0, &[1110, 4]).1);
+        // No btree key: the deltas alone.
+        let r = jk.resolve(i, e, None).unwrap().unwrap();
+        assert_eq!(&r.v[..], &acct(p, 0, &[111, 1]).1);
+        let di = jk.lower_bound(BtreeId::Dirents as u8, 0, p);
+        let r = jk.resolve(di, jk.slot_end(di), None).unwrap().unwrap();
+        assert_eq!(r.k.size, 9);
+    }
+}
