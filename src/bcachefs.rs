@@ -380,3 +380,11 @@ impl<D: BlockDev> BtreeRead for Fs<D> {
         &self.facts
     }
 }
+
+/// `Fs` is shared between kernel threads: it must be `Send` and `Sync`
+/// whenever its device is.
+#[allow(dead_code)]
+fn fs_is_send_and_sync<D: BlockDev + Send + Sync>() {
+    fn check<T: Send + Sync>() {}
+    check::<Fs<D>>();
+}

@@ -134,11 +134,47 @@ impl<'a, D: BlockDev + ?Sized> BtreeIter<'a, D> {
                     }
                 }
             }
-            let Some((k, v)) = node.key(i) else { return Ok(false) };
+            let Some(k) = self.child_ptr(&node, level, pos)? else { return Ok(false) };
             key = k;
-            self.ptr_buf.clear();
-            self.ptr_buf.extend_from_slice(v)?;
             level -= 1;
+        }
+    }
+
+    /// The pointer to the child of interior node `node` (at `level`)
+    /// covering `pos`, copied into `self.ptr_buf`: the node's keys with the
+    /// journal keys of that level overlaid (pointers to nodes written after
+    /// their parent, `bch2_btree_and_journal_iter` at interior levels).
+    fn child_ptr(&mut self, node: &NodeRef, level: u8, pos: Bpos) -> Result<Option<Bkey>, Errno> {
+        let keys = self.c.keys;
+        let mut p = pos;
+        loop {
+            let i = node.lower_bound(p);
+            let bk = node.key(i);
+            let ji = keys.lower_bound(self.btree, level, p);
+            let jpos = keys
+                .get(ji)
+                .filter(|k| k.btree == self.btree && k.level == level && k.pos <= node.max_key)
+                .map(|k| k.pos);
+            let q = match (bk.map(|(k, _)| k.p), jpos) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) | (None, Some(a)) => a,
+                (None, None) => return Ok(None),
+            };
+            let chosen = if jpos == Some(q) {
+                // The newest journal key of the slot.
+                keys.key(keys.slot_end(ji).saturating_sub(1))
+            } else {
+                bk
+            };
+            if let Some((k, v)) = chosen.filter(|(k, _)| !k.is_deleted()) {
+                self.ptr_buf.clear();
+                self.ptr_buf.extend_from_slice(v)?;
+                return Ok(Some(k));
+            }
+            match q.successor() {
+                Some(n) => p = n,
+                None => return Ok(None),
+            }
         }
     }
 
@@ -477,6 +513,12 @@ mod tests {
     type Model = BTreeMap<Bpos, (Bkey, StdVec<u8>)>;
 
     fn setup() -> (MemDev, FsInfo, Root, JournalKeys, Model) {
+        setup_with(false)
+    }
+
+    /// With `new_leaf2`, the middle leaf was rewritten after its parent:
+    /// the pointer to the new node is only in the journal (level 1).
+    fn setup_with(new_leaf2: bool) -> (MemDev, FsInfo, Root, JournalKeys, Model) {
         let dev = MemDev(RefCell::new(std::vec![0u8; 64 * BUCKET as usize * SECTOR_SIZE]), RefCell::new(StdVec::new()));
         let mut model = BTreeMap::new();
         let bounds = [(POS_MIN, Bpos::new(DIR, 150, u32::MAX)), (Bpos::new(DIR, 151, 0), Bpos::new(DIR, 250, u32::MAX)), (Bpos::new(DIR, 251, 0), SPOS_MAX)];
@@ -514,6 +556,20 @@ mod tests {
         let del = Bkey { key_type: KeyType::Deleted as u8, u64s: 5, ..first };
         let hw = Bkey::new(KeyType::HashWhiteout, Bpos::new(DIR, 120, u32::MAX), 0);
         j2.add_keys(EntryType::BtreeKeys, d, 0, &[(del, &[][..]), (hw, &[][..])]).unwrap();
+        if new_leaf2 {
+            let (min, max) = bounds[1];
+            let keys: StdVec<_> = (0..4).map(|i| dirent(220 + i, &std::format!("re{i}"), 8000 + i)).collect();
+            model.retain(|p, _| !(p.offset >= 200 && p.offset < 250));
+            for (k, v) in &keys {
+                model.insert(k.p, (*k, v.clone()));
+            }
+            let kr: StdVec<(Bkey, &[u8])> = keys.iter().map(|(k, v)| (*k, &v[..])).collect();
+            let n = write_node(&opts(0, 40, min, max), &kr).unwrap();
+            let sector = 13 * BUCKET;
+            dev.0.borrow_mut()[sector as usize * SECTOR_SIZE..][..n.len()].copy_from_slice(&n);
+            let (pk, pv) = ptr(40, n.len(), min, max, sector);
+            j2.add_keys(EntryType::BtreeKeys, d, 1, &[(pk, &pv[..])]).unwrap();
+        }
         let j2 = j2.finish(CsumType::Crc32c, 4096).unwrap();
         let mut jsets = Vec::new();
         let mut a = Vec::new();
@@ -575,6 +631,23 @@ mod tests {
                 assert_eq!(cache.count(), 4);
             }
         }
+    }
+
+    #[test]
+    fn interior_journal_keys_point_to_newer_nodes() {
+        let (dev, info, root, keys, model) = setup_with(true);
+        let cache = BtreeCache::new(1 << 20).unwrap();
+        let mut roots = [None; crate::journal::NR_BTREES];
+        roots[BtreeId::Dirents as usize] = Some(root);
+        let c = BtreeCtx { dev: &dev, info: &info, cache: &cache, roots: &roots, keys: &keys };
+        let mut it = BtreeIter::new(c, BtreeId::Dirents, POS_MIN, false);
+        let mut got = StdVec::new();
+        while let Some(k) = it.next().unwrap() {
+            got.push((k.k.p, k.v.to_vec()));
+        }
+        let want: StdVec<_> = model.values().map(|(k, v)| (k.p, v.clone())).collect();
+        assert_eq!(got, want);
+        assert!(got.iter().any(|(p, _)| p.offset == 221));
     }
 
     #[test]
