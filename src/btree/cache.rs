@@ -22,8 +22,8 @@
 
 use core::fmt;
 use core::marker::PhantomData;
-use core::ops::Deref;
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::{Acquire, Relaxed, Release}};
 
 use crate::errcode::{AllocError, Errno};
 use crate::format::bkey::{Bkey, BtreeIdName, KeyError, KeyType, NodeType, BKEY_BYTES, BKEY_U64S};
@@ -31,7 +31,7 @@ use crate::format::bpos::Bpos;
 use crate::format::btree_node::{bset_magic, BtreeNode, NodeError, NodeExpect, NodeReadOpts};
 use crate::format::list::FsInfo;
 use crate::format::val::extent::{BtreePtrV2, ExtentEntries, ExtentEntry};
-use crate::platform::{arc_new, Arc, BlockDev, Mutex, Vec, SECTOR_SIZE};
+use crate::platform::{arc_new, Arc, BlockDev, Mutex, MutexGuard, Vec, SECTOR_SIZE};
 use crate::sync::{SixLock, SixLockClass, SixLockType};
 
 /// Lock class of every btree node lock (`bch2_btree_node_lock_key`).
@@ -276,11 +276,50 @@ impl Index {
 }
 
 /// The cache (`struct btree_cache`).
+///
+/// The shrinker entry points ([`bytes`](Self::bytes),
+/// [`count`](Self::count), [`shrink`](Self::shrink)) never wait for the
+/// index lock: memory reclaim may call them from a thread that holds it
+/// (an allocation under the lock), as `bch2_btree_cache_scan()` only
+/// try-locks without `__GFP_FS`.
 pub struct BtreeCache {
     index: Mutex<Index>,
+    /// The index lock is held (set right after taking it, cleared before
+    /// dropping it); [`shrink`](Self::shrink) backs off while it is.
+    busy: AtomicBool,
+    /// Mirrors of the index's byte and node counts, for lock-free reads.
+    nr_bytes: AtomicUsize,
+    nr_nodes: AtomicUsize,
     max_bytes: usize,
     /// 512-byte sectors read from the device for nodes.
     pub sectors_read: AtomicU64,
+}
+
+/// The index, locked; publishes the counts and clears `busy` on drop.
+struct IndexGuard<'a> {
+    g: MutexGuard<'a, Index>,
+    c: &'a BtreeCache,
+}
+
+impl Deref for IndexGuard<'_> {
+    type Target = Index;
+    fn deref(&self) -> &Index {
+        &self.g
+    }
+}
+
+impl DerefMut for IndexGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Index {
+        &mut self.g
+    }
+}
+
+impl Drop for IndexGuard<'_> {
+    fn drop(&mut self) {
+        self.c.nr_bytes.store(self.g.bytes, Relaxed);
+        self.c.nr_nodes.store(self.g.entries.len(), Relaxed);
+        self.c.busy.store(false, Release);
+    }
 }
 
 /// Where a node is and what its parent says it is.
@@ -330,23 +369,40 @@ impl BtreeCache {
     ///
     /// Errors: [`AllocError`].
     pub fn new(max_bytes: usize) -> Result<Self, AllocError> {
-        Ok(BtreeCache { index: Mutex::new(Index::new())?, max_bytes, sectors_read: AtomicU64::new(0) })
+        Ok(BtreeCache {
+            index: Mutex::new(Index::new())?,
+            busy: AtomicBool::new(false),
+            nr_bytes: AtomicUsize::new(0),
+            nr_nodes: AtomicUsize::new(0),
+            max_bytes,
+            sectors_read: AtomicU64::new(0),
+        })
     }
 
-    /// Bytes held by cached nodes.
+    fn lock(&self) -> IndexGuard<'_> {
+        let g = self.index.lock();
+        self.busy.store(true, Release);
+        IndexGuard { g, c: self }
+    }
+
+    /// Bytes held by cached nodes (lock-free).
     pub fn bytes(&self) -> usize {
-        self.index.lock().bytes
+        self.nr_bytes.load(Relaxed)
     }
 
-    /// Nodes cached.
+    /// Nodes cached (lock-free).
     pub fn count(&self) -> usize {
-        self.index.lock().entries.len()
+        self.nr_nodes.load(Relaxed)
     }
 
     /// Frees up to `nr` unlocked nodes, least recently used first
-    /// (`bch2_btree_cache_scan()`); returns how many were freed.
+    /// (`bch2_btree_cache_scan()`); returns how many were freed.  Returns
+    /// 0 at once while the index lock is held.
     pub fn shrink(&self, nr: usize) -> usize {
-        self.index.lock().evict(nr, |_| true)
+        if self.busy.load(Acquire) {
+            return 0;
+        }
+        self.lock().evict(nr, |_| true)
     }
 
     /// The node `ptr` points to, held for read: from the cache, else read
@@ -389,7 +445,7 @@ impl BtreeCache {
         }
         let node = read_node(dev, fs, &ptr, v2, sector, &self.sectors_read)?;
         let node = arc_new(node)?;
-        let mut ix = self.index.lock();
+        let mut ix = self.lock();
         ix.clock += 1;
         let clock = ix.clock;
         let node = match ix.find(sector) {
@@ -423,7 +479,7 @@ impl BtreeCache {
     }
 
     fn lookup(&self, sector: u64, ptr: &NodePtr<'_>) -> Result<Option<NodeRef>, NodeReadError> {
-        let mut ix = self.index.lock();
+        let mut ix = self.lock();
         ix.clock += 1;
         let clock = ix.clock;
         let Ok(i) = ix.find(sector) else { return Ok(None) };
