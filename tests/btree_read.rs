@@ -405,3 +405,37 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn concurrent_readers_and_shrinker() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let fs = open(img(UNCLEAN), OpenOpts { btree_cache_max_bytes: 128 << 10, ..OpenOpts::default() });
+    let want: Vec<Vec<(Bkey, Vec<u8>)>> = all_btrees().map(|b| oracle(UNCLEAN, b)).collect();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..3)
+            .map(|t| {
+                let (fs, want) = (&fs, &want);
+                s.spawn(move || {
+                    for round in 0..3 {
+                        for (i, b) in all_btrees().enumerate() {
+                            let b = if (t + round) % 2 == 0 { b } else { BtreeId::from_u32(BTREE_ID_NR - 1 - i as u32).unwrap() };
+                            let w = &want[b as usize];
+                            assert!(same(&iterate(fs, b).unwrap(), w), "{b:?}");
+                        }
+                    }
+                })
+            })
+            .collect();
+        s.spawn(|| {
+            while !done.load(Ordering::Relaxed) {
+                fs.btree_cache_shrink(1);
+                std::thread::yield_now();
+            }
+        });
+        for r in readers {
+            r.join().unwrap();
+        }
+        done.store(true, Ordering::Relaxed);
+    });
+}
