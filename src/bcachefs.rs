@@ -18,8 +18,8 @@ use crate::format::list::{FsInfo, ListError, Root};
 use crate::format::sb::{read_super, FieldType, SbError, SB_SECTOR};
 use crate::format::sb_opts::SbFlag;
 use crate::fs_common::{BtreeRead, FsFacts, OwnedKey};
-use crate::journal::{self, JournalRead, NR_BTREES};
-use crate::platform::{log, BlockDev, Vec, SECTOR_SIZE};
+use crate::journal::{self, JournalRead};
+use crate::platform::{arc_new, log, Arc, BlockDev, Vec, SECTOR_SIZE};
 use crate::recovery::JournalKeys;
 
 /// Mount options the read side acts on (parsed by `crate::opts`).
@@ -165,8 +165,10 @@ pub struct Fs<D: BlockDev> {
     facts: FsFacts,
     sb: Vec<u8>,
     user_uuid: [u8; 16],
-    info: FsInfo,
-    roots: [Option<Root>; NR_BTREES],
+    /// Boxed (as the roots below): `FsInfo` holds every member slot, too
+    /// big to move around kernel stacks.
+    info: Arc<FsInfo>,
+    roots: Vec<Option<Root>>,
     journal: JournalRead,
     keys: JournalKeys,
     cache: BtreeCache,
@@ -204,11 +206,11 @@ impl<D: BlockDev> Fs<D> {
         if block_bytes < lbs {
             return Err(OpenError::BlockSize { fs: block_bytes, dev: lbs });
         }
-        let info = FsInfo::from_sb(&sb).map_err(|e| match e {
+        let info = arc_new(FsInfo::from_sb(&sb).map_err(|e| match e {
             ListError::BadGeometry(w) => OpenError::Geometry(w),
             ListError::NoMem => OpenError::NoMem,
             _ => OpenError::Geometry("unusable"),
-        })?;
+        })?)?;
         let d = info
             .devs
             .get(info.dev_idx as usize)

@@ -593,7 +593,8 @@ mod tests {
             let cache = BtreeCache::new(bound).unwrap();
             let mut roots = [None; crate::journal::NR_BTREES];
             roots[BtreeId::Dirents as usize] = Some(root);
-            let c = BtreeCtx { dev: &dev, info: &info, cache: &cache, roots: &roots, keys: &keys };
+            let roots = &roots[..];
+            let c = BtreeCtx { dev: &dev, info: &info, cache: &cache, roots, keys: &keys };
             dev.1.borrow_mut().clear();
             let mut it = BtreeIter::new(c, BtreeId::Dirents, POS_MIN, false);
             let mut got = StdVec::new();
@@ -639,7 +640,8 @@ mod tests {
         let cache = BtreeCache::new(1 << 20).unwrap();
         let mut roots = [None; crate::journal::NR_BTREES];
         roots[BtreeId::Dirents as usize] = Some(root);
-        let c = BtreeCtx { dev: &dev, info: &info, cache: &cache, roots: &roots, keys: &keys };
+        let roots = &roots[..];
+        let c = BtreeCtx { dev: &dev, info: &info, cache: &cache, roots, keys: &keys };
         let mut it = BtreeIter::new(c, BtreeId::Dirents, POS_MIN, false);
         let mut got = StdVec::new();
         while let Some(k) = it.next().unwrap() {
@@ -658,7 +660,8 @@ mod tests {
         let cache = BtreeCache::new(1 << 20).unwrap();
         let mut roots = [None; crate::journal::NR_BTREES];
         roots[BtreeId::Dirents as usize] = Some(root);
-        let c = BtreeCtx { dev: &dev, info: &info, cache: &cache, roots: &roots, keys: &keys };
+        let roots = &roots[..];
+        let c = BtreeCtx { dev: &dev, info: &info, cache: &cache, roots, keys: &keys };
         let mut it = BtreeIter::new(c, BtreeId::Dirents, POS_MIN, false);
         let mut n = 0;
         let e = loop {

@@ -76,15 +76,17 @@ pub fn read<D: BlockDev + ?Sized>(dev: &D, fs: &FsInfo) -> Result<JournalRead, L
     })
 }
 
-/// The newest root of every btree: from the journal's `btree_root`
-/// entries (the last one wins), else from the superblock's `clean`
-/// section (`read_btree_roots()`).  `None` for a btree without one.
+/// The newest root of every btree, indexed by btree id: from the
+/// journal's `btree_root` entries (the last one wins), else from the
+/// superblock's `clean` section (`read_btree_roots()`).  `None` for a
+/// btree without one.  On the heap: kernel stacks are small.
 ///
-/// Errors: [`ListError::Jset`], [`ListError::Key`] for a malformed entry.
-pub fn btree_roots(fs: &FsInfo, j: &Journal) -> Result<[Option<Root>; NR_BTREES], ListError> {
-    let mut roots = [None; NR_BTREES];
-    for (i, r) in roots.iter_mut().enumerate() {
-        *r = find_root(fs, j, i as u32)?;
+/// Errors: [`ListError::Jset`], [`ListError::Key`] for a malformed entry;
+/// [`ListError::NoMem`].
+pub fn btree_roots(fs: &FsInfo, j: &Journal) -> Result<Vec<Option<Root>>, ListError> {
+    let mut roots: Vec<Option<Root>> = Vec::with_capacity(NR_BTREES)?;
+    for i in 0..NR_BTREES {
+        roots.push(find_root(fs, j, i as u32)?)?;
     }
     Ok(roots)
 }
