@@ -2,16 +2,25 @@
 //! The filesystem, opened read-only (`struct bch_fs`; `bch2_fs_open()` in
 //! `super.c` and the read half of `bch2_fs_recovery()` in `recovery.c`).
 //!
-//! SKELETON: signatures agreed between the btree, fs_common and VFS work;
-//! bodies to be written.
+//! Open: the superblock (a backup when the primary is bad), the journal
+//! ([`crate::journal`]), the btree roots, the journal keys
+//! ([`crate::recovery`]); then reads go through the node cache and
+//! iterators of [`crate::btree`].  Read-only: nothing is ever written.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::errcode::Errno;
-use crate::format::bkey::BtreeId;
+use crate::btree::{BtreeCache, BtreeCtx, BtreeIter};
+use crate::errcode::{AllocError, Errno};
+use crate::format::bkey::{BtreeId, BtreeIdName};
 use crate::format::bpos::Bpos;
+use crate::format::list::{FsInfo, ListError, Root};
+use crate::format::sb::{read_super, FieldType, SbError, SB_SECTOR};
+use crate::format::sb_opts::SbFlag;
 use crate::fs_common::{BtreeRead, FsFacts, OwnedKey};
-use crate::platform::BlockDev;
+use crate::journal::{self, JournalRead};
+use crate::platform::{arc_new, log, Arc, BlockDev, Vec, SECTOR_SIZE};
+use crate::recovery::JournalKeys;
 
 /// Mount options the read side acts on (parsed by `crate::opts`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,8 +46,40 @@ impl Default for OpenOpts {
 /// the device name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OpenError {
-    /// Not written yet.
+    /// Not written yet (kept for the skeleton's users; never returned).
     NotYet,
+    /// No usable superblock: not bcachefs, or every copy is bad.
+    Sb(SbError),
+    /// The superblock's geometry is unusable (block, node or bucket size,
+    /// journal buckets, member entry).
+    Geometry(&'static str),
+    /// More than one member device.
+    MultiDevice(u8),
+    /// The filesystem is encrypted.
+    Encrypted,
+    /// The filesystem was formatted but never mounted: its first mount
+    /// initializes it (`bch2_fs_initialize()`), which writes.
+    Uninitialized,
+    /// The filesystem block size is smaller than the device's logical
+    /// block size (bytes).
+    BlockSize {
+        /// Filesystem block size.
+        fs: u32,
+        /// Device logical block size.
+        dev: u32,
+    },
+    /// The journal could not be read or is corrupt.
+    Journal(ListError),
+    /// A btree the filesystem cannot work without has no root.
+    NoRoot(BtreeId),
+    /// Out of memory.
+    NoMem,
+}
+
+impl From<AllocError> for OpenError {
+    fn from(_: AllocError) -> Self {
+        OpenError::NoMem
+    }
 }
 
 impl OpenError {
@@ -47,13 +88,46 @@ impl OpenError {
     /// feature), `EIO` (read errors), `EUCLEAN` (corrupt metadata),
     /// `ENOMEM`.
     pub fn errno(&self) -> Errno {
-        Errno::EOPNOTSUPP
+        match self {
+            OpenError::NotYet => Errno::EOPNOTSUPP,
+            OpenError::Sb(e) => match e.errno() {
+                Errno::EIO | Errno::ENOMEM => e.errno(),
+                _ => Errno::EINVAL,
+            },
+            OpenError::Geometry(_) | OpenError::BlockSize { .. } => Errno::EINVAL,
+            OpenError::MultiDevice(_) | OpenError::Encrypted | OpenError::Uninitialized => Errno::EOPNOTSUPP,
+            OpenError::Journal(ListError::Io(_)) => Errno::EIO,
+            OpenError::Journal(ListError::NoMem) | OpenError::NoMem => Errno::ENOMEM,
+            OpenError::Journal(e) => match e.errno() {
+                Errno::EOPNOTSUPP => Errno::EOPNOTSUPP,
+                _ => Errno::EUCLEAN,
+            },
+            OpenError::NoRoot(_) => Errno::EUCLEAN,
+        }
     }
 }
 
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("not implemented yet")
+        match self {
+            OpenError::NotYet => f.write_str("not implemented yet"),
+            OpenError::Sb(e) => write!(f, "superblock: {e}"),
+            OpenError::Geometry(w) => write!(f, "superblock: {w}"),
+            OpenError::MultiDevice(n) => {
+                write!(f, "{n} member devices: multi-device filesystems are not supported yet")
+            }
+            OpenError::Encrypted => f.write_str("encrypted filesystems are not supported"),
+            OpenError::Uninitialized => f.write_str(
+                "filesystem never mounted: its first mount initializes it, and read-write mounts are not supported yet",
+            ),
+            OpenError::BlockSize { fs, dev } => write!(
+                f,
+                "filesystem block size {fs} is smaller than the device's logical block size {dev}"
+            ),
+            OpenError::Journal(e) => write!(f, "error reading the journal: {e}"),
+            OpenError::NoRoot(b) => write!(f, "btree {} has no root", BtreeIdName(*b as u32)),
+            OpenError::NoMem => f.write_str("out of memory"),
+        }
     }
 }
 
@@ -70,19 +144,143 @@ pub struct IoDone {
     pub user: u64,
 }
 
+/// Btrees a filesystem cannot be read without.
+const REQUIRED_ROOTS: [BtreeId; 5] =
+    [BtreeId::Extents, BtreeId::Inodes, BtreeId::Dirents, BtreeId::Subvolumes, BtreeId::Snapshots];
+
+/// The I/O counters, atomics.
+#[derive(Default)]
+struct IoCounters {
+    sb: AtomicU64,
+    journal: AtomicU64,
+    user: AtomicU64,
+}
+
 /// An open, read-only filesystem on one device.
+///
+/// `Sync` when `D` is: shared state changes only through the node cache's
+/// lock, the node six locks and atomics.
 pub struct Fs<D: BlockDev> {
     dev: D,
     facts: FsFacts,
+    sb: Vec<u8>,
+    user_uuid: [u8; 16],
+    /// Boxed (as the roots below): `FsInfo` holds every member slot, too
+    /// big to move around kernel stacks.
+    info: Arc<FsInfo>,
+    roots: Vec<Option<Root>>,
+    journal: JournalRead,
+    keys: JournalKeys,
+    cache: BtreeCache,
+    io: IoCounters,
+    opts: OpenOpts,
 }
 
 impl<D: BlockDev> Fs<D> {
     /// Reads and validates the superblock (falling back to a backup), the
     /// journal and the btree roots, and sorts the journal keys for the
-    /// overlay.  Nothing is written.
-    pub fn open(dev: D, _opts: &OpenOpts) -> Result<Fs<D>, OpenError> {
-        let _ = dev;
-        Err(OpenError::NotYet)
+    /// overlay (`bch2_fs_open()` + `bch2_fs_recovery()` up to replay).
+    /// Nothing is written.
+    ///
+    /// Errors: [`OpenError`]: superblock unusable or not bcachefs,
+    /// several devices, encryption, block size below the device's,
+    /// journal unreadable, required btree roots missing, out of memory.
+    pub fn open(dev: D, opts: &OpenOpts) -> Result<Fs<D>, OpenError> {
+        let name = dev.name();
+        let sbr = read_super(&dev).map_err(OpenError::Sb)?;
+        let sb = sbr.sb();
+        if sbr.sector != SB_SECTOR {
+            log::warn!("{name}: primary superblock unusable, using the backup at sector {}", sbr.sector);
+        }
+        let io = IoCounters::default();
+        io.sb.fetch_add(sb.bytes().len().div_ceil(SECTOR_SIZE) as u64, Relaxed);
+        let nr_devs = sb.nr_devices().max(sb.nr_alive_devices().min(255) as u8);
+        if nr_devs > 1 {
+            return Err(OpenError::MultiDevice(nr_devs));
+        }
+        if sb.field(FieldType::Crypt).is_some() || sb.flag(SbFlag::EncryptionType) != 0 {
+            return Err(OpenError::Encrypted);
+        }
+        let block_bytes = u32::from(sb.block_size()) * SECTOR_SIZE as u32;
+        let lbs = dev.logical_block_size();
+        if block_bytes < lbs {
+            return Err(OpenError::BlockSize { fs: block_bytes, dev: lbs });
+        }
+        let info = arc_new(FsInfo::from_sb(&sb).map_err(|e| match e {
+            ListError::BadGeometry(w) => OpenError::Geometry(w),
+            ListError::NoMem => OpenError::NoMem,
+            _ => OpenError::Geometry("unusable"),
+        })?)?;
+        let d = info
+            .devs
+            .get(info.dev_idx as usize)
+            .copied()
+            .flatten()
+            .ok_or(OpenError::Geometry("no member entry for this device"))?;
+        if d.bucket_size == 0 || d.nbuckets <= d.first_bucket {
+            return Err(OpenError::Geometry("bucket size or number of buckets"));
+        }
+        if sb.flag(SbFlag::Initialized) == 0 {
+            return Err(OpenError::Uninitialized);
+        }
+        let facts = FsFacts {
+            block_bytes,
+            time_base_lo: sb.time_base_lo(),
+            time_precision_ns: sb.time_precision(),
+            capacity_sectors: (d.nbuckets - d.first_bucket).saturating_mul(u64::from(d.bucket_size)),
+            bucket_sectors: d.bucket_size,
+        };
+        if opts.verbose {
+            log::info!("{name}: superblock read at sector {}, block size {block_bytes}", sbr.sector);
+        }
+
+        let mut journal = journal::read(&dev, &info).map_err(OpenError::Journal)?;
+        io.journal.fetch_add(journal.sectors_read, Relaxed);
+        let roots = journal::btree_roots(&info, &journal.journal).map_err(OpenError::Journal)?;
+        if roots.iter().all(|r| r.is_none()) {
+            return Err(OpenError::NoRoot(BtreeId::Extents));
+        }
+        for b in REQUIRED_ROOTS {
+            if roots.get(b as usize).copied().flatten().is_none() {
+                return Err(OpenError::NoRoot(b));
+            }
+        }
+        let keys = if opts.norecovery {
+            JournalKeys::empty()
+        } else {
+            JournalKeys::build(&info, &journal.journal).map_err(OpenError::Journal)?
+        };
+        if opts.verbose {
+            log::info!(
+                "{name}: journal seq {}-{}, last_seq {}, {} journal keys ({} read){}",
+                journal.seq_first,
+                journal.seq_last,
+                journal.journal.last_seq,
+                keys.len(),
+                keys.nr_read,
+                if opts.norecovery { ", norecovery: not overlaid" } else { "" }
+            );
+        }
+        // The jsets themselves are not needed any more.
+        journal.nr_jsets = journal.journal.jsets.len();
+        journal.journal.jsets = Vec::new();
+
+        let mut sb_copy: Vec<u8> = Vec::new();
+        sb_copy.extend_from_slice(sb.bytes())?;
+        let user_uuid = sb.user_uuid();
+        Ok(Fs {
+            facts,
+            sb: sb_copy,
+            user_uuid,
+            info,
+            roots,
+            journal,
+            keys,
+            cache: BtreeCache::new(opts.btree_cache_max_bytes)?,
+            io,
+            opts: *opts,
+            dev,
+        })
     }
 
     /// The device.
@@ -92,48 +290,88 @@ impl<D: BlockDev> Fs<D> {
 
     /// External (user-visible) uuid: the sysfs directory name.
     pub fn user_uuid(&self) -> [u8; 16] {
-        [0; 16]
+        self.user_uuid
     }
 
     /// The superblock bytes (parse with `format::sb::Sb::parse`).
     pub fn sb_bytes(&self) -> &[u8] {
-        &[]
+        &self.sb
+    }
+
+    /// The options the filesystem was opened with.
+    pub fn opts(&self) -> &OpenOpts {
+        &self.opts
+    }
+
+    /// Number of journal keys overlaid (0 with `norecovery`).
+    pub fn nr_journal_keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// The level of `btree`'s root, `None` when it has none.
+    pub fn root_level(&self, btree: BtreeId) -> Option<u8> {
+        self.roots.get(btree as usize).copied().flatten().map(|r| r.level)
+    }
+
+    /// What an iterator reads from.
+    pub fn btree_ctx(&self) -> BtreeCtx<'_, D> {
+        BtreeCtx { dev: &self.dev, info: &self.info, cache: &self.cache, roots: &self.roots, keys: &self.keys }
+    }
+
+    /// An iterator over the leaves of `btree` (journal overlaid) from
+    /// `pos`; `whiteouts`: also return whiteout keys.
+    pub fn iter(&self, btree: BtreeId, pos: Bpos, whiteouts: bool) -> BtreeIter<'_, D> {
+        BtreeIter::new(self.btree_ctx(), btree, pos, whiteouts)
     }
 
     /// Bytes held by the btree node cache.
     pub fn btree_cache_bytes(&self) -> usize {
-        0
+        self.cache.bytes()
     }
 
     /// Nodes in the btree node cache that [`Fs::btree_cache_shrink`] could free.
     pub fn btree_cache_count(&self) -> usize {
-        0
+        self.cache.count()
     }
 
     /// Frees up to `nr` unlocked, least recently used nodes; returns how
     /// many were freed.
-    pub fn btree_cache_shrink(&self, _nr: usize) -> usize {
-        0
+    pub fn btree_cache_shrink(&self, nr: usize) -> usize {
+        self.cache.shrink(nr)
     }
 
     /// I/O done on the device so far.
     pub fn io_done(&self) -> IoDone {
-        IoDone::default()
+        IoDone {
+            sb: self.io.sb.load(Relaxed),
+            journal: self.io.journal.load(Relaxed),
+            btree: self.cache.sectors_read.load(Relaxed),
+            user: self.io.user.load(Relaxed),
+        }
     }
 
     /// sysfs `journal_debug`: seq range read, last_seq, blacklist, buckets.
-    pub fn journal_debug_to_text(&self, _f: &mut dyn fmt::Write) -> fmt::Result {
-        Ok(())
+    pub fn journal_debug_to_text(&self, f: &mut dyn fmt::Write) -> fmt::Result {
+        self.journal.to_text(f, self.keys.len())
     }
 }
 
 impl<D: BlockDev> BtreeRead for Fs<D> {
-    fn peek_upto(&self, _btree: BtreeId, _from: Bpos, _to: Bpos, _whiteouts: bool) -> Result<Option<OwnedKey>, Errno> {
-        Err(Errno::EOPNOTSUPP)
+    fn peek_upto(&self, btree: BtreeId, from: Bpos, to: Bpos, whiteouts: bool) -> Result<Option<OwnedKey>, Errno> {
+        if from > to {
+            return Ok(None);
+        }
+        let mut it = self.iter(btree, from, whiteouts);
+        it.peek_max(to)
     }
 
-    fn read_data(&self, _dev: u8, _sector: u64, _buf: &mut [u8]) -> Result<(), Errno> {
-        Err(Errno::EOPNOTSUPP)
+    fn read_data(&self, dev: u8, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        if dev != self.info.dev_idx {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.dev.read_sectors(sector, buf)?;
+        self.io.user.fetch_add((buf.len() / SECTOR_SIZE) as u64, Relaxed);
+        Ok(())
     }
 
     fn dev_name(&self) -> &str {
@@ -143,4 +381,12 @@ impl<D: BlockDev> BtreeRead for Fs<D> {
     fn facts(&self) -> &FsFacts {
         &self.facts
     }
+}
+
+/// `Fs` is shared between kernel threads: it must be `Send` and `Sync`
+/// whenever its device is.
+#[allow(dead_code)]
+fn fs_is_send_and_sync<D: BlockDev + Send + Sync>() {
+    fn check<T: Send + Sync>() {}
+    check::<Fs<D>>();
 }

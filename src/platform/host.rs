@@ -157,6 +157,49 @@ impl BlockDev for FileDev {
     }
 }
 
+/// Shared ownership with an atomic reference count (`std::sync::Arc` on
+/// the host, `kernel::sync::Arc` in the kernel).  Make one with
+/// [`arc_new`], which is fallible in both homes.
+pub type Arc<T> = std::sync::Arc<T>;
+
+/// A new [`Arc`] holding `x`.
+///
+/// Errors: [`AllocError`] (only in the kernel).
+pub fn arc_new<T>(x: T) -> Result<Arc<T>, AllocError> {
+    Ok(std::sync::Arc::new(x))
+}
+
+/// A sleeping mutual-exclusion lock around a `T` (`std::sync::Mutex` on
+/// the host; a pinned `kernel::sync::Mutex` in the kernel).  Not for use
+/// in atomic context.
+#[derive(Debug, Default)]
+pub struct Mutex<T>(std::sync::Mutex<T>);
+
+/// What [`Mutex::lock`] returns: derefs to the `T`; unlocks on drop.
+pub type MutexGuard<'a, T> = std::sync::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    /// A mutex holding `x`.
+    ///
+    /// Errors: [`AllocError`] (only in the kernel, where the lock is
+    /// allocated pinned).
+    pub fn new(x: T) -> Result<Self, AllocError> {
+        Ok(Mutex(std::sync::Mutex::new(x)))
+    }
+
+    /// Waits for and takes the lock.  A panic of an earlier holder (host
+    /// tests only) does not poison it.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whether a rate-limited message may be printed now.  The host prints
+/// every message.
+pub fn log_ratelimit() -> bool {
+    true
+}
+
 #[doc(hidden)]
 pub mod log_impl {
     /// Logs an error line.
@@ -168,7 +211,12 @@ pub mod log_impl {
     /// Logs an informational line.
     #[macro_export]
     macro_rules! bch_info { ($($a:tt)*) => { ::std::eprintln!("bcachefs: {}", ::core::format_args!($($a)*)) } }
+    /// Logs an error line unless too many were logged recently
+    /// (`bch_err_ratelimited()`).
+    #[macro_export]
+    macro_rules! bch_err_ratelimited { ($($a:tt)*) => { if $crate::platform::log_ratelimit() { ::std::eprintln!("bcachefs: {}", ::core::format_args!($($a)*)) } } }
     pub use bch_err as err;
+    pub use bch_err_ratelimited as err_ratelimited;
     pub use bch_info as info;
     pub use bch_warn as warn;
 }

@@ -4,9 +4,11 @@
 //! kernel glue in `src/block/`.
 
 use core::ops::{Deref, DerefMut};
+use core::pin::Pin;
 use core::ptr;
 
-use kernel::alloc::{flags::GFP_KERNEL, KVec};
+use kernel::alloc::{flags::GFP_KERNEL, KBox, KVec};
+use kernel::init::InPlaceInit;
 
 use crate::errcode::AllocError;
 
@@ -115,6 +117,50 @@ impl<T> DerefMut for Vec<T> {
     }
 }
 
+/// Shared ownership with an atomic reference count (`kernel::sync::Arc`).
+/// Make one with [`arc_new`].
+pub type Arc<T> = kernel::sync::Arc<T>;
+
+/// A new [`Arc`] holding `x`, allocated with `GFP_KERNEL`.
+///
+/// Errors: [`AllocError`].
+pub fn arc_new<T>(x: T) -> Result<Arc<T>, AllocError> {
+    kernel::sync::Arc::new(x, GFP_KERNEL).map_err(|_| AllocError)
+}
+
+/// A sleeping mutual-exclusion lock around a `T`: a `kernel::sync::Mutex`
+/// (`struct mutex`) allocated pinned in a `KBox`, so the wrapper itself
+/// may move.  Not for use in atomic context.
+pub struct Mutex<T>(Pin<KBox<kernel::sync::Mutex<T>>>);
+
+/// What [`Mutex::lock`] returns: derefs to the `T`; unlocks on drop.
+pub type MutexGuard<'a, T> = kernel::sync::lock::Guard<'a, T, kernel::sync::lock::mutex::MutexBackend>;
+
+impl<T> Mutex<T> {
+    /// A mutex holding `x`.
+    ///
+    /// Errors: [`AllocError`].
+    pub fn new(x: T) -> Result<Self, AllocError> {
+        KBox::pin_init(kernel::new_mutex!(x, "bcachefs_rs_mutex"), GFP_KERNEL)
+            .map(Mutex)
+            .map_err(|_| AllocError)
+    }
+
+    /// Waits for and takes the lock.
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock()
+    }
+}
+
+/// Whether a rate-limited message may be printed now
+/// (`printk_ratelimit()`: a burst of 10 per 5 s by default).
+pub fn log_ratelimit() -> bool {
+    // SAFETY: `__printk_ratelimit` only reads the NUL-terminated name it is
+    // given (for its "callbacks suppressed" message); the literal lives
+    // for the whole program.
+    unsafe { kernel::bindings::__printk_ratelimit(c"bcachefs_rs".as_ptr().cast()) != 0 }
+}
+
 #[doc(hidden)]
 pub mod log_impl {
     /// Logs an error line.
@@ -126,7 +172,12 @@ pub mod log_impl {
     /// Logs an informational line.
     #[macro_export]
     macro_rules! bch_info { ($($a:tt)*) => { ::kernel::pr_info!("{}\n", ::core::format_args!($($a)*)) } }
+    /// Logs an error line unless too many were logged recently
+    /// (`bch_err_ratelimited()`).
+    #[macro_export]
+    macro_rules! bch_err_ratelimited { ($($a:tt)*) => { if $crate::platform::log_ratelimit() { ::kernel::pr_err!("{}\n", ::core::format_args!($($a)*)) } } }
     pub use bch_err as err;
+    pub use bch_err_ratelimited as err_ratelimited;
     pub use bch_info as info;
     pub use bch_warn as warn;
 }

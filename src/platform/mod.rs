@@ -48,9 +48,13 @@ pub trait BlockDev {
     fn logical_block_size(&self) -> u32 {
         SECTOR_SIZE as u32
     }
+
+    /// A hint that `bytes` from `sector` will be read soon (btree node
+    /// read-ahead).  The default does nothing.
+    fn readahead(&self, _sector: u64, _bytes: usize) {}
 }
 
 /// Logging, routed to `printk` in the kernel and to stderr on the host.
 pub mod log {
-    pub use super::log_impl::{err, info, warn};
+    pub use super::log_impl::{err, err_ratelimited, info, warn};
 }

@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The btree node cache: nodes read from the device, keyed by the device
+//! sector their pointer names, each holding its keys merged and sorted
+//! (unpacked keys with their values), bounded in bytes, least recently
+//! used nodes evicted first.
+//!
+//! Matches, in `fs/bcachefs`: `btree_cache.c` (`bch2_btree_node_get()`,
+//! `bch2_btree_node_fill()`, `btree_node_reclaim()`,
+//! `bch2_btree_cache_scan()`) and the read half of `btree_io.c`
+//! (`bch2_btree_node_read()`, `bch2_btree_node_read_done()`, whose checks
+//! are in [`crate::format::btree_node`]).
+//!
+//! Locking: the index (a vector sorted by sector) is behind a
+//! [`Mutex`]; each node carries a [`SixLock`].  A reader takes the node's
+//! lock for read while it still holds the index lock (a try-lock that
+//! cannot fail: only eviction takes write, and only under the index lock),
+//! and keeps it while it uses the node ([`NodeRef`]).  Eviction, under the
+//! index lock, try-locks intent then write and skips nodes it cannot lock,
+//! as `btree_node_reclaim()` does.  Nodes are shared by reference count,
+//! so an evicted node's memory lives until its last user drops it.  The
+//! device is never read under the index lock.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::{Acquire, Relaxed, Release}};
+
+use crate::errcode::{AllocError, Errno};
+use crate::format::bkey::{Bkey, BtreeIdName, KeyError, KeyType, NodeType, BKEY_BYTES, BKEY_U64S};
+use crate::format::bpos::Bpos;
+use crate::format::btree_node::{bset_magic, BtreeNode, NodeError, NodeExpect, NodeReadOpts};
+use crate::format::list::FsInfo;
+use crate::format::val::extent::{BtreePtrV2, ExtentEntries, ExtentEntry};
+use crate::platform::{arc_new, Arc, BlockDev, Mutex, MutexGuard, Vec, SECTOR_SIZE};
+use crate::sync::{SixLock, SixLockClass, SixLockType};
+
+/// Lock class of every btree node lock (`bch2_btree_node_lock_key`).
+static NODE_LOCK: SixLockClass = SixLockClass::new(c"bcachefs_rs_btree_node");
+
+/// Why a node could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeReadError {
+    /// The device failed the read.
+    Io(Errno),
+    /// The node is corrupt (checksum, magic, header, keys).
+    Node(NodeError),
+    /// The pointer to it is unusable.
+    Ptr(KeyError),
+    /// A btree pointer without a device pointer.
+    NoPtr,
+    /// The pointer names another device.
+    OtherDevice(u8),
+    /// The cached node at that sector belongs to another btree or level.
+    WrongNode,
+    /// Out of memory.
+    NoMem,
+}
+
+impl From<AllocError> for NodeReadError {
+    fn from(_: AllocError) -> Self {
+        NodeReadError::NoMem
+    }
+}
+
+impl NodeReadError {
+    /// The errno a reader gets: `ENOMEM`, else `EIO`.
+    pub fn errno(&self) -> Errno {
+        match self {
+            NodeReadError::NoMem => Errno::ENOMEM,
+            _ => Errno::EIO,
+        }
+    }
+}
+
+impl fmt::Display for NodeReadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeReadError::Io(e) => write!(f, "read error {e}"),
+            NodeReadError::Node(e) => write!(f, "{e}"),
+            NodeReadError::Ptr(e) => write!(f, "bad pointer: {e}"),
+            NodeReadError::NoPtr => f.write_str("btree pointer without a device pointer"),
+            NodeReadError::OtherDevice(d) => write!(f, "pointer to device {d}: multi-device is not supported"),
+            NodeReadError::WrongNode => f.write_str("pointer to a node of another btree or level"),
+            NodeReadError::NoMem => f.write_str("out of memory"),
+        }
+    }
+}
+
+/// A btree node in memory (`struct btree`): its keys, merged from its
+/// bsets and sorted, unpacked, each followed by its value.
+pub struct Node {
+    /// The node's lock: read while used, intent + write to evict.
+    pub lock: SixLock,
+    /// Btree id.
+    pub btree: u8,
+    /// Level (0: leaf).
+    pub level: u8,
+    /// Device sector of the node: its identity in the cache.
+    pub sector: u64,
+    /// First position the node covers.
+    pub min_key: Bpos,
+    /// Last position the node covers.
+    pub max_key: Bpos,
+    data: Vec<u8>,
+    offs: Vec<u32>,
+}
+
+impl Node {
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.offs.len()
+    }
+
+    /// Whether the node has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.offs.is_empty()
+    }
+
+    /// Bytes this node holds (what the cache bound counts).
+    pub fn bytes(&self) -> usize {
+        self.data.len() + self.offs.len() * 4 + core::mem::size_of::<Node>()
+    }
+
+    /// Key `i` and its value; `None` past the end.
+    pub fn key(&self, i: usize) -> Option<(Bkey, &[u8])> {
+        let at = *self.offs.get(i)? as usize;
+        let kb = self.data.get(at..at + BKEY_BYTES)?;
+        let mut b = [0u8; BKEY_BYTES];
+        b.copy_from_slice(kb);
+        let k = Bkey::from_bytes(&b);
+        let v = self.data.get(at + BKEY_BYTES..at + BKEY_BYTES + k.val_bytes())?;
+        Some((k, v))
+    }
+
+    /// Position of key `i` (`SPOS_MAX`-safe default past the end).
+    pub fn pos(&self, i: usize) -> Bpos {
+        self.offs
+            .get(i)
+            .and_then(|&at| Bpos::read(&self.data, at as usize + 20))
+            .unwrap_or_default()
+    }
+
+    /// Index of the first key at or after `pos`: O(log n).
+    pub fn lower_bound(&self, pos: Bpos) -> usize {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.pos(mid) < pos {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Index one past the last key at or before `pos`: O(log n).
+    pub fn upper_bound(&self, pos: Bpos) -> usize {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.pos(mid) <= pos {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn push(&mut self, k: &Bkey, v: &[u8]) -> Result<(), AllocError> {
+        let at = u32::try_from(self.data.len()).map_err(|_| AllocError)?;
+        let mut k = *k;
+        k.u64s = (BKEY_U64S + v.len() / 8).min(255) as u8;
+        self.data.extend_from_slice(&k.to_bytes())?;
+        self.data.extend_from_slice(v)?;
+        self.offs.push(at)
+    }
+}
+
+/// A node held for read; the lock is dropped with it.  Not `Send`: a six
+/// lock is released by the thread that took it.
+pub struct NodeRef {
+    node: Arc<Node>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Deref for NodeRef {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl Drop for NodeRef {
+    fn drop(&mut self) {
+        self.node.lock.unlock(SixLockType::Read);
+    }
+}
+
+struct Entry {
+    sector: u64,
+    last_used: u64,
+    node: Arc<Node>,
+}
+
+struct Index {
+    /// Sorted by sector.
+    entries: Vec<Entry>,
+    bytes: usize,
+    clock: u64,
+}
+
+impl Index {
+    fn new() -> Self {
+        Index { entries: Vec::new(), bytes: 0, clock: 0 }
+    }
+
+    fn find(&self, sector: u64) -> Result<usize, usize> {
+        self.entries.binary_search_by_key(&sector, |e| e.sector)
+    }
+
+    fn remove(&mut self, i: usize) -> Option<Entry> {
+        if i >= self.entries.len() {
+            return None;
+        }
+        self.entries[i..].rotate_left(1);
+        self.entries.pop()
+    }
+
+    fn insert(&mut self, i: usize, e: Entry) -> Result<(), AllocError> {
+        self.entries.push(e)?;
+        let n = self.entries.len();
+        if i < n {
+            self.entries[i..].rotate_right(1);
+        }
+        Ok(())
+    }
+
+    /// Frees unlocked nodes, least recently used first, while `more` says
+    /// so and at most `nr`; returns how many were freed.
+    fn evict(&mut self, nr: usize, more: impl Fn(&Index) -> bool) -> usize {
+        let mut order: Vec<(u64, u64)> = Vec::new();
+        if order.reserve(self.entries.len()).is_err() {
+            return 0;
+        }
+        for e in self.entries.iter() {
+            if order.push((e.last_used, e.sector)).is_err() {
+                return 0;
+            }
+        }
+        order.sort_unstable();
+        let mut freed = 0;
+        for &(_, sector) in order.iter() {
+            if freed >= nr || !more(self) {
+                break;
+            }
+            let Ok(i) = self.find(sector) else { continue };
+            let lock = &self.entries[i].node.lock;
+            if !lock.trylock(SixLockType::Intent) {
+                continue;
+            }
+            if !lock.trylock(SixLockType::Write) {
+                lock.unlock(SixLockType::Intent);
+                continue;
+            }
+            if let Some(e) = self.remove(i) {
+                self.bytes = self.bytes.saturating_sub(e.node.bytes());
+                e.node.lock.unlock(SixLockType::Write);
+                e.node.lock.unlock(SixLockType::Intent);
+                freed += 1;
+            }
+        }
+        freed
+    }
+}
+
+/// The cache (`struct btree_cache`).
+///
+/// The shrinker entry points ([`bytes`](Self::bytes),
+/// [`count`](Self::count), [`shrink`](Self::shrink)) never wait for the
+/// index lock: memory reclaim may call them from a thread that holds it
+/// (an allocation under the lock), as `bch2_btree_cache_scan()` only
+/// try-locks without `__GFP_FS`.
+pub struct BtreeCache {
+    index: Mutex<Index>,
+    /// The index lock is held (set right after taking it, cleared before
+    /// dropping it); [`shrink`](Self::shrink) backs off while it is.
+    busy: AtomicBool,
+    /// Mirrors of the index's byte and node counts, for lock-free reads.
+    nr_bytes: AtomicUsize,
+    nr_nodes: AtomicUsize,
+    max_bytes: usize,
+    /// 512-byte sectors read from the device for nodes.
+    pub sectors_read: AtomicU64,
+}
+
+/// The index, locked; publishes the counts and clears `busy` on drop.
+struct IndexGuard<'a> {
+    g: MutexGuard<'a, Index>,
+    c: &'a BtreeCache,
+}
+
+impl Deref for IndexGuard<'_> {
+    type Target = Index;
+    fn deref(&self) -> &Index {
+        &self.g
+    }
+}
+
+impl DerefMut for IndexGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Index {
+        &mut self.g
+    }
+}
+
+impl Drop for IndexGuard<'_> {
+    fn drop(&mut self) {
+        self.c.nr_bytes.store(self.g.bytes, Relaxed);
+        self.c.nr_nodes.store(self.g.entries.len(), Relaxed);
+        self.c.busy.store(false, Release);
+    }
+}
+
+/// Where a node is and what its parent says it is.
+#[derive(Clone, Copy, Debug)]
+pub struct NodePtr<'a> {
+    /// Btree id.
+    pub btree: u8,
+    /// Level of the node.
+    pub level: u8,
+    /// The pointer key (its position is the node's `max_key`).
+    pub key: &'a Bkey,
+    /// Its value: `btree_ptr_v2` or `btree_ptr`.
+    pub val: &'a [u8],
+}
+
+impl NodePtr<'_> {
+    /// The decoded `btree_ptr_v2` header, if it is one, and the device
+    /// pointer: (v2, device, sector).
+    fn decode(&self) -> Result<(Option<BtreePtrV2>, u8, u64), NodeReadError> {
+        let (v2, ptrs) = match KeyType::from_u8(self.key.key_type) {
+            Some(KeyType::BtreePtrV2) => (BtreePtrV2::decode(self.val), self.val.get(40..).unwrap_or(&[])),
+            Some(KeyType::BtreePtr) => (None, self.val),
+            _ => {
+                return Err(NodeReadError::Ptr(KeyError::InvalidTypeForBtree {
+                    ty: self.key.key_type,
+                    node: NodeType::new(self.level + 1, u32::from(self.btree)),
+                }))
+            }
+        };
+        let p = ExtentEntries::new(ptrs)
+            .find_map(|e| match e {
+                Ok(ExtentEntry::Ptr(p)) => Some(p),
+                _ => None,
+            })
+            .ok_or(NodeReadError::NoPtr)?;
+        Ok((v2, p.dev, p.offset))
+    }
+
+    /// The device sector of the node, if the pointer decodes.
+    pub fn sector(&self) -> Option<u64> {
+        self.decode().ok().map(|d| d.2)
+    }
+}
+
+impl BtreeCache {
+    /// An empty cache holding at most `max_bytes` of unused nodes.
+    ///
+    /// Errors: [`AllocError`].
+    pub fn new(max_bytes: usize) -> Result<Self, AllocError> {
+        Ok(BtreeCache {
+            index: Mutex::new(Index::new())?,
+            busy: AtomicBool::new(false),
+            nr_bytes: AtomicUsize::new(0),
+            nr_nodes: AtomicUsize::new(0),
+            max_bytes,
+            sectors_read: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> IndexGuard<'_> {
+        let g = self.index.lock();
+        self.busy.store(true, Release);
+        IndexGuard { g, c: self }
+    }
+
+    /// Bytes held by cached nodes (lock-free).
+    pub fn bytes(&self) -> usize {
+        self.nr_bytes.load(Relaxed)
+    }
+
+    /// Nodes cached (lock-free).
+    pub fn count(&self) -> usize {
+        self.nr_nodes.load(Relaxed)
+    }
+
+    /// Frees up to `nr` unlocked nodes, least recently used first
+    /// (`bch2_btree_cache_scan()`); returns how many were freed.  Returns
+    /// 0 at once while the index lock is held.
+    pub fn shrink(&self, nr: usize) -> usize {
+        if self.busy.load(Acquire) {
+            return 0;
+        }
+        self.lock().evict(nr, |_| true)
+    }
+
+    /// The node `ptr` points to, held for read: from the cache, else read
+    /// from `dev`, checked against the pointer and inserted
+    /// (`bch2_btree_node_get()`).  `search` is only for the error message.
+    ///
+    /// Errors: [`NodeReadError`]; every error but `NoMem` is logged
+    /// (rate-limited) with the device, btree, level, sector and position.
+    pub fn get<D: BlockDev + ?Sized>(
+        &self,
+        dev: &D,
+        fs: &FsInfo,
+        ptr: NodePtr<'_>,
+        search: Bpos,
+    ) -> Result<NodeRef, NodeReadError> {
+        let r = self.get_inner(dev, fs, ptr);
+        if let Err(e) = r {
+            if e != NodeReadError::NoMem {
+                crate::platform::log::err_ratelimited!(
+                    "{}: btree {} level {} node at sector {} (searching {}): {}",
+                    dev.name(),
+                    BtreeIdName(u32::from(ptr.btree)),
+                    ptr.level,
+                    ptr.sector().unwrap_or(0),
+                    search,
+                    e
+                );
+            }
+        }
+        r
+    }
+
+    fn get_inner<D: BlockDev + ?Sized>(&self, dev: &D, fs: &FsInfo, ptr: NodePtr<'_>) -> Result<NodeRef, NodeReadError> {
+        let (v2, devi, sector) = ptr.decode()?;
+        if devi != fs.dev_idx {
+            return Err(NodeReadError::OtherDevice(devi));
+        }
+        if let Some(r) = self.lookup(sector, &ptr)? {
+            return Ok(r);
+        }
+        let node = read_node(dev, fs, &ptr, v2, sector, &self.sectors_read)?;
+        let node = arc_new(node)?;
+        let mut ix = self.lock();
+        ix.clock += 1;
+        let clock = ix.clock;
+        let node = match ix.find(sector) {
+            Ok(i) => {
+                // Someone read it meanwhile: use theirs, drop ours.
+                let e = &mut ix.entries[i];
+                e.last_used = clock;
+                e.node.clone()
+            }
+            Err(i) => {
+                let bytes = node.bytes();
+                if ix.insert(i, Entry { sector, last_used: clock, node: node.clone() }).is_ok() {
+                    ix.bytes += bytes;
+                }
+                // Not indexed on ENOMEM: still usable by this reader.
+                node
+            }
+        };
+        // Taken under the index lock, so eviction (below, or by another
+        // thread) sees the node in use; see `lookup` on why it succeeds.
+        let locked = node.lock.trylock(SixLockType::Read);
+        let max = self.max_bytes;
+        if ix.bytes > max {
+            ix.evict(usize::MAX, |ix| ix.bytes > max);
+        }
+        drop(ix);
+        if !locked {
+            node.lock.lock(SixLockType::Read);
+        }
+        Ok(NodeRef { node, _not_send: PhantomData })
+    }
+
+    fn lookup(&self, sector: u64, ptr: &NodePtr<'_>) -> Result<Option<NodeRef>, NodeReadError> {
+        let mut ix = self.lock();
+        ix.clock += 1;
+        let clock = ix.clock;
+        let Ok(i) = ix.find(sector) else { return Ok(None) };
+        let e = &mut ix.entries[i];
+        if e.node.btree != ptr.btree || e.node.level != ptr.level {
+            return Err(NodeReadError::WrongNode);
+        }
+        e.last_used = clock;
+        let node = e.node.clone();
+        if node.lock.trylock(SixLockType::Read) {
+            return Ok(Some(NodeRef { node, _not_send: PhantomData }));
+        }
+        // Only an evictor (holding the index lock) takes write: unreachable,
+        // but never block under the index lock.
+        drop(ix);
+        node.lock.lock(SixLockType::Read);
+        Ok(Some(NodeRef { node, _not_send: PhantomData }))
+    }
+}
+
+/// Reads and checks the node `ptr` points to and builds its key array
+/// (`bch2_btree_node_read()` + `bch2_btree_node_read_done()`).
+fn read_node<D: BlockDev + ?Sized>(
+    dev: &D,
+    fs: &FsInfo,
+    ptr: &NodePtr<'_>,
+    v2: Option<BtreePtrV2>,
+    sector: u64,
+    sectors_read: &AtomicU64,
+) -> Result<Node, NodeReadError> {
+    let written = v2.map_or(0, |b| b.sectors_written as usize);
+    let bytes = if written != 0 { written * SECTOR_SIZE } else { fs.node_bytes as usize };
+    let bytes = bytes.min(fs.node_bytes as usize).max(SECTOR_SIZE);
+    let mut buf: Vec<u8> = Vec::new();
+    buf.resize(bytes.div_ceil(SECTOR_SIZE) * SECTOR_SIZE, 0)?;
+    dev.read_sectors(sector, &mut buf).map_err(NodeReadError::Io)?;
+    sectors_read.fetch_add((buf.len() / SECTOR_SIZE) as u64, Relaxed);
+    let opts = NodeReadOpts {
+        bset_magic: bset_magic(&fs.uuid),
+        block_bytes: fs.block_bytes,
+        node_bytes: fs.node_bytes,
+        expect: Some(NodeExpect { btree_id: u32::from(ptr.btree), level: ptr.level, max_key: ptr.key.p, ptr_v2: v2 }),
+        journal_blacklist: &fs.blacklist,
+        verify_csum: true,
+    };
+    let bn = BtreeNode::read(&buf, &opts).map_err(NodeReadError::Node)?;
+    let sorted = bn.sorted().map_err(NodeReadError::Node)?;
+    bn.check_values(&sorted, &fs.ctx()).map_err(NodeReadError::Node)?;
+    let f = *bn.format();
+    let mut node = Node {
+        lock: SixLock::new(&NODE_LOCK),
+        btree: ptr.btree,
+        level: ptr.level,
+        sector,
+        min_key: bn.header.min_key,
+        max_key: bn.header.max_key,
+        data: Vec::new(),
+        offs: Vec::with_capacity(sorted.len())?,
+    };
+    node.data.reserve(buf.len())?;
+    for k in sorted.iter(&bn) {
+        node.push(&k.unpack(&f), k.val(&f))?;
+    }
+    Ok(node)
+}
