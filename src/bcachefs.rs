@@ -16,8 +16,8 @@ use crate::format::bkey::{BtreeId, BtreeIdName};
 use crate::format::bpos::Bpos;
 use crate::format::list::{FsInfo, ListError, Root};
 use crate::format::sb::{read_super, FieldType, SbError, SB_SECTOR};
-use crate::format::sb_opts::SbFlag;
-use crate::fs_common::{BtreeRead, FsFacts, OwnedKey};
+use crate::format::sb_opts::{sb_opt, SbFlag};
+use crate::fs_common::{recalc_capacity, BtreeRead, FsFacts, OwnedKey};
 use crate::journal::{self, JournalRead};
 use crate::platform::{arc_new, log, Arc, BlockDev, Vec, SECTOR_SIZE};
 use crate::recovery::JournalKeys;
@@ -225,9 +225,17 @@ impl<D: BlockDev> Fs<D> {
         }
         let facts = FsFacts {
             block_bytes,
-            time_base_lo: sb.time_base_lo(),
+            // C keeps the base in time units: the superblock has it in ns.
+            time_base_lo: sb.time_base_lo() / u64::from(sb.time_precision().max(1)),
             time_precision_ns: sb.time_precision(),
-            capacity_sectors: (d.nbuckets - d.first_bucket).saturating_mul(u64::from(d.bucket_size)),
+            capacity_sectors: recalc_capacity(
+                d.nbuckets,
+                d.first_bucket,
+                d.bucket_size,
+                info.node_bytes / SECTOR_SIZE as u32,
+                sb_opt("gc_reserve_percent").map_or(8, |o| sb.opt(o)) as u8,
+                sb_opt("gc_reserve_bytes").map_or(0, |o| sb.opt(o)),
+            ),
             bucket_sectors: d.bucket_size,
         };
         if opts.verbose {

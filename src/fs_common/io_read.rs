@@ -41,7 +41,7 @@ const SECTOR: u64 = SECTOR_SIZE as u64;
 /// went wrong.  The single place read errors are reported, so that it can
 /// be rate limited in one spot (C: `bch_err_inum_offset_ratelimited()`).
 fn read_err(dev: &str, inum: u64, offset: u64, what: fmt::Arguments<'_>) {
-    crate::platform::log::err!("{dev}: inode {inum} offset {offset}: {what}");
+    crate::platform::log::err_ratelimited!("{dev}: inode {inum} offset {offset}: {what}");
 }
 
 /// What the read of one piece concerns, for messages.
