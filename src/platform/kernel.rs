@@ -90,6 +90,12 @@ impl<T: Clone> Vec<T> {
     }
 }
 
+impl<T: core::fmt::Debug> core::fmt::Debug for Vec<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_list().entries(self.0.iter()).finish()
+    }
+}
+
 impl<T> Default for Vec<T> {
     fn default() -> Self {
         Self::new()
