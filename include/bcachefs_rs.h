@@ -23,6 +23,7 @@
 #include <linux/lz4.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
+#include <linux/sched/mm.h>
 #include <linux/seq_file.h>
 #include <linux/shrinker.h>
 #include <linux/slab.h>
@@ -45,6 +46,7 @@ static const int BCH_RS_Z_STREAM_END = Z_STREAM_END;
 static const int BCH_RS_Z_FINISH = Z_FINISH;
 static const unsigned int BCH_RS_SB_RDONLY = SB_RDONLY;
 static const loff_t BCH_RS_MAX_LFS_FILESIZE = MAX_LFS_FILESIZE;
+static const gfp_t BCH_RS_GFP_FS = __GFP_FS;
 
 /* src/helpers.c: macros wrapped as functions */
 struct page *bch_rs_virt_to_page(const void *addr);
@@ -54,5 +56,6 @@ struct kmem_cache *bch_rs_kmem_cache_create(const char *name, unsigned int size,
 					    void (*ctor)(void *));
 struct inode *bch_rs_alloc_inode_sb(struct super_block *sb,
 				    struct kmem_cache *cache);
+void bch_rs_sysfs_attr_init(struct attribute *attr);
 
 #endif /* _BCACHEFS_RS_H */

@@ -685,7 +685,7 @@ mod tests {
         assert!(o.open_opts().degraded && !o.open_opts().norecovery);
         assert_eq!(parse("").unwrap().open_opts(), OpenOpts::default());
         // Empty items and a leading comma are skipped, as sys_fsconfig gives.
-        assert_eq!(parse(",,norecovery,").unwrap().open_opts().norecovery, true);
+        assert!(parse(",,norecovery,").unwrap().open_opts().norecovery);
     }
 
     #[test]
