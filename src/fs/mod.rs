@@ -405,9 +405,6 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
     if oo.verbose {
         bch_info!("{name}: mounting read-only{}", if oo.norecovery { ", norecovery" } else { "" });
     }
-    if opts.fsck() {
-        bch_warn!("{name}: fsck is not implemented; option ignored");
-    }
     let fs = Fs::open(dev, &oo).map_err(|e: OpenError| {
         bch_err!("{name}: {e}");
         e.errno()
@@ -478,6 +475,9 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
     }
     // SAFETY: still ours alone.
     unsafe { (*sb).s_root = dentry };
+    if opts.fsck() {
+        bch_warn!("{name}: fsck is not implemented; option ignored");
+    }
     if oo.verbose {
         bch_info!("{name}: mounted read-only, uuid {}", UuidFmt(&uuid));
     }
