@@ -207,9 +207,10 @@ unsafe fn source_name<'a>(fc: *const bindings::fs_context) -> &'a str {
 /// Called by the VFS with a valid, exclusively owned `fs_context`.
 unsafe extern "C" fn bch_init_fs_context(fc: *mut kernel::bindings::fs_context) -> c_int {
     let fc = fc.cast::<bindings::fs_context>();
-    let Ok(opts) = KBox::new(MountOpts::new(), GFP_KERNEL) else {
+    let Ok(opts) = KBox::<MountOpts>::new_uninit(GFP_KERNEL) else {
         return Errno::ENOMEM.to_kernel();
     };
+    let opts = opts.write(MountOpts::new());
     // SAFETY: `fc` is valid and ours for the duration of the call; the box
     // is reclaimed in `bch_fc_free`, which the VFS calls exactly once.
     unsafe {
@@ -382,7 +383,7 @@ unsafe extern "C" fn fill_super(sb: *mut bindings::super_block, fc: *mut binding
     let _nofs = NofsScope::new();
     // SAFETY: both are valid for the call (caller's contract); `fc`
     // outlives it, `fs_private` is our options box.
-    let (name, opts, bdev) = unsafe { (source_name(fc), *(*fc).fs_private.cast::<MountOpts>(), (*sb).s_bdev) };
+    let (name, opts, bdev) = unsafe { (source_name(fc), &*(*fc).fs_private.cast::<MountOpts>(), (*sb).s_bdev) };
     // SAFETY: `sb` and `bdev` are valid; the device stays open until
     // `kill_block_super()`, and the `SbBdev` is dropped before that.
     match unsafe { mount(sb, bdev, name, opts) } {
@@ -391,13 +392,29 @@ unsafe extern "C" fn fill_super(sb: *mut bindings::super_block, fc: *mut binding
     }
 }
 
+/// Opens the filesystem straight into `slot`.  Kept out of line: `Fs` is
+/// large and `Fs::open` builds it on the stack, so that frame must not be
+/// added to [`mount`]'s (kernel stacks are 16 KiB).
+///
+/// # Safety
+///
+/// `slot` is valid for writing a `MountedFs`; on `Ok` it is initialised.
+#[inline(never)]
+unsafe fn open_into(slot: *mut MountedFs, dev: SbBdev, oo: &crate::bcachefs::OpenOpts) -> Result<(), OpenError> {
+    let fs = Fs::open(dev, oo)?;
+    // SAFETY: caller's contract.
+    unsafe { slot.write(fs) };
+    Ok(())
+}
+
 /// The body of [`fill_super`].  Every failure has logged one line naming
 /// the device and the reason before it returns.
 ///
 /// # Safety
 ///
 /// As [`fill_super`]: `sb` is a new superblock of ours with `bdev` open.
-unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_device, name: &str, opts: MountOpts) -> Result<(), Errno> {
+#[inline(never)]
+unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_device, name: &str, opts: &MountOpts) -> Result<(), Errno> {
     // SAFETY: `bdev` stays open while the superblock lives (caller).
     let dev = unsafe { SbBdev::new(bdev, name) }.inspect_err(|_| bch_err!("{name}: out of memory"))?;
     read_super(&dev)?;
@@ -405,12 +422,30 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
     if oo.verbose {
         bch_info!("{name}: mounting read-only{}", if oo.norecovery { ", norecovery" } else { "" });
     }
-    let fs = Fs::open(dev, &oo).map_err(|e: OpenError| {
+    // The per-mount state is allocated first and the filesystem opened
+    // into it, so that no `Fs` is ever moved through this frame.
+    let mut b = KBox::<FsInfo>::new_uninit(GFP_KERNEL).map_err(|_| {
+        bch_err!("{name}: out of memory");
+        Errno::ENOMEM
+    })?;
+    let p = b.as_mut_ptr();
+    // SAFETY: `p` points to the box's memory, valid for writes.
+    unsafe { open_into(ptr::addr_of_mut!((*p).fs), dev, &oo) }.map_err(|e| {
         bch_err!("{name}: {e}");
         e.errno()
     })?;
-    let facts = *fs.facts();
-    let lbs = fs.dev().logical_block_size();
+    // SAFETY: `fs` is initialised by `open_into`; the other fields are
+    // written here, so the whole value is initialised before
+    // `assume_init`.
+    let mut info = unsafe {
+        ptr::addr_of_mut!((*p).sysfs).write(None);
+        ptr::addr_of_mut!((*p).shrinker).write(None);
+        ptr::addr_of_mut!((*p).sv).write(Subvol { id: 0, snapshot: 0, root_inum: 0 });
+        ptr::addr_of_mut!((*p).opts).write(*opts);
+        b.assume_init()
+    };
+    let facts = *info.fs.facts();
+    let lbs = info.fs.dev().logical_block_size();
     if facts.block_bytes < lbs || !facts.block_bytes.is_power_of_two() {
         bch_err!("{name}: filesystem block size {} is smaller than the device's logical block size {lbs}", facts.block_bytes);
         return Err(Errno::EINVAL);
@@ -419,14 +454,11 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
         bch_err!("{name}: invalid time precision {} ns", facts.time_precision_ns);
         return Err(Errno::EINVAL);
     }
-    let sv = fs_common::root_subvol(&fs).inspect_err(|e| {
+    info.sv = fs_common::root_subvol(&info.fs).inspect_err(|e| {
         bch_err!("{name}: cannot read the root subvolume: {e}");
     })?;
-    let uuid = fs.user_uuid();
-    let info = KBox::new(FsInfo { sysfs: None, shrinker: None, fs, sv, opts }, GFP_KERNEL).map_err(|_| {
-        bch_err!("{name}: out of memory");
-        Errno::ENOMEM
-    })?;
+    let sv = info.sv;
+    let uuid = info.fs.user_uuid();
     let info = KBox::into_raw(info);
     // SAFETY: `sb` is new and locked: nobody else looks at it yet.  From
     // here `s_fs_info` owns the box; `bch_kill_sb` frees it, on failure
