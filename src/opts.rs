@@ -55,10 +55,15 @@ pub enum Kind {
     /// `OPT_FN(bch2_opt_fix_errors)`: one of [`FSCK_FIX_OPTS`]; no value
     /// means `yes`.
     FixErrors,
-    /// Recovery pass selection (`OPT_BITFIELD`/`OPT_STR_NOLIMIT` of
-    /// `bch2_recovery_passes`): accepted by C, refused here because this
-    /// implementation has no such passes to select.
+    /// Recovery pass selection (`OPT_BITFIELD` of `bch2_recovery_passes`:
+    /// `recovery_passes`, `recovery_passes_exclude`): accepted by C,
+    /// refused here because this implementation has no such passes to
+    /// select.  Always 0, printed as C prints an empty bit set (nothing).
     RecoveryPasses,
+    /// `recovery_pass_last` (`OPT_STR_NOLIMIT(bch2_recovery_passes)`):
+    /// refused as [`Kind::RecoveryPasses`]; always 0, printed as the first
+    /// pass's name.
+    RecoveryPassLast,
 }
 
 /// One option.
@@ -164,7 +169,7 @@ pub const OPTS: &[OptDesc] = &[
     boolean("norecovery", FM, false),
     OptDesc { name: "recovery_passes", flags: FM, kind: Kind::RecoveryPasses, default: 0 },
     OptDesc { name: "recovery_passes_exclude", flags: FM, kind: Kind::RecoveryPasses, default: 0 },
-    OptDesc { name: "recovery_pass_last", flags: FM, kind: Kind::RecoveryPasses, default: 0 },
+    OptDesc { name: "recovery_pass_last", flags: FM, kind: Kind::RecoveryPassLast, default: 0 },
     sbo("journal_transaction_names", FMR),
     sbo("allocator_stuck_timeout", FMR),
     boolean("noexcl", FM, false),
@@ -333,7 +338,7 @@ fn opt_parse(o: &OptDesc, val: Option<&str>) -> Result<u64, BadValue> {
                 Some(v) => FSCK_FIX_OPTS.iter().position(|c| *c == v).map(|i| i as u64).ok_or(BadValue::InvalidSelection),
             };
         }
-        Kind::RecoveryPasses => return Err(BadValue::InvalidSelection),
+        Kind::RecoveryPasses | Kind::RecoveryPassLast => return Err(BadValue::InvalidSelection),
     };
     let human = match o.kind {
         Kind::Sb(s) => s.human,
@@ -405,8 +410,13 @@ fn opt_parse(o: &OptDesc, val: Option<&str>) -> Result<u64, BadValue> {
 /// value in option units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MountOpts {
-    vals: [Option<u64>; NR_OPTS],
+    /// Bit `i`: option `i` was given.
+    set: u64,
+    vals: [u64; NR_OPTS],
 }
+
+// `MountOpts::set` has a bit per option.
+const _: () = assert!(NR_OPTS <= 64);
 
 impl Default for MountOpts {
     fn default() -> Self {
@@ -417,7 +427,7 @@ impl Default for MountOpts {
 impl MountOpts {
     /// No options set.
     pub const fn new() -> Self {
-        MountOpts { vals: [None; NR_OPTS] }
+        MountOpts { set: 0, vals: [0; NR_OPTS] }
     }
 
     /// Parses one `name[=value]` item (`bch2_parse_one_mount_opt()`):
@@ -438,7 +448,7 @@ impl MountOpts {
         if o.flags & OPT_MOUNT == 0 {
             return Err(OptParseError::NotMountOption(OptName::new(name)));
         }
-        if o.kind == Kind::RecoveryPasses {
+        if matches!(o.kind, Kind::RecoveryPasses | Kind::RecoveryPassLast) {
             return Err(OptParseError::Unsupported(OptName::new(o.name)));
         }
         let v = opt_parse(o, val).map_err(|e| OptParseError::BadValue(OptName::new(o.name), e))?;
@@ -446,7 +456,8 @@ impl MountOpts {
         if o.name == "sb" && v != o.default {
             return Err(OptParseError::Unsupported(OptName::new(o.name)));
         }
-        self.vals[id] = Some(v);
+        self.vals[id] = v;
+        self.set |= 1 << id;
         Ok(())
     }
 
@@ -465,7 +476,11 @@ impl MountOpts {
 
     /// The value given at mount for option `id`, if any.
     pub fn get(&self, id: usize) -> Option<u64> {
-        self.vals.get(id).copied().flatten()
+        if id < NR_OPTS && self.set & (1 << id) != 0 {
+            Some(self.vals[id])
+        } else {
+            None
+        }
     }
 
     /// The value in force (`c->opts`): the mount option if given, else the
@@ -557,7 +572,10 @@ pub fn opt_to_text(f: &mut dyn fmt::Write, id: usize, v: u64, full_list: bool) -
         Kind::Bool => (OptKind::Bool, false),
         Kind::Uint { min, max, human } => (OptKind::Uint { min, max }, human),
         Kind::FixErrors => (OptKind::Str(FSCK_FIX_OPTS), false),
+        Kind::RecoveryPasses if v == 0 => return Ok(()),
         Kind::RecoveryPasses => return write!(f, "{v:#x}"),
+        Kind::RecoveryPassLast if v == 0 => return f.write_str("recovery_pass_empty"),
+        Kind::RecoveryPassLast => return write!(f, "{v}"),
     };
     match kind {
         OptKind::Bool | OptKind::Uint { .. } => {
@@ -774,6 +792,12 @@ mod tests {
         let mut s = String::new();
         opt_to_text(&mut s, opt_lookup("gc_reserve_percent").unwrap(), 8, true).unwrap();
         assert_eq!(s, "8");
+        let mut s = String::new();
+        opt_to_text(&mut s, opt_lookup("recovery_passes").unwrap(), 0, true).unwrap();
+        assert_eq!(s, "");
+        let mut s = String::new();
+        opt_to_text(&mut s, opt_lookup("recovery_pass_last").unwrap(), 0, true).unwrap();
+        assert_eq!(s, "recovery_pass_empty");
     }
 
     #[test]

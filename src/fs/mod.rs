@@ -492,7 +492,11 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
     let info = unsafe { &mut *info };
     info.shrinker = Some(Shrinker::new(info, name, &uuid)?);
     info.sysfs = Some(crate::sysfs::FsDir::create(info, &uuid).inspect_err(|e| {
-        bch_err!("{name}: cannot create /sys/fs/bcachefs/{}: {e}", UuidFmt(&uuid));
+        if *e == Errno::EBUSY {
+            bch_err!("{name}: a filesystem with uuid {} is already mounted", UuidFmt(&uuid));
+        } else {
+            bch_err!("{name}: cannot create /sys/fs/bcachefs/{}: {e}", UuidFmt(&uuid));
+        }
     })?);
     // SAFETY: `sb` is set up enough for inodes: `s_fs_info` and `s_op`.
     let root = unsafe { inode::iget(sb, sv.root_inum) }.inspect_err(|e| {
