@@ -455,6 +455,12 @@ unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
         r?;
         off += len;
     }
+    // A reader that reached the end of the file needs the decoded extent
+    // no more: free it rather than keep it for as long as the inode is
+    // cached (thousands of inodes may be).
+    if pos + size as u64 >= bi.attrs.size {
+        bi.with_cache(|cache| *cache = ExtentCache::default());
+    }
     Ok(())
 }
 
