@@ -12,10 +12,11 @@
 //! [`crate::fs_common`].
 
 use core::cell::UnsafeCell;
-use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
 use super::{FsInfo, NofsScope};
 use crate::bindings;

@@ -17,11 +17,11 @@
 mod inode;
 
 use core::cell::UnsafeCell;
-use kernel::ffi::{c_char, c_int, c_uint, c_ulong};
 use core::fmt;
 use core::ptr;
 
 use kernel::alloc::{flags::GFP_KERNEL, KBox};
+use kernel::ffi::{c_char, c_int, c_uint, c_ulong};
 use kernel::str::CStr;
 use kernel::ThisModule;
 
@@ -102,8 +102,8 @@ impl NofsScope {
 
 impl Drop for NofsScope {
     fn drop(&mut self) {
-        // SAFETY: restores what `new` saved, on the same task (the value
-        // is not `Send`: it holds no pointer, but it is only ever a local).
+        // SAFETY: restores what `new` saved, on the same task: a scope is
+        // only ever a local of the function that entered it.
         unsafe { bindings::memalloc_nofs_restore(self.0) };
     }
 }

@@ -15,12 +15,12 @@
 //! Files are laid out and printed as C's are; see
 //! `Documentation/ABI/testing/sysfs-fs-bcachefs-rs`.
 
-use kernel::ffi::c_char;
 use core::fmt::{self, Write as _};
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use kernel::alloc::{flags, KBox};
+use kernel::ffi::c_char;
 
 use crate::bindings;
 use crate::errcode::Errno;
