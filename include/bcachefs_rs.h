@@ -14,12 +14,21 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/crc32c.h>
+#include <linux/dcache.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
+#include <linux/highmem.h>
 #include <linux/kobject.h>
 #include <linux/lz4.h>
 #include <linux/mm.h>
+#include <linux/pagemap.h>
+#include <linux/sched/mm.h>
+#include <linux/seq_file.h>
+#include <linux/shrinker.h>
+#include <linux/slab.h>
+#include <linux/statfs.h>
+#include <linux/sysfs.h>
 #include <linux/zlib.h>
 #include <linux/zstd.h>
 
@@ -35,10 +44,18 @@ static const int BCH_RS_MAX_WBITS = MAX_WBITS;
 static const int BCH_RS_Z_OK = Z_OK;
 static const int BCH_RS_Z_STREAM_END = Z_STREAM_END;
 static const int BCH_RS_Z_FINISH = Z_FINISH;
+static const unsigned int BCH_RS_SB_RDONLY = SB_RDONLY;
+static const loff_t BCH_RS_MAX_LFS_FILESIZE = MAX_LFS_FILESIZE;
+static const gfp_t BCH_RS_GFP_FS = __GFP_FS;
 
 /* src/helpers.c: macros wrapped as functions */
 struct page *bch_rs_virt_to_page(const void *addr);
 unsigned long bch_rs_offset_in_page(const void *addr);
 bool bch_rs_virt_addr_valid(const void *addr);
+struct kmem_cache *bch_rs_kmem_cache_create(const char *name, unsigned int size,
+					    void (*ctor)(void *));
+struct inode *bch_rs_alloc_inode_sb(struct super_block *sb,
+				    struct kmem_cache *cache);
+void bch_rs_sysfs_attr_init(struct attribute *attr);
 
 #endif /* _BCACHEFS_RS_H */

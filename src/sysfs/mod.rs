@@ -1,12 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0
-//! sysfs: the `/sys/fs/bcachefs/` kset that every mounted filesystem's
-//! `<uuid>/` directory lives under (`bcachefs_kset` in
-//! `fs/bcachefs/super.c`).
+//! sysfs: the `/sys/fs/bcachefs/` kset (`bcachefs_kset` in
+//! `fs/bcachefs/super.c`) and, for each mounted filesystem, its
+//! `<user uuid>/` directory (`bch2_fs_sysfs_add`, `bch2_dev_sysfs_online`
+//! and the `SHOW()` functions of `fs/bcachefs/sysfs.c`), read-only:
+//!
+//! ```text
+//! <uuid>/btree_cache_size        bytes, human-readable
+//! <uuid>/internal/journal_debug
+//! <uuid>/internal/internal_uuid
+//! <uuid>/options/<option>        one file per filesystem option
+//! <uuid>/dev-<idx>/uuid bucket_size first_bucket nbuckets durability io_done
+//! ```
+//!
+//! Files are laid out and printed as C's are; see
+//! `Documentation/ABI/testing/sysfs-fs-bcachefs-rs`.
 
-use core::ptr::NonNull;
+use core::fmt::{self, Write as _};
+use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use kernel::alloc::{flags, KBox};
+use kernel::ffi::c_char;
 
 use crate::bindings;
 use crate::errcode::Errno;
+use crate::format::sb::Sb;
+use crate::format::sb_opts::DATA_TYPE_NAMES;
+use crate::fs::{FsInfo, UuidFmt, UuidStr};
+use crate::opts::{self, HumanReadable, NR_OPTS, OPTS, OPT_FS};
+
+const PAGE_SIZE: usize = 4096;
+
+/// The kset, while the module is loaded, for [`FsDir::create`].
+static KSET: AtomicPtr<bindings::kset> = AtomicPtr::new(ptr::null_mut());
 
 /// The `/sys/fs/bcachefs` directory; removed on drop.
 ///
@@ -37,13 +63,330 @@ impl BcachefsKset {
             )
         };
         // INVARIANT: non-null means created and owned by us.
-        NonNull::new(k).map(BcachefsKset).ok_or(Errno::EBUSY)
+        let k = NonNull::new(k).map(BcachefsKset).ok_or(Errno::EBUSY)?;
+        KSET.store(k.0.as_ptr(), Ordering::Release);
+        Ok(k)
     }
 }
 
 impl Drop for BcachefsKset {
     fn drop(&mut self) {
-        // SAFETY: owned by the type invariant; unregistered once.
+        KSET.store(ptr::null_mut(), Ordering::Release);
+        // SAFETY: owned by the type invariant; unregistered once.  No
+        // filesystem directory is left: the module is unloading, so
+        // nothing is mounted.
         unsafe { bindings::kset_unregister(self.0.as_ptr()) };
     }
+}
+
+// Indices of the fixed files in `FsKobj::attrs`; the options follow.
+const A_BTREE_CACHE_SIZE: usize = 0;
+const A_JOURNAL_DEBUG: usize = 1;
+const A_INTERNAL_UUID: usize = 2;
+const A_DEV_UUID: usize = 3;
+const A_BUCKET_SIZE: usize = 4;
+const A_FIRST_BUCKET: usize = 5;
+const A_NBUCKETS: usize = 6;
+const A_DURABILITY: usize = 7;
+const A_IO_DONE: usize = 8;
+const NR_FIXED: usize = 9;
+const FIXED_NAMES: [&core::ffi::CStr; NR_FIXED] = [
+    c"btree_cache_size",
+    c"journal_debug",
+    c"internal_uuid",
+    c"uuid",
+    c"bucket_size",
+    c"first_bucket",
+    c"nbuckets",
+    c"durability",
+    c"io_done",
+];
+const NAME_MAX: usize = 48;
+
+/// The kobject of one filesystem's directory and every attribute under
+/// it, in one allocation freed by the kobject's release.
+///
+/// # Invariants
+///
+/// Allocated zeroed by [`FsDir::create`]; `kobj` is first (so a kobject
+/// pointer is a pointer to the whole); `info` outlives every `show` call
+/// (the owning [`FsDir`] is dropped, removing the files and waiting for
+/// readers, before the `FsInfo` goes).
+#[repr(C)]
+struct FsKobj {
+    kobj: bindings::kobject,
+    info: *const FsInfo,
+    attrs: [bindings::attribute; NR_FIXED + NR_OPTS],
+    opt_names: [[u8; NAME_MAX]; NR_OPTS],
+    dev_name: [u8; 16],
+    top: [*mut bindings::attribute; 2],
+    internal: [*mut bindings::attribute; 3],
+    dev: [*mut bindings::attribute; 7],
+    options: [*mut bindings::attribute; NR_OPTS + 1],
+    group_store: [bindings::attribute_group; 4],
+    groups: [*const bindings::attribute_group; 5],
+}
+
+static FS_SYSFS_OPS: bindings::sysfs_ops = bindings::sysfs_ops { show: Some(fs_show), store: None };
+
+/// `kobj_type` wrapper: the kernel's struct holds raw pointers.
+struct KType(bindings::kobj_type);
+// SAFETY: immutable after compilation; the kernel only reads it.
+unsafe impl Sync for KType {}
+
+static FS_KTYPE: KType = KType(bindings::kobj_type {
+    release: Some(fs_release),
+    sysfs_ops: &FS_SYSFS_OPS,
+    default_groups: ptr::null_mut(),
+    child_ns_type: None,
+    namespace: None,
+    get_ownership: None,
+});
+
+/// `release`: frees the allocation.
+///
+/// # Safety
+///
+/// Called by the kobject core once, when the last reference goes.
+unsafe extern "C" fn fs_release(kobj: *mut bindings::kobject) {
+    // SAFETY: every kobject of `FS_KTYPE` is the first field of a leaked
+    // `KBox<FsKobj>` (invariant); this is its only release.
+    drop(unsafe { KBox::from_raw(kobj.cast::<FsKobj>()) });
+}
+
+/// One filesystem's `/sys/fs/bcachefs/<uuid>/`; removed on drop.
+///
+/// # Invariants
+///
+/// `0` is an added kobject of `FS_KTYPE` holding one reference.
+pub(crate) struct FsDir(NonNull<FsKobj>);
+
+// SAFETY: kobjects are refcounted and may be removed from any thread.
+unsafe impl Send for FsDir {}
+// SAFETY: no `&self` methods.
+unsafe impl Sync for FsDir {}
+
+impl FsDir {
+    /// Creates the directory of `info`'s filesystem, named by its user
+    /// uuid.  `info` must outlive the returned value.
+    ///
+    /// Errors: `EBUSY` when a filesystem with that uuid already has one,
+    /// `ENOMEM`, or what `kobject_add()` returns.
+    pub(crate) fn create(info: &FsInfo, uuid: &[u8; 16]) -> Result<Self, Errno> {
+        let kset = KSET.load(Ordering::Acquire);
+        if kset.is_null() {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let name = UuidStr::new(uuid);
+        // SAFETY: `kset` is alive while the module is; the name is a
+        // NUL-terminated string.  A found object is referenced; we drop it.
+        let dup = unsafe { bindings::kset_find_obj(kset, name.as_ptr()) };
+        if !dup.is_null() {
+            // SAFETY: the reference `kset_find_obj` took.
+            unsafe { bindings::kobject_put(dup) };
+            return Err(Errno::EBUSY);
+        }
+        let b = KBox::<FsKobj>::new_uninit(flags::GFP_KERNEL | flags::__GFP_ZERO).map_err(|_| Errno::ENOMEM)?;
+        // SAFETY: zeroed memory is a valid `FsKobj`: integers, null
+        // pointers, `None` callbacks, zeroed lock keys and kobject.
+        let b: KBox<FsKobj> = unsafe { b.assume_init() };
+        let p = KBox::into_raw(b);
+        let dev_idx = Sb::parse(info.fs.sb_bytes()).map(|s| s.dev_idx()).unwrap_or(0);
+        // SAFETY: `p` is ours alone until `kobject_init_and_add`; every
+        // pointer stored points into the same allocation, which lives
+        // until the release.  Each attribute gets its lockdep key before
+        // sysfs sees it.
+        unsafe {
+            let k = &mut *p;
+            k.info = info;
+            for (i, n) in FIXED_NAMES.iter().enumerate() {
+                k.attrs[i].name = n.as_ptr().cast();
+                k.attrs[i].mode = 0o444;
+            }
+            let mut nopts = 0;
+            for (i, o) in OPTS.iter().enumerate() {
+                let len = o.name.len().min(NAME_MAX - 1);
+                k.opt_names[i][..len].copy_from_slice(&o.name.as_bytes()[..len]);
+                let a = &mut k.attrs[NR_FIXED + i];
+                a.name = k.opt_names[i].as_ptr().cast();
+                a.mode = 0o444;
+                if o.flags & OPT_FS != 0 {
+                    k.options[nopts] = a;
+                    nopts += 1;
+                }
+            }
+            for a in k.attrs.iter_mut() {
+                bindings::bch_rs_sysfs_attr_init(a);
+            }
+            let attrs = k.attrs.as_mut_ptr();
+            k.top = [attrs.add(A_BTREE_CACHE_SIZE), ptr::null_mut()];
+            k.internal = [attrs.add(A_JOURNAL_DEBUG), attrs.add(A_INTERNAL_UUID), ptr::null_mut()];
+            k.dev = [
+                attrs.add(A_DEV_UUID),
+                attrs.add(A_BUCKET_SIZE),
+                attrs.add(A_FIRST_BUCKET),
+                attrs.add(A_NBUCKETS),
+                attrs.add(A_DURABILITY),
+                attrs.add(A_IO_DONE),
+                ptr::null_mut(),
+            ];
+            let mut w = ByteWriter { buf: &mut k.dev_name[..15], len: 0 };
+            let _ = write!(w, "dev-{dev_idx}");
+            k.group_store[0].attrs = k.top.as_mut_ptr();
+            k.group_store[1].name = c"internal".as_ptr().cast();
+            k.group_store[1].attrs = k.internal.as_mut_ptr();
+            k.group_store[2].name = c"options".as_ptr().cast();
+            k.group_store[2].attrs = k.options.as_mut_ptr();
+            k.group_store[3].name = k.dev_name.as_ptr().cast();
+            k.group_store[3].attrs = k.dev.as_mut_ptr();
+            for i in 0..4 {
+                k.groups[i] = &k.group_store[i];
+            }
+            k.groups[4] = ptr::null();
+        }
+        // SAFETY: `p`'s kobject is zeroed (not initialised); from here the
+        // kobject owns the allocation: on failure `kobject_put` releases
+        // it.  The parent kset outlives every filesystem.
+        let ret = unsafe {
+            bindings::kobject_init_and_add(
+                p.cast(),
+                &FS_KTYPE.0,
+                ptr::addr_of_mut!((*kset).kobj),
+                c"%s".as_ptr().cast(),
+                name.as_ptr(),
+            )
+        };
+        if ret != 0 {
+            // SAFETY: drops the initial reference; the release frees `p`.
+            unsafe { bindings::kobject_put(p.cast()) };
+            return Err(Errno(-ret));
+        }
+        // SAFETY: the kobject is added; the groups live inside it.
+        let ret = unsafe { bindings::sysfs_create_groups(p.cast(), (*p).groups.as_mut_ptr()) };
+        if ret != 0 {
+            // SAFETY: removes the directory, then drops our reference.
+            unsafe {
+                bindings::kobject_del(p.cast());
+                bindings::kobject_put(p.cast());
+            }
+            return Err(Errno(-ret));
+        }
+        // INVARIANT: added, one reference held.
+        // SAFETY: `p` is non-null (it came from a box).
+        Ok(FsDir(unsafe { NonNull::new_unchecked(p) }))
+    }
+}
+
+impl Drop for FsDir {
+    fn drop(&mut self) {
+        // SAFETY: added by `create`; `kobject_del` removes the files and
+        // waits for `show` calls in flight, so none runs after this and
+        // `info` may go.  The put drops our reference (the release frees).
+        unsafe {
+            bindings::kobject_del(self.0.as_ptr().cast());
+            bindings::kobject_put(self.0.as_ptr().cast());
+        }
+    }
+}
+
+/// Writes into a byte buffer, cutting what does not fit.
+struct ByteWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// `sysfs_ops.show`: prints attribute `attr` of the filesystem into the
+/// page `buf`, ending with a newline as C's `SHOW()` wrapper does.
+///
+/// # Safety
+///
+/// Called by sysfs with one of our kobjects, one of its attributes and a
+/// `PAGE_SIZE` buffer.
+unsafe extern "C" fn fs_show(kobj: *mut bindings::kobject, attr: *mut bindings::attribute, buf: *mut c_char) -> isize {
+    // SAFETY: `kobj` is the first field of an `FsKobj` (invariant) whose
+    // `info` is alive while its files exist; `buf` is a page.
+    let (k, out) = unsafe { (&*kobj.cast::<FsKobj>(), core::slice::from_raw_parts_mut(buf.cast::<u8>(), PAGE_SIZE)) };
+    // SAFETY: see the invariant of `FsKobj`.
+    let info = unsafe { &*k.info };
+    let idx = (attr as usize).wrapping_sub(k.attrs.as_ptr() as usize) / core::mem::size_of::<bindings::attribute>();
+    let mut w = ByteWriter { buf: out, len: 0 };
+    let _nofs = crate::fs::NofsScope::new();
+    let _ = show(info, idx, &mut w);
+    if w.len > 0 && w.buf[w.len - 1] != b'\n' {
+        if w.len == w.buf.len() {
+            w.len -= 1;
+        }
+        w.buf[w.len] = b'\n';
+        w.len += 1;
+    }
+    w.len as isize
+}
+
+fn show(info: &FsInfo, idx: usize, w: &mut dyn fmt::Write) -> fmt::Result {
+    let fs = &info.fs;
+    let sb = Sb::parse(fs.sb_bytes()).ok();
+    let member = sb.as_ref().and_then(|s| s.member(s.dev_idx()));
+    match idx {
+        A_BTREE_CACHE_SIZE => write!(w, "{}", HumanReadable(fs.btree_cache_bytes() as u64)),
+        A_JOURNAL_DEBUG => fs.journal_debug_to_text(w),
+        A_INTERNAL_UUID => match &sb {
+            Some(s) => write!(w, "{}", UuidFmt(&s.uuid())),
+            None => Ok(()),
+        },
+        A_DEV_UUID => match &member {
+            Some(m) => write!(w, "{}", UuidFmt(&m.uuid)),
+            None => Ok(()),
+        },
+        A_BUCKET_SIZE => match &member {
+            Some(m) => write!(w, "{}", u32::from(m.bucket_size) << 9),
+            None => Ok(()),
+        },
+        A_FIRST_BUCKET => match &member {
+            Some(m) => write!(w, "{}", m.first_bucket),
+            None => Ok(()),
+        },
+        A_NBUCKETS => match &member {
+            Some(m) => write!(w, "{}", m.nbuckets),
+            None => Ok(()),
+        },
+        A_DURABILITY => match &member {
+            Some(m) => write!(w, "{}", m.durability()),
+            None => Ok(()),
+        },
+        A_IO_DONE => io_done_to_text(info, w),
+        i if (NR_FIXED..NR_FIXED + NR_OPTS).contains(&i) => {
+            let id = i - NR_FIXED;
+            opts::opt_to_text(w, id, info.opts.value(id, sb.as_ref()), true)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `dev_io_done_to_text`: bytes read and written per data type (we never
+/// write).
+fn io_done_to_text(info: &FsInfo, w: &mut dyn fmt::Write) -> fmt::Result {
+    let io = info.fs.io_done();
+    for (rw, name) in ["read", "write"].iter().enumerate() {
+        writeln!(w, "{name}:")?;
+        for (t, tname) in DATA_TYPE_NAMES.iter().enumerate().skip(1) {
+            let sectors = match (rw, t) {
+                (0, 1) => io.sb,
+                (0, 2) => io.journal,
+                (0, 3) => io.btree,
+                (0, 4) => io.user,
+                _ => 0,
+            };
+            writeln!(w, "{tname:<12}:{:>12}", sectors << 9)?;
+        }
+    }
+    Ok(())
 }

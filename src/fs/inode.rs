@@ -1,0 +1,507 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Inodes, directories, regular files and symlinks, read-only
+//! (`fs/bcachefs/fs.c`: `bch2_alloc_inode`, `bch2_free_inode`,
+//! `bch2_vfs_inode_get`, `bch2_vfs_inode_init`, `bch2_lookup`,
+//! `bch2_getattr`; `fs/bcachefs/fs-io-pagecache.c` and `fs-io-buffered.c`:
+//! `bch2_read_folio`, `bch2_readahead`; `bch2_readdir`).
+//!
+//! Each VFS inode is the `vfs` field of a [`BchInode`] allocated from our
+//! own kmem_cache, which also holds the inode's attributes as read from
+//! the inodes btree, the decoded-extent cache of its reader and, for a
+//! symlink, its target.  Everything the VFS asks is answered through
+//! [`crate::fs_common`].
+
+use core::cell::UnsafeCell;
+use core::mem::size_of;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
+
+use super::{FsInfo, NofsScope};
+use crate::bindings;
+use crate::errcode::Errno;
+use crate::fs_common::{self, BtreeRead, ExtentCache, InodeAttrs};
+use crate::platform::Vec;
+
+const PAGE_SIZE: usize = 4096;
+const NSEC_PER_SEC: i64 = 1_000_000_000;
+const S_IFMT: u16 = bindings::S_IFMT as u16;
+const S_IFREG: u16 = bindings::S_IFREG as u16;
+const S_IFDIR: u16 = bindings::S_IFDIR as u16;
+const S_IFLNK: u16 = bindings::S_IFLNK as u16;
+
+/// Our inode: the VFS inode and what we keep beside it.
+///
+/// # Invariants
+///
+/// Allocated by [`bch_alloc_inode`] from [`INODE_CACHE`], which
+/// initialises every field; `vfs` is first, so a pointer to it is a
+/// pointer to the whole.  `attrs` and `link` are written only while the
+/// inode is `I_NEW` (by [`iget`]); after that they are read-only.
+/// `cache` is accessed only by the holder of `cache_busy`.
+#[repr(C)]
+pub(crate) struct BchInode {
+    vfs: bindings::inode,
+    attrs: InodeAttrs,
+    cache_busy: AtomicBool,
+    cache: UnsafeCell<ExtentCache>,
+    /// A symlink's target, NUL-terminated (`i_link` points into it).
+    link: Vec<u8>,
+}
+
+impl BchInode {
+    /// The `BchInode` around `inode`.
+    ///
+    /// # Safety
+    ///
+    /// `inode` is an inode of one of our superblocks (allocated by
+    /// [`bch_alloc_inode`]), alive for `'a`.
+    unsafe fn from_vfs<'a>(inode: *const bindings::inode) -> &'a BchInode {
+        // SAFETY: `vfs` is the first field of a `repr(C)` struct, so the
+        // pointers are the same; the caller guarantees the allocation.
+        unsafe { &*inode.cast::<BchInode>() }
+    }
+
+    /// Runs `f` with this inode's extent cache, or with a fresh one when
+    /// another reader holds it (parallel readers of one file then decode
+    /// on their own rather than wait).
+    fn with_cache<R>(&self, f: impl FnOnce(&mut ExtentCache) -> R) -> R {
+        if self.cache_busy.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+            // SAFETY: `cache_busy` is ours, so nobody else touches `cache`
+            // until we release it below.
+            let r = f(unsafe { &mut *self.cache.get() });
+            self.cache_busy.store(false, Ordering::Release);
+            r
+        } else {
+            f(&mut ExtentCache::default())
+        }
+    }
+}
+
+/// The kmem_cache every [`BchInode`] comes from; set while the module is
+/// loaded ([`InodeCache`]).
+static INODE_CACHE: AtomicPtr<bindings::kmem_cache> = AtomicPtr::new(ptr::null_mut());
+
+/// Owns [`INODE_CACHE`]; destroys it on drop.
+pub(crate) struct InodeCache(());
+
+impl InodeCache {
+    /// Creates the cache.  Errors: `ENOMEM`.
+    pub(crate) fn create() -> Result<Self, Errno> {
+        // SAFETY: the name is static; `inode_ctor` initialises the one
+        // field that must be set up once per object.
+        let c = unsafe {
+            bindings::bch_rs_kmem_cache_create(
+                c"bcachefs_rs_inode".as_ptr().cast(),
+                size_of::<BchInode>() as c_uint,
+                Some(inode_ctor),
+            )
+        };
+        if c.is_null() {
+            return Err(Errno::ENOMEM);
+        }
+        INODE_CACHE.store(c, Ordering::Release);
+        Ok(InodeCache(()))
+    }
+}
+
+impl Drop for InodeCache {
+    fn drop(&mut self) {
+        let c = INODE_CACHE.swap(ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: the filesystem type is unregistered and no superblock
+        // is left, so the only inodes not yet freed are those waiting for
+        // an RCU grace period (`free_inode` runs from RCU): `rcu_barrier`
+        // waits for them, after which the cache is empty.
+        unsafe {
+            bindings::rcu_barrier();
+            bindings::kmem_cache_destroy(c);
+        }
+    }
+}
+
+/// Slab constructor: `inode_init_once()` on the VFS part.
+///
+/// # Safety
+///
+/// Called by the slab allocator with a new object of our cache.
+unsafe extern "C" fn inode_ctor(p: *mut c_void) {
+    // SAFETY: `p` is an object of size `BchInode` whose first field is
+    // the `struct inode`.
+    unsafe { bindings::inode_init_once(p.cast()) };
+}
+
+/// `alloc_inode`: a [`BchInode`] with empty attributes and cache.
+///
+/// # Safety
+///
+/// Called by the VFS for one of our superblocks.
+pub(super) unsafe extern "C" fn bch_alloc_inode(sb: *mut bindings::super_block) -> *mut bindings::inode {
+    let cache = INODE_CACHE.load(Ordering::Acquire);
+    // SAFETY: the cache exists while the filesystem type is registered.
+    let p = unsafe { bindings::bch_rs_alloc_inode_sb(sb, cache) }.cast::<BchInode>();
+    if p.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `p` is a fresh object of our cache: `vfs` was set up by the
+    // constructor (the VFS does the rest), our fields are written here
+    // without reading or dropping what was there.
+    unsafe {
+        ptr::addr_of_mut!((*p).attrs).write(InodeAttrs::default());
+        ptr::addr_of_mut!((*p).cache_busy).write(AtomicBool::new(false));
+        ptr::addr_of_mut!((*p).cache).write(UnsafeCell::new(ExtentCache::default()));
+        ptr::addr_of_mut!((*p).link).write(Vec::new());
+        ptr::addr_of_mut!((*p).vfs)
+    }
+}
+
+/// `free_inode` (after an RCU grace period): drops our fields and frees
+/// the object.
+///
+/// # Safety
+///
+/// Called by the VFS once per inode from [`bch_alloc_inode`], when nobody
+/// can reach it any more (RCU path walks included).
+pub(super) unsafe extern "C" fn bch_free_inode(inode: *mut bindings::inode) {
+    let p = inode.cast::<BchInode>();
+    // SAFETY: initialised by `bch_alloc_inode`, dropped once here; then
+    // the object goes back to its cache.
+    unsafe {
+        ptr::drop_in_place(ptr::addr_of_mut!((*p).cache));
+        ptr::drop_in_place(ptr::addr_of_mut!((*p).link));
+        bindings::kmem_cache_free(INODE_CACHE.load(Ordering::Acquire), p.cast());
+    }
+}
+
+fn timespec(ns: i64) -> bindings::timespec64 {
+    bindings::timespec64 { tv_sec: ns.div_euclid(NSEC_PER_SEC), tv_nsec: ns.rem_euclid(NSEC_PER_SEC) as _ }
+}
+
+/// The inode `inum` of `sb`'s subvolume, read from the btree the first
+/// time (`bch2_vfs_inode_get`).  Returns a reference the caller owns.
+///
+/// Errors: `ENOENT` (no such inode), `EUCLEAN`, `EIO`, `ENOMEM`.
+///
+/// # Safety
+///
+/// `sb` is one of our superblocks with `s_fs_info` set (mounted, or in
+/// `fill_super` past that point).
+pub(super) unsafe fn iget(sb: *mut bindings::super_block, inum: u64) -> Result<*mut bindings::inode, Errno> {
+    // SAFETY: `sb` is valid.
+    let inode = unsafe { bindings::iget_locked(sb, inum as c_ulong) };
+    if inode.is_null() {
+        return Err(Errno::ENOMEM);
+    }
+    // SAFETY: `iget_locked` returned a referenced inode.
+    if unsafe { (*inode).i_state } & bindings::I_NEW == 0 {
+        return Ok(inode);
+    }
+    // SAFETY: `sb` has its `FsInfo` (caller's contract); the new inode is
+    // locked (`I_NEW`) and ours alone to set up.
+    let r = unsafe { init_new(sb, inode, inum) };
+    match r {
+        Ok(()) => {
+            // SAFETY: `inode` is `I_NEW` and fully set up.
+            unsafe { bindings::unlock_new_inode(inode) };
+            Ok(inode)
+        }
+        Err(e) => {
+            // SAFETY: marks the half-built inode bad, unlocks and drops
+            // our reference.
+            unsafe { bindings::iget_failed(inode) };
+            Err(e)
+        }
+    }
+}
+
+/// Fills a new inode from the btree (`bch2_vfs_inode_init`).
+///
+/// # Safety
+///
+/// `inode` is `I_NEW`, of superblock `sb` whose `s_fs_info` is set.
+unsafe fn init_new(sb: *mut bindings::super_block, inode: *mut bindings::inode, inum: u64) -> Result<(), Errno> {
+    // SAFETY: caller's contract.
+    let info = unsafe { FsInfo::of(sb) };
+    let attrs = fs_common::inode_get(&info.fs, &info.sv, inum)?;
+    let p = inode.cast::<BchInode>();
+    let mode = attrs.mode;
+    // SAFETY: the inode is `I_NEW`: nobody else reads or writes it until
+    // `unlock_new_inode`.  The operation tables are static.
+    unsafe {
+        (*p).attrs = attrs;
+        if mode & S_IFMT == S_IFLNK {
+            let mut link = Vec::new();
+            fs_common::readlink(&info.fs, &info.sv, &attrs, &mut link)?;
+            // The target ends at its first NUL (C strings), which we add.
+            link.push(0)?;
+            (*p).link = link;
+            (*inode).__bindgen_anon_4.i_link = (*p).link.as_ptr().cast_mut().cast::<c_char>();
+        }
+        (*inode).i_mode = mode;
+        bindings::i_uid_write(inode, attrs.uid);
+        bindings::i_gid_write(inode, attrs.gid);
+        bindings::set_nlink(inode, attrs.nlink);
+        (*inode).i_size = attrs.size as i64;
+        (*inode).i_blocks = attrs.sectors;
+        (*inode).i_generation = attrs.generation;
+        bindings::inode_set_atime_to_ts(inode, timespec(attrs.atime_ns));
+        bindings::inode_set_mtime_to_ts(inode, timespec(attrs.mtime_ns));
+        bindings::inode_set_ctime_to_ts(inode, timespec(attrs.ctime_ns));
+        match mode & S_IFMT {
+            S_IFREG => {
+                (*inode).i_op = &FILE_IOPS;
+                (*inode).__bindgen_anon_3.i_fop = &FILE_FOPS.0;
+                (*inode).i_data.a_ops = &AOPS;
+            }
+            S_IFDIR => {
+                (*inode).i_op = &DIR_IOPS;
+                (*inode).__bindgen_anon_3.i_fop = &DIR_FOPS.0;
+            }
+            S_IFLNK => {
+                (*inode).i_op = &SYMLINK_IOPS;
+            }
+            _ => {
+                (*inode).i_op = &SPECIAL_IOPS;
+                bindings::init_special_inode(inode, mode, attrs.rdev);
+            }
+        }
+    }
+    Ok(())
+}
+
+static DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
+    lookup: Some(bch_lookup),
+    getattr: Some(bch_getattr),
+    // SAFETY: the other members are optional callbacks; `None` is zero.
+    ..unsafe { core::mem::zeroed() }
+};
+
+static FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
+    getattr: Some(bch_getattr),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+};
+
+static SYMLINK_IOPS: bindings::inode_operations = bindings::inode_operations {
+    get_link: Some(bindings::simple_get_link),
+    getattr: Some(bch_getattr),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+};
+
+static SPECIAL_IOPS: bindings::inode_operations = bindings::inode_operations {
+    getattr: Some(bch_getattr),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+};
+
+/// `file_operations` holds the owner module pointer, which makes it
+/// `!Sync` in Rust; ours is constant and only read by the kernel.
+struct Fops(bindings::file_operations);
+// SAFETY: never written after compilation; `owner` is null.
+unsafe impl Sync for Fops {}
+
+static DIR_FOPS: Fops = Fops(bindings::file_operations {
+    llseek: Some(bindings::generic_file_llseek),
+    read: Some(bindings::generic_read_dir),
+    iterate_shared: Some(bch_readdir),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+});
+
+static FILE_FOPS: Fops = Fops(bindings::file_operations {
+    open: Some(bindings::generic_file_open),
+    llseek: Some(bindings::generic_file_llseek),
+    read_iter: Some(bindings::generic_file_read_iter),
+    mmap: Some(bindings::generic_file_readonly_mmap),
+    splice_read: Some(bindings::filemap_splice_read),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+});
+
+static AOPS: bindings::address_space_operations = bindings::address_space_operations {
+    read_folio: Some(bch_read_folio),
+    readahead: Some(bch_readahead),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+};
+
+/// `lookup` (`bch2_lookup`): the directory entry `dentry` names, then its
+/// inode.
+///
+/// # Safety
+///
+/// Called by the VFS with a directory inode of ours and a negative dentry
+/// under it.
+unsafe extern "C" fn bch_lookup(dir: *mut bindings::inode, dentry: *mut bindings::dentry, _flags: c_uint) -> *mut bindings::dentry {
+    let _nofs = NofsScope::new();
+    // SAFETY: `dir` is ours and referenced by the caller; its superblock
+    // is mounted.  `d_name` is stable while the caller holds the parent's
+    // lock; `name` is valid for `len` bytes.
+    let r = unsafe {
+        let sb = (*dir).i_sb;
+        let info = FsInfo::of(sb);
+        let d = BchInode::from_vfs(dir);
+        let q = &(*dentry).d_name;
+        let name = core::slice::from_raw_parts(q.name, q.__bindgen_anon_1.__bindgen_anon_1.len as usize);
+        match fs_common::lookup(&info.fs, &info.sv, &d.attrs, name) {
+            Ok(Some((inum, _))) => iget(sb, inum).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    match r {
+        // SAFETY: `d_splice_alias` takes our inode reference (or a null
+        // inode for a negative entry) and the caller's dentry.
+        Ok(inode) => unsafe { bindings::d_splice_alias(inode.unwrap_or(ptr::null_mut()), dentry) },
+        // SAFETY: encodes an errno as a pointer.
+        Err(e) => unsafe { bindings::ERR_PTR(e.to_kernel() as _).cast() },
+    }
+}
+
+/// `getattr` (`bch2_getattr`): the generic attributes, the filesystem's
+/// block size and the birth time.
+///
+/// # Safety
+///
+/// Called by the VFS with valid arguments for an inode of ours.
+unsafe extern "C" fn bch_getattr(
+    idmap: *mut bindings::mnt_idmap,
+    path: *const bindings::path,
+    stat: *mut bindings::kstat,
+    request_mask: u32,
+    _flags: c_uint,
+) -> c_int {
+    // SAFETY: the path's dentry is positive and its inode ours; `stat` is
+    // valid for writing.
+    unsafe {
+        let inode = (*(*path).dentry).d_inode;
+        bindings::generic_fillattr(idmap, request_mask, inode, stat);
+        let info = FsInfo::of((*inode).i_sb);
+        (*stat).blksize = info.fs.facts().block_bytes;
+        if request_mask & bindings::STATX_BTIME != 0 {
+            (*stat).result_mask |= bindings::STATX_BTIME;
+            (*stat).btime = timespec(BchInode::from_vfs(inode).attrs.otime_ns);
+        }
+    }
+    0
+}
+
+/// `iterate_shared` (`bch2_readdir`): `.` and `..`, then the entries from
+/// `ctx->pos` in hash order.  `ctx->pos` is each entry's position while it
+/// is emitted and the next one's after, so a listing resumes where it
+/// stopped.
+///
+/// # Safety
+///
+/// Called by the VFS with an open directory of ours and a valid context.
+unsafe extern "C" fn bch_readdir(file: *mut bindings::file, ctx: *mut bindings::dir_context) -> c_int {
+    // SAFETY: valid arguments (caller's contract).
+    if !unsafe { bindings::dir_emit_dots(file, ctx) } {
+        return 0;
+    }
+    let _nofs = NofsScope::new();
+    // SAFETY: the file's inode is a directory of ours, referenced by the
+    // open file; its superblock is mounted.
+    let (info, d) = unsafe {
+        let inode = (*file).f_inode;
+        (FsInfo::of((*inode).i_sb), BchInode::from_vfs(inode))
+    };
+    // SAFETY: `ctx` is valid for the call.
+    let pos = unsafe { (*ctx).pos } as u64;
+    let r = fs_common::readdir(&info.fs, &info.sv, &d.attrs, pos, &mut |e| {
+        // SAFETY: `ctx` is valid; `e.name` is valid for its length.
+        unsafe {
+            (*ctx).pos = e.next_pos.saturating_sub(1) as i64;
+            if !bindings::dir_emit(ctx, e.name.as_ptr().cast(), e.name.len() as c_int, e.inum, c_uint::from(e.d_type)) {
+                return false;
+            }
+            (*ctx).pos = e.next_pos as i64;
+        }
+        true
+    });
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.to_kernel(),
+    }
+}
+
+/// Fills a locked, not uptodate folio of a regular file with its data
+/// (zeros past the end of the file).
+///
+/// # Safety
+///
+/// `folio` is locked and belongs to the page cache of a file of ours.
+unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
+    // SAFETY: a locked page-cache folio has a stable mapping whose host
+    // is the inode; the inode is referenced by whoever reads through it.
+    let (info, bi, pos, size) = unsafe {
+        let mapping = (*folio).__bindgen_anon_1.__bindgen_anon_1.mapping;
+        let inode = (*mapping).host;
+        (FsInfo::of((*inode).i_sb), BchInode::from_vfs(inode), bindings::folio_pos(folio) as u64, bindings::folio_size(folio))
+    };
+    let mut off = 0;
+    while off < size {
+        let len = PAGE_SIZE.min(size - off);
+        // SAFETY: `off < folio_size`; the mapping is released below before
+        // the next one.  The folio is locked and not uptodate, so nobody
+        // else reads or writes its memory meanwhile.
+        let r = unsafe {
+            let p = bindings::kmap_local_folio(folio, off);
+            let buf = core::slice::from_raw_parts_mut(p.cast::<u8>(), len);
+            let r = bi.with_cache(|cache| fs_common::read_data(&info.fs, &info.sv, &bi.attrs, pos + off as u64, buf, cache));
+            bindings::kunmap_local(p);
+            r
+        };
+        r?;
+        off += len;
+    }
+    // A reader that reached the end of the file needs the decoded extent
+    // no more: free it rather than keep it for as long as the inode is
+    // cached (thousands of inodes may be).
+    if pos + size as u64 >= bi.attrs.size {
+        bi.with_cache(|cache| *cache = ExtentCache::default());
+    }
+    Ok(())
+}
+
+/// `read_folio`: reads one folio; on error the folio stays not uptodate
+/// and the reader gets the errno (`EIO`), the mount stays up.
+///
+/// # Safety
+///
+/// Called by the page cache with a locked folio of a file of ours.
+unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio: *mut bindings::folio) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: caller's contract.
+    let r = unsafe { fill_folio(folio) };
+    // SAFETY: marks the folio uptodate on success and unlocks it.
+    unsafe { bindings::folio_end_read(folio, r.is_ok()) };
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.to_kernel(),
+    }
+}
+
+/// `readahead`: each folio of the window in turn, as `read_folio`.
+///
+/// # Safety
+///
+/// Called by the page cache with a valid readahead control of a file of
+/// ours.
+unsafe extern "C" fn bch_readahead(rac: *mut bindings::readahead_control) {
+    let _nofs = NofsScope::new();
+    loop {
+        // SAFETY: `rac` is valid; each folio returned is locked and ours
+        // to end.
+        let folio = unsafe { bindings::readahead_folio(rac) };
+        if folio.is_null() {
+            break;
+        }
+        // SAFETY: as above.
+        unsafe {
+            let r = fill_folio(folio);
+            bindings::folio_end_read(folio, r.is_ok());
+        }
+    }
+}
