@@ -27,6 +27,7 @@ pub mod opts;
 pub mod platform;
 pub mod recovery;
 pub mod sync;
+pub mod util;
 
 // Kernel glue: only in the module.
 #[cfg(bch_kernel)]

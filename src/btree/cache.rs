@@ -249,7 +249,7 @@ impl Index {
                 return 0;
             }
         }
-        order.sort_unstable();
+        crate::util::sort::sort(&mut order);
         let mut freed = 0;
         for &(_, sector) in order.iter() {
             if freed >= nr || !more(self) {

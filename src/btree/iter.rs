@@ -461,8 +461,9 @@ mod tests {
     const DIR: u64 = 4096;
 
     fn info() -> FsInfo {
-        let mut devs = [None; 64];
-        devs[0] = Some(DevInfo { bucket_size: BUCKET as u32, first_bucket: 1, nbuckets: 64, durability: 1, failed: false });
+        let mut devs = Vec::new();
+        devs.push(Some(DevInfo { bucket_size: BUCKET as u32, first_bucket: 1, nbuckets: 64, durability: 1, failed: false }))
+            .unwrap();
         FsInfo {
             uuid: UUID,
             block_bytes: 4096,

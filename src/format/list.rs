@@ -128,8 +128,8 @@ pub struct FsInfo {
     pub node_bytes: u32,
     /// Index of the device read.
     pub dev_idx: u8,
-    /// The members, by index.
-    pub devs: [Option<DevInfo>; 64],
+    /// The members, by index (heap-allocated: the kernel stack is small).
+    pub devs: Vec<Option<DevInfo>>,
     /// Journal buckets of the device, in superblock order.
     pub journal_buckets: Vec<u64>,
     /// Blacklisted journal sequence numbers, `[start, end)`.
@@ -156,10 +156,14 @@ impl FsInfo {
         if block_bytes == 0 || node_bytes < block_bytes {
             return Err(ListError::BadGeometry("block or btree node size"));
         }
-        let mut devs = [None; 64];
+        let mut devs: Vec<Option<DevInfo>> = Vec::new();
         for (i, m) in sb.members() {
-            if m.alive() && (i as usize) < devs.len() {
-                devs[i as usize] = Some(DevInfo {
+            let i = i as usize;
+            if m.alive() && i < 64 {
+                if devs.len() <= i {
+                    devs.resize(i + 1, None)?;
+                }
+                devs[i] = Some(DevInfo {
                     bucket_size: u32::from(m.bucket_size),
                     first_bucket: u64::from(m.first_bucket),
                     nbuckets: m.nbuckets,
@@ -523,7 +527,7 @@ pub fn collect_btree<D: BlockDev + ?Sized>(
     for i in 0..jkeys.offs.len() {
         order.push((jkeys.get(i).0.p, i as u32))?;
     }
-    order.sort_unstable();
+    crate::util::sort::sort(&mut order);
     let accounting = btree == super::bkey::BtreeId::Accounting as u32;
     let mut out = KeyList::new();
     let mut scratch: Vec<u8> = Vec::new();
@@ -655,8 +659,9 @@ mod tests {
     const BUCKET: u32 = 256; // sectors: 128 KiB
 
     fn fs() -> FsInfo {
-        let mut devs = [None; 64];
-        devs[0] = Some(DevInfo { bucket_size: BUCKET, first_bucket: 1, nbuckets: 64, durability: 1, failed: false });
+        let mut devs = Vec::new();
+        devs.push(Some(DevInfo { bucket_size: BUCKET, first_bucket: 1, nbuckets: 64, durability: 1, failed: false }))
+            .unwrap();
         let mut jb: Vec<u64> = Vec::new();
         jb.push(2).unwrap();
         jb.push(3).unwrap();

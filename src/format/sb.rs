@@ -1357,7 +1357,7 @@ impl<'a> Sb<'a> {
         for i in 0..nr {
             b.push(le64(body, 8 * i))?;
         }
-        b.sort_unstable();
+        crate::util::sort::sort(&mut b);
         Ok(check_journal_buckets(&b, &m))
     }
 
@@ -1382,7 +1382,7 @@ impl<'a> Sb<'a> {
             sum = sum.wrapping_add(n);
             r.push((start, end))?;
         }
-        r.sort_unstable_by_key(|&(s, _)| s);
+        crate::util::sort::sort_by_key(&mut r, |&(s, _)| s);
         Ok(check_journal_ranges(&r, &m, sum))
     }
 }

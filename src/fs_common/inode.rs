@@ -21,7 +21,7 @@ use crate::format::val::inode::{self as val_inode, InodeField, InodeUnpacked, IN
 /// them sit the string hash type and packing fields).
 pub const INODE_FLAGS_MASK: u32 = (1 << 20) - 1;
 
-const NSEC_PER_SEC: i128 = 1_000_000_000;
+const NSEC_PER_SEC: i64 = 1_000_000_000;
 
 /// `S_IFMT` and `S_IFDIR`.
 const S_IFMT: u16 = 0o170000;
@@ -34,15 +34,15 @@ const S_IFDIR: u16 = 0o040000;
 /// remainder by `time_precision`.  A `time_precision` of 0 (an invalid
 /// superblock) is taken as 1.  Saturates at the ends of `i64`.
 pub fn time_to_ns(facts: &FsFacts, stored: u64) -> i64 {
-    let prec = i128::from(facts.time_precision_ns.max(1));
+    // 64-bit arithmetic only: the kernel has no 128-bit division.
+    let prec = i64::from(facts.time_precision_ns.max(1));
     let units_per_sec = (NSEC_PER_SEC / prec).max(1);
     // The unpacked field is a u64 C uses as an s64; the base is added
     // with wrap-around as C's s64 addition would on real machines.
-    let t = i128::from((stored as i64).wrapping_add(facts.time_base_lo as i64));
+    let t = (stored as i64).wrapping_add(facts.time_base_lo as i64);
     let sec = t / units_per_sec;
     let rem = t % units_per_sec;
-    let ns = sec * NSEC_PER_SEC + rem * prec;
-    ns.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+    sec.saturating_mul(NSEC_PER_SEC).saturating_add(rem.saturating_mul(prec))
 }
 
 /// `bch2_inode_nlink_get()`: the link count the VFS sees: 0 for an

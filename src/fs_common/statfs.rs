@@ -143,7 +143,10 @@ pub fn recalc_capacity(
     let gc_reserve = if gc_reserve_bytes != 0 {
         gc_reserve_bytes >> 9
     } else {
-        ((u128::from(capacity) * u128::from(gc_reserve_percent)) / 100) as u64
+        // capacity * percent / 100 without a 128-bit division (the
+        // kernel has no __udivti3): exact, as capacity = 100q + r.
+        let pct = u64::from(gc_reserve_percent);
+        capacity / 100 * pct + capacity % 100 * pct / 100
     };
     let reserved = gc_reserve.max(dev_reserve.saturating_mul(2)).min(capacity);
     capacity - reserved
@@ -157,7 +160,9 @@ fn reserve_factor(r: u64) -> u64 {
 
 /// `avail_factor()`: `r * 64 / 65`.
 fn avail_factor(r: u64) -> u64 {
-    ((u128::from(r) << RESERVE_FACTOR) / ((1u128 << RESERVE_FACTOR) + 1)) as u64
+    // r * 64 / 65 without overflow or a 128-bit division: r = 65q + s.
+    let d = (1u64 << RESERVE_FACTOR) + 1;
+    ((r / d) << RESERVE_FACTOR) + ((r % d) << RESERVE_FACTOR) / d
 }
 
 /// The `statfs` figures of usage `u` on a filesystem with `facts`, as

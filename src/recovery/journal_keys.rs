@@ -103,7 +103,7 @@ impl JournalKeys {
             }
         }
         out.nr_read = out.keys.len();
-        out.keys.sort_unstable_by_key(|k| k.sort_key());
+        crate::util::sort::sort_by_key(&mut out.keys, |k| k.sort_key());
         out.dedup();
         Ok(out)
     }
@@ -259,7 +259,7 @@ mod tests {
         let d = Bkey::new(KeyType::Dirent, p, 0);
         jk.push(BtreeId::Dirents as u8, 0, 3, 1, &d, &[]).unwrap();
         jk.push(BtreeId::Dirents as u8, 0, 4, 1, &Bkey { size: 9, ..d }, &[]).unwrap();
-        jk.keys.sort_unstable_by_key(|k| k.sort_key());
+        crate::util::sort::sort_by_key(&mut jk.keys, |k| k.sort_key());
         jk.dedup();
         assert_eq!(jk.len(), 4);
         let i = jk.lower_bound(acc, 0, p);
