@@ -43,7 +43,7 @@ variant() { # name losetup-flags policy [policy args]
 	before=$(dev_sha "$loop")
 	ro_load
 	dmesg -C
-	r=$(vfs_mount "$loop" "$MNT" ro)
+	r=$(vfs_mount "$loop" "$MNT" "$(ro_opts)")
 	if [ "$r" = OK ]; then
 		mounted=1
 		python3 "$RO_TREE" readall "$MNT" "$SMALL_MAN" "$w/$name.json" >"$w/$name.out" ||

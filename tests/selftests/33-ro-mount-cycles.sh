@@ -37,7 +37,7 @@ slab() { # prints "SUnreclaim-kB" then name active_objs objsize per cache
 }
 cycle() {
 	local r
-	r=$(vfs_mount "$loop" "$MNT" ro)
+	r=$(vfs_mount "$loop" "$MNT" "$(ro_opts)")
 	[ "$r" = OK ] || return 1
 	mounted=1
 	n=$(ls "$MNT/files/d003" | wc -l)
@@ -55,7 +55,7 @@ umount "$MNT"
 slab >"$RO_WORK/33.before"
 t0=$SECONDS
 for i in $(seq "$cycles"); do
-	cycle || fail "cycle $i: mount failed: $(vfs_mount "$loop" "$MNT" ro)"
+	cycle || fail "cycle $i: mount failed: $(vfs_mount "$loop" "$MNT" "$(ro_opts)")"
 done
 t1=$SECONDS
 slab >"$RO_WORK/33.after"

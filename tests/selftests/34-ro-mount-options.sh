@@ -23,7 +23,7 @@ ro_mount "$loop" "$MNT"
 umount "$MNT"
 
 dmesg -C
-r=$(vfs_mount "$loop" "$MNT" ro,frobnicate=3)
+r=$(vfs_mount "$loop" "$MNT" "$(ro_opts frobnicate=3)")
 [ "$r" = EINVAL ] || { [ "$r" = OK ] && umount "$MNT"; fail "unknown option frobnicate=3: $r, want EINVAL"; }
 dmesg_text | grep -q frobnicate || fail "no dmesg line naming the unknown option: $(dmesg_text | tail -n 3)"
 note "unknown option: EINVAL; $(dmesg_text | grep frobnicate | head -n 1)"
@@ -39,7 +39,7 @@ else
 fi
 
 for o in norecovery verbose degraded norecovery,verbose,degraded; do
-	r=$(vfs_mount "$loop" "$MNT" "ro,$o")
+	r=$(vfs_mount "$loop" "$MNT" "$(ro_opts "$o")")
 	[ "$r" = OK ] || fail "-o ro,$o: $r, want success: $(dmesg_text | tail -n 3)"
 	mounted=1
 	got=$(sha256sum "$MNT/hard/h2" | cut -d' ' -f1)

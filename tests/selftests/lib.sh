@@ -86,8 +86,18 @@ PY
 
 # Read-only mount by the module under test; fails the test on an error,
 # skips it while bcachefs_rs answers EOPNOTSUPP (read path not merged).
+# C replays the journal by going read-write even under "ro" (it writes the
+# replayed keys and the superblock); "nochanges" keeps it from writing, so
+# only with it can C stand in for a module that must not write.
+RO_C_OPTS=nochanges
+ro_opts() { # extra options: prints the options of a read-only mount
+	local o="ro${1:+,$1}"
+	[ "$RO_IMPL" = c ] && o+=",$RO_C_OPTS"
+	echo "$o"
+}
 ro_mount() { # dev dir [extra options]
-	local r opts="ro${3:+,$3}"
+	local r opts
+	opts=$(ro_opts "${3:-}")
 	r=$(vfs_mount "$1" "$2" "$opts")
 	[ "$r" = OK ] && return 0
 	if [ "$r" = EOPNOTSUPP ] && [ "$RO_IMPL" = rs ] && [ "${BCH_RO_REQUIRED:-0}" != 1 ]; then
@@ -111,7 +121,7 @@ dev_unchanged() { # label dev before-sha
 loop_attach() { losetup -f --show "$@" || fail "losetup $* failed"; }
 
 # The small volume shared by tests 32-34, made once per boot: our format
-# (small btree nodes, so the btrees have several leaves) on a 160 MiB file,
+# (32 KiB btree nodes: the extents btree has ~15 leaves) on a 192 MiB file,
 # the "small" tree written by C, its manifest recorded under C.
 # Sets SMALL_IMG and SMALL_MAN.
 small_volume() {
@@ -121,17 +131,21 @@ small_volume() {
 	rs_unload
 	c_unload
 	rm -f "$SMALL_IMG"
-	truncate -s 160M "$SMALL_IMG"
-	"$TOOL" format --force --btree_node_size 16k --bucket_size 64k "$SMALL_IMG" >/dev/null ||
+	truncate -s 192M "$SMALL_IMG"
+	"$TOOL" format --force --btree_node_size 32k "$SMALL_IMG" >/dev/null ||
 		fail "our format of $SMALL_IMG failed"
 	loop=$(loop_attach "$SMALL_IMG")
 	c_load
 	mount -t bcachefs "$loop" "$MNT" || { losetup -d "$loop"; fail "C did not mount $SMALL_IMG"; }
-	python3 "$RO_TREE" generate "$MNT" small >/dev/null || fail "generating the small tree under C failed"
+	local err=
+	python3 "$RO_TREE" generate "$MNT" small >/dev/null || err="generating the small tree under C failed"
 	sync
-	python3 "$RO_TREE" manifest "$MNT" "$SMALL_MAN" >/dev/null || fail "manifest under C failed"
-	python3 "$RO_TREE" statfs "$MNT" >"$RO_WORK/small.statfs" || fail "statfs under C failed"
-	umount "$MNT" || fail "umount under C failed"
+	[ -n "$err" ] || python3 "$RO_TREE" manifest "$MNT" "$SMALL_MAN" >/dev/null ||
+		err="manifest under C failed"
+	[ -n "$err" ] || python3 "$RO_TREE" statfs "$MNT" >"$RO_WORK/small.statfs" ||
+		err="statfs under C failed"
+	umount "$MNT" || err="${err:+$err; }umount under C failed"
+	if [ -n "$err" ]; then c_unload; losetup -d "$loop"; fail "small volume: $err"; fi
 	c_unload
 	losetup -d "$loop"
 	touch "$RO_WORK/small.done"

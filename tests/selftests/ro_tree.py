@@ -199,7 +199,10 @@ def entry(mnt, rel, data=True):
          "gid": st.st_gid, "ino": st.st_ino, "blocks": st.st_blocks,
          "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
     if stat.S_ISREG(m) and data:
-        e["sha256"] = sha(p)
+        try:
+            e["sha256"] = sha(p)
+        except OSError as ex:  # recorded, so the diff shows it
+            e["sha256"] = "read error " + errno.errorcode.get(ex.errno, str(ex.errno))
     elif stat.S_ISLNK(m):
         e["target"] = os.readlink(p)
     elif stat.S_ISCHR(m) or stat.S_ISBLK(m):
