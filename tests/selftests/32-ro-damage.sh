@@ -85,7 +85,7 @@ sys.exit(1 if bad else 0)
 PY
 		note "$name: mounted; $(cat "$w/$name.out")"
 	else
-		if [ "$r" = EOPNOTSUPP ] && [ "$RO_IMPL" = rs ] && [ "${BCH_RO_REQUIRED:-0}" != 1 ]; then
+		if { [ "$r" = EOPNOTSUPP ] || [ "$r" = ENOTSUP ]; } && [ "$RO_IMPL" = rs ] && [ "${BCH_RO_REQUIRED:-0}" != 1 ]; then
 			skip "bcachefs_rs cannot mount yet (EOPNOTSUPP); the damage was prepared ($name)"
 		fi
 		# a zeroed leaf is not needed to mount; a bad primary superblock
