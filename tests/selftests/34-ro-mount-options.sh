@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: GPL-2.0
+# Mount options of the read-only mount, on the small volume: an unknown
+# option gives EINVAL and a dmesg line naming it; a mount without "ro"
+# gives EROFS (bcachefs_rs only reads; C 6.12 mounts read-write and
+# ignores unknown options, so those two checks are bcachefs_rs's alone); "ro,norecovery", "ro,verbose" and
+# "ro,degraded" are accepted and the volume reads back.  Nothing is
+# written to the device.
+. "$(dirname "$0")/lib.sh"
+[ -x "$TOOL" ] || skip "$TOOL missing: cargo build --release -p bcachefs-tools-rs"
+small_volume
+loop= mounted=
+cleanup() {
+	[ -z "$mounted" ] || umount "$MNT" 2>/dev/null
+	[ -z "$loop" ] || losetup -d "$loop" 2>/dev/null
+}
+trap cleanup EXIT
+loop=$(loop_attach "$SMALL_IMG")
+before=$(dev_sha "$loop")
+want=$(grep '"path": "hard/h2"' "$SMALL_MAN" | sed 's/.*"sha256": "\([0-9a-f]*\)".*/\1/')
+ro_load
+# The skip (read path not merged) comes from a plain ro mount first.
+ro_mount "$loop" "$MNT"
+umount "$MNT"
+
+dmesg -C
+r=$(vfs_mount "$loop" "$MNT" "$(ro_opts frobnicate=3)")
+if [ "$RO_IMPL" = rs ]; then
+	[ "$r" = EINVAL ] || { [ "$r" = OK ] && umount "$MNT"; fail "unknown option frobnicate=3: $r, want EINVAL"; }
+	dmesg_text | grep -q frobnicate || fail "no dmesg line naming the unknown option: $(dmesg_text | tail -n 3)"
+	note "unknown option: EINVAL; $(dmesg_text | grep frobnicate | head -n 1)"
+else
+	[ "$r" = OK ] && umount "$MNT"
+	note "(C 6.12 answers $r to an unknown option: the EINVAL check is bcachefs_rs's only)"
+fi
+
+if [ "$RO_IMPL" = rs ]; then
+	r=$(vfs_mount "$loop" "$MNT" "")
+	[ "$r" = EROFS ] || { [ "$r" = OK ] && umount "$MNT"; fail "mount without ro: $r, want EROFS"; }
+	r=$(vfs_mount "$loop" "$MNT" rw)
+	[ "$r" = EROFS ] || { [ "$r" = OK ] && umount "$MNT"; fail "mount -o rw: $r, want EROFS"; }
+	note "without ro: EROFS"
+else
+	note "(C mounts read-write: the EROFS check is bcachefs_rs's only)"
+fi
+
+for o in norecovery verbose degraded norecovery,verbose,degraded; do
+	r=$(vfs_mount "$loop" "$MNT" "$(ro_opts "$o")")
+	[ "$r" = OK ] || fail "-o ro,$o: $r, want success: $(dmesg_text | tail -n 3)"
+	mounted=1
+	got=$(sha256sum "$MNT/hard/h2" | cut -d' ' -f1)
+	grep -q " $MNT bcachefs ro[ ,]" /proc/mounts || fail "-o ro,$o: not read-only in /proc/mounts"
+	umount "$MNT"
+	mounted=
+	[ "$got" = "$want" ] || fail "-o ro,$o: hard/h2 sha256 $got, want $want"
+done
+note "ro,norecovery ro,verbose ro,degraded accepted, data intact"
+ro_unload
+dev_unchanged "mount option checks" "$loop" "$before"
+exit 0
