@@ -46,9 +46,9 @@ dmesg_text() { dmesg --notime 2>/dev/null || dmesg; }
 
 # ---- read-only mount tests (30-34) ---------------------------------------
 # The module under test: bcachefs_rs ("rs", the default) or, to prove a test
-# and its data against the reference, the C module (BCH_RO_IMPL=c).  Until
-# bcachefs_rs can mount (EOPNOTSUPP), those tests skip; BCH_RO_REQUIRED=1
-# makes that a failure instead (the default once the read path is merged).
+# and its data against the reference, the C module (BCH_RO_IMPL=c).  A
+# mount failing with EOPNOTSUPP is a failure; BCH_RO_REQUIRED=0 makes it a
+# skip (for bisecting back to before the read path existed).
 RO_IMPL=${BCH_RO_IMPL:-rs}
 RO_TREE="$BCH_ROOT/tests/selftests/ro_tree.py"
 TOOL="$BCH_ROOT/target/release/bcachefs"
@@ -100,7 +100,7 @@ ro_mount() { # dev dir [extra options]
 	opts=$(ro_opts "${3:-}")
 	r=$(vfs_mount "$1" "$2" "$opts")
 	[ "$r" = OK ] && return 0
-	if { [ "$r" = EOPNOTSUPP ] || [ "$r" = ENOTSUP ]; } && [ "$RO_IMPL" = rs ] && [ "${BCH_RO_REQUIRED:-0}" != 1 ]; then
+	if { [ "$r" = EOPNOTSUPP ] || [ "$r" = ENOTSUP ]; } && [ "$RO_IMPL" = rs ] && [ "${BCH_RO_REQUIRED:-1}" != 1 ]; then
 		skip "bcachefs_rs cannot mount yet (EOPNOTSUPP): the read path is not merged;" \
 			"the C half of this test passed (run with BCH_RO_IMPL=c to see it all)"
 	fi
