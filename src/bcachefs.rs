@@ -68,6 +68,15 @@ pub enum OpenError {
         /// Device logical block size.
         dev: u32,
     },
+    /// The device is smaller than the member's buckets say
+    /// (`device_size_too_small` in `__bch2_dev_attach_bdev()`): a truncated
+    /// copy.  512-byte sectors.
+    DeviceTooSmall {
+        /// Sectors the device has.
+        have: u64,
+        /// Sectors `nbuckets * bucket_size` needs.
+        need: u64,
+    },
     /// The journal could not be read or is corrupt.
     Journal(ListError),
     /// A btree the filesystem cannot work without has no root.
@@ -94,7 +103,7 @@ impl OpenError {
                 Errno::EIO | Errno::ENOMEM => e.errno(),
                 _ => Errno::EINVAL,
             },
-            OpenError::Geometry(_) | OpenError::BlockSize { .. } => Errno::EINVAL,
+            OpenError::Geometry(_) | OpenError::BlockSize { .. } | OpenError::DeviceTooSmall { .. } => Errno::EINVAL,
             OpenError::MultiDevice(_) | OpenError::Encrypted | OpenError::Uninitialized => Errno::EOPNOTSUPP,
             OpenError::Journal(ListError::Io(_)) => Errno::EIO,
             OpenError::Journal(ListError::NoMem) | OpenError::NoMem => Errno::ENOMEM,
@@ -124,6 +133,9 @@ impl fmt::Display for OpenError {
                 f,
                 "filesystem block size {fs} is smaller than the device's logical block size {dev}"
             ),
+            OpenError::DeviceTooSmall { have, need } => {
+                write!(f, "device too small: {have} sectors, the superblock's buckets need {need} (truncated?)")
+            }
             OpenError::Journal(e) => write!(f, "error reading the journal: {e}"),
             OpenError::NoRoot(b) => write!(f, "btree {} has no root", BtreeIdName(*b as u32)),
             OpenError::NoMem => f.write_str("out of memory"),
@@ -219,6 +231,10 @@ impl<D: BlockDev> Fs<D> {
             .ok_or(OpenError::Geometry("no member entry for this device"))?;
         if d.bucket_size == 0 || d.nbuckets <= d.first_bucket {
             return Err(OpenError::Geometry("bucket size or number of buckets"));
+        }
+        let need = d.nbuckets.saturating_mul(u64::from(d.bucket_size));
+        if dev.nr_sectors() < need {
+            return Err(OpenError::DeviceTooSmall { have: dev.nr_sectors(), need });
         }
         if sb.flag(SbFlag::Initialized) == 0 {
             return Err(OpenError::Uninitialized);

@@ -354,6 +354,23 @@ fn refusals_are_typed() {
     assert!(matches!(e, OpenError::BlockSize { .. }), "{e}");
     assert_eq!(e.errno(), Errno::EINVAL);
     assert!(e.to_string().contains("logical block size"));
+
+    // A truncated copy: the superblock's buckets run past the device end.
+    struct Truncated(Img);
+    impl BlockDev for Truncated {
+        fn name(&self) -> &str {
+            "truncated"
+        }
+        fn nr_sectors(&self) -> u64 {
+            self.0.nr_sectors() * 6 / 10
+        }
+        fn read_sectors(&self, s: u64, b: &mut [u8]) -> Result<(), Errno> {
+            self.0.read_sectors(s, b)
+        }
+    }
+    let e = Fs::open(Truncated(img(CLEAN)), &OpenOpts::default()).err().unwrap();
+    assert!(matches!(e, OpenError::DeviceTooSmall { .. }), "{e}");
+    assert_eq!(e.errno(), Errno::EINVAL);
 }
 
 #[test]

@@ -137,7 +137,15 @@ unsafe fn read_sectors(bdev: *mut bindings::block_device, sector: u64, buf: &mut
             && bindings::bch_rs_virt_addr_valid(first.add(buf.len() - 1).cast())
     };
     if !valid {
-        return Err(Errno::EINVAL);
+        // Stack or vmalloc memory has no struct page to put in a bio:
+        // read through a kmalloc'd bounce buffer instead.
+        let mut bounce: crate::platform::Vec<u8> = crate::platform::Vec::new();
+        bounce.resize(buf.len(), 0)?;
+        // SAFETY: `bdev` is open (caller's contract); `bounce` is
+        // linear-map memory, so this call does not come back here.
+        unsafe { read_sectors(bdev, sector, &mut bounce)? };
+        buf.copy_from_slice(&bounce);
+        return Ok(());
     }
     let sectors = (buf.len() / SECTOR_SIZE) as u64;
     // SAFETY: `bdev` is open (caller's contract).
@@ -166,9 +174,9 @@ impl BlockDev for Bdev<'_> {
         unsafe { bindings::bdev_nr_sectors(self.bdev) }
     }
 
-    /// `buf` must be kmalloc (linear-map) memory, such as a
-    /// [`crate::platform::Vec`]: stack and vmalloc memory cannot be mapped
-    /// into a bio this way and give `EINVAL`.
+    /// `buf` is best kmalloc (linear-map) memory, such as a
+    /// [`crate::platform::Vec`]: stack and vmalloc memory are read through
+    /// a bounce buffer.
     fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
         // SAFETY: `self.bdev` stays open while `self` lives (invariant).
         unsafe { read_sectors(self.bdev, sector, buf) }

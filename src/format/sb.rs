@@ -1454,7 +1454,10 @@ pub fn read_super<D: BlockDev + ?Sized>(dev: &D) -> Result<SbRead, SbError> {
 
 /// The backup path of `__bch2_read_super()`.
 fn read_backup<D: BlockDev + ?Sized>(dev: &D) -> Option<SbRead> {
-    let mut sector = [0u8; SECTOR_SIZE];
+    // Heap, not stack: the kernel's BlockDev reads into the buffer with a
+    // bio, which needs memory with a struct page (stacks are vmalloc'd).
+    let mut sector: Vec<u8> = Vec::new();
+    sector.resize(SECTOR_SIZE, 0).ok()?;
     dev.read_sectors(SB_LAYOUT_SECTOR, &mut sector).ok()?;
     let mut l = [0u8; LAYOUT_BYTES];
     l.copy_from_slice(&sector[..LAYOUT_BYTES]);

@@ -32,7 +32,7 @@ use crate::errcode::Errno;
 use crate::format::sb;
 use crate::fs_common::{self, BtreeRead, Subvol};
 use crate::opts::MountOpts;
-use crate::platform::{BlockDev, Vec, SECTOR_SIZE};
+use crate::platform::{BlockDev, SECTOR_SIZE};
 use crate::{bch_err, bch_info, bch_warn};
 
 pub(crate) use inode::InodeCache;
@@ -349,9 +349,11 @@ fn refuse_rw(path: &CStr) -> Result<(), Errno> {
     Err(Errno::EROFS)
 }
 
-/// Reads the primary superblock at sector 8 and probes it: a device that
-/// is not bcachefs fails here with `EINVAL` and one line.
-fn read_super<D: BlockDev + ?Sized>(dev: &D) -> Result<sb::SbProbe, Errno> {
+/// Reads the superblock as `Fs::open` will (the primary at sector 8, else
+/// the backups the layout lists: a bad primary with a good backup mounts)
+/// so that a device that is not bcachefs fails here with `EINVAL` and one
+/// line.
+fn read_super<D: BlockDev + ?Sized>(dev: &D) -> Result<(), Errno> {
     let name = dev.name();
     let need = sb::SB_SECTOR + (sb::SB_PROBE_BYTES / SECTOR_SIZE) as u64;
     let have = dev.nr_sectors();
@@ -359,15 +361,13 @@ fn read_super<D: BlockDev + ?Sized>(dev: &D) -> Result<sb::SbProbe, Errno> {
         bch_err!("{name}: not a bcachefs filesystem: device too small ({have} sectors, a superblock needs {need})");
         return Err(Errno::EINVAL);
     }
-    let mut buf: Vec<u8> = Vec::new();
-    buf.resize(sb::SB_PROBE_BYTES, 0).inspect_err(|_| bch_err!("{name}: out of memory reading the superblock"))?;
-    dev.read_sectors(sb::SB_SECTOR, &mut buf).inspect_err(|e| {
-        bch_err!("{name}: error reading superblock at sector {}: {e}", sb::SB_SECTOR);
-    })?;
-    sb::probe(&buf).map_err(|e| {
-        bch_err!("{name}: {e}");
-        e.errno()
-    })
+    match sb::read_super(dev) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            bch_err!("{name}: {e}");
+            Err(e.errno())
+        }
+    }
 }
 
 /// `fill_super` for `get_tree_bdev()`: the device is open (exclusively,
