@@ -239,7 +239,7 @@ impl BlockDev for SbBdev {
         unsafe { bindings::bdev_nr_sectors(self.bdev) }
     }
 
-    /// As [`Bdev`]'s: `buf` must be kmalloc (linear-map) memory.
+    /// As [`Bdev`]'s: other than linear-map memory goes through a bounce buffer.
     fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
         // SAFETY: `self.bdev` is open by the type invariant.
         unsafe { read_sectors(self.bdev, sector, buf) }

@@ -22,7 +22,7 @@
 
 use core::fmt;
 
-use super::{BtreeRead, ExtentCache, InodeAttrs, OwnedKey, Subvol};
+use super::{BtreeRead, DevReadAhead, ExtentCache, InodeAttrs, OwnedKey, Subvol, RA_WINDOW_BYTES};
 use crate::checksum::{self, Csum, CsumType};
 use crate::compress::{self, CompressionType};
 use crate::errcode::Errno;
@@ -329,7 +329,7 @@ fn read_extent<T: BtreeRead + ?Sized>(
     if csum_type == CsumType::None && !comp.is_compressed() {
         // Plain data: read just what is wanted.
         let dev_sector = ptr.offset + u64::from(crc.offset) + offset_into;
-        return fs.read_data(ptr.dev, dev_sector, out).map_err(|e| {
+        return dev_read(fs, &mut cache.ra, ptr.dev, dev_sector, out).map_err(|e| {
             ctx.err(e, format_args!("read error {e} from device {} sector {dev_sector}", ptr.dev))
         });
     }
@@ -337,7 +337,7 @@ fn read_extent<T: BtreeRead + ?Sized>(
     let tag = (tag_inum, k.k.p, k.k.version.lo);
     if cache.tag != Some(tag) {
         cache.tag = None;
-        decode_extent(fs, ctx, k, &ptr, &crc, csum_type, comp, &mut cache.data)?;
+        decode_extent(fs, ctx, k, &ptr, &crc, csum_type, comp, &mut cache.data, &mut cache.ra)?;
         cache.start_sector = k.k.start_offset();
         cache.tag = Some(tag);
     }
@@ -364,6 +364,7 @@ fn decode_extent<T: BtreeRead + ?Sized>(
     csum_type: CsumType,
     comp: CompressionType,
     data: &mut Vec<u8>,
+    ra: &mut DevReadAhead,
 ) -> Result<(), Errno> {
     let raw_len = crc.compressed_size as usize * SECTOR_SIZE;
     let mut raw: Vec<u8> = Vec::new();
@@ -371,7 +372,7 @@ fn decode_extent<T: BtreeRead + ?Sized>(
     let buf: &mut Vec<u8> = if comp.is_compressed() { &mut raw } else { &mut *data };
     buf.clear();
     buf.resize(raw_len, 0)?;
-    fs.read_data(ptr.dev, ptr.offset, buf)
+    dev_read(fs, ra, ptr.dev, ptr.offset, buf)
         .map_err(|e| ctx.err(e, format_args!("read error {e} from device {} sector {}", ptr.dev, ptr.offset)))?;
     // Non-MAC checksum types take no nonce (`bch2_checksum()`).
     let got = checksum::checksum(csum_type, buf).map_err(|_| Errno::EOPNOTSUPP)?;
@@ -410,6 +411,55 @@ fn decode_extent<T: BtreeRead + ?Sized>(
     data.copy_within(live_from..live_from + live_len, 0);
     data.truncate(live_len);
     Ok(())
+}
+
+/// Largest gap, in 512-byte sectors, between the end of one read and the
+/// start of the next for the second to count as sequential (64 KiB).
+const RA_MAX_GAP_SECTORS: u64 = 128;
+
+/// Reads `buf.len()` bytes of device `dev` from `sector`, through the
+/// reader's read-ahead window: served from the window when it holds them;
+/// a read that continues the previous one (at most
+/// [`RA_MAX_GAP_SECTORS`] past its end) fills a new window of
+/// [`RA_WINDOW_BYTES`] first (if that fails, say at the end of the device,
+/// or memory is short, the read is done alone).
+fn dev_read<T: BtreeRead + ?Sized>(fs: &T, ra: &mut DevReadAhead, dev: u8, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    let sectors = (buf.len() / SECTOR_SIZE) as u64;
+    // Sequential: forward from where the last read ended, with at most a
+    // small gap (extents written one after the other may sit a few
+    // sectors apart, past btree node writes or other files' data).
+    let gap = sector.wrapping_sub(ra.next);
+    let sequential = ra.dev == dev && ra.next != 0 && sector >= ra.next && gap < RA_MAX_GAP_SECTORS;
+    ra.next = sector.saturating_add(sectors);
+    if let Some(s) = window_slice(ra, dev, sector, buf.len()) {
+        buf.copy_from_slice(s);
+        return Ok(());
+    }
+    // From here on the window (if any) is of no use: it is replaced or
+    // dropped, and `dev` is the device of both the window and `next`.
+    ra.buf.clear();
+    ra.dev = dev;
+    if sequential && buf.len() < RA_WINDOW_BYTES {
+        if ra.buf.resize(RA_WINDOW_BYTES, 0).is_ok() && fs.read_data(dev, sector, &mut ra.buf).is_ok() {
+            ra.start = sector;
+            if let Some(s) = window_slice(ra, dev, sector, buf.len()) {
+                buf.copy_from_slice(s);
+                return Ok(());
+            }
+        }
+        ra.buf.clear();
+    }
+    fs.read_data(dev, sector, buf)
+}
+
+/// The bytes of `[sector, sector + len)` of `dev` if the window holds
+/// all of them.
+fn window_slice(ra: &DevReadAhead, dev: u8, sector: u64, len: usize) -> Option<&[u8]> {
+    if ra.buf.is_empty() || ra.dev != dev || sector < ra.start {
+        return None;
+    }
+    let from = usize::try_from(sector - ra.start).ok()?.checked_mul(SECTOR_SIZE)?;
+    ra.buf.get(from..from.checked_add(len)?)
 }
 
 /// The target of symlink `inode` (its data, up to the first NUL or

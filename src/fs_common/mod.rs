@@ -183,7 +183,31 @@ pub struct ExtentCache {
     /// checksummed or compressed extents are cached; plain ones are read
     /// straight into the caller's buffer.
     pub data: Vec<u8>,
+    /// Device read-ahead for sequential readers.
+    pub ra: DevReadAhead,
 }
+
+/// Device read-ahead of one sequential reader: when a read starts where
+/// (or shortly after where) the previous one ended, a window of [`RA_WINDOW_BYTES`] is read in one
+/// request and the following reads are served from it (a file written
+/// sequentially has its extents next to each other on the device).  The
+/// data is still checksummed extent by extent.  Not shared between
+/// readers; the volume is read-only, so the window cannot go stale.
+#[derive(Default)]
+pub struct DevReadAhead {
+    /// Device of the window and of the last read.
+    pub dev: u8,
+    /// First 512-byte sector the window holds.
+    pub start: u64,
+    /// The window (empty when none).
+    pub buf: Vec<u8>,
+    /// The sector just past the last read: a read starting here is
+    /// sequential.
+    pub next: u64,
+}
+
+/// Size of a read-ahead window, bytes.
+pub const RA_WINDOW_BYTES: usize = 512 << 10;
 
 mod dirent;
 mod inode;

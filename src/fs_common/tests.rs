@@ -760,6 +760,44 @@ fn the_cache_decodes_each_extent_once() {
 }
 
 #[test]
+fn sequential_reads_go_through_the_read_ahead_window() {
+    let mut fs = MemFs::new();
+    let mut b = FileBuilder::new(5000);
+    for i in 0..32 {
+        b.encoded(&mut fs, CrcKind::Crc32, CompressionType::None, CsumType::Crc32c, 16, 0, 16, i);
+    }
+    let len = b.content.len();
+    put_inode(&mut fs, &file_inode(5000, len as u64));
+    let inode = inode_get(&fs, &root_sv(), 5000).unwrap();
+    let before = fs.reads.get();
+    assert_eq!(read_all(&fs, &inode, len, 4096), b.content);
+    // 32 extents of 8 KiB, 8 KiB apart: the first alone, the rest from
+    // one or two 512 KiB windows.
+    let reads = fs.reads.get() - before;
+    assert!(reads <= 3, "{reads} device reads for 32 extents");
+
+    // Checksums are still verified extent by extent: a bad byte inside
+    // the window is EIO for its extent only.
+    let k = fs.keys.get(&(BtreeId::Extents as u8, Bpos::new(5000, 16 * 20, SNAP))).unwrap();
+    let ptr = match crate::format::val::extent::ExtentEntries::new(&k.1).nth(1) {
+        Some(Ok(ExtentEntry::Ptr(p))) => p,
+        e => panic!("{e:?}"),
+    };
+    fs.dev[ptr.offset as usize * 512 + 100] ^= 1;
+    let mut cache = ExtentCache::default();
+    let mut buf = vec![0u8; 4096];
+    for i in 0..len / 4096 {
+        let r = read_data(&fs, &root_sv(), &inode, (i * 4096) as u64, &mut buf, &mut cache);
+        if i / 2 == 19 {
+            assert_eq!(r, Err(Errno::EIO), "extent 19");
+        } else {
+            r.unwrap();
+            assert!(buf[..] == b.content[i * 4096..(i + 1) * 4096], "chunk {i}");
+        }
+    }
+}
+
+#[test]
 fn pointers_unwritten_cached_missing_and_encrypted() {
     let mut fs = MemFs::new();
     let data = pattern(1, 8);
