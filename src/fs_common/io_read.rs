@@ -140,6 +140,12 @@ fn read_piece<T: BtreeRead + ?Sized>(
     cache: &mut ExtentCache,
 ) -> Result<usize, Errno> {
     let sector = ctx.sector;
+    // The decoded extent of the previous read often covers this one too:
+    // the volume is read-only, so it is still the file's data there and
+    // the btree need not be searched again.
+    if let Some(n) = cached_piece(cache, ctx.inum, sector, out) {
+        return Ok(n);
+    }
     let Some(k) = extent_at(fs, ctx.inum, snapshot, sector)? else {
         out.fill(0);
         return Ok(out.len());
@@ -179,6 +185,23 @@ fn read_piece<T: BtreeRead + ?Sized>(
             format_args!("unexpected key type {} at {} in the extents btree", k.k.key_type, k.k.p),
         )),
     }
+}
+
+/// Fills a prefix of `out` from the cached extent if it is `inum`'s and
+/// covers file sector `sector`; returns the bytes filled.
+fn cached_piece(cache: &ExtentCache, inum: u64, sector: u64, out: &mut [u8]) -> Option<usize> {
+    let (tag_inum, _, _) = cache.tag?;
+    if tag_inum != inum || sector < cache.start_sector {
+        return None;
+    }
+    let from = usize::try_from(sector - cache.start_sector).ok()?.checked_mul(SECTOR_SIZE)?;
+    let avail = cache.data.get(from..)?;
+    let n = avail.len().min(out.len()) / SECTOR_SIZE * SECTOR_SIZE;
+    if n == 0 {
+        return None;
+    }
+    out[..n].copy_from_slice(&avail[..n]);
+    Some(n)
 }
 
 /// Copies inline data from `offset_into` sectors into the value, zero
