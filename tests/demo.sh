@@ -37,7 +37,7 @@ step sh -c "cd $mnt && find . -type f | sort | xargs sha256sum > /tmp/demo-rs.sh
 step df -h "$mnt"
 uuid=$(ls /sys/fs/bcachefs | grep -E '^[0-9a-f-]{36}$' | head -n 1)
 step ls "/sys/fs/bcachefs/$uuid" "/sys/fs/bcachefs/$uuid/dev-0"
-for f in btree_cache_size journal_debug options/data_checksum options/compression dev-0/bucket_size dev-0/nbuckets dev-0/io_done; do
+for f in btree_cache_size internal/journal_debug options/data_checksum options/compression dev-0/bucket_size dev-0/nbuckets dev-0/io_done; do
 	step cat "/sys/fs/bcachefs/$uuid/$f"
 done
 step sh -c "mount -o remount,rw $mnt; dmesg | grep bcachefs_rs | tail -n 5"
