@@ -349,10 +349,10 @@ fn refuse_rw(path: &CStr) -> Result<(), Errno> {
     Err(Errno::EROFS)
 }
 
-/// Reads the superblock as `Fs::open` will (the primary at sector 8, else
-/// the backups the layout lists: a bad primary with a good backup mounts)
-/// so that a device that is not bcachefs fails here with `EINVAL` and one
-/// line.
+/// For a read-write request: reads the superblock as `Fs::open` would
+/// (the primary at sector 8, else the backups the layout lists), so that a
+/// device that is not bcachefs fails with `EINVAL` and one line rather
+/// than `EROFS`.
 fn read_super<D: BlockDev + ?Sized>(dev: &D) -> Result<(), Errno> {
     let name = dev.name();
     let need = sb::SB_SECTOR + (sb::SB_PROBE_BYTES / SECTOR_SIZE) as u64;
@@ -417,7 +417,8 @@ unsafe fn open_into(slot: *mut MountedFs, dev: SbBdev, oo: &crate::bcachefs::Ope
 unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_device, name: &str, opts: &MountOpts) -> Result<(), Errno> {
     // SAFETY: `bdev` stays open while the superblock lives (caller).
     let dev = unsafe { SbBdev::new(bdev, name) }.inspect_err(|_| bch_err!("{name}: out of memory"))?;
-    read_super(&dev)?;
+    // No separate superblock probe: `Fs::open` reads it (with the backup
+    // fallback) and its error names a foreign device in one line.
     let oo = opts.open_opts();
     if oo.verbose {
         bch_info!("{name}: mounting read-only{}", if oo.norecovery { ", norecovery" } else { "" });
