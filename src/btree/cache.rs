@@ -26,7 +26,7 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::{Acquire, Relaxed, Release}};
 
 use crate::errcode::{AllocError, Errno};
-use crate::format::bkey::{Bkey, BtreeIdName, KeyError, KeyType, NodeType, BKEY_BYTES, BKEY_U64S};
+use crate::format::bkey::{Bkey, BtreeIdName, KeyError, KeyType, NodeType, UnpackedKeys};
 use crate::format::bpos::Bpos;
 use crate::format::btree_node::{bset_magic, BtreeNode, NodeError, NodeExpect, NodeReadOpts};
 use crate::format::list::FsInfo;
@@ -101,7 +101,7 @@ pub struct Node {
     pub min_key: Bpos,
     /// Last position the node covers.
     pub max_key: Bpos,
-    data: Vec<u8>,
+    keys: UnpackedKeys,
     offs: Vec<u32>,
 }
 
@@ -118,25 +118,19 @@ impl Node {
 
     /// Bytes this node holds (what the cache bound counts).
     pub fn bytes(&self) -> usize {
-        self.data.len() + self.offs.len() * 4 + core::mem::size_of::<Node>()
+        self.keys.len_bytes() + self.offs.len() * 4 + core::mem::size_of::<Node>()
     }
 
     /// Key `i` and its value; `None` past the end.
     pub fn key(&self, i: usize) -> Option<(Bkey, &[u8])> {
-        let at = *self.offs.get(i)? as usize;
-        let kb = self.data.get(at..at + BKEY_BYTES)?;
-        let mut b = [0u8; BKEY_BYTES];
-        b.copy_from_slice(kb);
-        let k = Bkey::from_bytes(&b);
-        let v = self.data.get(at + BKEY_BYTES..at + BKEY_BYTES + k.val_bytes())?;
-        Some((k, v))
+        self.keys.get(*self.offs.get(i)?)
     }
 
     /// Position of key `i` (`SPOS_MAX`-safe default past the end).
     pub fn pos(&self, i: usize) -> Bpos {
         self.offs
             .get(i)
-            .and_then(|&at| Bpos::read(&self.data, at as usize + 20))
+            .and_then(|&at| self.keys.pos(at))
             .unwrap_or_default()
     }
 
@@ -169,11 +163,7 @@ impl Node {
     }
 
     fn push(&mut self, k: &Bkey, v: &[u8]) -> Result<(), AllocError> {
-        let at = u32::try_from(self.data.len()).map_err(|_| AllocError)?;
-        let mut k = *k;
-        k.u64s = (BKEY_U64S + v.len() / 8).min(255) as u8;
-        self.data.extend_from_slice(&k.to_bytes())?;
-        self.data.extend_from_slice(v)?;
+        let at = self.keys.push(k, v)?;
         self.offs.push(at)
     }
 }
@@ -536,10 +526,10 @@ fn read_node<D: BlockDev + ?Sized>(
         sector,
         min_key: bn.header.min_key,
         max_key: bn.header.max_key,
-        data: Vec::new(),
+        keys: UnpackedKeys::new(),
         offs: Vec::with_capacity(sorted.len())?,
     };
-    node.data.reserve(buf.len())?;
+    node.keys.reserve(buf.len())?;
     for k in sorted.iter(&bn) {
         node.push(&k.unpack(&f), k.val(&f))?;
     }

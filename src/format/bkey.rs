@@ -637,6 +637,61 @@ impl Bkey {
     }
 }
 
+/// Unpacked keys with their values, one after the other in one buffer:
+/// 40 bytes of `struct bkey` (its `u64s` covering the value), then the
+/// value.  Each key is addressed by the byte offset [`UnpackedKeys::push`]
+/// returned.  The btree node cache, the journal keys and the tool's
+/// listing keep their keys this way.
+#[derive(Debug, Default)]
+pub struct UnpackedKeys {
+    data: crate::platform::Vec<u8>,
+}
+
+impl UnpackedKeys {
+    /// No keys.
+    pub fn new() -> Self {
+        UnpackedKeys { data: crate::platform::Vec::new() }
+    }
+
+    /// Appends `k` with value `v` (`k.u64s` is set from `v.len()`) and
+    /// returns its offset.  Errors: `AllocError` when memory is short or
+    /// the buffer would pass 4 GiB.
+    pub fn push(&mut self, k: &Bkey, v: &[u8]) -> Result<u32, AllocError> {
+        let at = u32::try_from(self.data.len()).map_err(|_| AllocError)?;
+        let mut k = *k;
+        k.u64s = (BKEY_U64S + v.len() / 8).min(BKEY_U64S_MAX) as u8;
+        self.data.extend_from_slice(&k.to_bytes())?;
+        self.data.extend_from_slice(v)?;
+        Ok(at)
+    }
+
+    /// The key at offset `at` and its value; `None` if `at` is not inside.
+    pub fn get(&self, at: u32) -> Option<(Bkey, &[u8])> {
+        let at = at as usize;
+        let kb = self.data.get(at..at.checked_add(BKEY_BYTES)?)?;
+        let mut b = [0u8; BKEY_BYTES];
+        b.copy_from_slice(kb);
+        let k = Bkey::from_bytes(&b);
+        let v = self.data.get(at + BKEY_BYTES..at + BKEY_BYTES + k.val_bytes())?;
+        Some((k, v))
+    }
+
+    /// Just the position of the key at offset `at`.
+    pub fn pos(&self, at: u32) -> Option<Bpos> {
+        Bpos::read(&self.data, (at as usize).checked_add(20)?)
+    }
+
+    /// Bytes held.
+    pub fn len_bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Reserves room for `n` more bytes.  Errors: `AllocError`.
+    pub fn reserve(&mut self, n: usize) -> Result<(), AllocError> {
+        self.data.reserve(n)
+    }
+}
+
 impl fmt::Display for Bkey {
     /// `bch2_bkey_to_text()`: `u64s N type T inode:offset:snapshot len L
     /// ver V`.

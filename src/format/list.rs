@@ -16,7 +16,7 @@
 
 use core::fmt;
 
-use super::bkey::{Bkey, BkeyFormat, BtreeIdName, KeyError, KeyType, BKEY_BYTES, BKEY_U64S};
+use super::bkey::{Bkey, BkeyFormat, BtreeIdName, KeyError, KeyType, UnpackedKeys};
 use super::bpos::Bpos;
 use super::btree_node::{bset_magic, BtreeNode, NodeError, NodeExpect, NodeReadOpts};
 use super::jset::{
@@ -349,14 +349,14 @@ pub fn find_root(fs: &FsInfo, journal: &Journal, btree_id: u32) -> Result<Option
 /// Keys, unpacked, with their values: 40 bytes of `struct bkey` then the
 /// value, one after the other, in key order.
 pub struct KeyList {
-    data: Vec<u8>,
+    data: UnpackedKeys,
     offs: Vec<u32>,
     journal: Vec<bool>,
 }
 
 impl KeyList {
     fn new() -> Self {
-        KeyList { data: Vec::new(), offs: Vec::new(), journal: Vec::new() }
+        KeyList { data: UnpackedKeys::new(), offs: Vec::new(), journal: Vec::new() }
     }
 
     /// Number of keys.
@@ -380,23 +380,14 @@ impl KeyList {
     }
 
     fn push(&mut self, k: &Bkey, v: &[u8]) -> Result<(), ListError> {
-        let off = u32::try_from(self.data.len()).map_err(|_| ListError::NoMem)?;
-        let mut k = *k;
-        k.u64s = (BKEY_U64S + v.len() / 8) as u8;
-        self.data.extend_from_slice(&k.to_bytes())?;
-        self.data.extend_from_slice(v)?;
+        let off = self.data.push(k, v)?;
         self.offs.push(off)?;
         Ok(())
     }
 
-    /// Key `i` and its value.
+    /// Key `i` and its value.  Panics if `i >= len()`, as indexing does.
     pub fn get(&self, i: usize) -> (Bkey, &[u8]) {
-        let o = self.offs[i] as usize;
-        let mut kb = [0u8; BKEY_BYTES];
-        kb.copy_from_slice(&self.data[o..o + BKEY_BYTES]);
-        let k = Bkey::from_bytes(&kb);
-        let end = o + k.u64s as usize * 8;
-        (k, &self.data[o + BKEY_BYTES..end])
+        self.data.get(self.offs[i]).expect("KeyList offsets come from push")
     }
 }
 

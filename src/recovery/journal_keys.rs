@@ -14,7 +14,7 @@
 //! value with every journal delta of a newer version added, in journal
 //! order ([`JournalKeys::resolve`]).
 
-use crate::format::bkey::{Bkey, BkeyFormat, BtreeId, KeyType, BKEY_BYTES, BKEY_U64S};
+use crate::format::bkey::{Bkey, BkeyFormat, BtreeId, KeyType, UnpackedKeys};
 use crate::format::bpos::Bpos;
 use crate::format::jset::{jset_magic, EntryType, Jset, JSET_BYTES};
 use crate::format::list::{FsInfo, Journal, ListError};
@@ -52,7 +52,7 @@ impl JournalKey {
 /// The sorted journal keys of a filesystem (`struct journal_keys`).
 pub struct JournalKeys {
     /// Unpacked keys (40 bytes of `struct bkey`) each followed by its value.
-    data: Vec<u8>,
+    data: UnpackedKeys,
     /// The keys, sorted; for each (btree, level, pos) only the newest,
     /// except in the accounting btree, where all are kept in journal order.
     keys: Vec<JournalKey>,
@@ -71,7 +71,7 @@ fn le64(b: &[u8], at: usize) -> u64 {
 impl JournalKeys {
     /// No keys: what `norecovery` overlays.
     pub fn empty() -> Self {
-        JournalKeys { data: Vec::new(), keys: Vec::new(), nr_read: 0 }
+        JournalKeys { data: UnpackedKeys::new(), keys: Vec::new(), nr_read: 0 }
     }
 
     /// Collects, sorts and deduplicates the keys of `journal`'s jsets
@@ -109,11 +109,7 @@ impl JournalKeys {
     }
 
     fn push(&mut self, btree: u8, level: u8, seq: u64, offset: u32, k: &Bkey, v: &[u8]) -> Result<(), ListError> {
-        let at = u32::try_from(self.data.len()).map_err(|_| ListError::NoMem)?;
-        let mut k = *k;
-        k.u64s = (BKEY_U64S + v.len() / 8).min(255) as u8;
-        self.data.extend_from_slice(&k.to_bytes())?;
-        self.data.extend_from_slice(v)?;
+        let at = self.data.push(k, v)?;
         self.keys.push(JournalKey { btree, level, pos: k.p, seq, offset, at })?;
         Ok(())
     }
@@ -152,13 +148,7 @@ impl JournalKeys {
 
     /// The `i`th key and its value (`None` past the end).
     pub fn key(&self, i: usize) -> Option<(Bkey, &[u8])> {
-        let at = self.keys.get(i)?.at as usize;
-        let kb = self.data.get(at..at + BKEY_BYTES)?;
-        let mut b = [0u8; BKEY_BYTES];
-        b.copy_from_slice(kb);
-        let k = Bkey::from_bytes(&b);
-        let v = self.data.get(at + BKEY_BYTES..at + BKEY_BYTES + k.val_bytes())?;
-        Some((k, v))
+        self.data.get(self.keys.get(i)?.at)
     }
 
     /// Index of the first key of (`btree`, `level`) at or after `pos`
