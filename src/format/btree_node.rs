@@ -49,6 +49,7 @@ use super::version::{bch_version, Version};
 use crate::checksum::{self, Csum, CsumType, CSUM_NR};
 use crate::errcode::{AllocError, Errno};
 use crate::platform::{Vec, SECTOR_SIZE};
+use crate::util::le::le64;
 
 /// `BSET_MAGIC`, xored with the first 8 bytes of the internal uuid.
 pub const BSET_MAGIC: u64 = 0x90135c78b99e07f5;
@@ -91,12 +92,6 @@ pub fn bset_magic(uuid: &[u8; 16]) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&uuid[..8]);
     u64::from_le_bytes(b) ^ BSET_MAGIC
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 /// A bset header (`struct bset` before its keys), in CPU order.

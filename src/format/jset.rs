@@ -41,6 +41,7 @@ use super::version::Version;
 use crate::checksum::{self, Csum, CsumType, CSUM_NR};
 use crate::errcode::{AllocError, Errno};
 use crate::platform::{Vec, SECTOR_SIZE};
+use crate::util::le::{le32, le64};
 
 /// `JSET_MAGIC`, xored with the first 8 bytes of the internal uuid.
 pub const JSET_MAGIC: u64 = 0x245235c1a3625032;
@@ -127,16 +128,6 @@ pub struct JsetHeader {
     pub write_clock: u16,
     /// Oldest sequence number still needed.
     pub last_seq: u64,
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
 impl JsetHeader {
@@ -448,14 +439,6 @@ pub struct JsetEntry<'a> {
     pub data: &'a [u8],
 }
 
-fn rd64(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        w.copy_from_slice(s);
-    }
-    u64::from_le_bytes(w)
-}
-
 impl<'a> JsetEntry<'a> {
     /// Bytes of the entry, header included (`jset_u64s(u64s) * 8`).
     pub fn bytes(&self) -> usize {
@@ -537,7 +520,7 @@ impl<'a> JsetEntry<'a> {
             Some(T::Blacklist) => size(16, true),
             Some(T::BlacklistV2) => {
                 size(24, true)?;
-                if rd64(self.data, 0) > rd64(self.data, 8) {
+                if le64(self.data, 0) > le64(self.data, 8) {
                     return Err(EntryError::BlacklistStartPastEnd);
                 }
                 Ok(())
@@ -608,15 +591,15 @@ impl<'a> JsetEntry<'a> {
                 Ok(())
             }
             T::PrioPtrs => Ok(()),
-            T::Blacklist => write!(f, "seq={}", rd64(d, 0)),
-            T::BlacklistV2 => write!(f, "start={} end={}", rd64(d, 0), rd64(d, 8)),
+            T::Blacklist => write!(f, "seq={}", le64(d, 0)),
+            T::BlacklistV2 => write!(f, "start={} end={}", le64(d, 0), le64(d, 8)),
             T::Usage => {
                 f.write_str("type=")?;
                 match FS_USAGE_TYPE_NAMES.get(self.btree_id as usize) {
                     Some(n) => f.write_str(n)?,
                     None => write!(f, "(unknown fs_usage_type {})", self.btree_id)?,
                 }
-                write!(f, " v={}", rd64(d, 0))
+                write!(f, " v={}", le64(d, 0))
             }
             T::DataUsage => {
                 let dt = d.get(8).copied().unwrap_or(0);
@@ -624,13 +607,13 @@ impl<'a> JsetEntry<'a> {
                 let nr_required = d.get(10).copied().unwrap_or(0);
                 let devs = d.get(11..).unwrap_or(&[]);
                 fmt_replicas(f, dt, nr_required, &devs[..nr_devs.min(devs.len())])?;
-                write!(f, "={}", rd64(d, 0))
+                write!(f, "={}", le64(d, 0))
             }
             T::Clock => write!(
                 f,
                 "{}={}",
                 if d.first().copied().unwrap_or(0) != 0 { "write" } else { "read" },
-                rd64(d, 8)
+                le64(d, 8)
             ),
             T::DevUsage => {
                 if self.bytes() < 32 {
@@ -643,16 +626,16 @@ impl<'a> JsetEntry<'a> {
                     write!(
                         f,
                         ": buckets={} sectors={} fragmented={}",
-                        rd64(c, 0),
-                        rd64(c, 8),
-                        rd64(c, 16)
+                        le64(c, 0),
+                        le64(c, 8),
+                        le64(c, 16)
                     )?;
                 }
                 Ok(())
             }
             T::Log => super::val::dirent::fmt_bytes(f, d),
             // The kernel's bch2_prt_datetime() prints the seconds.
-            T::Datetime => write!(f, "{}", rd64(d, 0)),
+            T::Datetime => write!(f, "{}", le64(d, 0)),
         }
     }
 }

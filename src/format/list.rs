@@ -29,6 +29,7 @@ use super::val::extent::{BtreePtrV2, ExtentEntries, ExtentEntry, ExtentPtr};
 use super::val::{DevInfo, FsCtx, KeyDisplay};
 use crate::errcode::{AllocError, Errno};
 use crate::platform::{BlockDev, Vec, SECTOR_SIZE};
+use crate::util::le::le64;
 
 /// Why listing failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,14 +138,6 @@ pub struct FsInfo {
     /// Entries of the superblock's `clean` section (btree roots after a
     /// clean unmount), if any.
     pub clean: Vec<u8>,
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        w.copy_from_slice(s);
-    }
-    u64::from_le_bytes(w)
 }
 
 impl FsInfo {

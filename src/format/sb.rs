@@ -46,6 +46,7 @@ use super::version::{Version, VERSION_CURRENT, VERSION_MIN};
 use crate::checksum::{self, Csum, CsumType, CSUM_NR};
 use crate::errcode::{AllocError, Errno};
 use crate::platform::{BlockDev, Vec, SECTOR_SIZE};
+use crate::util::le::{le16, le32, le64};
 
 /// Sector of the primary superblock (`BCH_SB_SECTOR`).
 pub const SB_SECTOR: u64 = 8;
@@ -642,19 +643,6 @@ pub fn fmt_uuid(f: &mut dyn fmt::Write, u: &[u8; 16]) -> fmt::Result {
 }
 
 // Little-endian readers.  Callers guarantee `at + N <= b.len()`.
-fn le16(b: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(x)
-}
 
 fn uuid_at(b: &[u8], at: usize) -> [u8; 16] {
     let mut u = [0u8; 16];

@@ -24,6 +24,8 @@
 //! each, so older and newer `struct bch_member`s can be read: a short entry
 //! reads as zeroes past its end, a long one is cut (`members_v2_get()`).
 
+use crate::util::le::{le16, le32, le64};
+
 /// Size of `struct bch_member` in 6.12.
 pub const MEMBER_BYTES: usize = 144;
 /// Bytes of a member in `members_v1` (`BCH_MEMBER_V1_BYTES`).
@@ -121,22 +123,6 @@ pub struct Member {
     pub last_journal_bucket_offset: u32,
 }
 
-fn rd64(b: &[u8; MEMBER_BYTES], at: usize) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(x)
-}
-
-fn rd32(b: &[u8; MEMBER_BYTES], at: usize) -> u32 {
-    let mut x = [0u8; 4];
-    x.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(x)
-}
-
-fn rd16(b: &[u8; MEMBER_BYTES], at: usize) -> u16 {
-    u16::from_le_bytes([b[at], b[at + 1]])
-}
-
 impl Member {
     /// Decodes a member from `raw`, which may be shorter (older layouts:
     /// the rest reads as zero) or longer (newer: the rest is ignored) than
@@ -149,30 +135,30 @@ impl Member {
         uuid.copy_from_slice(&b[..16]);
         let mut iops = [0u32; 4];
         for (i, x) in iops.iter_mut().enumerate() {
-            *x = rd32(&b, 48 + 4 * i);
+            *x = le32(&b, 48 + 4 * i);
         }
         let mut errors = [0u64; 3];
         let mut errors_at_reset = [0u64; 3];
         for i in 0..3 {
-            errors[i] = rd64(&b, 64 + 8 * i);
-            errors_at_reset[i] = rd64(&b, 88 + 8 * i);
+            errors[i] = le64(&b, 64 + 8 * i);
+            errors_at_reset[i] = le64(&b, 88 + 8 * i);
         }
         Member {
             uuid,
-            nbuckets: rd64(&b, 16),
-            first_bucket: rd16(&b, 24),
-            bucket_size: rd16(&b, 26),
+            nbuckets: le64(&b, 16),
+            first_bucket: le16(&b, 24),
+            bucket_size: le16(&b, 26),
             btree_bitmap_shift: b[28],
-            last_mount: rd64(&b, 32),
-            flags: rd64(&b, 40),
+            last_mount: le64(&b, 32),
+            flags: le64(&b, 40),
             iops,
             errors,
             errors_at_reset,
-            errors_reset_time: rd64(&b, 112),
-            seq: rd64(&b, 120),
-            btree_allocated_bitmap: rd64(&b, 128),
-            last_journal_bucket: rd32(&b, 136),
-            last_journal_bucket_offset: rd32(&b, 140),
+            errors_reset_time: le64(&b, 112),
+            seq: le64(&b, 120),
+            btree_allocated_bitmap: le64(&b, 128),
+            last_journal_bucket: le32(&b, 136),
+            last_journal_bucket_offset: le32(&b, 140),
         }
     }
 

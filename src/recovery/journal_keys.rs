@@ -20,6 +20,7 @@ use crate::format::jset::{jset_magic, EntryType, Jset, JSET_BYTES};
 use crate::format::list::{FsInfo, Journal, ListError};
 use crate::fs_common::OwnedKey;
 use crate::platform::Vec;
+use crate::util::le::le64;
 
 /// One journal key (`struct journal_key`): where it goes and where it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,14 +59,6 @@ pub struct JournalKeys {
     keys: Vec<JournalKey>,
     /// Keys read before deduplication.
     pub nr_read: usize,
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(s) = b.get(at..at + 8) {
-        w.copy_from_slice(s);
-    }
-    u64::from_le_bytes(w)
 }
 
 impl JournalKeys {

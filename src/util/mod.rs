@@ -2,4 +2,5 @@
 //! Small helpers the shared core needs and neither home provides in the
 //! form the kernel wants (`fs/bcachefs/util.[ch]`).
 
+pub mod le;
 pub mod sort;

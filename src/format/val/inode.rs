@@ -28,6 +28,7 @@ use super::ValError;
 use crate::format::bkey::{Bkey, KeyType};
 use crate::format::sb_opts::compression_opt_valid;
 use crate::format::varint;
+use crate::util::le::{le16, le32, le64};
 
 /// Inodes below this number belong to block devices (`BLOCKDEV_INODE_MAX`).
 pub const BLOCKDEV_INODE_MAX: u64 = 4096;
@@ -212,22 +213,6 @@ fn width_mask(bits: u8) -> u64 {
     } else {
         (1u64 << bits) - 1
     }
-}
-
-fn le64(v: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(s) = v.get(at..at + 8) {
-        w.copy_from_slice(s);
-    }
-    u64::from_le_bytes(w)
-}
-
-fn le16(v: &[u8], at: usize) -> u16 {
-    v.get(at..at + 2).map_or(0, |s| u16::from_le_bytes([s[0], s[1]]))
-}
-
-fn le32(v: &[u8], at: usize) -> u32 {
-    v.get(at..at + 4).map_or(0, |s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
 }
 
 /// One varint field (two for widths over 64 bits), checked to fit the
