@@ -14,12 +14,7 @@
 w=$RO_WORK/31
 rm -rf "$w"; mkdir -p "$w"
 img=$w/unclean.img loop= mounted=
-cleanup() {
-	[ -z "$mounted" ] || umount "$MNT" 2>/dev/null
-	[ -z "$loop" ] || losetup -d "$loop" 2>/dev/null
-	rm -f "$img"
-}
-trap cleanup EXIT
+trap ro_cleanup EXIT
 
 t0=$SECONDS
 rs_unload

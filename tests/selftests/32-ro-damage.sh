@@ -19,12 +19,7 @@ small_volume
 w=$RO_WORK/32
 rm -rf "$w"; mkdir -p "$w"
 img=$w/damaged.img loop= mounted=
-cleanup() {
-	[ -z "$mounted" ] || umount "$MNT" 2>/dev/null
-	[ -z "$loop" ] || losetup -d "$loop" 2>/dev/null
-	rm -f "$img"
-}
-trap cleanup EXIT
+trap ro_cleanup EXIT
 t0=$SECONDS
 
 # What the untouched copy says about where things are.

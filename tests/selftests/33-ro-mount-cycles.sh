@@ -16,11 +16,7 @@
 cycles=${BCH_RO_CYCLES:-100}
 small_volume
 loop= mounted=
-cleanup() {
-	[ -z "$mounted" ] || umount "$MNT" 2>/dev/null
-	[ -z "$loop" ] || losetup -d "$loop" 2>/dev/null
-}
-trap cleanup EXIT
+trap ro_cleanup EXIT
 loop=$(loop_attach "$SMALL_IMG")
 before=$(dev_sha "$loop")
 want=$(python3 -c 'import json,sys

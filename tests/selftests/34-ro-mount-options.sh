@@ -9,11 +9,7 @@
 [ -x "$TOOL" ] || skip "$TOOL missing: cargo build --release -p bcachefs-tools-rs"
 small_volume
 loop= mounted=
-cleanup() {
-	[ -z "$mounted" ] || umount "$MNT" 2>/dev/null
-	[ -z "$loop" ] || losetup -d "$loop" 2>/dev/null
-}
-trap cleanup EXIT
+trap ro_cleanup EXIT
 loop=$(loop_attach "$SMALL_IMG")
 before=$(dev_sha "$loop")
 want=$(grep '"path": "hard/h2"' "$SMALL_MAN" | sed 's/.*"sha256": "\([0-9a-f]*\)".*/\1/')

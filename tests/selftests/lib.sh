@@ -117,6 +117,14 @@ dev_unchanged() { # label dev before-sha
 	[ "$after" = "$3" ] || fail "$1: $(ro_name) modified $2 (sha256 $3 before, $after after)"
 }
 
+# The exit trap of tests 31-34: unmounts $MNT if $mounted is set,
+# detaches $loop and removes $img (a test's private copy) if set.
+ro_cleanup() {
+	[ -z "${mounted:-}" ] || umount "$MNT" 2>/dev/null
+	[ -z "${loop:-}" ] || losetup -d "$loop" 2>/dev/null
+	[ -z "${img:-}" ] || rm -f "$img"
+}
+
 # A loop device over a file: prints /dev/loopN.
 loop_attach() { losetup -f --show "$@" || fail "losetup $* failed"; }
 
