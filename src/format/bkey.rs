@@ -477,6 +477,16 @@ impl BkeyField {
     }
 }
 
+/// An owned key and its value (C's `struct bkey_i`, unpacked): what a
+/// transaction queues, the journal copies and a node holds in memory.
+#[derive(Debug)]
+pub struct BkeyI {
+    /// The key (position, size, type, version).
+    pub k: Bkey,
+    /// The value, `k.val_bytes()` long.
+    pub v: crate::platform::Vec<u8>,
+}
+
 /// An unpacked key (`struct bkey`), in CPU order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Bkey {

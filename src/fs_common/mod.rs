@@ -25,18 +25,15 @@
 //! in-memory [`BtreeRead`].
 
 use crate::errcode::Errno;
-use crate::format::bkey::{Bkey, BtreeId};
+use crate::format::bkey::BtreeId;
+#[cfg(test)]
+use crate::format::bkey::Bkey;
 use crate::format::bpos::Bpos;
 use crate::platform::Vec;
 
-/// A key read from a btree: the unpacked key and its value, owned.
-#[derive(Debug)]
-pub struct OwnedKey {
-    /// The key (position, size, type, version).
-    pub k: Bkey,
-    /// The value, `k.val_bytes()` long.
-    pub v: Vec<u8>,
-}
+/// A key read from a btree: the unpacked key and its value, owned (the
+/// core's [`crate::format::bkey::BkeyI`]).
+pub use crate::format::bkey::BkeyI as OwnedKey;
 
 /// What the operations of this module need from the btrees and the device.
 ///

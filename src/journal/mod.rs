@@ -11,6 +11,10 @@
 //! live in [`crate::format::jset`] and [`crate::format::list`], which the
 //! userspace tool shares; this module gathers what an open filesystem keeps.
 
+pub mod res;
+
+pub use res::{JournalRes, JournalSink, PinOwner, ResFlags};
+
 use core::fmt;
 
 use crate::format::bkey::BTREE_ID_NR;

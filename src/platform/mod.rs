@@ -23,11 +23,31 @@ pub use self::host::*;
 /// Size of a sector, the unit of every on-disk offset: 512 bytes.
 pub const SECTOR_SIZE: usize = 512;
 
+/// How a write reaches stable storage (`REQ_PREFLUSH` and `REQ_FUA` of a
+/// bio; see `Documentation/block/writeback_cache_control.rst`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteFlags {
+    /// Flush the device's volatile cache before this write: every write
+    /// completed before it is stable once it completes.
+    pub preflush: bool,
+    /// Force unit access: this write is stable when it completes.
+    pub fua: bool,
+}
+
+impl WriteFlags {
+    /// A plain write: stable only after a later flush.
+    pub const NONE: WriteFlags = WriteFlags { preflush: false, fua: false };
+    /// `REQ_PREFLUSH | REQ_FUA`: what a journal flush write asks for.
+    pub const FLUSH_FUA: WriteFlags = WriteFlags { preflush: true, fua: true };
+}
+
 /// A block device (or an image file) the core reads from and writes to.
 ///
 /// Offsets are in 512-byte sectors, lengths in bytes (a multiple of 512).
 /// Implemented by the kernel glue on top of bios and by the host on top of
-/// files.
+/// files.  Writes are synchronous: when `write_sectors` returns, the
+/// device has the data (in its volatile cache unless `flags` or a later
+/// [`BlockDev::flush`] made it stable).
 pub trait BlockDev {
     /// A name for messages: the device path as the user gave it.
     fn name(&self) -> &str;
@@ -52,6 +72,24 @@ pub trait BlockDev {
     /// A hint that `bytes` from `sector` will be read soon (btree node
     /// read-ahead).  The default does nothing.
     fn readahead(&self, _sector: u64, _bytes: usize) {}
+
+    /// Writes `buf` (a multiple of 512 bytes) at `sector`, with `flags`
+    /// deciding what is stable when it returns.
+    ///
+    /// Errors: `EIO` when the device fails the write or the range ends past
+    /// the end of the device; `EINVAL` for a length that is not a multiple
+    /// of [`SECTOR_SIZE`]; `EROFS` for a device opened read-only (the
+    /// default).
+    fn write_sectors(&self, _sector: u64, _buf: &[u8], _flags: WriteFlags) -> Result<(), Errno> {
+        Err(Errno::EROFS)
+    }
+
+    /// Makes every completed write stable (an empty `REQ_PREFLUSH` bio,
+    /// `blkdev_issue_flush()`).  Errors: `EIO`.  The default (a read-only
+    /// device) has nothing to flush.
+    fn flush(&self) -> Result<(), Errno> {
+        Ok(())
+    }
 }
 
 /// Logging, routed to `printk` in the kernel and to stderr on the host.
