@@ -23,6 +23,15 @@
 //! `dirent.rs` (lookup and readdir), `io_read.rs` (file data and
 //! symlinks), `statfs.rs` (free space); `tests.rs` runs them all over an
 //! in-memory [`BtreeRead`].
+//!
+//! The write side runs on a transaction ([`trans::BtreeTransOps`], with
+//! [`trans::commit_do`]): `inode_write.rs` (`inode.c`: init, number
+//! allocation, link counts, removal), `str_hash_write.rs` (`str_hash.h`:
+//! hashed insert and delete with whiteouts), `fs_ops.rs` (`fs-common.c`,
+//! `dirent.c`: create, link, unlink, rename, setattr, symlink),
+//! `xattr.rs` (`xattr.c`), `io_write.rs` (`io_write.c`: extents, inline
+//! data, punch, truncate); `write_tests.rs` checks them against the read
+//! side over an in-memory transaction.
 
 use crate::errcode::Errno;
 use crate::format::bkey::BtreeId;
@@ -207,12 +216,20 @@ pub struct DevReadAhead {
 pub const RA_WINDOW_BYTES: usize = 512 << 10;
 
 mod dirent;
+pub mod fs_ops;
 mod inode;
+pub mod inode_write;
 mod io_read;
+pub mod io_write;
 mod statfs;
+pub mod str_hash_write;
 mod subvolume;
 #[cfg(all(test, not(bch_kernel)))]
 mod tests;
+pub mod trans;
+#[cfg(all(test, not(bch_kernel)))]
+mod write_tests;
+pub mod xattr;
 
 pub use self::dirent::{dir_hash_info, lookup, lookup_entry, readdir, vfs_d_type, DirentTarget, DT_DIR};
 pub use self::inode::{
