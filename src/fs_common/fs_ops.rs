@@ -229,6 +229,7 @@ pub fn create<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, dir: u64, name:
 ///
 /// Errors: `ENOENT` (empty target), `ENAMETOOLONG` (target of
 /// `PATH_MAX` bytes or more), those of [`create`] and [`write_data`].
+#[allow(clippy::too_many_arguments)]
 pub fn symlink<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     t: &mut T,
     a: &mut A,

@@ -36,7 +36,7 @@ use crate::checksum::{checksum, CsumType};
 use crate::errcode::{BchError, Errno};
 use crate::format::bkey::{BkeyI, BtreeId, KeyType};
 use crate::format::bpos::Bpos;
-use crate::format::val::extent::{encode_entries, CrcKind, ExtentCrc, ExtentEntries, ExtentEntry, ExtentPtr, BKEY_PTRS_MAX};
+use crate::format::val::extent::{encode_entries, CrcKind, ExtentCrc, ExtentEntries, ExtentEntry, ExtentPtr};
 use crate::format::val::inode::{InodeField, InodeUnpacked};
 use crate::platform::{Vec, SECTOR_SIZE};
 
@@ -84,8 +84,9 @@ pub fn cut_front(k: &mut BkeyI, at: u64) -> Result<(), Errno> {
     k.k.size = k.k.size.checked_sub(sub32).ok_or(Errno::EUCLEAN)?;
     match KeyType::from_u8(k.k.key_type) {
         Some(KeyType::Extent) => {
-            let mut es = [ExtentEntry::Ptr(ExtentPtr::default()); BKEY_PTRS_MAX * 2];
-            let mut n = 0;
+            // Re-encoded entry by entry into a new value on the heap.
+            let mut v = Vec::new();
+            v.reserve(k.v.len())?;
             let mut crc_seen = false;
             for e in ExtentEntries::new(&k.v) {
                 let mut e = e.map_err(|_| Errno::EUCLEAN)?;
@@ -97,15 +98,12 @@ pub fn cut_front(k: &mut BkeyI, at: u64) -> Result<(), Errno> {
                     ExtentEntry::Ptr(p) if !crc_seen => p.offset += sub,
                     _ => {}
                 }
-                *es.get_mut(n).ok_or(Errno::EUCLEAN)? = e;
-                n += 1;
+                let mut one = [0u8; 24];
+                let n = encode_entries(&[e], &mut one).ok_or(Errno::EUCLEAN)?;
+                v.extend_from_slice(&one[..n])?;
             }
-            let mut buf = [0u8; 8 * 40];
-            let len = encode_entries(&es[..n], &mut buf).ok_or(Errno::EUCLEAN)?;
-            let mut v = Vec::new();
-            v.extend_from_slice(&buf[..len])?;
+            k.k.u64s = u8::try_from(crate::format::bkey::BKEY_U64S + v.len() / 8).map_err(|_| Errno::EUCLEAN)?;
             k.v = v;
-            k.k.u64s = (crate::format::bkey::BKEY_U64S + len / 8) as u8;
         }
         Some(KeyType::InlineData) => {
             let bytes = usize::try_from(sub.saturating_mul(SECTOR)).unwrap_or(usize::MAX).min(k.v.len());
@@ -163,8 +161,7 @@ pub fn extent_update<T: BtreeTransOps + ?Sized>(
     let mut delta: i64 = 0;
     let last = Bpos::new(inum, u64::MAX, u32::MAX);
     let mut from = Bpos::new(inum, start + 1, 0);
-    loop {
-        let Some(old) = t.peek_upto(BtreeId::Extents, from, last, false)? else { break };
+    while let Some(old) = t.peek_upto(BtreeId::Extents, from, last, false)? {
         let next = old.k.p.successor();
         if old.k.p.snapshot == snapshot {
             let os = old.k.start_offset();
@@ -240,6 +237,7 @@ fn crc_kind(csum_bytes: usize, sectors: u32) -> Option<CrcKind> {
 /// The `extent` key for `sectors` of data at `space`, ending at file
 /// sector `end` (`init_append_extent()`): a crc entry when `csum` is not
 /// `none`, then the pointer.
+#[allow(clippy::too_many_arguments)]
 fn extent_key(inum: u64, snapshot: u32, end: u64, sectors: u32, dev: u8, offset: u64, gen: u8, csum: CsumType, data: &[u8]) -> Result<BkeyI, Errno> {
     let ptr = ExtentEntry::Ptr(ExtentPtr { cached: false, unwritten: false, offset, dev, gen });
     let mut es = [ptr; 2];
