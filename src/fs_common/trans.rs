@@ -109,7 +109,9 @@ pub trait BtreeTransOps {
 
     /// Queues `k` to replace whatever is at `k.k.p` when the transaction
     /// commits (`bch2_trans_update()` with non-extent semantics: see the
-    /// module doc).  A key of type `deleted` deletes.
+    /// module doc).  A key of type `deleted` deletes.  A later update at
+    /// the same position in the same transaction replaces an earlier one
+    /// (as C's `btree_insert_entry` merging does); later reads see it.
     fn update(&mut self, btree: BtreeId, k: BkeyI) -> Result<(), BchError>;
 
     /// Drops the pending updates and starts the transaction over
