@@ -268,9 +268,26 @@ fn extent_key(inum: u64, snapshot: u32, end: u64, sectors: u32, dev: u8, offset:
 
 /// The inode's I/O options (`bch2_inode_opts_get()`): its own
 /// `data_checksum` and `compression` (stored as option + 1) over the
-/// filesystem's.
+/// filesystem's.  Errors: `EOPNOTSUPP` when background compression or a
+/// background target applies (the extents would need a `rebalance`
+/// entry, `bch2_bkey_set_needs_rebalance()`) and for `nocow` inodes;
+/// `EINVAL` for a checksum
+/// option that does not exist.
 fn io_opts<T: BtreeTransOps + ?Sized>(t: &T, u: &InodeUnpacked) -> Result<(CsumType, u8), Errno> {
     let o = t.opts();
+    let bg_comp = match u.get(InodeField::BackgroundCompression) {
+        0 => u64::from(o.background_compression),
+        v => v - 1,
+    };
+    let bg_target = match u.get(InodeField::BackgroundTarget) {
+        0 => u64::from(o.background_target),
+        v => v - 1,
+    };
+    // `nocow` files take C's in-place write path (`bch2_nocow_write()`):
+    // not done yet.
+    if bg_comp != 0 || bg_target != 0 || u.get(InodeField::Nocow) != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
     let csum_opt = match u.get(InodeField::DataChecksum) {
         0 => o.data_checksum,
         v => (v - 1) as u8,

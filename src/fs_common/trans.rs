@@ -43,6 +43,13 @@ pub struct WriteOpts {
     /// `compression` option (`type | level << 4`; type 0 none, 1 lz4,
     /// 2 gzip, 3 zstd).  Only `none` is supported for now.
     pub compression: u8,
+    /// `background_compression` option (as `compression`; 0: none).  Data
+    /// that rebalance must move gets a `rebalance` entry in C; not done
+    /// yet, so nonzero is refused.
+    pub background_compression: u8,
+    /// `background_target` option (0: none).  Nonzero is refused, as
+    /// `background_compression`.
+    pub background_target: u16,
     /// `inline_data`: small writes at the end of a file become
     /// `inline_data` keys.
     pub inline_data: bool,
@@ -65,6 +72,8 @@ impl Default for WriteOpts {
             str_hash: 3,
             data_checksum: 1,
             compression: 0,
+            background_compression: 0,
+            background_target: 0,
             inline_data: true,
             encoded_extent_max_sectors: 128,
             inodes_32bit: false,

@@ -1240,3 +1240,42 @@ fn text_of_written_keys() {
     assert!(out.contains("file -> 4097 type reg"), "{out}");
     assert!(out.contains("crc32c"), "{out}");
 }
+
+#[test]
+fn unsupported_write_options_are_refused() {
+    let mut t = MemTrans::new(4096);
+    let mut a = BumpAlloc::new(&t);
+    let s = sv();
+    let f = mkfile(&mut t, ROOT, "f");
+    t.opts.compression = 3;
+    assert_eq!(write_data(&mut t, &mut a, &s, f, 0, &pattern(8192, 1)), Err(Errno::EOPNOTSUPP));
+    t.opts.compression = 0;
+    t.opts.background_target = 1;
+    assert_eq!(write_data(&mut t, &mut a, &s, f, 0, &pattern(8192, 1)), Err(Errno::EOPNOTSUPP));
+    t.opts.background_target = 0;
+    // An inode option overrides the filesystem's (stored as option + 1).
+    commit_do(&mut t, |t| {
+        let mut u = inode_write::inode_peek(t, SNAP, f)?;
+        u.set(InodeField::Nocow, 2);
+        inode_write::inode_write(t, &u)
+    })
+    .unwrap();
+    assert_eq!(write_data(&mut t, &mut a, &s, f, 0, &pattern(8192, 1)), Err(Errno::EOPNOTSUPP));
+    commit_do(&mut t, |t| {
+        let mut u = inode_write::inode_peek(t, SNAP, f)?;
+        u.set(InodeField::Nocow, 0);
+        u.set(InodeField::DataChecksum, 3); // crc64
+        inode_write::inode_write(t, &u)
+    })
+    .unwrap();
+    write_data(&mut t, &mut a, &s, f, 0, &pattern(8192, 1)).unwrap();
+    let (_, v) = &t.keys_of(BtreeId::Extents, f)[0];
+    let crc = crate::format::val::extent::ExtentEntries::new(v).find_map(|e| match e {
+        Ok(crate::format::val::extent::ExtentEntry::Crc(c)) => Some(c),
+        _ => None,
+    });
+    assert_eq!(crc.map(|c| c.csum_type), Some(crate::checksum::CsumType::Crc64 as u8));
+    assert_eq!(read_all(&t, f), pattern(8192, 1));
+    // Nothing was written by the refused writes.
+    assert_eq!(attrs(&t, f).sectors, 16);
+}
