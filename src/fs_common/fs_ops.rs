@@ -397,6 +397,17 @@ pub enum RenameMode {
     Exchange,
 }
 
+impl core::fmt::Display for RenameMode {
+    /// C's names: `rename`, `rename_overwrite`, `rename_exchange`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            RenameMode::Rename => "rename",
+            RenameMode::Overwrite => "rename_overwrite",
+            RenameMode::Exchange => "rename_exchange",
+        })
+    }
+}
+
 /// The result of [`rename_trans`]: the inodes as written.
 #[derive(Clone, Copy, Debug)]
 pub struct RenameResult {

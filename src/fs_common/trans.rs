@@ -83,6 +83,29 @@ impl Default for WriteOpts {
     }
 }
 
+impl core::fmt::Display for WriteOpts {
+    /// `name=value` pairs as the option names print (`str_hash` by type
+    /// number, options by value).
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let csum = data_csum_type(self.data_checksum).map_or("(invalid)", |c| c.name());
+        write!(
+            f,
+            "str_hash={} data_checksum={} compression={} background_compression={} background_target={} \
+             inline_data={} encoded_extent_max={} inodes_32bit={} shard_inode_numbers={} inode_shard_bits={}",
+            self.str_hash,
+            csum,
+            self.compression,
+            self.background_compression,
+            self.background_target,
+            u8::from(self.inline_data),
+            u64::from(self.encoded_extent_max_sectors) * 512,
+            u8::from(self.inodes_32bit),
+            u8::from(self.shard_inode_numbers),
+            self.inode_shard_bits
+        )
+    }
+}
+
 /// `bch2_csum_opt_to_type(opt, true)`: the checksum type of data written
 /// with `data_checksum` option `opt`.  `None` for an option that does not
 /// exist.
@@ -303,6 +326,13 @@ pub struct DataSpace {
     pub gen: u8,
     /// Sectors handed out, `1..=` the number asked for.
     pub sectors: u32,
+}
+
+impl core::fmt::Display for DataSpace {
+    /// `dev:offset gen g (n sectors)`, as pointers print.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}:{} gen {} ({} sectors)", self.dev, self.offset, self.gen, self.sectors)
+    }
 }
 
 /// Space for data and the write of data bytes (the foreground allocator's

@@ -1239,6 +1239,11 @@ fn text_of_written_keys() {
     assert!(out.contains("dirents"), "{out}");
     assert!(out.contains("file -> 4097 type reg"), "{out}");
     assert!(out.contains("crc32c"), "{out}");
+    let o = std::format!("{}", WriteOpts::default());
+    assert!(o.starts_with("str_hash=3 data_checksum=crc32c compression=0 "), "{o}");
+    assert!(o.contains(" encoded_extent_max=65536 "), "{o}");
+    assert_eq!(std::format!("{}", DataSpace { dev: 0, offset: 512, gen: 3, sectors: 8 }), "0:512 gen 3 (8 sectors)");
+    assert_eq!(std::format!("{}", RenameMode::Exchange), "rename_exchange");
 }
 
 #[test]
