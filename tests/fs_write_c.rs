@@ -21,7 +21,7 @@ use bcachefs_rs::fs_common::inode_write::{hash_info, mode_to_type};
 use bcachefs_rs::fs_common::io_write::write_data;
 use bcachefs_rs::fs_common::trans::{commit_do, BtreeTransOps, DataAlloc, DataSpace, WriteOpts};
 use bcachefs_rs::fs_common::xattr::xattr_set_trans;
-use bcachefs_rs::fs_common::{self, BtreeRead, ExtentCache, FsFacts, OwnedKey, Subvol};
+use bcachefs_rs::fs_common::{self, BtreeRead, ExtentCache, FsFacts, OwnedKey};
 use bcachefs_rs::platform::Vec as KVec;
 
 mod common;
