@@ -15,8 +15,8 @@ use bcachefs_rs::format::bkey::{Bkey, BkeyI, BtreeId, KeyType};
 use bcachefs_rs::format::bpos::Bpos;
 use bcachefs_rs::format::val::dirent::{parse_dirent, parse_xattr};
 use bcachefs_rs::format::val::extent::{ExtentEntries, ExtentEntry};
-use bcachefs_rs::format::val::inode::{self as val_inode, InodeUnpacked};
-use bcachefs_rs::fs_common::fs_ops::dirent_create;
+use bcachefs_rs::format::val::inode::{self as val_inode, InodeField, InodeUnpacked};
+use bcachefs_rs::fs_common::fs_ops::{create_trans, dirent_create, inode_init_early, NewInode};
 use bcachefs_rs::fs_common::inode_write::{hash_info, mode_to_type};
 use bcachefs_rs::fs_common::io_write::write_data;
 use bcachefs_rs::fs_common::trans::{commit_do, BtreeTransOps, DataAlloc, DataSpace, WriteOpts};
@@ -235,6 +235,47 @@ fn check_fixture(name: &str, data: bool) {
         let mine = t.of(BtreeId::Xattrs, x.k.p.inode);
         assert_eq!(mine.len(), 1);
         assert_eq!((mine[0].0, &mine[0].1[..]), (x.k, &x.v[..]), "{name}: xattr {:?}", std::str::from_utf8(xa.name));
+    }
+
+    // Creates: each inode C made, made again by create_trans in its
+    // parent, has C's fields but for the number, seed, times, journal
+    // sequence number, size and sectors, and (directories) link count.
+    for d in &dirents {
+        let de = parse_dirent(&d.v);
+        let (_, cu) = &by_inum[&de.inum];
+        if !cu.is_dir() && cu.get(InodeField::Nlink) != 0 {
+            continue; // hard links: bi_dir names the newest link
+        }
+        let mut t = Trans::new(facts);
+        t.opts.str_hash = cu.str_hash_type();
+        t.put(BtreeId::Inodes, &by_inum[&d.k.p.inode].0);
+        for o in dirents.iter().filter(|o| o.k.p.inode == d.k.p.inode && o.k.p != d.k.p) {
+            t.put(BtreeId::Dirents, o);
+        }
+        let n = NewInode {
+            mode: cu.mode,
+            uid: cu.get(InodeField::Uid) as u32,
+            gid: cu.get(InodeField::Gid) as u32,
+            rdev: cu.get(InodeField::Dev) as u32,
+        };
+        let new = inode_init_early(&mut t, &n);
+        let mut mine = commit_do(&mut t, |t| create_trans(t, &sv, d.k.p.inode, de.name, &new, false)).unwrap();
+        let mut theirs = *cu;
+        for u in [&mut mine, &mut theirs] {
+            u.inum = 0;
+            u.hash_seed = 0;
+            u.journal_seq = 0;
+            u.size = 0;
+            u.sectors = 0;
+            u.flags &= (1 << 24) - 1;
+            for f in [InodeField::Atime, InodeField::Mtime, InodeField::Ctime, InodeField::Otime] {
+                u.set(f, 0);
+            }
+            if u.is_dir() {
+                u.set(InodeField::Nlink, 0);
+            }
+        }
+        assert_eq!(mine, theirs, "{name}: create of {:?}", std::str::from_utf8(de.name));
     }
 
     if !data {
