@@ -29,6 +29,7 @@
 //! end).
 
 use super::inode_write::{current_time, inode_peek, inode_write, S_IFMT, S_IFREG, S_IFLNK};
+use super::compress_write::{bio_compress, opt_to_type, supported, Compressed};
 use super::read_data;
 use super::trans::{clone_key, commit_do, data_csum_type, delete_key, new_key, trans_read, BtreeTransOps, DataAlloc};
 use super::{attrs_from_unpacked, ExtentCache, Subvol};
@@ -52,6 +53,8 @@ const PLAIN_EXTENT_MAX_SECTORS: u32 = 1 << 16;
 const CRC32_SIZE_MAX: u32 = 1 << 7;
 const CRC64_SIZE_MAX: u32 = 1 << 9;
 const CRC128_SIZE_MAX: u32 = 1 << 13;
+/// `BCH_COMPRESSION_TYPE_incompressible`.
+const INCOMPRESSIBLE: u8 = 5;
 
 /// `bkey_extent_is_allocation()`: whether a key's sectors count in
 /// `bi_sectors`.
@@ -234,36 +237,49 @@ fn crc_kind(csum_bytes: usize, sectors: u32) -> Option<CrcKind> {
     }
 }
 
-/// The `extent` key for `sectors` of data at `space`, ending at file
-/// sector `end` (`init_append_extent()`): a crc entry when `csum` is not
-/// `none`, then the pointer.
+/// The `extent` key for `sectors` (uncompressed) of data ending at file
+/// sector `end`, its `crc` entry (if any) describing what was written at
+/// `offset` on `dev` (`init_append_extent()`).
 #[allow(clippy::too_many_arguments)]
-fn extent_key(inum: u64, snapshot: u32, end: u64, sectors: u32, dev: u8, offset: u64, gen: u8, csum: CsumType, data: &[u8]) -> Result<BkeyI, Errno> {
+fn extent_key(inum: u64, snapshot: u32, end: u64, sectors: u32, dev: u8, offset: u64, gen: u8, crc: Option<ExtentCrc>) -> Result<BkeyI, Errno> {
     let ptr = ExtentEntry::Ptr(ExtentPtr { cached: false, unwritten: false, offset, dev, gen });
     let mut es = [ptr; 2];
-    let n = if csum == CsumType::None {
-        1
-    } else {
-        let c = checksum(csum, data).map_err(|_| Errno::EOPNOTSUPP)?;
-        let kind = crc_kind(csum.bytes(), sectors).ok_or(Errno::EINVAL)?;
-        es[0] = ExtentEntry::Crc(ExtentCrc {
-            kind,
-            compressed_size: sectors,
-            uncompressed_size: sectors,
-            offset: 0,
-            nonce: 0,
-            csum_type: csum as u8,
-            compression_type: 0,
-            csum: c,
-        });
-        es[1] = ptr;
-        2
+    let n = match crc {
+        None => 1,
+        Some(c) => {
+            es[0] = ExtentEntry::Crc(c);
+            es[1] = ptr;
+            2
+        }
     };
     let mut buf = [0u8; 32];
     let len = encode_entries(&es[..n], &mut buf).ok_or(Errno::EINVAL)?;
     let mut k = new_key(KeyType::Extent, Bpos::new(inum, end, snapshot), &buf[..len])?;
     k.k.size = sectors;
     Ok(k)
+}
+
+/// The crc entry of data written as `written` (`compressed_size`
+/// sectors) holding `sectors` of file data, compression type `comp`;
+/// `None` when there is nothing to say (no checksum, no compression), as
+/// `init_append_extent()` decides.
+fn make_crc(csum: CsumType, comp: u8, sectors: u32, written: &[u8]) -> Result<Option<ExtentCrc>, Errno> {
+    if csum == CsumType::None && comp == 0 {
+        return Ok(None);
+    }
+    let c = checksum(csum, written).map_err(|_| Errno::EOPNOTSUPP)?;
+    let kind = crc_kind(csum.bytes(), sectors).ok_or(Errno::EINVAL)?;
+    let compressed = u32::try_from(written.len() / SECTOR_SIZE).map_err(|_| Errno::EINVAL)?;
+    Ok(Some(ExtentCrc {
+        kind,
+        compressed_size: compressed,
+        uncompressed_size: sectors,
+        offset: 0,
+        nonce: 0,
+        csum_type: csum as u8,
+        compression_type: comp,
+        csum: c,
+    }))
 }
 
 /// The inode's I/O options (`bch2_inode_opts_get()`): its own
@@ -331,9 +347,6 @@ pub fn write_data<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
         _ => return Err(Errno::EINVAL),
     }
     let (csum, comp) = io_opts(t, &u)?;
-    if comp != 0 {
-        return Err(Errno::EOPNOTSUPP);
-    }
     let bio_bytes = end_bytes.div_ceil(block) * block - offset;
     let first_sector = offset / SECTOR;
     let bio_sectors = bio_bytes / SECTOR;
@@ -351,26 +364,71 @@ pub fn write_data<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
         commit_do(t, |t| extent_update(t, inum, sv.snapshot, first_sector, end, Some(&k), Some(end_bytes)))?;
         return Ok(());
     }
-    let max_piece = if csum == CsumType::None { PLAIN_EXTENT_MAX_SECTORS } else { opts.encoded_extent_max_sectors.clamp(1, CRC128_SIZE_MAX) };
+    let comp_type = opt_to_type(comp)?;
+    if !supported(comp_type) {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    let level = comp >> 4;
+    let max_piece = if csum == CsumType::None && comp_type == 0 {
+        PLAIN_EXTENT_MAX_SECTORS
+    } else {
+        opts.encoded_extent_max_sectors.clamp(1, CRC128_SIZE_MAX)
+    };
     let mut buf = Vec::new();
+    let mut out = Vec::new();
     let mut done: u64 = 0;
     while done < bio_sectors {
         let want = u32::try_from((bio_sectors - done).min(u64::from(max_piece))).map_err(|_| Errno::EFBIG)?;
-        let sp = a.alloc(want)?;
-        let got = sp.sectors.clamp(1, want);
         let from = (done * SECTOR) as usize;
-        let len = got as usize * SECTOR_SIZE;
         buf.clear();
-        buf.resize(len, 0)?;
+        buf.resize(want as usize * SECTOR_SIZE, 0)?;
         if let Some(src) = data.get(from..) {
-            let m = src.len().min(len);
+            let m = src.len().min(buf.len());
             buf[..m].copy_from_slice(&src[..m]);
         }
-        a.write(sp.dev, sp.offset, &buf)?;
         let start = first_sector + done;
+        // Compression (`bch2_bio_compress()`): the output may be no
+        // bigger than the input nor than the write point has left.
+        let mut piece = None;
+        let mut piece_comp = 0;
+        if comp_type != 0 {
+            let free = (a.sectors_free() as usize).saturating_mul(SECTOR_SIZE);
+            out.clear();
+            out.resize(buf.len().min(free), 0)?;
+            match bio_compress(comp_type, level, block as usize, &buf, &mut out)? {
+                Compressed::Yes { src_len, dst_len } => {
+                    piece = Some((src_len, dst_len));
+                    piece_comp = comp_type;
+                }
+                Compressed::Incompressible => piece_comp = INCOMPRESSIBLE,
+            }
+        }
+        let (got, key) = match piece {
+            Some((src_len, dst_len)) => {
+                let need = u32::try_from(dst_len / SECTOR_SIZE).map_err(|_| Errno::EFBIG)?;
+                let sp = a.alloc(need)?;
+                if sp.sectors != need {
+                    return Err(Errno::ENOSPC);
+                }
+                let written = out.get(..dst_len).ok_or(Errno::EINVAL)?;
+                a.write(sp.dev, sp.offset, written)?;
+                let sectors = u32::try_from(src_len / SECTOR_SIZE).map_err(|_| Errno::EFBIG)?;
+                let crc = make_crc(csum, piece_comp, sectors, written)?;
+                let end = start + u64::from(sectors);
+                (sectors, extent_key(inum, sv.snapshot, end, sectors, sp.dev, sp.offset, sp.gen, crc)?)
+            }
+            None => {
+                let sp = a.alloc(want)?;
+                let got = sp.sectors.clamp(1, want);
+                let written = buf.get(..got as usize * SECTOR_SIZE).ok_or(Errno::EINVAL)?;
+                a.write(sp.dev, sp.offset, written)?;
+                let crc = make_crc(csum, piece_comp, got, written)?;
+                let end = start + u64::from(got);
+                (got, extent_key(inum, sv.snapshot, end, got, sp.dev, sp.offset, sp.gen, crc)?)
+            }
+        };
         let end = start + u64::from(got);
-        let k = extent_key(inum, sv.snapshot, end, got, sp.dev, sp.offset, sp.gen, csum, &buf)?;
-        commit_do(t, |t| extent_update(t, inum, sv.snapshot, start, end, Some(&k), Some(end_bytes)))?;
+        commit_do(t, |t| extent_update(t, inum, sv.snapshot, start, end, Some(&key), Some(end_bytes)))?;
         done += u64::from(got);
     }
     Ok(())

@@ -344,6 +344,13 @@ pub trait DataAlloc {
     /// `ENOSPC`.
     fn alloc(&mut self, sectors: u32) -> Result<DataSpace, Errno>;
 
+    /// How many contiguous sectors the next [`DataAlloc::alloc`] can hand
+    /// out (`wp->sectors_free`); an `alloc` of at most this many gets them
+    /// all.  Compressed writes size their output by it.
+    fn sectors_free(&self) -> u32 {
+        u32::MAX
+    }
+
     /// Writes `data` (a multiple of 512 bytes) at `sector` of device `dev`
     /// and waits for it.  Errors: `EIO`.
     fn write(&mut self, dev: u8, sector: u64, data: &[u8]) -> Result<(), Errno>;
