@@ -20,8 +20,11 @@
 //! bio's sectors.  Otherwise its sectors are allocated ([`DataAlloc`]) and
 //! written, and each piece becomes an `extent` key: a pointer, preceded by
 //! a checksum entry when the data checksum type is not `none` (pieces are
-//! then at most `encoded_extent_max`).  Compression is not supported yet
-//! (`EOPNOTSUPP`).
+//! then at most `encoded_extent_max`).  With compression on, each piece of
+//! at most `encoded_extent_max` is compressed first
+//! ([`super::compress_write`]); its crc entry then says how many sectors
+//! were written for how many of the file (or `incompressible`).  lz4, and
+//! any compression in the kernel, are `EOPNOTSUPP` for now.
 //!
 //! `bi_sectors` counts the sectors of allocation keys (`extent`,
 //! `reservation`, `inline_data`, ... : `bkey_extent_is_allocation()`),
@@ -323,7 +326,8 @@ fn io_opts<T: BtreeTransOps + ?Sized>(t: &T, u: &InodeUnpacked) -> Result<(CsumT
 ///
 /// Errors: `EINVAL` (`offset` not block aligned; not a regular file or
 /// symlink), `EISDIR`, `EFBIG` (past [`MAX_FILE_BYTES`]), `EOPNOTSUPP`
-/// (compression, encryption), `ENOSPC`, `ENOENT`, `EIO`, `ENOMEM`.
+/// (lz4 or, in the kernel, any compression; `nocow`; background
+/// options), `ENOSPC`, `ENOENT`, `EIO`, `ENOMEM`.
 pub fn write_data<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     t: &mut T,
     a: &mut A,
