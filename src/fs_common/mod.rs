@@ -30,8 +30,14 @@
 //! hashed insert and delete with whiteouts), `fs_ops.rs` (`fs-common.c`,
 //! `dirent.c`: create, link, unlink, rename, setattr, symlink),
 //! `xattr.rs` (`xattr.c`), `io_write.rs` (`io_write.c`: extents, inline
-//! data, punch, truncate); `write_tests.rs` checks them against the read
-//! side over an in-memory transaction.
+//! data, punch, truncate), `compress_write.rs` (`compress.c`: compression
+//! on write); `write_tests.rs` checks them against the read side over an
+//! in-memory transaction, and `tests/fs_write_c.rs` against the keys C
+//! wrote.
+//!
+//! The read side's [`ExtentCache`] and [`DevReadAhead`] assume nothing
+//! changes: a reader of a file that is being written must drop them after
+//! every write or truncate of that file.
 
 use crate::errcode::Errno;
 use crate::format::bkey::BtreeId;
