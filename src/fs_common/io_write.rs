@@ -23,8 +23,8 @@
 //! then at most `encoded_extent_max`).  With compression on, each piece of
 //! at most `encoded_extent_max` is compressed first
 //! ([`super::compress_write`]); its crc entry then says how many sectors
-//! were written for how many of the file (or `incompressible`).  lz4, and
-//! any compression in the kernel, are `EOPNOTSUPP` for now.
+//! were written for how many of the file (or `incompressible`).  gzip and
+//! zstd in the kernel are `EOPNOTSUPP` for now.
 //!
 //! `bi_sectors` counts the sectors of allocation keys (`extent`,
 //! `reservation`, `inline_data`, ... : `bkey_extent_is_allocation()`),
@@ -326,8 +326,7 @@ fn io_opts<T: BtreeTransOps + ?Sized>(t: &T, u: &InodeUnpacked) -> Result<(CsumT
 ///
 /// Errors: `EINVAL` (`offset` not block aligned; not a regular file or
 /// symlink), `EISDIR`, `EFBIG` (past [`MAX_FILE_BYTES`]), `EOPNOTSUPP`
-/// (lz4 or, in the kernel, any compression; `nocow`; background
-/// options), `ENOSPC`, `ENOENT`, `EIO`, `ENOMEM`.
+/// (gzip or zstd in the kernel; `nocow`; background options), `ENOSPC`, `ENOENT`, `EIO`, `ENOMEM`.
 pub fn write_data<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     t: &mut T,
     a: &mut A,

@@ -41,8 +41,8 @@ pub struct WriteOpts {
     /// (`BCH_CSUM_OPTS()`).
     pub data_checksum: u8,
     /// `compression` option (`type | level << 4`; type 0 none, 1 lz4,
-    /// 2 gzip, 3 zstd).  gzip and zstd are done on the host; lz4, and any
-    /// in the kernel, are refused for now.
+    /// 2 gzip, 3 zstd).  lz4 is done in both homes, gzip and zstd on the
+    /// host only (`EOPNOTSUPP` in the kernel for now).
     pub compression: u8,
     /// `background_compression` option (as `compression`; 0: none).  Data
     /// that rebalance must move gets a `rebalance` entry in C; not done
