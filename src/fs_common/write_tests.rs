@@ -1312,7 +1312,7 @@ fn compressed_writes_read_back() {
                 a.next = u64::from(BUCKET) * 2 - 5;
                 let s = sv();
                 let f = mkfile(&mut t, ROOT, "f");
-                let mut model = text(300_000, 1);
+                let mut model = text(150_000, 1);
                 write_data(&mut t, &mut a, &s, f, 0, &model).unwrap();
                 // Random bytes do not compress: stored plain, marked so.
                 let g = mkfile(&mut t, ROOT, "g");
@@ -1329,8 +1329,8 @@ fn compressed_writes_read_back() {
                 // Overwrite the middle of the compressed file: cut
                 // compressed extents keep decoding.
                 let mid = text(20_000, 2);
-                write_data(&mut t, &mut a, &s, f, 40 * u64::from(block), &mid).unwrap();
-                let o = 40 * block as usize;
+                write_data(&mut t, &mut a, &s, f, 20 * u64::from(block), &mid).unwrap();
+                let o = 20 * block as usize;
                 model[o..o + mid.len()].copy_from_slice(&mid);
                 let pad = (o + mid.len()).div_ceil(block as usize) * block as usize;
                 model[o + mid.len()..pad].fill(0);
@@ -1395,6 +1395,7 @@ fn bio_compress_shrinks_its_input_to_fit() {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
     #[test]
     fn lz4_blocks_decode(data in proptest::collection::vec(prop_oneof![Just(b'a'), Just(b'b'), any::<u8>()], 0..5000),
                          rep in 0usize..4) {
