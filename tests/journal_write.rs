@@ -657,7 +657,7 @@ fn bad_inputs_are_errors_not_panics() {
             let Op::Write { data, .. } = &w[0];
             img[11 * 8192..11 * 8192 + 512].copy_from_slice(&data[..512]);
         }
-        let dev = RecDev::from_image(img);
+        let dev = common::MemDev(img);
         let geo = geometry(&jb);
         let _ = bcachefs_rs::journal::write::scan_ring(&dev, &geo);
     }

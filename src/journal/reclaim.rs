@@ -302,7 +302,7 @@ impl JournalDevice {
         b.checked_mul(u64::from(self.bucket_sectors))?.checked_add(u64::from(off))
     }
 
-    fn from_idx(&self, from: SpaceFrom) -> usize {
+    fn space_idx(&self, from: SpaceFrom) -> usize {
         match from {
             SpaceFrom::Discarded => self.discard_idx,
             SpaceFrom::CleanOndisk => self.dirty_idx_ondisk,
@@ -318,7 +318,7 @@ impl JournalDevice {
         if nr == 0 {
             return 0;
         }
-        let mut available = (self.from_idx(from) + nr - self.cur_idx - 1) % nr;
+        let mut available = (self.space_idx(from) + nr - self.cur_idx - 1) % nr;
         if available > 0 && self.dirty_idx_ondisk == self.dirty_idx {
             available -= 1;
         }

@@ -995,7 +995,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         writeln!(f, "nr flush writes:\t{}", s.nr_flush_writes)?;
         writeln!(f, "nr noflush writes:\t{}", s.nr_noflush_writes)?;
         let nr = s.nr_flush_writes + s.nr_noflush_writes;
-        writeln!(f, "average write size:\t{}", if nr > 0 { s.entry_bytes_written / nr } else { 0 })?;
+        writeln!(f, "average write size:\t{}", s.entry_bytes_written.checked_div(nr).unwrap_or(0))?;
         writeln!(f, "nr reclaimed pins:\t{}", s.nr_reclaim)?;
         writeln!(f, "current entry sectors:\t{}", s.cur_entry_sectors)?;
         writeln!(f, "current entry error:\t{}", s.cur_entry_error.map_or("(none)", |e| e.name()))?;
