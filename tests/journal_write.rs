@@ -740,3 +740,114 @@ fn random_operations_keep_the_journal_consistent() {
     assert!(j.error().is_none(), "{s}");
     assert!(s.contains("nr noflush writes"), "{s}");
 }
+
+/// A formatted image (our `format`) with `nr` journal buckets from bucket
+/// 100 in its superblock, on a recording device.
+fn formatted(nr: u64) -> RecDev {
+    use bcachefs_rs::format::sb::FieldType;
+    use bcachefs_rs::format::sb_write::{format, FormatOpts};
+    let bytes = 64u64 << 20;
+    let mut o = FormatOpts::new([1; 16], [2; 16], [3; 16], 1_700_000_000_000_000_000);
+    o.bucket_size = Some(u64::from(BUCKET_SECTORS) * SECTOR_SIZE as u64 * 4);
+    let f = format(bytes, &o).unwrap();
+    let mut sb = f.sb().try_clone().unwrap();
+    let mut body = 100u64.to_le_bytes().to_vec();
+    body.extend_from_slice(&nr.to_le_bytes());
+    sb.add_field(FieldType::JournalV2, &body).unwrap();
+    let dev = RecDev::new(bytes as usize);
+    dev.write_sectors(0, &f.head().unwrap(), WriteFlags::NONE).unwrap();
+    sb.write_super(&dev).unwrap();
+    dev.log.lock().unwrap().clear();
+    dev
+}
+
+#[test]
+fn clean_shutdown_writes_the_clean_section() {
+    use bcachefs_rs::format::jset::iter_entries;
+    use bcachefs_rs::format::sb::FieldType;
+    use bcachefs_rs::format::sb_opts::SbFlag;
+    use bcachefs_rs::format::sb_write::SbBuf;
+    use bcachefs_rs::journal::seq_blacklist::mark_clean;
+
+    let dev = formatted(8);
+    let sbr = read_super(&dev).unwrap();
+    let geo = JournalGeometry::from_sb(&sbr.sb()).unwrap();
+    assert_eq!((geo.buckets.len(), geo.bucket_sectors, geo.block_bytes), (8, 4 * BUCKET_SECTORS, 4096));
+    let mut sb = SbBuf::from_sb(&sbr.sb()).unwrap();
+    let j = Journal::new(dev, geo, JournalOpts::default(), JournalStart::fresh()).unwrap();
+    j.set_btree_root(LRU, 0, Some(&root_key(0x99, 8192))).unwrap();
+    j.set_clocks(5, [100, 200]);
+    for n in 0..10 {
+        let s = commit(&j, n, n);
+        j.flush_seq(s).unwrap();
+    }
+    let seq = j.stop().unwrap();
+    assert_eq!(seq, j.cur_seq());
+    let clean = j.clean_section(seq).unwrap();
+    mark_clean(&mut sb, &clean).unwrap();
+    sb.write_super(j.dev()).unwrap();
+
+    let sbr = read_super(j.dev()).unwrap();
+    let s = sbr.sb();
+    s.validate(bcachefs_rs::format::sb::ValidateMode::Read).unwrap();
+    assert_eq!(s.flag(SbFlag::Clean), 1);
+    assert_eq!(s.seq(), 2, "format wrote seq 1, shutdown seq 2");
+    let body = s.field(FieldType::Clean).unwrap().body();
+    assert_eq!(u64::from_le_bytes(body[8..16].try_into().unwrap()), seq);
+    let e: Vec<_> = iter_entries(&body[16..], 0).map(|e| e.unwrap()).collect();
+    let ty: Vec<u8> = e.iter().map(|e| e.ty).collect();
+    assert_eq!(ty, [EntryType::Usage as u8, EntryType::Clock as u8, EntryType::Clock as u8, EntryType::BtreeRoot as u8]);
+    assert_eq!(&e[2].data[8..], 200u64.to_le_bytes());
+    // The read side takes the root from the clean section too.
+    let fs = FsInfo::from_sb(&s).unwrap();
+    let empty = bcachefs_rs::format::list::Journal { jsets: PVec::new(), last_seq: 0, blacklist_seq: 0 };
+    let roots = journal::btree_roots(&fs, &empty).unwrap();
+    assert_eq!(roots[LRU as usize].map(|r| BtreePtrV2::decode(&r.val).unwrap().seq), Some(0x99));
+    // And the journal ends with the (flushed) shutdown entry.
+    let r = journal::read(j.dev(), &fs).unwrap();
+    assert_eq!((r.seq_last, r.journal.last_seq), (seq, seq));
+}
+
+#[test]
+fn unclean_restart_blacklists_in_the_superblock() {
+    use bcachefs_rs::format::sb_write::SbBuf;
+    use bcachefs_rs::journal::seq_blacklist::{blacklist_add, blacklist_read};
+
+    let dev = formatted(6);
+    let geo = JournalGeometry::from_sb(&read_super(&dev).unwrap().sb()).unwrap();
+    let j = Journal::new(dev, geo, opts(1000), JournalStart::fresh()).unwrap();
+    for n in 0..4 {
+        let s = commit_pinned(&j, n, n);
+        j.flush_seq(s).unwrap();
+    }
+    commit_pinned(&j, 50, 50);
+    j.entry_close();
+    let (flushed, written) = (j.flushed_seq_ondisk(), j.seq_ondisk());
+    assert!(written > flushed, "a no-flush tail: {flushed} {written}");
+    let dev = RecDev::from_image(j.dev().image());
+    drop(j);
+
+    let sbr = read_super(&dev).unwrap();
+    let fs = FsInfo::from_sb(&sbr.sb()).unwrap();
+    let geo = JournalGeometry::from_sb(&sbr.sb()).unwrap();
+    let r = journal::read(&dev, &fs).unwrap();
+    let start = start_after_read(&dev, &geo, &r, true).unwrap();
+    let (a, b) = start.blacklist.unwrap();
+    assert_eq!((a, b), (flushed + 1, written + 9));
+    let mut sb = SbBuf::from_sb(&sbr.sb()).unwrap();
+    blacklist_add(&mut sb, a, b).unwrap();
+    sb.write_super(&dev).unwrap();
+    let j = Journal::new(dev, geo, opts(1000), start).unwrap();
+    j.replay_done();
+    let s = commit(&j, 60, 60);
+    j.flush_seq(s).unwrap();
+
+    // Opened with nothing but what is on disk: the blacklist covers the gap.
+    let sbr = read_super(j.dev()).unwrap();
+    assert_eq!(blacklist_read(&sbr.sb()).unwrap()[..], [(a, b)]);
+    let fs = FsInfo::from_sb(&sbr.sb()).unwrap();
+    let r = journal::read(j.dev(), &fs).unwrap();
+    assert_eq!(r.seq_last, s);
+    let keys = JournalKeys::build(&fs, &r.journal).unwrap();
+    assert_eq!(keys.len(), 1);
+}

@@ -13,6 +13,7 @@
 
 pub mod reclaim;
 pub mod res;
+pub mod seq_blacklist;
 pub mod types;
 pub mod write;
 
