@@ -358,6 +358,16 @@ fn ring_wraps_around_with_pins_and_reclaim() {
         j.pin_get(seq, PinOwner::BtreeNode(LRU, 0));
         fl.pinned.lock().unwrap().push_back(seq);
         latest.insert(n % 50, (n, seq));
+        if n % 7 == 0 {
+            // A big entry (two blocks) now and then: it must not straddle
+            // the end of a bucket.
+            for m in 0..80u64 {
+                let s = commit(&j, 1000 + m, n);
+                j.pin_get(s, PinOwner::BtreeNode(LRU, 0));
+                fl.pinned.lock().unwrap().push_back(s);
+                latest.insert(1000 + m, (n, s));
+            }
+        }
         if n % 3 == 2 {
             j.flush_seq(seq).unwrap();
         }
@@ -372,6 +382,12 @@ fn ring_wraps_around_with_pins_and_reclaim() {
     let order: Vec<u64> = w.iter().map(bucket_of).collect();
     assert!(order.windows(2).filter(|p| p[1] < p[0]).count() > 10, "wrapped: {order:?}");
     assert!(order.iter().all(|b| jb.contains(b)));
+    let bs = u64::from(BUCKET_SECTORS);
+    let sizes: Vec<u64> = w.iter().map(|Op::Write { data, .. }| (data.len() / SECTOR_SIZE) as u64).collect();
+    assert!(sizes.contains(&16) && sizes.contains(&8), "{sizes:?}");
+    for Op::Write { sector, data, .. } in &w {
+        assert!(sector % bs + (data.len() / SECTOR_SIZE) as u64 <= bs, "write at {sector} straddles a bucket");
+    }
 
     let rb = read_back(j.dev().image(), &jb, &[]).unwrap();
     assert_eq!(rb.seq_last, last);
