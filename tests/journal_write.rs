@@ -867,3 +867,57 @@ fn unclean_restart_blacklists_in_the_superblock() {
     let keys = JournalKeys::build(&fs, &r.journal).unwrap();
     assert_eq!(keys.len(), 1);
 }
+
+#[test]
+fn threads_commit_and_flush_concurrently() {
+    let jb = buckets(60, 40);
+    let size = (NBUCKETS * u64::from(BUCKET_SECTORS)) as usize * SECTOR_SIZE;
+    let j = std::sync::Arc::new(Journal::new(RecDev::new(size), geometry(&jb), opts(5), JournalStart::fresh()).unwrap());
+    let fl = std::sync::Arc::new(TestFlusher {
+        j: StdMutex::new(Some(std::sync::Arc::downgrade(&j))),
+        pinned: StdMutex::new(Default::default()),
+        calls: AtomicU64::new(0),
+    });
+    j.set_flusher(fl.clone());
+    let commits = StdMutex::new(Vec::new());
+    let clock = AtomicU64::new(0);
+    std::thread::scope(|sc| {
+        for t in 0..4u64 {
+            let (j, fl, commits, clock) = (&j, &fl, &commits, &clock);
+            sc.spawn(move || {
+                for i in 0..300u64 {
+                    let n = t * 1000 + i % 37;
+                    let k = key(n, i);
+                    let mut res = j.res_get(1 + k.len() as u32 / 8, ResFlags::default()).unwrap();
+                    j.res_add_entry(&mut res, EntryType::BtreeKeys as u8, LRU, 0, &k).unwrap();
+                    j.pin_get(res.seq, PinOwner::BtreeNode(LRU, 0));
+                    fl.pinned.lock().unwrap().push_back(res.seq);
+                    commits.lock().unwrap().push((n, i, res.seq));
+                    let seq = res.seq;
+                    j.res_put(res);
+                    match i % 10 {
+                        0 => j.flush_seq(seq).unwrap(),
+                        5 => {
+                            j.journal_do_work(clock.fetch_add(3, Ordering::Relaxed));
+                        }
+                        _ => {}
+                    }
+                }
+            });
+        }
+    });
+    j.flush_seq(j.cur_seq()).unwrap();
+    assert!(j.error().is_none());
+    let rb = read_back(j.dev().image(), &jb, &[]).unwrap();
+    assert_eq!(rb.seq_last, j.flushed_seq_ondisk());
+    // Commits of one key are ordered by their thread: the newest one in
+    // the replay range is what reads back.
+    let mut want = BTreeMap::new();
+    for &(n, v, seq) in commits.lock().unwrap().iter() {
+        if seq >= rb.last_seq && seq <= rb.seq_last && want.get(&n).is_none_or(|&(w, _)| w < v) {
+            want.insert(n, (v, seq));
+        }
+    }
+    assert!(want.len() > 10);
+    assert_eq!(rb.keys, want);
+}

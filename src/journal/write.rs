@@ -373,10 +373,10 @@ impl JournalState {
     }
 
     /// Whether the next write waits for a reservation another thread
-    /// holds.
+    /// holds, or is being written by another thread.
     fn waiting_on_others(&self) -> bool {
         let seq = self.seq_ondisk + 1;
-        seq <= self.seq && self.buf(seq).refs > 0
+        seq <= self.seq && (self.buf(seq).refs > 0 || self.buf(seq).write_started)
     }
 
     /// What tells whether a blocked caller made progress.
