@@ -264,9 +264,14 @@ fn entries_read_back_with_keys_seqs_roots_and_extras() {
     assert_eq!((e[7].btree_id, e[7].data), (2, &3u64.to_le_bytes()[..]));
     assert_eq!(&e[9].data[8..], 22u64.to_le_bytes());
 
+    let mut p = String::new();
+    j.pins_to_text(&mut p).unwrap();
+    assert_eq!(p, (1..=4).map(|s| format!("{s}: count 5\n  other: 5\n")).collect::<String>());
     let mut s = String::new();
     j.debug_to_text(&mut s).unwrap();
     assert!(s.contains("seq:\t\t\t4\n") && s.contains("flushed_seq_ondisk:\t4\n"), "{s}");
+    assert!(s.contains("dirty journal entries:\t4/1024\n") && s.contains("last_seq:\t\t1\n"), "{s}");
+    assert!(s.contains("cur_idx\t2 (seq 4)"), "{s}");
     assert!(s.contains("nr flush writes:\t4\n"), "{s}");
 }
 
