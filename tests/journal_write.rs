@@ -926,3 +926,72 @@ fn threads_commit_and_flush_concurrently() {
     assert!(want.len() > 10);
     assert_eq!(rb.keys, want);
 }
+
+/// An entry hook as accounting will be: adds a `log` entry to every jset
+/// and takes write buffer keys.
+struct TestHook {
+    wb: StdMutex<Vec<(u64, u8, usize)>>,
+}
+
+impl bcachefs_rs::journal::write::JsetEntryHook for TestHook {
+    fn u64s_max(&self) -> u32 {
+        3
+    }
+
+    fn add_entries(&self, seq: u64, w: &mut bcachefs_rs::journal::write::EntryWriter<'_>) -> Result<(), Errno> {
+        let mut msg = [0u8; 16];
+        msg[..8].copy_from_slice(b"hook seq");
+        msg[8..].copy_from_slice(&seq.to_le_bytes());
+        w.add(EntryType::Log as u8, 0, 0, &msg)
+    }
+
+    fn write_buffer_keys(&self, seq: u64, btree_id: u8, keys: &[u8]) -> Result<(), Errno> {
+        self.wb.lock().unwrap().push((seq, btree_id, keys.len()));
+        Ok(())
+    }
+}
+
+#[test]
+fn entry_hook_and_write_buffer_keys() {
+    let jb = buckets(10, 8);
+    let size = (NBUCKETS * u64::from(BUCKET_SECTORS)) as usize * SECTOR_SIZE;
+    let j = Journal::new(RecDev::new(size), geometry(&jb), opts(0), JournalStart::fresh()).unwrap();
+    let hook = std::sync::Arc::new(TestHook { wb: StdMutex::new(Vec::new()) });
+    j.set_entry_hook(hook.clone());
+    let k = key(9, 99);
+    let mut res = j.res_get(1 + k.len() as u32 / 8, ResFlags::default()).unwrap();
+    j.pin_get(res.seq, PinOwner::WriteBuffer);
+    j.res_add_entry(&mut res, EntryType::WriteBufferKeys as u8, LRU, 0, &k).unwrap();
+    let seq = res.seq;
+    j.res_put(res);
+    j.flush_seq(seq).unwrap();
+    assert_eq!(hook.wb.lock().unwrap()[..], [(seq, LRU, k.len())]);
+    let w = j.dev().writes();
+    let Op::Write { ref data, .. } = w[0];
+    let js = Jset::parse(data, jset_magic(&UUID)).unwrap();
+    let e: Vec<_> = js.entries().map(|e| e.unwrap()).collect();
+    assert_eq!(e[0].ty, EntryType::BtreeKeys as u8, "write buffer keys are written as btree_keys");
+    let log = e.last().unwrap();
+    assert_eq!((log.ty, &log.data[..8]), (EntryType::Log as u8, &b"hook seq"[..]));
+    assert_eq!(read_back(j.dev().image(), &jb, &[]).unwrap().keys[&9], (99, seq));
+}
+
+#[test]
+fn an_invalid_key_is_never_written() {
+    let jb = buckets(10, 8);
+    let size = (NBUCKETS * u64::from(BUCKET_SECTORS)) as usize * SECTOR_SIZE;
+    let j = Journal::new(RecDev::new(size), geometry(&jb), opts(0), JournalStart::fresh()).unwrap();
+    let s = commit(&j, 1, 1);
+    j.flush_seq(s).unwrap();
+    // An inode key in the lru btree: the read side would reject the jset.
+    let mut k = key(2, 2);
+    k[2] = KeyType::InodeV3 as u8;
+    let mut res = j.res_get(1 + k.len() as u32 / 8, ResFlags::default()).unwrap();
+    j.res_add_entry(&mut res, EntryType::BtreeKeys as u8, LRU, 0, &k).unwrap();
+    let seq = res.seq;
+    j.res_put(res);
+    assert_eq!(j.flush_seq(seq), Err(Errno::EIO));
+    assert_eq!(j.error(), Some(Errno::EUCLEAN));
+    assert_eq!(j.dev().nr_writes(), 1, "nothing written after the first entry");
+    assert_eq!(read_back(j.dev().image(), &jb, &[]).unwrap().keys.len(), 1);
+}

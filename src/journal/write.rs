@@ -61,8 +61,9 @@ use crate::checksum;
 use crate::errcode::{BchError, Errno, Restart};
 use crate::format::bkey::{Bkey, BtreeIdName, BKEY_BYTES};
 use crate::format::jset::{
-    scan_bucket, EntryType, JsetHeader, FS_USAGE_TYPE_NAMES, JSET_BYTES, JSET_ENTRY_BYTES,
+    scan_bucket, EntryType, Jset, JsetHeader, FS_USAGE_TYPE_NAMES, JSET_BYTES, JSET_ENTRY_BYTES,
 };
+use crate::format::val::FsCtx;
 use crate::platform::{log, Arc, BlockDev, Mutex, Vec, WriteFlags, SECTOR_SIZE};
 
 /// `BCH_FS_USAGE_key_version`: the usage entry every jset carries.
@@ -83,6 +84,18 @@ pub trait JsetEntryHook: Send + Sync {
     /// Errors: as [`EntryWriter::add`]; an error fails the write (the
     /// journal goes read-only).
     fn add_entries(&self, seq: u64, w: &mut EntryWriter<'_>) -> Result<(), Errno>;
+
+    /// Hands the keys of a `write_buffer_keys` entry of entry `seq` to the
+    /// btree write buffer before the entry is written, where they become
+    /// `btree_keys` (`bch2_journal_keys_to_write_buffer_start()`,
+    /// `bch2_journal_key_to_wb()`).  `keys` is the entry's payload
+    /// (unpacked keys with their values).  The default keeps nothing: the
+    /// keys still reach the btree through replay.
+    ///
+    /// Errors: an error fails the write (the journal goes read-only).
+    fn write_buffer_keys(&self, _seq: u64, _btree_id: u8, _keys: &[u8]) -> Result<(), Errno> {
+        Ok(())
+    }
 }
 
 /// Appends jset entries into a bounded buffer.
@@ -773,7 +786,8 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             return Err(Errno::EINVAL);
         }
         let mut have = [false; NR_BTREES];
-        let mut x = self.extras.lock();
+        // Callbacks run without the extras lock (they may set roots).
+        let hook = self.extras.lock().hook.clone();
         // Compaction: entries move towards the start, never past where
         // they are read from.
         let (mut r, mut w) = (JSET_BYTES, JSET_BYTES);
@@ -786,7 +800,15 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
                 return Err(Errno::EINVAL);
             }
             if u64s != 0 {
+                if ty == EntryType::WriteBufferKeys as u8 {
+                    // On disk they are plain btree_keys, as C writes them.
+                    if let Some(hook) = hook.as_ref() {
+                        hook.write_buffer_keys(job.seq, btree_id, &job.data[r + JSET_ENTRY_BYTES..r + len])?;
+                    }
+                    job.data[r + 4] = EntryType::BtreeKeys as u8;
+                }
                 if ty == EntryType::BtreeRoot as u8 {
+                    let mut x = self.extras.lock();
                     if let Some(slot) = x.roots.get_mut(btree_id as usize) {
                         let mut k: Vec<u8> = Vec::new();
                         k.extend_from_slice(&job.data[r + JSET_ENTRY_BYTES..r + len])?;
@@ -800,6 +822,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             r += len;
         }
         job.data[w..end].iter_mut().for_each(|b| *b = 0);
+        let x = self.extras.lock();
         let mut ew = EntryWriter { buf: &mut job.data[..limit], at: w, end: limit };
         for (i, root) in x.roots.iter().enumerate() {
             if let (Some(root), false) = (root, have[i]) {
@@ -814,11 +837,9 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             c[8..].copy_from_slice(&x.io_clock[rw as usize].to_le_bytes());
             ew.add(EntryType::Clock as u8, 0, 0, &c)?;
         }
-        if let Some(hook) = x.hook.clone() {
-            drop(x);
+        drop(x);
+        if let Some(hook) = hook {
             hook.add_entries(job.seq, &mut ew)?;
-        } else {
-            drop(x);
         }
         let end = ew.offset();
         let u64s = u32::try_from((end - JSET_BYTES) / 8).map_err(|_| Errno::EINVAL)?;
@@ -841,6 +862,13 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         let padded = end.div_ceil(block) * block;
         if padded > limit {
             return Err(Errno::EINVAL);
+        }
+        // As C's jset_validate(..., WRITE): never write an entry the read
+        // side would reject.
+        let js = Jset::parse(&job.data[..end], self.geo.magic).map_err(|e| e.errno())?;
+        if let Err(e) = js.validate(&FsCtx::default()) {
+            log::err!("{}: journal entry {} invalid, not written: {e}", self.dev.name(), job.seq);
+            return Err(Errno::EUCLEAN);
         }
         job.data[end..padded].iter_mut().for_each(|b| *b = 0);
         u32::try_from(padded / SECTOR_SIZE).map_err(|_| Errno::EINVAL)
