@@ -43,7 +43,11 @@
 //! (`bch2_btree_roots_to_journal_entries()`), a `datetime` entry, a
 //! `usage` entry for `key_version`, two `clock` entries (read, write)
 //! (`bch2_journal_super_entries_add_common()`), and whatever the
-//! registered [`JsetEntryHook`] adds (accounting).  The header carries
+//! registered [`JsetEntryHook`] adds (accounting); `write_buffer_keys`
+//! entries are handed to the hook and written as `btree_keys`, as C does.
+//! Each jset is checked as the read side checks it (`jset_validate()`
+//! with `WRITE`) before it goes out; a bad one stops the journal instead
+//! of reaching the disk.  The header carries
 //! `last_seq` (0 for a no-flush write), the metadata version and the
 //! checksum of the superblock's `metadata_checksum` type; the entry is
 //! zero-padded to a block and placed inside one bucket.
