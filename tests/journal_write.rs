@@ -502,9 +502,16 @@ fn crash_at_every_write_reads_back_every_flushed_entry() {
         // The writes up to the cut, and also with the unflushed ones after
         // the last flush lost.
         let last_flush = w[..cut].iter().rposition(|Op::Write { flags, .. }| flags.preflush).map_or(0, |i| i + 1);
-        for keep in [cut, last_flush] {
+        // Each variant: the writes up to `keep`, less one unflushed write
+        // after the last flush (`usize::MAX`: none).
+        let mut variants = vec![(cut, usize::MAX), (last_flush, usize::MAX)];
+        variants.extend((last_flush..cut).map(|lost| (cut, lost)));
+        for (keep, lost) in variants {
             let mut img = vec![0u8; size];
-            for Op::Write { sector, data, .. } in &w[..keep] {
+            for (i, Op::Write { sector, data, .. }) in w[..keep].iter().enumerate() {
+                if i == lost {
+                    continue;
+                }
                 let s = *sector as usize * SECTOR_SIZE;
                 img[s..s + data.len()].copy_from_slice(data);
             }
