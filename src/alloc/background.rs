@@ -207,6 +207,10 @@ pub struct AllocTriggerCtx {
     /// The bucket is open (being written): its gen is not bumped yet
     /// (`bch2_bucket_is_open_safe()`).
     pub bucket_is_open: bool,
+    /// `BTREE_TRIGGER_bucket_invalidate`: the bucket's cached data is
+    /// being dropped; its cached sectors leave the cached replicas
+    /// counter.
+    pub invalidate: bool,
 }
 
 /// `bch2_bucket_do_index()`: sets or clears `a`'s freespace or
@@ -283,7 +287,7 @@ pub fn alloc_key_to_dev_counters(
 /// the bucket is counted once in its data type; a gen of 0 is written as
 /// any other, since a missing `bucket_gens` entry reads as 0.
 ///
-/// Errors: `ENOMEM`.
+/// Errors: `EINVAL` for a device index above 255; `ENOMEM`.
 pub fn alloc_index_updates(
     bucket: Bpos,
     bucket_size: u32,
@@ -292,6 +296,17 @@ pub fn alloc_index_updates(
     out: &mut DerivedUpdates,
 ) -> Result<(), Errno> {
     let dev = u8::try_from(bucket.inode).map_err(|_| Errno::EINVAL)?;
+    alloc_index_updates_no_counters(bucket, bucket_size, old, new, out)?;
+    alloc_key_to_dev_counters(dev, bucket_size, old, new, out)
+}
+
+fn alloc_index_updates_no_counters(
+    bucket: Bpos,
+    bucket_size: u32,
+    old: Option<&AllocV4>,
+    new: &AllocV4,
+    out: &mut DerivedUpdates,
+) -> Result<(), Errno> {
     let zero = AllocV4::default();
     let o = old.unwrap_or(&zero);
     let index_changed = old.is_none()
@@ -315,7 +330,7 @@ pub fn alloc_index_updates(
     if old.is_none() || o.gen != new.gen {
         out.bucket_gens.push((bucket, new.gen))?;
     }
-    alloc_key_to_dev_counters(dev, bucket_size, old, new, out)
+    Ok(())
 }
 
 /// `bch2_trigger_alloc()` with `BTREE_TRIGGER_transactional`: updates
@@ -352,7 +367,16 @@ pub fn trigger_alloc(
     if new.data_type == data_type::CACHED && new.io_time[0] == 0 {
         new.io_time[0] = ctx.io_time_now[0];
     }
-    alloc_index_updates(bucket, ctx.bucket_size, Some(old), new, out)
+    // The order of C's updates: index, lrus, gen, invalidate, counters.
+    let dev = u8::try_from(bucket.inode).map_err(|_| Errno::EINVAL)?;
+    alloc_index_updates_no_counters(bucket, ctx.bucket_size, Some(old), new, out)?;
+    if ctx.invalidate && old.cached_sectors != 0 {
+        out.accounting.add(
+            &DiskAccountingPos::Replicas(crate::accounting::ReplicasEntry::cached(dev)),
+            &[-i64::from(old.cached_sectors)],
+        )?;
+    }
+    alloc_key_to_dev_counters(dev, ctx.bucket_size, Some(old), new, out)
 }
 
 /// `gen_after()`: `a` is newer than `b` (8-bit wrapping).
@@ -404,7 +428,7 @@ mod tests {
     #[test]
     fn free_to_user_and_back() {
         let bucket = Bpos::pos(0, 100);
-        let ctx = AllocTriggerCtx { bucket_size: 512, io_time_now: [7, 9], bucket_is_open: true };
+        let ctx = AllocTriggerCtx { bucket_size: 512, io_time_now: [7, 9], bucket_is_open: true, invalidate: false };
         let old = AllocV4 { gen: 3, ..Default::default() };
         let mut new = AllocV4 { gen: 3, dirty_sectors: 128, data_type: data_type::USER, ..Default::default() };
         let mut out = DerivedUpdates::new();

@@ -365,19 +365,15 @@ fn is_inode(k: Option<KeyView<'_>>) -> bool {
     k.is_some_and(|(k, _)| matches!(KeyType::from_u8(k.key_type), Some(KeyType::Inode | KeyType::InodeV2 | KeyType::InodeV3)))
 }
 
-/// `bkey_is_unlinked_inode()`: an inode with `BCH_INODE_unlinked` set and
-/// no `has_child_snapshot`.
+/// `bkey_is_unlinked_inode()`: an inode with `BCH_INODE_unlinked` set.
+/// (C also tests `has_child_snapshot`, but on the flags already masked
+/// down to `unlinked`, so that test never fires; mirrored here.)
 pub fn is_unlinked_inode(k: Option<KeyView<'_>>) -> bool {
-    const HAS_CHILD_SNAPSHOT: u32 = 1 << 8;
     let Some((k, v)) = k else { return false };
     if !is_inode(Some((k, v))) {
         return false;
     }
-    let flags = match crate::format::val::inode::unpack(k, v) {
-        Ok(u) => u.flags,
-        Err(_) => return false,
-    };
-    flags & INODE_UNLINKED != 0 && flags & HAS_CHILD_SNAPSHOT == 0
+    crate::format::val::inode::unpack(k, v).is_ok_and(|u| u.flags & INODE_UNLINKED != 0)
 }
 
 /// `bch2_trigger_inode()`, the parts with derived state: `nr_inodes`
@@ -703,6 +699,127 @@ mod tests {
         assert_eq!((a.dirty_sectors, a.data_type), (0, data_type::FREE));
         let stale = BucketRef { ptr_gen: 1, ..out.buckets[0] };
         assert_eq!(mark_pointer(&mut a, &stale), Err(MarkError::StaleDirtyPtr));
+    }
+
+    #[test]
+    fn cached_pointers_stale_or_not() {
+        let devs = devs();
+        let gen3 = |_d: u8, _b: u64| Some(3u8);
+        let ctx = TriggerCtx { devs: &devs, btree_node_sectors: 512, bucket_gen: Some(&gen3) };
+        let dirty = ExtentPtr { offset: 128 * 7, dev: 0, gen: 3, ..Default::default() };
+        let cached = ExtentPtr { offset: 128 * 9, dev: 0, gen: 3, cached: true, ..Default::default() };
+        let (k, v) = extent(Bpos::new(4100, 8, 1), 8, &[ExtentEntry::Ptr(dirty), ExtentEntry::Ptr(cached)]);
+        let mut out = DerivedUpdates::new();
+        trigger_extent(0, 0, None, Some((&k, &v)), &ctx, &mut out).unwrap();
+        out.accounting.normalize();
+        // The cached copy counts on its own, has no backpointer.
+        assert_eq!(out.accounting.get(&DiskAccountingPos::Replicas(ReplicasEntry::cached(0)))[0], 8);
+        assert_eq!(out.backpointers.len(), 1);
+        assert_eq!(out.buckets.len(), 2);
+        assert!(out.buckets[1].cached);
+        // Stale (gen 2 against bucket gen 3): still referenced, not counted.
+        let stale = ExtentPtr { gen: 2, ..cached };
+        let (k2, v2) = extent(Bpos::new(4100, 8, 1), 8, &[ExtentEntry::Ptr(dirty), ExtentEntry::Ptr(stale)]);
+        let mut out2 = DerivedUpdates::new();
+        trigger_extent(0, 0, None, Some((&k2, &v2)), &ctx, &mut out2).unwrap();
+        out2.accounting.normalize();
+        assert_eq!(out2.accounting.get(&DiskAccountingPos::Replicas(ReplicasEntry::cached(0)))[0], 0);
+        let mut a = AllocV4 { gen: 3, ..Default::default() };
+        mark_pointer(&mut a, &out2.buckets[1]).unwrap();
+        assert_eq!(a, AllocV4 { gen: 3, ..Default::default() });
+        mark_pointer(&mut a, &out.buckets[1]).unwrap();
+        assert_eq!((a.cached_sectors, a.data_type), (8, data_type::CACHED));
+    }
+
+    #[test]
+    fn btree_node_pointer_counts_the_node_size() {
+        let devs = devs();
+        let ctx = TriggerCtx { devs: &devs, btree_node_sectors: 512, bucket_gen: None };
+        let ptr = ExtentPtr { offset: 128 * 40, dev: 0, gen: 0, ..Default::default() };
+        let mut v = std::vec![0u8; 48];
+        crate::format::val::extent::BtreePtrV2 { mem_ptr: 0, seq: 1, sectors_written: 8, flags: 0, min_key: Bpos::pos(0, 0) }
+            .encode(&mut v)
+            .unwrap();
+        v[40..48].copy_from_slice(&ptr.encode().to_le_bytes());
+        let k = Bkey::new(KeyType::BtreePtrV2, Bpos::new(u64::MAX, u64::MAX, u32::MAX), 6);
+        let mut out = DerivedUpdates::new();
+        run_triggers(BtreeId::Dirents as u8, 2, None, Some((&k, &v)), true, &ctx, &mut out).unwrap();
+        assert_eq!(out.buckets[0].sectors, 512);
+        assert_eq!(out.buckets[0].data_type, data_type::BTREE);
+        assert_eq!((out.backpointers[0].bp.level, out.backpointers[0].bp.btree_id), (2, BtreeId::Dirents as u8));
+        out.accounting.normalize();
+        assert_eq!(out.accounting.get(&DiskAccountingPos::Btree { id: BtreeId::Dirents as u32 })[0], 512);
+        // No inum or snapshot counters for node pointers.
+        assert_eq!(out.accounting.len(), 2, "{}", out.accounting);
+        // Leaf keys of a btree without triggers: nothing.
+        let mut none = DerivedUpdates::new();
+        run_triggers(BtreeId::Dirents as u8, 0, None, Some((&k, &v)), true, &ctx, &mut none).unwrap();
+        assert!(none.buckets.is_empty());
+    }
+
+    #[test]
+    fn reflink_reservation_inode_and_type_changes() {
+        let devs = devs();
+        let ctx = TriggerCtx { devs: &devs, btree_node_sectors: 512, bucket_gen: None };
+        // reflink_v: refcount u64 first, then entries.
+        let ptr = ExtentPtr { offset: 128 * 3 + 2, dev: 0, gen: 0, ..Default::default() };
+        let mut v = std::vec![0u8; 16];
+        v[0] = 1;
+        v[8..16].copy_from_slice(&ptr.encode().to_le_bytes());
+        let mut k = Bkey::new(KeyType::ReflinkV, Bpos::new(0, 64, 0), 2);
+        k.size = 64;
+        let mut out = DerivedUpdates::new();
+        run_triggers(BtreeId::Reflink as u8, 0, None, Some((&k, &v)), true, &ctx, &mut out).unwrap();
+        assert_eq!(out.backpointers[0].bp.btree_id, BtreeId::Reflink as u8);
+        out.accounting.normalize();
+        assert_eq!(out.accounting.get(&DiskAccountingPos::Inum { inum: 0 }), [1, 64, 64]);
+        assert_eq!(out.accounting.get(&DiskAccountingPos::Snapshot { id: 0 })[0], 0);
+
+        // A reservation replaced by an extent: the extent's trigger runs
+        // as an insert, then the reservation's as an overwrite.
+        let mut r = Bkey::new(KeyType::Reservation, Bpos::new(4096, 64, 1), 1);
+        r.size = 64;
+        let rv = [0u8, 0, 0, 0, 2, 0, 0, 0];
+        let (e, ev) = extent(Bpos::new(4096, 64, 1), 64, &[ExtentEntry::Ptr(ptr)]);
+        let mut out = DerivedUpdates::new();
+        run_triggers(0, 0, None, Some((&r, &rv)), true, &ctx, &mut out).unwrap();
+        run_triggers(0, 0, Some((&r, &rv)), Some((&e, &ev)), true, &ctx, &mut out).unwrap();
+        out.accounting.normalize();
+        assert_eq!(out.accounting.get(&DiskAccountingPos::PersistentReserved { nr_replicas: 2 })[0], 0);
+        assert_eq!(out.accounting.get(&DiskAccountingPos::Snapshot { id: 1 })[0], 64);
+
+        // Inodes.
+        let mut ib = std::vec![0u8; 272];
+        let u = crate::format::val::inode::InodeUnpacked { inum: 4097, snapshot: 1, flags: INODE_UNLINKED, ..Default::default() };
+        let n = crate::format::val::inode::pack_v3(&u, &mut ib).unwrap();
+        ib.truncate(n);
+        let ik = Bkey::new(KeyType::InodeV3, Bpos::new(0, 4097, 1), n / 8);
+        let mut out = DerivedUpdates::new();
+        run_triggers(BtreeId::Inodes as u8, 0, None, Some((&ik, &ib)), true, &ctx, &mut out).unwrap();
+        out.accounting.normalize();
+        assert_eq!(out.accounting.get(&DiskAccountingPos::NrInodes)[0], 1);
+        assert_eq!(out.bits[..], [crate::alloc::BitUpdate { btree: BtreeId::DeletedInodes, pos: ik.p, set: true }]);
+        // Stripes are refused.
+        let sk = Bkey::new(KeyType::Stripe, Bpos::pos(0, 1), 0);
+        assert_eq!(run_triggers(BtreeId::Stripes as u8, 0, None, Some((&sk, &[])), true, &ctx, &mut out), Err(Errno::EOPNOTSUPP));
+    }
+
+    #[test]
+    fn rebalance_work_follows_the_rebalance_entry() {
+        let devs = devs();
+        let ctx = TriggerCtx { devs: &devs, btree_node_sectors: 512, bucket_gen: None };
+        let ptr = ExtentPtr { offset: 128 * 3, dev: 0, gen: 0, ..Default::default() };
+        let rb = crate::format::val::extent::Rebalance { compression: 1, target: 0 };
+        let (k, v) = extent(Bpos::new(4096, 16, 1), 16, &[ExtentEntry::Ptr(ptr), ExtentEntry::Rebalance(rb)]);
+        assert_eq!(bkey_sectors_need_rebalance(&k, &v, &ctx), Ok(16));
+        let mut out = DerivedUpdates::new();
+        trigger_extent(0, 0, None, Some((&k, &v)), &ctx, &mut out).unwrap();
+        assert_eq!(out.bits[..], [crate::alloc::BitUpdate { btree: BtreeId::RebalanceWork, pos: k.p, set: true }]);
+        out.accounting.normalize();
+        assert_eq!(out.accounting.get(&DiskAccountingPos::RebalanceWork)[0], 16);
+        let grp = crate::format::val::extent::Rebalance { compression: 0, target: 300 };
+        let (k, v) = extent(Bpos::new(4096, 16, 1), 16, &[ExtentEntry::Ptr(ptr), ExtentEntry::Rebalance(grp)]);
+        assert_eq!(bkey_sectors_need_rebalance(&k, &v, &ctx), Err(Errno::EOPNOTSUPP));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use core::fmt;
 
 use crate::accounting::AccountingDeltas;
 use crate::errcode::Errno;
-use crate::format::bkey::{BtreeId, BtreeIdName};
+use crate::format::bkey::{Bkey, BkeyI, BtreeId, BtreeIdName, KeyType};
 use crate::format::bpos::Bpos;
 use crate::format::val::alloc::Backpointer;
 use crate::platform::Vec;
@@ -123,6 +123,57 @@ impl DerivedUpdates {
     }
 }
 
+impl BitUpdate {
+    /// The key to insert (`bch2_btree_bit_mod()`): a `set` key, or a
+    /// deleted key to remove it; in `freespace` (extents) both have size 1
+    /// and end one past `pos`.
+    ///
+    /// Errors: `EINVAL` for a freespace position at the end of the range.
+    pub fn to_key(&self) -> Result<BkeyI, Errno> {
+        let ty = if self.set { KeyType::Set } else { KeyType::Deleted };
+        let mut k = Bkey::new(ty, self.pos, 0);
+        if self.btree == BtreeId::Freespace {
+            k.p.offset = self.pos.offset.checked_add(1).ok_or(Errno::EINVAL)?;
+            k.size = 1;
+        }
+        Ok(BkeyI { k, v: Vec::new() })
+    }
+}
+
+impl BpUpdate {
+    /// The backpointers btree key (`bch2_bucket_backpointer_mod()`): the
+    /// 32-byte `backpointer` value, or a deleted key for a delete.
+    ///
+    /// Errors: `ENOMEM`.
+    pub fn to_key(&self) -> Result<BkeyI, Errno> {
+        if !self.insert {
+            return Ok(BkeyI { k: Bkey::new(KeyType::Deleted, self.pos, 0), v: Vec::new() });
+        }
+        let mut v = Vec::new();
+        v.extend_from_slice(&self.bp.encode())?;
+        Ok(BkeyI { k: Bkey::new(KeyType::Backpointer, self.pos, v.len() / 8), v })
+    }
+}
+
+/// The `alloc_v4` key of `bucket` as C 6.12 writes it (64-byte value,
+/// `backpointers_start` 8; [`background::alloc_v4_encode_c`]).
+///
+/// Errors: `ENOMEM`.
+pub fn alloc_v4_key(bucket: Bpos, a: &crate::format::val::alloc::AllocV4) -> Result<BkeyI, Errno> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&background::alloc_v4_encode_c(a))?;
+    Ok(BkeyI { k: Bkey::new(KeyType::AllocV4, bucket, v.len() / 8), v })
+}
+
+/// The `bucket_gens` key at `pos` (dev:(bucket >> 8)).
+///
+/// Errors: `ENOMEM`.
+pub fn bucket_gens_key(pos: Bpos, g: &background::BucketGens) -> Result<BkeyI, Errno> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&g.encode())?;
+    Ok(BkeyI { k: Bkey::new(KeyType::BucketGens, pos, v.len() / 8), v })
+}
+
 impl Default for DerivedUpdates {
     fn default() -> Self {
         DerivedUpdates::new()
@@ -175,5 +226,30 @@ impl fmt::Display for DerivedUpdates {
             writeln!(f, "bucket {b} gen {g}")?;
         }
         write!(f, "{}", self.accounting)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::background::{lru_pos, BucketGens, LRU_FRAGMENTATION_START};
+    use super::*;
+
+    #[test]
+    fn keys_as_c_writes_them() {
+        let f = BitUpdate { btree: BtreeId::Freespace, pos: Bpos::pos(0, 5 | (1 << 56)), set: true }.to_key().unwrap();
+        assert_eq!((f.k.key_type, f.k.p, f.k.size, f.k.start_offset()), (KeyType::Set as u8, Bpos::pos(0, 6 | (1 << 56)), 1, 5 | (1 << 56)));
+        let l = BitUpdate { btree: BtreeId::Lru, pos: lru_pos(LRU_FRAGMENTATION_START, 7, 99), set: false }.to_key().unwrap();
+        assert_eq!((l.k.key_type, l.k.p), (KeyType::Deleted as u8, Bpos::pos((0xffff << 48) | 99, 7)));
+        let mut g = BucketGens::default();
+        g.gens[3] = 9;
+        let k = bucket_gens_key(Bpos::pos(0, 1), &g).unwrap();
+        assert_eq!((k.k.val_u64s(), k.v[3]), (32, 9));
+        assert_eq!(BucketGens::decode(&k.v), g);
+        let a = alloc_v4_key(Bpos::pos(0, 9), &Default::default()).unwrap();
+        assert_eq!((a.k.val_u64s(), a.v[8]), (8, 8 << 2));
+        let mut s = std::string::String::new();
+        use core::fmt::Write;
+        write!(s, "{}", BitUpdate { btree: BtreeId::NeedDiscard, pos: Bpos::pos(0, 3), set: true }).unwrap();
+        assert_eq!(s, "set need_discard 0:3:0");
     }
 }
