@@ -257,7 +257,7 @@ pub fn alloc_key_to_dev_counters(
     let Some(old) = old else {
         dev_data_type_mod(dev, new.data_type, [1, new_sectors, new_frag], out)?;
         if new_unstriped != 0 {
-            dev_data_type_mod(dev, data_type::NR - 1, [1, new_unstriped, 0], out)?;
+            dev_data_type_mod(dev, data_type::UNSTRIPED, [1, new_unstriped, 0], out)?;
         }
         return Ok(());
     };
@@ -271,9 +271,8 @@ pub fn alloc_key_to_dev_counters(
     }
     let old_unstriped = bucket_sectors_unstriped(old);
     if old_unstriped != new_unstriped {
-        // BCH_DATA_unstriped is the last data type (10).
         let nb = i64::from(new_unstriped != 0) - i64::from(old_unstriped != 0);
-        dev_data_type_mod(dev, data_type::NR - 1, [nb, new_unstriped - old_unstriped, 0], out)?;
+        dev_data_type_mod(dev, data_type::UNSTRIPED, [nb, new_unstriped - old_unstriped, 0], out)?;
     }
     Ok(())
 }

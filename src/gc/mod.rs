@@ -25,7 +25,7 @@ use core::fmt;
 
 use crate::accounting::{accounting_val_decode, AccountingDeltas, DiskAccountingPos, ACCOUNTING_MAX_COUNTERS};
 use crate::alloc::background::{
-    alloc_data_type_set, alloc_gens_pos, alloc_index_updates, AllocBrief, BucketGens, BUCKET_GENS_NR,
+    alloc_data_type_set, alloc_index_updates, AllocBrief, BucketGens,
 };
 use crate::alloc::buckets::{
     mark_dev_sb, mark_metadata_bucket, mark_pointer, run_triggers, trigger_kind, MarkError, TriggerCtx, TriggerKind,
@@ -60,8 +60,7 @@ pub struct StoredState {
     pub need_discard: Vec<Bpos>,
     /// lru entries.
     pub lru: Vec<Bpos>,
-    /// bucket gens by bucket number (0 where no key holds one), and the
-    /// buckets outside `[first_bucket, nbuckets)` holding a non-zero gen.
+    /// bucket_gens entries by bucket number (0 where no key holds one).
     pub gens: Vec<u8>,
     /// Non-zero gens outside the device's buckets: (dev:bucket, gen).
     pub gens_out_of_range: Vec<(Bpos, u8)>,
@@ -296,13 +295,15 @@ impl StoredState {
                 continue;
             }
             let start = k.k.start_offset();
-            // A merged key covers several buckets; bound the expansion by
-            // the device's buckets.
+            // A merged key covers several buckets.  A range past the
+            // device's buckets is kept as its first position only (an
+            // entry that should not exist), so that a corrupt key cannot
+            // make this loop run for 2^64 buckets.
             for o in start..k.k.p.offset {
-                if (o & ((1 << 56) - 1)) >= devinfo.nbuckets {
-                    return Err(Errno::EUCLEAN);
-                }
                 push(&mut s.freespace, Bpos::pos(k.k.p.inode, o))?;
+                if (o & ((1 << 56) - 1)) >= devinfo.nbuckets {
+                    break;
+                }
             }
         }
         for (btree, out) in [
@@ -446,7 +447,7 @@ impl Recomputed {
             }
             stored.alloc.get(usize::try_from(b).ok()?).map(|a| a.gen)
         };
-        let ctx = TriggerCtx { devs: &c.info.devs, btree_node_sectors: c.info.node_bytes / 512, bucket_gen: Some(&gen_of) };
+        let ctx = TriggerCtx { devs: &c.info.devs, btree_node_sectors: c.info.node_bytes / crate::platform::SECTOR_SIZE as u32, bucket_gen: Some(&gen_of) };
         let mut r = Recomputed {
             alloc: Vec::new(),
             backpointers: Vec::new(),
@@ -701,13 +702,4 @@ pub fn check_fs<D: BlockDev>(fs: &crate::bcachefs::Fs<D>) -> Result<Vec<Mismatch
     let stored = StoredState::read(fs)?;
     let rc = Recomputed::from_scratch(fs, &stored)?;
     check(&stored, &rc)
-}
-
-/// Number of buckets per `bucket_gens` key, re-exported for callers that
-/// build keys.
-pub const GENS_PER_KEY: usize = BUCKET_GENS_NR;
-
-/// Where `bucket`'s gen lives in bucket_gens: (key position, index).
-pub fn gens_slot(bucket: Bpos) -> (Bpos, usize) {
-    alloc_gens_pos(bucket)
 }
