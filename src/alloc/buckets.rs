@@ -312,6 +312,9 @@ pub fn trigger_extent(
     ctx: &TriggerCtx<'_>,
     out: &mut DerivedUpdates,
 ) -> Result<(), Errno> {
+    // A deleted key is no key (C tests `k.k->type`).
+    let old = old.filter(|(k, _)| k.key_type != KeyType::Deleted as u8);
+    let new = new.filter(|(k, _)| k.key_type != KeyType::Deleted as u8);
     let op = old.map_or(&[][..], |(k, v)| ptr_bytes(k, v));
     let np = new.map_or(&[][..], |(k, v)| ptr_bytes(k, v));
     if op == np {
@@ -396,6 +399,16 @@ pub fn trigger_inode(old: Option<KeyView<'_>>, new: Option<KeyView<'_>>, transac
     Ok(())
 }
 
+/// `check_indirect_extent_deleting()`: an indirect extent (`reflink_v`,
+/// `indirect_inline_data`) inserted with refcount 0 is deleted instead.
+/// [`run_triggers`] (transactional) then runs the trigger as if there
+/// were no new key; the commit must write a deleted key in its place.
+pub fn indirect_extent_deleting(new: KeyView<'_>) -> bool {
+    let (k, v) = new;
+    matches!(KeyType::from_u8(k.key_type), Some(KeyType::ReflinkV | KeyType::IndirectInlineData))
+        && v.get(..8).is_some_and(|r| r.iter().all(|&b| b == 0))
+}
+
 /// Which trigger a key type has (`struct bkey_ops.trigger`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TriggerKind {
@@ -403,6 +416,9 @@ pub enum TriggerKind {
     None,
     /// `bch2_trigger_extent`.
     Extent,
+    /// `bch2_trigger_reflink_v`: the extent trigger, after
+    /// `check_indirect_extent_deleting()`.
+    ReflinkV,
     /// `bch2_trigger_reservation`.
     Reservation,
     /// `bch2_trigger_inode`.
@@ -419,7 +435,8 @@ pub enum TriggerKind {
 pub fn trigger_kind(ty: u8) -> TriggerKind {
     use KeyType as T;
     match KeyType::from_u8(ty) {
-        Some(T::Extent | T::ReflinkV | T::BtreePtr | T::BtreePtrV2) => TriggerKind::Extent,
+        Some(T::Extent | T::BtreePtr | T::BtreePtrV2) => TriggerKind::Extent,
+        Some(T::ReflinkV) => TriggerKind::ReflinkV,
         Some(T::Reservation) => TriggerKind::Reservation,
         Some(T::Inode | T::InodeV2 | T::InodeV3) => TriggerKind::Inode,
         Some(T::Alloc | T::AllocV2 | T::AllocV3 | T::AllocV4) => TriggerKind::Alloc,
@@ -443,6 +460,10 @@ fn run_one(kind: TriggerKind, btree: u8, level: u8, old: Option<KeyView<'_>>, ne
     match kind {
         TriggerKind::None => Ok(()),
         TriggerKind::Extent => trigger_extent(btree, level, old, new, ctx, out),
+        TriggerKind::ReflinkV => {
+            let new = if transactional && new.is_some_and(indirect_extent_deleting) { None } else { new };
+            trigger_extent(btree, level, old, new, ctx, out)
+        }
         TriggerKind::Reservation => trigger_reservation(old, new, out),
         TriggerKind::Inode => trigger_inode(old, new, transactional, out),
         TriggerKind::Alloc | TriggerKind::Unsupported => Err(Errno::EOPNOTSUPP),
@@ -580,7 +601,8 @@ pub fn mark_metadata_bucket(a: &mut AllocV4, m: &MetaMark, bucket_size: u32) -> 
 /// `BCH_SB_SECTOR` and each copy of `1 << sb_max_size_bits` sectors at
 /// `sb_offsets`) and the journal buckets (`bucket_size` sectors each) of
 /// device `dev`.  Buckets past `nbuckets` (a backup superblock beyond the
-/// usable space) are skipped.
+/// usable space) are skipped; `sb_max_size_bits` is capped at
+/// `BCH_SB_LAYOUT_SIZE_BITS_MAX` (16), as the superblock checks enforce.
 ///
 /// Errors: `ENOMEM`.
 pub fn mark_dev_sb(
@@ -603,7 +625,7 @@ pub fn mark_dev_sb(
     let mark_range = |mut start: u64, end: u64, bucket: &mut u64, bucket_sectors: &mut u32, out: &mut DerivedUpdates| -> Result<(), Errno> {
         loop {
             let b = start / bs;
-            let sectors = ((b + 1) * bs).min(end).saturating_sub(start);
+            let sectors = (b.saturating_add(1).saturating_mul(bs)).min(end).saturating_sub(start);
             if b != *bucket && *bucket_sectors != 0 {
                 flush(*bucket, *bucket_sectors, out)?;
                 *bucket_sectors = 0;
@@ -620,7 +642,8 @@ pub fn mark_dev_sb(
         if offset == SB_SECTOR {
             mark_range(0, SB_SECTOR, &mut bucket, &mut bucket_sectors, out)?;
         }
-        mark_range(offset, offset + (1u64 << sb_max_size_bits.min(32)), &mut bucket, &mut bucket_sectors, out)?;
+        let size = 1u64 << sb_max_size_bits.min(crate::format::sb::SB_LAYOUT_SIZE_BITS_MAX);
+        mark_range(offset, offset.saturating_add(size), &mut bucket, &mut bucket_sectors, out)?;
     }
     if bucket_sectors != 0 && bucket < d.nbuckets {
         out.meta.push(MetaMark { bucket: Bpos::pos(u64::from(dev), bucket), data_type: data_type::SB, sectors: bucket_sectors })?;
@@ -771,6 +794,12 @@ mod tests {
         let mut out = DerivedUpdates::new();
         run_triggers(BtreeId::Reflink as u8, 0, None, Some((&k, &v)), true, &ctx, &mut out).unwrap();
         assert_eq!(out.backpointers[0].bp.btree_id, BtreeId::Reflink as u8);
+        // Inserted with refcount 0: deleted instead, nothing marked.
+        let mut v0 = v.clone();
+        v0[0] = 0;
+        let mut none = DerivedUpdates::new();
+        run_triggers(BtreeId::Reflink as u8, 0, None, Some((&k, &v0)), true, &ctx, &mut none).unwrap();
+        assert!(none.buckets.is_empty() && none.accounting.is_empty());
         out.accounting.normalize();
         assert_eq!(out.accounting.get(&DiskAccountingPos::Inum { inum: 0 }), [1, 64, 64]);
         assert_eq!(out.accounting.get(&DiskAccountingPos::Snapshot { id: 0 })[0], 0);
@@ -820,6 +849,27 @@ mod tests {
         let grp = crate::format::val::extent::Rebalance { compression: 0, target: 300 };
         let (k, v) = extent(Bpos::new(4096, 16, 1), 16, &[ExtentEntry::Ptr(ptr), ExtentEntry::Rebalance(grp)]);
         assert_eq!(bkey_sectors_need_rebalance(&k, &v, &ctx), Err(Errno::EOPNOTSUPP));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_values_never_panic(v in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96), size in 0u32..4096, ty in 0u8..40, level in 0u8..4) {
+            let devs = devs();
+            let g = |_d: u8, b: u64| Some((b & 0xff) as u8);
+            let ctx = TriggerCtx { devs: &devs, btree_node_sectors: 512, bucket_gen: Some(&g) };
+            let mut k = Bkey::new(KeyType::Extent, Bpos::new(1, 100, 1), v.len() / 8);
+            k.key_type = ty;
+            k.size = size;
+            let mut out = DerivedUpdates::new();
+            let _ = run_triggers(0, level, None, Some((&k, &v)), true, &ctx, &mut out);
+            let _ = run_triggers(0, level, Some((&k, &v)), None, true, &ctx, &mut out);
+            let _ = bkey_sectors_need_rebalance(&k, &v, &ctx);
+            let mut a = AllocV4::default();
+            for r in out.buckets.iter() {
+                let _ = mark_pointer(&mut a, r);
+            }
+            let _ = std::format!("{out}");
+        }
     }
 
     #[test]
