@@ -206,12 +206,15 @@ impl fmt::Display for Mismatch {
                 }
                 Ok(())
             }
-            Mismatch::Bit { btree, pos, expected } => write!(
-                f,
-                "{} entry {pos} {}",
-                BtreeIdName(*btree as u32),
-                if *expected { "missing" } else { "should not exist" }
-            ),
+            Mismatch::Bit { btree, pos, expected } => {
+                write!(f, "{} entry {pos}", BtreeIdName(*btree as u32))?;
+                if *btree == BtreeId::Lru {
+                    // bch2_lru_pos_to_text()
+                    let b = crate::alloc::background::u64_to_bucket(pos.offset);
+                    write!(f, " (lru {} time {} bucket {}:{})", pos.inode >> 48, pos.inode & ((1 << 48) - 1), b.inode, b.offset)?;
+                }
+                f.write_str(if *expected { " missing" } else { " should not exist" })
+            }
             Mismatch::BucketGen { bucket, expected, got } => {
                 write!(f, "bucket {bucket} gen in bucket_gens wrong: got {got}, should be {expected}")
             }
