@@ -9,7 +9,7 @@
 use core::fmt;
 
 use super::background::{alloc_data_type_set, bucket_data_type_mismatch, gen_after, ptr_too_stale};
-use super::{BpUpdate, BucketRef, DerivedUpdates, MetaMark};
+use super::{BpUpdate, BucketRef, DerivedUpdates, MetaMark, ReflinkRef};
 use crate::accounting::{DiskAccountingPos, ReplicasEntry};
 use crate::backpointers::{bucket_pos_to_bp, extent_ptr_to_bp};
 use crate::errcode::Errno;
@@ -364,6 +364,41 @@ pub fn trigger_reservation(old: Option<KeyView<'_>>, new: Option<KeyView<'_>>, o
     Ok(())
 }
 
+/// `bch2_trigger_reflink_p()`: the old pointer's range loses a
+/// reference, the new one's gains one (`trigger_run_overwrite_then_insert`).
+/// The range is `[idx - front_pad, idx + size + back_pad)` (value: idx u64
+/// @0, front_pad u32 @8, back_pad u32 @12).  For a transactional insert C
+/// first zeroes the new key's pads and, while applying, widens them to
+/// the indirect extents it hits: the caller does that to the new key
+/// (`transactional` here only drops the pads from the new range).
+///
+/// Errors: `EUCLEAN` for a value shorter than 16 bytes; `ENOMEM`.
+pub fn trigger_reflink_p(
+    old: Option<KeyView<'_>>,
+    new: Option<KeyView<'_>>,
+    transactional: bool,
+    out: &mut DerivedUpdates,
+) -> Result<(), Errno> {
+    let le = |v: &[u8], at: usize, n: usize| -> Result<u64, Errno> {
+        let b = v.get(at..at + n).ok_or(Errno::EUCLEAN)?;
+        let mut w = [0u8; 8];
+        w[..n].copy_from_slice(b);
+        Ok(u64::from_le_bytes(w))
+    };
+    for (kv, delta) in [(old, -1i64), (new, 1i64)] {
+        let Some((k, v)) = kv.filter(|(k, _)| k.key_type == KeyType::ReflinkP as u8) else { continue };
+        let idx = le(v, 0, 8)?;
+        let (front, back) = if transactional && delta > 0 { (0, 0) } else { (le(v, 8, 4)?, le(v, 12, 4)?) };
+        out.reflink.push(ReflinkRef {
+            start: idx.saturating_sub(front),
+            end: idx.saturating_add(u64::from(k.size)).saturating_add(back),
+            delta,
+            key_pos: k.p,
+        })?;
+    }
+    Ok(())
+}
+
 fn is_inode(k: Option<KeyView<'_>>) -> bool {
     k.is_some_and(|(k, _)| matches!(KeyType::from_u8(k.key_type), Some(KeyType::Inode | KeyType::InodeV2 | KeyType::InodeV3)))
 }
@@ -426,8 +461,10 @@ pub enum TriggerKind {
     /// `bch2_trigger_alloc`: run [`super::background::trigger_alloc`]
     /// directly, since it modifies the new key.
     Alloc,
-    /// A trigger not implemented here (stripe, reflink_p, subvolume,
-    /// snapshot...): refused.
+    /// `bch2_trigger_reflink_p`.
+    ReflinkP,
+    /// A trigger not implemented here (stripe, subvolume, snapshot...):
+    /// refused.
     Unsupported,
 }
 
@@ -440,7 +477,8 @@ pub fn trigger_kind(ty: u8) -> TriggerKind {
         Some(T::Reservation) => TriggerKind::Reservation,
         Some(T::Inode | T::InodeV2 | T::InodeV3) => TriggerKind::Inode,
         Some(T::Alloc | T::AllocV2 | T::AllocV3 | T::AllocV4) => TriggerKind::Alloc,
-        Some(T::Stripe | T::ReflinkP) => TriggerKind::Unsupported,
+        Some(T::ReflinkP) => TriggerKind::ReflinkP,
+        Some(T::Stripe) => TriggerKind::Unsupported,
         _ => TriggerKind::None,
     }
 }
@@ -466,6 +504,7 @@ fn run_one(kind: TriggerKind, btree: u8, level: u8, old: Option<KeyView<'_>>, ne
         }
         TriggerKind::Reservation => trigger_reservation(old, new, out),
         TriggerKind::Inode => trigger_inode(old, new, transactional, out),
+        TriggerKind::ReflinkP => trigger_reflink_p(old, new, transactional, out),
         TriggerKind::Alloc | TriggerKind::Unsupported => Err(Errno::EOPNOTSUPP),
     }
 }
@@ -478,7 +517,7 @@ fn run_one(kind: TriggerKind, btree: u8, level: u8, old: Option<KeyView<'_>>, ne
 ///
 /// Errors: `EOPNOTSUPP` for alloc keys (use
 /// [`super::background::trigger_alloc`]) and the unsupported triggers
-/// (stripes, reflink pointers); those of the triggers.
+/// (stripes); those of the triggers.
 pub fn run_triggers(
     btree: u8,
     level: u8,
@@ -828,6 +867,23 @@ mod tests {
         out.accounting.normalize();
         assert_eq!(out.accounting.get(&DiskAccountingPos::NrInodes)[0], 1);
         assert_eq!(out.bits[..], [crate::alloc::BitUpdate { btree: BtreeId::DeletedInodes, pos: ik.p, set: true }]);
+        // A reflink pointer: its padded range, then (transactional
+        // insert) without the pads.
+        let mut pk = Bkey::new(KeyType::ReflinkP, Bpos::new(4096, 64, 1), 2);
+        pk.size = 32;
+        let mut pv = [0u8; 16];
+        pv[..8].copy_from_slice(&100u64.to_le_bytes());
+        pv[8] = 4;
+        pv[12] = 8;
+        let mut out = DerivedUpdates::new();
+        run_triggers(0, 0, Some((&pk, &pv)), Some((&pk, &pv)), true, &ctx, &mut out).unwrap();
+        assert_eq!(
+            out.reflink[..],
+            [
+                ReflinkRef { start: 96, end: 140, delta: -1, key_pos: pk.p },
+                ReflinkRef { start: 100, end: 132, delta: 1, key_pos: pk.p }
+            ]
+        );
         // Stripes are refused.
         let sk = Bkey::new(KeyType::Stripe, Bpos::pos(0, 1), 0);
         assert_eq!(run_triggers(BtreeId::Stripes as u8, 0, None, Some((&sk, &[])), true, &ctx, &mut out), Err(Errno::EOPNOTSUPP));

@@ -83,6 +83,22 @@ pub struct BpUpdate {
     pub insert: bool,
 }
 
+/// A reflink pointer's reference to the indirect extents covering
+/// `[start, end)` of the reflink btree (`__trigger_reflink_p()`): each
+/// `reflink_v` or `indirect_inline_data` key overlapping the range gets
+/// `delta` (+1 inserted, -1 overwritten) added to its refcount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReflinkRef {
+    /// First indirect sector referenced (`idx - front_pad`).
+    pub start: u64,
+    /// One past the last (`idx + size + back_pad`).
+    pub end: u64,
+    /// +1 or -1.
+    pub delta: i64,
+    /// Position of the `reflink_p` key.
+    pub key_pos: Bpos,
+}
+
 /// Everything triggers derive from key changes, in the order C's triggers
 /// issue it.  Accounting is summed per counter; the rest are lists.
 pub struct DerivedUpdates {
@@ -99,6 +115,8 @@ pub struct DerivedUpdates {
     pub bits: Vec<BitUpdate>,
     /// New bucket generations: (dev:bucket, gen), for `bucket_gens`.
     pub bucket_gens: Vec<(Bpos, u8)>,
+    /// Refcount changes of indirect extents.
+    pub reflink: Vec<ReflinkRef>,
 }
 
 impl DerivedUpdates {
@@ -111,6 +129,7 @@ impl DerivedUpdates {
             accounting: AccountingDeltas::new(),
             bits: Vec::new(),
             bucket_gens: Vec::new(),
+            reflink: Vec::new(),
         }
     }
 
@@ -224,6 +243,9 @@ impl fmt::Display for DerivedUpdates {
         }
         for (b, g) in self.bucket_gens.iter() {
             writeln!(f, "bucket {b} gen {g}")?;
+        }
+        for r in self.reflink.iter() {
+            writeln!(f, "reflink {}-{} refcount {:+} (reflink_p {})", r.start, r.end, r.delta, r.key_pos)?;
         }
         write!(f, "{}", self.accounting)
     }

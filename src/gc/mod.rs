@@ -10,7 +10,8 @@
 //! [`StoredState::read`] collects what a volume holds: `alloc`,
 //! `backpointers`, `accounting` (journal deltas folded in, as the read
 //! side's overlay does), `freespace`, `need_discard`, `lru`,
-//! `bucket_gens`, `rebalance_work` and `deleted_inodes`.
+//! `bucket_gens`, `rebalance_work`, `deleted_inodes` and the refcounts of
+//! indirect extents.
 //! [`Recomputed::from_scratch`] walks every key of every btree and every
 //! btree node pointer (interior keys and the roots), runs the triggers
 //! with no old key, marks the superblock and journal buckets, and derives
@@ -28,7 +29,7 @@ use crate::alloc::background::{
     alloc_data_type_set, alloc_index_updates, AllocBrief, BucketGens,
 };
 use crate::alloc::buckets::{
-    mark_dev_sb, mark_metadata_bucket, mark_pointer, run_triggers, trigger_kind, MarkError, TriggerCtx, TriggerKind,
+    is_unlinked_inode, mark_dev_sb, mark_metadata_bucket, mark_pointer, run_triggers, trigger_kind, MarkError, TriggerCtx, TriggerKind,
 };
 use crate::alloc::{BucketRef, DerivedUpdates, MetaMark};
 use crate::btree::cache::NodePtr;
@@ -68,6 +69,9 @@ pub struct StoredState {
     pub rebalance_work: Vec<Bpos>,
     /// deleted_inodes entries.
     pub deleted_inodes: Vec<Bpos>,
+    /// Indirect extents (`reflink_v`, `indirect_inline_data`), sorted:
+    /// (first sector, end sector, stored refcount).
+    pub reflink: Vec<(u64, u64, u64)>,
 }
 
 /// Everything recomputed from the keys.
@@ -91,6 +95,8 @@ pub struct Recomputed {
     pub rebalance_work: Vec<Bpos>,
     /// See `freespace`.
     pub deleted_inodes: Vec<Bpos>,
+    /// Expected refcount of each of [`StoredState::reflink`]'s keys.
+    pub reflink_refcounts: Vec<u64>,
     /// Inconsistencies met while marking (C's fsck errors from
     /// `bch2_bucket_ref_update()` and metadata marking).
     pub mark_errors: Vec<Mismatch>,
@@ -162,6 +168,25 @@ pub enum Mismatch {
         /// Why.
         err: MarkError,
     },
+    /// An indirect extent's refcount (`reflink_v_refcount_wrong`).
+    Refcount {
+        /// End position of the indirect extent (reflink btree).
+        pos: Bpos,
+        /// Reflink pointers referencing it.
+        expected: u64,
+        /// Stored refcount.
+        got: u64,
+    },
+    /// A reflink pointer to a range with no indirect extent
+    /// (`reflink_p_to_missing_reflink_v`).
+    ReflinkMissing {
+        /// The `reflink_p` key.
+        key_pos: Bpos,
+        /// Missing range, reflink btree sectors.
+        start: u64,
+        /// End of the missing range.
+        end: u64,
+    },
     /// A key whose trigger is not implemented (stripes, reflink pointers).
     Unsupported {
         /// Btree.
@@ -224,6 +249,12 @@ impl fmt::Display for Mismatch {
                 crate::format::val::fmt_data_type(f, m.data_type)?;
                 write!(f, " {} sectors", m.sectors)
             }
+            Mismatch::Refcount { pos, expected, got } => {
+                write!(f, "reflink key {pos} has wrong refcount: got {got}, should be {expected}")
+            }
+            Mismatch::ReflinkMissing { key_pos, start, end } => {
+                write!(f, "pointer to missing indirect extent: reflink_p {key_pos}, missing range {start}-{end}")
+            }
             Mismatch::Unsupported { btree, pos, key_type } => write!(
                 f,
                 "{} {pos}: no trigger for key type {} yet",
@@ -267,6 +298,7 @@ impl StoredState {
             gens_out_of_range: Vec::new(),
             rebalance_work: Vec::new(),
             deleted_inodes: Vec::new(),
+            reflink: Vec::new(),
         };
         s.alloc.resize(nb, AllocV4::default())?;
         s.gens.resize(nb, 0)?;
@@ -320,6 +352,16 @@ impl StoredState {
                 if k.k.key_type == KeyType::Set as u8 {
                     push(out, k.k.p)?;
                 }
+            }
+        }
+        let mut it = fs.iter(BtreeId::Reflink, POS_MIN, false);
+        while let Some(k) = it.next()? {
+            if matches!(KeyType::from_u8(k.k.key_type), Some(KeyType::ReflinkV | KeyType::IndirectInlineData)) {
+                let mut w = [0u8; 8];
+                if let Some(r) = k.v.get(..8) {
+                    w.copy_from_slice(r);
+                }
+                push(&mut s.reflink, (k.k.start_offset(), k.k.p.offset, u64::from_le_bytes(w)))?;
             }
         }
         let mut it = fs.iter(BtreeId::BucketGens, POS_MIN, false);
@@ -410,6 +452,38 @@ fn walk_node_ptrs<D: BlockDev>(fs: &crate::bcachefs::Fs<D>, btree: u8, f: &mut N
     Ok(())
 }
 
+/// `gc_trigger_reflink_p_segment()` for every inserted reflink pointer
+/// range: the references to each indirect extent of `keys` (sorted
+/// `(start, end, refcount)`); ranges with no indirect extent are reported
+/// in `errors`.
+///
+/// Errors: `ENOMEM`.
+pub fn count_reflink_refs(
+    keys: &[(u64, u64, u64)],
+    refs: &[crate::alloc::ReflinkRef],
+    errors: &mut Vec<Mismatch>,
+) -> Result<Vec<u64>, Errno> {
+    let mut counts: Vec<u64> = Vec::new();
+    counts.resize(keys.len(), 0)?;
+    for rr in refs.iter().filter(|rr| rr.delta > 0) {
+        let mut idx = rr.start;
+        let mut l = keys.partition_point(|e| e.1 <= idx);
+        while idx < rr.end {
+            let next = keys.get(l).map_or(rr.end, |e| e.0.min(rr.end));
+            if idx < next {
+                push(errors, Mismatch::ReflinkMissing { key_pos: rr.key_pos, start: idx, end: next })?;
+                idx = next;
+                continue;
+            }
+            let (Some(e), Some(c)) = (keys.get(l), counts.get_mut(l)) else { break };
+            *c += 1;
+            idx = e.1;
+            l += 1;
+        }
+    }
+    Ok(counts)
+}
+
 fn sub_bits(expected: &[Bpos], got: &[Bpos], btree: BtreeId, out: &mut Vec<Mismatch>) -> Result<(), Errno> {
     let (mut i, mut j) = (0, 0);
     while i < expected.len() || j < got.len() {
@@ -460,6 +534,7 @@ impl Recomputed {
             lru: Vec::new(),
             rebalance_work: Vec::new(),
             deleted_inodes: Vec::new(),
+            reflink_refcounts: Vec::new(),
             mark_errors: Vec::new(),
             nr_keys: (0, 0),
         };
@@ -484,7 +559,7 @@ impl Recomputed {
             let mut unsupported: Vec<Mismatch> = Vec::new();
             walk_node_ptrs(fs, btree, &mut |level, k, v| {
                 nr_ptrs += 1;
-                run_triggers(btree, level, None, Some((k, v)), true, &ctx, &mut upd)
+                run_triggers(btree, level, None, Some((k, v)), false, &ctx, &mut upd)
             })?;
             r.nr_keys.1 += nr_ptrs;
             if !crate::alloc::buckets::btree_has_triggers(btree, 0) || c.roots.get(id as usize).copied().flatten().is_none() {
@@ -499,12 +574,21 @@ impl Recomputed {
                     TriggerKind::Unsupported => {
                         push(&mut unsupported, Mismatch::Unsupported { btree, pos: k.k.p, key_type: k.k.key_type })?
                     }
-                    _ => match run_triggers(btree, 0, None, Some((&k.k, &k.v)), true, &ctx, &mut upd) {
-                        Err(Errno::EOPNOTSUPP) => {
-                            push(&mut unsupported, Mismatch::Unsupported { btree, pos: k.k.p, key_type: k.k.key_type })?
+                    kind => {
+                        // The inode trigger's transactional part keeps
+                        // deleted_inodes; fsck (check_inode) expects an
+                        // entry for each unlinked inode.
+                        if kind == TriggerKind::Inode && is_unlinked_inode(Some((&k.k, &k.v))) {
+                            upd.bit(BtreeId::DeletedInodes, k.k.p, true)?;
                         }
-                        e => e?,
-                    },
+                        match run_triggers(btree, 0, None, Some((&k.k, &k.v)), false, &ctx, &mut upd) {
+                            Err(Errno::EOPNOTSUPP) => push(
+                                &mut unsupported,
+                                Mismatch::Unsupported { btree, pos: k.k.p, key_type: k.k.key_type },
+                            )?,
+                            e => e?,
+                        }
+                    }
                 }
             }
             for m in unsupported.iter() {
@@ -553,6 +637,9 @@ impl Recomputed {
             }
         }
         r.accounting = core::mem::take(&mut upd.accounting);
+        // bch2_gc_reflink_start()/_done(): count the references to each
+        // indirect extent.
+        r.reflink_refcounts = count_reflink_refs(&stored.reflink, &upd.reflink, &mut r.mark_errors)?;
 
         // bch2_alloc_write_key(): the stored key with GC's fields, and
         // then what is derived from it (dev_data_type accounting,
@@ -597,7 +684,8 @@ impl Recomputed {
 
 /// Compares `stored` with `recomputed`: every difference, in the order
 /// alloc, backpointers, accounting, freespace, need_discard, lru,
-/// bucket_gens, rebalance_work, deleted_inodes; marking errors first.
+/// bucket_gens, reflink refcounts, rebalance_work, deleted_inodes;
+/// marking errors first.
 ///
 /// Errors: `ENOMEM`.
 pub fn check(stored: &StoredState, rc: &Recomputed) -> Result<Vec<Mismatch>, Errno> {
@@ -686,6 +774,11 @@ pub fn check(stored: &StoredState, rc: &Recomputed) -> Result<Vec<Mismatch>, Err
     for &(bucket, got) in stored.gens_out_of_range.iter() {
         push(&mut out, Mismatch::BucketGen { bucket, expected: 0, got })?;
     }
+    for (e, &want) in stored.reflink.iter().zip(rc.reflink_refcounts.iter()) {
+        if e.2 != want {
+            push(&mut out, Mismatch::Refcount { pos: Bpos::pos(0, e.1), expected: want, got: e.2 })?;
+        }
+    }
     sub_bits(&rc.rebalance_work, &sorted_copy(&stored.rebalance_work)?, BtreeId::RebalanceWork, &mut out)?;
     sub_bits(&rc.deleted_inodes, &sorted_copy(&stored.deleted_inodes)?, BtreeId::DeletedInodes, &mut out)?;
     Ok(out)
@@ -705,4 +798,31 @@ pub fn check_fs<D: BlockDev>(fs: &crate::bcachefs::Fs<D>) -> Result<Vec<Mismatch
     let stored = StoredState::read(fs)?;
     let rc = Recomputed::from_scratch(fs, &stored)?;
     check(&stored, &rc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::ReflinkRef;
+    use std::string::ToString;
+
+    #[test]
+    fn reflink_references_are_counted_per_indirect_extent() {
+        let keys = [(0, 64, 1), (64, 128, 2), (200, 264, 1)];
+        let p = Bpos::new(4096, 0, 1);
+        let refs = [
+            ReflinkRef { start: 0, end: 128, delta: 1, key_pos: p },
+            ReflinkRef { start: 100, end: 110, delta: 1, key_pos: p },
+            ReflinkRef { start: 120, end: 210, delta: 1, key_pos: p },
+            ReflinkRef { start: 0, end: 10, delta: -1, key_pos: p },
+        ];
+        let mut errors = Vec::new();
+        let c = count_reflink_refs(&keys, &refs, &mut errors).unwrap();
+        assert_eq!(c[..], [1, 3, 1]);
+        assert_eq!(errors[..], [Mismatch::ReflinkMissing { key_pos: p, start: 128, end: 200 }]);
+        assert_eq!(
+            errors[0].to_string(),
+            "pointer to missing indirect extent: reflink_p 4096:0:1, missing range 128-200"
+        );
+    }
 }
