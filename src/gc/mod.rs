@@ -187,6 +187,18 @@ pub enum Mismatch {
         /// End of the missing range.
         end: u64,
     },
+    /// A key its trigger refused (`EUCLEAN`: malformed value, pointer to
+    /// a missing device; `EINVAL`: too many devices).
+    BadKey {
+        /// Btree.
+        btree: u8,
+        /// Level.
+        level: u8,
+        /// Position.
+        pos: Bpos,
+        /// The trigger's error.
+        err: Errno,
+    },
     /// A key whose trigger is not implemented (stripes, reflink pointers).
     Unsupported {
         /// Btree.
@@ -254,6 +266,9 @@ impl fmt::Display for Mismatch {
             }
             Mismatch::ReflinkMissing { key_pos, start, end } => {
                 write!(f, "pointer to missing indirect extent: reflink_p {key_pos}, missing range {start}-{end}")
+            }
+            Mismatch::BadKey { btree, level, pos, err } => {
+                write!(f, "{} level {level} {pos}: trigger failed: {}", BtreeIdName(u32::from(*btree)), err.name())
             }
             Mismatch::Unsupported { btree, pos, key_type } => write!(
                 f,
@@ -512,8 +527,8 @@ impl Recomputed {
     /// `stored` (`bch2_alloc_read()`).
     ///
     /// Errors: `EIO` (unreadable node), `ENOMEM`, `EUCLEAN` (malformed
-    /// superblock), errors of the triggers other than `EOPNOTSUPP` (which
-    /// is reported as [`Mismatch::Unsupported`]).
+    /// superblock).  Keys a trigger refuses are reported as
+    /// [`Mismatch::Unsupported`] or [`Mismatch::BadKey`].
     pub fn from_scratch<D: BlockDev>(fs: &crate::bcachefs::Fs<D>, stored: &StoredState) -> Result<Recomputed, Errno> {
         let c = fs.btree_ctx();
         let d = stored.devinfo;
@@ -559,7 +574,12 @@ impl Recomputed {
             let mut unsupported: Vec<Mismatch> = Vec::new();
             walk_node_ptrs(fs, btree, &mut |level, k, v| {
                 nr_ptrs += 1;
-                run_triggers(btree, level, None, Some((k, v)), false, &ctx, &mut upd)
+                match run_triggers(btree, level, None, Some((k, v)), false, &ctx, &mut upd) {
+                    Err(err @ (Errno::EUCLEAN | Errno::EINVAL | Errno::EOPNOTSUPP)) => {
+                        push(&mut unsupported, Mismatch::BadKey { btree, level, pos: k.p, err })
+                    }
+                    e => e,
+                }
             })?;
             r.nr_keys.1 += nr_ptrs;
             if !crate::alloc::buckets::btree_has_triggers(btree, 0) || c.roots.get(id as usize).copied().flatten().is_none() {
@@ -586,6 +606,9 @@ impl Recomputed {
                                 &mut unsupported,
                                 Mismatch::Unsupported { btree, pos: k.k.p, key_type: k.k.key_type },
                             )?,
+                            Err(err @ (Errno::EUCLEAN | Errno::EINVAL)) => {
+                                push(&mut unsupported, Mismatch::BadKey { btree, level: 0, pos: k.k.p, err })?
+                            }
                             e => e?,
                         }
                     }
