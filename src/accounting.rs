@@ -91,9 +91,18 @@ impl ReplicasEntry {
         &self.devs[..(self.nr_devs as usize).min(REPLICAS_DEVS_MAX)]
     }
 
+    /// Sorts the devices (at most 16: an insertion sort, no core sort
+    /// code in the module).
     fn sort(&mut self) {
         let n = (self.nr_devs as usize).min(REPLICAS_DEVS_MAX);
-        self.devs[..n].sort_unstable();
+        let d = &mut self.devs[..n];
+        for i in 1..d.len() {
+            let mut j = i;
+            while j > 0 && d[j - 1] > d[j] {
+                d.swap(j - 1, j);
+                j -= 1;
+            }
+        }
     }
 }
 
