@@ -444,6 +444,35 @@ pub fn indirect_extent_deleting(new: KeyView<'_>) -> bool {
         && v.get(..8).is_some_and(|r| r.iter().all(|&b| b == 0))
 }
 
+/// `subvolume_children_pos()`: where a subvolume is listed in
+/// `subvolume_children` (`fs_path_parent:id`), `None` for a key that is
+/// not a subvolume or has no parent.
+pub fn subvolume_children_pos(k: Option<KeyView<'_>>) -> Option<Bpos> {
+    let (k, v) = k?;
+    if k.key_type != KeyType::Subvolume as u8 {
+        return None;
+    }
+    let s = crate::format::val::misc::Subvolume::decode(v);
+    (s.fs_path_parent != 0).then(|| Bpos::pos(u64::from(s.fs_path_parent), k.p.offset))
+}
+
+/// `bch2_subvolume_trigger()` (transactional): moves the subvolume's
+/// `subvolume_children` entry when its parent changes.
+///
+/// Errors: `ENOMEM`.
+pub fn trigger_subvolume(old: Option<KeyView<'_>>, new: Option<KeyView<'_>>, out: &mut DerivedUpdates) -> Result<(), Errno> {
+    let (o, n) = (subvolume_children_pos(old), subvolume_children_pos(new));
+    if o != n {
+        if let Some(p) = o {
+            out.bit(BtreeId::SubvolumeChildren, p, false)?;
+        }
+        if let Some(p) = n {
+            out.bit(BtreeId::SubvolumeChildren, p, true)?;
+        }
+    }
+    Ok(())
+}
+
 /// Which trigger a key type has (`struct bkey_ops.trigger`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TriggerKind {
@@ -463,8 +492,10 @@ pub enum TriggerKind {
     Alloc,
     /// `bch2_trigger_reflink_p`.
     ReflinkP,
-    /// A trigger not implemented here (stripe, subvolume, snapshot...):
-    /// refused.
+    /// `bch2_subvolume_trigger` (transactional only).
+    Subvolume,
+    /// A trigger not implemented here (stripe): refused.  (The snapshot
+    /// trigger only updates in-memory state.)
     Unsupported,
 }
 
@@ -478,6 +509,7 @@ pub fn trigger_kind(ty: u8) -> TriggerKind {
         Some(T::Inode | T::InodeV2 | T::InodeV3) => TriggerKind::Inode,
         Some(T::Alloc | T::AllocV2 | T::AllocV3 | T::AllocV4) => TriggerKind::Alloc,
         Some(T::ReflinkP) => TriggerKind::ReflinkP,
+        Some(T::Subvolume) => TriggerKind::Subvolume,
         Some(T::Stripe) => TriggerKind::Unsupported,
         _ => TriggerKind::None,
     }
@@ -505,6 +537,8 @@ fn run_one(kind: TriggerKind, btree: u8, level: u8, old: Option<KeyView<'_>>, ne
         TriggerKind::Reservation => trigger_reservation(old, new, out),
         TriggerKind::Inode => trigger_inode(old, new, transactional, out),
         TriggerKind::ReflinkP => trigger_reflink_p(old, new, transactional, out),
+        TriggerKind::Subvolume if transactional => trigger_subvolume(old, new, out),
+        TriggerKind::Subvolume => Ok(()),
         TriggerKind::Alloc | TriggerKind::Unsupported => Err(Errno::EOPNOTSUPP),
     }
 }
@@ -513,7 +547,7 @@ fn run_one(kind: TriggerKind, btree: u8, level: u8, old: Option<KeyView<'_>>, ne
 /// to `new` in `btree` at `level`: one call when both have the same
 /// trigger, else the new key's (as an insert) then the old key's (as an
 /// overwrite).  `transactional`: also the updates only the transactional
-/// trigger makes (deleted_inodes).
+/// trigger makes (deleted_inodes, subvolume_children).
 ///
 /// Errors: `EOPNOTSUPP` for alloc keys (use
 /// [`super::background::trigger_alloc`]) and the unsupported triggers
@@ -884,6 +918,12 @@ mod tests {
                 ReflinkRef { start: 100, end: 132, delta: 1, key_pos: pk.p }
             ]
         );
+        // A subvolume under subvolume 1.
+        let sv = crate::format::val::misc::Subvolume { fs_path_parent: 1, snapshot: 5, inode: 4100, ..Default::default() };
+        let svk = Bkey::new(KeyType::Subvolume, Bpos::pos(0, 2), 5);
+        let mut out = DerivedUpdates::new();
+        run_triggers(BtreeId::Subvolumes as u8, 0, None, Some((&svk, &sv.encode())), true, &ctx, &mut out).unwrap();
+        assert_eq!(out.bits[..], [crate::alloc::BitUpdate { btree: BtreeId::SubvolumeChildren, pos: Bpos::pos(1, 2), set: true }]);
         // Stripes are refused.
         let sk = Bkey::new(KeyType::Stripe, Bpos::pos(0, 1), 0);
         assert_eq!(run_triggers(BtreeId::Stripes as u8, 0, None, Some((&sk, &[])), true, &ctx, &mut out), Err(Errno::EOPNOTSUPP));

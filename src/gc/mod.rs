@@ -10,8 +10,8 @@
 //! [`StoredState::read`] collects what a volume holds: `alloc`,
 //! `backpointers`, `accounting` (journal deltas folded in, as the read
 //! side's overlay does), `freespace`, `need_discard`, `lru`,
-//! `bucket_gens`, `rebalance_work`, `deleted_inodes` and the refcounts of
-//! indirect extents.
+//! `bucket_gens`, `rebalance_work`, `deleted_inodes`, `subvolume_children`
+//! and the refcounts of indirect extents.
 //! [`Recomputed::from_scratch`] walks every key of every btree and every
 //! btree node pointer (interior keys and the roots), runs the triggers
 //! with no old key, marks the superblock and journal buckets, and derives
@@ -29,7 +29,7 @@ use crate::alloc::background::{
     alloc_data_type_set, alloc_index_updates, AllocBrief, BucketGens,
 };
 use crate::alloc::buckets::{
-    is_unlinked_inode, mark_dev_sb, mark_metadata_bucket, mark_pointer, run_triggers, trigger_kind, MarkError, TriggerCtx, TriggerKind,
+    is_unlinked_inode, mark_dev_sb, mark_metadata_bucket, mark_pointer, run_triggers, subvolume_children_pos, trigger_kind, MarkError, TriggerCtx, TriggerKind,
 };
 use crate::alloc::{BucketRef, DerivedUpdates, MetaMark};
 use crate::btree::cache::NodePtr;
@@ -69,6 +69,8 @@ pub struct StoredState {
     pub rebalance_work: Vec<Bpos>,
     /// deleted_inodes entries.
     pub deleted_inodes: Vec<Bpos>,
+    /// subvolume_children entries.
+    pub subvolume_children: Vec<Bpos>,
     /// Indirect extents (`reflink_v`, `indirect_inline_data`), sorted:
     /// (first sector, end sector, stored refcount).
     pub reflink: Vec<(u64, u64, u64)>,
@@ -95,6 +97,8 @@ pub struct Recomputed {
     pub rebalance_work: Vec<Bpos>,
     /// See `freespace`.
     pub deleted_inodes: Vec<Bpos>,
+    /// See `freespace`.
+    pub subvolume_children: Vec<Bpos>,
     /// Expected refcount of each of [`StoredState::reflink`]'s keys.
     pub reflink_refcounts: Vec<u64>,
     /// Inconsistencies met while marking (C's fsck errors from
@@ -313,6 +317,7 @@ impl StoredState {
             gens_out_of_range: Vec::new(),
             rebalance_work: Vec::new(),
             deleted_inodes: Vec::new(),
+            subvolume_children: Vec::new(),
             reflink: Vec::new(),
         };
         s.alloc.resize(nb, AllocV4::default())?;
@@ -361,6 +366,7 @@ impl StoredState {
             (BtreeId::Lru, &mut s.lru),
             (BtreeId::RebalanceWork, &mut s.rebalance_work),
             (BtreeId::DeletedInodes, &mut s.deleted_inodes),
+            (BtreeId::SubvolumeChildren, &mut s.subvolume_children),
         ] {
             let mut it = fs.iter(btree, POS_MIN, false);
             while let Some(k) = it.next()? {
@@ -549,6 +555,7 @@ impl Recomputed {
             lru: Vec::new(),
             rebalance_work: Vec::new(),
             deleted_inodes: Vec::new(),
+            subvolume_children: Vec::new(),
             reflink_refcounts: Vec::new(),
             mark_errors: Vec::new(),
             nr_keys: (0, 0),
@@ -600,6 +607,10 @@ impl Recomputed {
                         // entry for each unlinked inode.
                         if kind == TriggerKind::Inode && is_unlinked_inode(Some((&k.k, &k.v))) {
                             upd.bit(BtreeId::DeletedInodes, k.k.p, true)?;
+                        }
+                        // check_subvol(): the subvolume_children entry.
+                        if let Some(p) = subvolume_children_pos(Some((&k.k, &k.v))) {
+                            upd.bit(BtreeId::SubvolumeChildren, p, true)?;
                         }
                         match run_triggers(btree, 0, None, Some((&k.k, &k.v)), false, &ctx, &mut upd) {
                             Err(Errno::EOPNOTSUPP) => push(
@@ -653,6 +664,7 @@ impl Recomputed {
             let list = match b.btree {
                 BtreeId::RebalanceWork => &mut r.rebalance_work,
                 BtreeId::DeletedInodes => &mut r.deleted_inodes,
+                BtreeId::SubvolumeChildren => &mut r.subvolume_children,
                 _ => continue,
             };
             if b.set {
@@ -698,7 +710,7 @@ impl Recomputed {
                 push(list, b.pos)?;
             }
         }
-        for l in [&mut r.freespace, &mut r.need_discard, &mut r.lru, &mut r.rebalance_work, &mut r.deleted_inodes] {
+        for l in [&mut r.freespace, &mut r.need_discard, &mut r.lru, &mut r.rebalance_work, &mut r.deleted_inodes, &mut r.subvolume_children] {
             crate::util::sort::sort(l);
         }
         Ok(r)
@@ -707,7 +719,8 @@ impl Recomputed {
 
 /// Compares `stored` with `recomputed`: every difference, in the order
 /// alloc, backpointers, accounting, freespace, need_discard, lru,
-/// bucket_gens, reflink refcounts, rebalance_work, deleted_inodes;
+/// bucket_gens, reflink refcounts, rebalance_work, deleted_inodes,
+/// subvolume_children;
 /// marking errors first.
 ///
 /// Errors: `ENOMEM`.
@@ -804,6 +817,7 @@ pub fn check(stored: &StoredState, rc: &Recomputed) -> Result<Vec<Mismatch>, Err
     }
     sub_bits(&rc.rebalance_work, &sorted_copy(&stored.rebalance_work)?, BtreeId::RebalanceWork, &mut out)?;
     sub_bits(&rc.deleted_inodes, &sorted_copy(&stored.deleted_inodes)?, BtreeId::DeletedInodes, &mut out)?;
+    sub_bits(&rc.subvolume_children, &sorted_copy(&stored.subvolume_children)?, BtreeId::SubvolumeChildren, &mut out)?;
     Ok(out)
 }
 
