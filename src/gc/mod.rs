@@ -19,7 +19,8 @@
 //! fsck do.  [`check`] lists every difference as a [`Mismatch`].
 //!
 //! Only the device the volume was opened on is walked (`Fs` is
-//! single-device).  Host and kernel: no recursion, the walk keeps an
+//! single-device).  Memory: a 64-byte `alloc_v4` per bucket twice (stored
+//! and recomputed), plus the backpointers and the bucket-indexed entries.  Host and kernel: no recursion, the walk keeps an
 //! explicit stack of at most a few nodes' pointers.
 
 use core::fmt;
@@ -696,6 +697,8 @@ impl Recomputed {
                 continue;
             }
             alloc_index_updates(Bpos::pos(u64::from(dev), b as u64), d.bucket_size, None, &n, &mut idx)?;
+            // Gens are compared from the alloc keys directly.
+            idx.bucket_gens.clear();
         }
         r.accounting.merge(&idx.accounting)?;
         r.accounting.normalize();
