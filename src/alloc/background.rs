@@ -461,6 +461,34 @@ mod tests {
     }
 
     #[test]
+    fn cached_bucket_read_lru_and_invalidate() {
+        let bucket = Bpos::pos(0, 7);
+        let ctx = AllocTriggerCtx { bucket_size: 512, io_time_now: [50, 60], bucket_is_open: false, invalidate: false };
+        let old = AllocV4 { gen: 1, ..Default::default() };
+        let mut new = AllocV4 { gen: 1, cached_sectors: 16, ..Default::default() };
+        let mut out = DerivedUpdates::new();
+        trigger_alloc(bucket, &old, &mut new, &ctx, &mut out).unwrap();
+        assert_eq!((new.data_type, new.io_time[0]), (data_type::CACHED, 50));
+        assert_eq!(
+            bits(&out),
+            [(BtreeId::Freespace, Bpos::pos(0, 7), false), (BtreeId::Lru, lru_pos(0, 7, 50), true)]
+        );
+        // Invalidated: cached sectors dropped, gen bumped, the read LRU
+        // entry goes and the cached replicas counter falls.
+        let before = new;
+        let mut inv = AllocV4 { cached_sectors: 0, ..new };
+        let ctx = AllocTriggerCtx { invalidate: true, ..ctx };
+        let mut out = DerivedUpdates::new();
+        trigger_alloc(bucket, &before, &mut inv, &ctx, &mut out).unwrap();
+        assert_eq!((inv.gen, inv.data_type), (2, data_type::NEED_DISCARD));
+        assert!(bits(&out).contains(&(BtreeId::Lru, lru_pos(0, 7, 50), false)));
+        out.accounting.normalize();
+        let cached = crate::accounting::ReplicasEntry::cached(0);
+        assert_eq!(out.accounting.get(&DiskAccountingPos::Replicas(cached))[0], -16);
+        assert_eq!(out.accounting.get(&DiskAccountingPos::DevDataType { dev: 0, data_type: data_type::CACHED }), [-1, -16, -496]);
+    }
+
+    #[test]
     fn freespace_genbits_and_gens_pos() {
         let a = AllocV4 { gen: 40, oldest_gen: 0, ..Default::default() };
         assert_eq!(alloc_freespace_pos(Bpos::pos(1, 5), &a), Bpos::pos(1, 5 | (2 << 56)));
