@@ -58,6 +58,23 @@ fn recomputed_state_equals_what_c_wrote() {
     assert!(lz4[0] > 0 && lz4[1] > lz4[2], "{lz4:?}");
 }
 
+/// The fresh volume (C initialized it and wrote nothing else): btree,
+/// superblock and journal buckets only, no extents root, and still
+/// everything adds up.
+#[test]
+fn recomputed_state_of_a_fresh_volume_equals_what_c_wrote() {
+    let fs = open("c-fresh.bchimg");
+    let m = check_fs(&fs).unwrap();
+    assert!(m.is_empty(), "c-fresh: {} mismatches:\n{}", m.len(), show(&m));
+    let (s, rc) = state("c-fresh.bchimg");
+    assert!(!s.alloc.iter().any(|a| a.data_type == data_type::USER), "no user data on a fresh volume");
+    for t in [data_type::SB, data_type::JOURNAL, data_type::BTREE] {
+        assert!(s.alloc.iter().any(|a| a.data_type == t), "c-fresh: no bucket of type {t}");
+    }
+    assert_eq!(s.backpointers.len(), rc.backpointers.len());
+    assert!(!s.accounting.is_empty());
+}
+
 #[test]
 fn a_damaged_alloc_key_is_reported_alone() {
     for name in FIXTURES {
