@@ -15,6 +15,9 @@
 #[cfg(not(bch_kernel))]
 extern crate std;
 
+pub mod accounting;
+pub mod alloc;
+pub mod backpointers;
 pub mod bcachefs;
 pub mod btree;
 pub mod checksum;
@@ -22,6 +25,7 @@ pub mod compress;
 pub mod errcode;
 pub mod format;
 pub mod fs_common;
+pub mod gc;
 pub mod journal;
 pub mod opts;
 pub mod platform;

@@ -176,3 +176,22 @@ fn a_tiny_node_cache_still_reads_everything() {
     let opts = OpenOpts { btree_cache_max_bytes: 1, ..OpenOpts::default() };
     check_tree("c-clean-siphash", &opts);
 }
+
+/// A fresh volume (our format, one C mount and unmount, nothing written):
+/// btrees that never got a key, extents among them, have no root on disk.
+/// As in C, a btree without a root is empty, so the volume opens and its
+/// root directory holds lost+found alone.
+#[test]
+fn fresh_volume_opens_with_empty_btrees() {
+    use bcachefs_rs::format::bkey::BtreeId;
+    let r = Reader::open("c-fresh", &OpenOpts::default());
+    assert_eq!(r.fs.root_level(BtreeId::Extents), None, "the fixture should have no extents root");
+    assert!(r.fs.root_level(BtreeId::Inodes).is_some());
+    assert_eq!(r.names("/"), ["lost+found"]);
+    assert_eq!(r.names("/lost+found"), Vec::<String>::new());
+    let mut it = r.fs.iter(BtreeId::Extents, bcachefs_rs::format::bpos::POS_MIN, true);
+    assert!(it.peek().unwrap().is_none(), "an empty btree has no keys");
+    let facts = *r.fs.facts();
+    let st = fs_common::statfs(&r.fs, &facts).unwrap();
+    assert!(st.blocks > 0 && st.bfree > st.blocks / 2, "{st:?}");
+}

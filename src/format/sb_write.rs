@@ -288,6 +288,77 @@ impl SbBuf {
         Ok(())
     }
 
+    /// Removes every field of type `ty` (`bch2_sb_field_delete()`) and
+    /// updates `u64s`.  Fields that run past the end stop the walk; what
+    /// follows them is kept as it is.
+    ///
+    /// Errors: [`AllocError`].
+    pub fn remove_field(&mut self, ty: FieldType) -> Result<(), AllocError> {
+        let mut out: Vec<u8> = Vec::with_capacity(self.b.len())?;
+        out.extend_from_slice(&self.b[..SB_FIXED_BYTES.min(self.b.len())])?;
+        let mut at = SB_FIXED_BYTES;
+        while at + 8 <= self.b.len() {
+            let h = &self.b[at..at + 8];
+            let u64s = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+            let t = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            let end = at.saturating_add(u64s.saturating_mul(8));
+            if u64s == 0 || end > self.b.len() {
+                out.extend_from_slice(&self.b[at..])?;
+                break;
+            }
+            if t != ty as u32 {
+                out.extend_from_slice(&self.b[at..end])?;
+            }
+            at = end;
+        }
+        self.b = out;
+        let total = u32::try_from((self.b.len() - SB_FIXED_BYTES) / 8).map_err(|_| AllocError)?;
+        self.put(off::U64S, &total.to_le_bytes());
+        Ok(())
+    }
+
+    /// Replaces the field of type `ty` with one whose body is `body`
+    /// (`bch2_sb_field_resize()` then a copy).
+    ///
+    /// Errors: [`AllocError`].
+    pub fn set_field(&mut self, ty: FieldType, body: &[u8]) -> Result<(), AllocError> {
+        self.remove_field(ty)?;
+        self.add_field(ty, body)
+    }
+
+    /// Writes every copy of the superblock its layout lists
+    /// (`bch2_write_super()`, one device): `seq` incremented, `offset`
+    /// set and the checksum computed per copy, each zero-padded to whole
+    /// blocks and written with `PREFLUSH|FUA` so that it lands after
+    /// everything written before it.
+    ///
+    /// Errors: `EINVAL` for an unusable layout or checksum type; the
+    /// device's write errors; `ENOMEM`.
+    pub fn write_super<D: crate::platform::BlockDev + ?Sized>(&mut self, dev: &D) -> Result<(), crate::errcode::Errno> {
+        use crate::errcode::Errno;
+        let (offsets, seq, block) = {
+            let sb = Sb::parse(&self.b).map_err(|_| Errno::EINVAL)?;
+            let l = sb.layout();
+            let mut o: Vec<u64> = Vec::new();
+            o.extend_from_slice(l.offsets())?;
+            (o, sb.seq(), usize::from(sb.block_size()).max(1) * SECTOR_SIZE)
+        };
+        if offsets.is_empty() {
+            return Err(Errno::EINVAL);
+        }
+        self.set_seq(seq.wrapping_add(1));
+        for &o in offsets.iter() {
+            self.set_offset(o);
+            self.update_csum().map_err(|_| Errno::EINVAL)?;
+            let mut buf: Vec<u8> = Vec::new();
+            buf.extend_from_slice(&self.b)?;
+            let len = buf.len().next_multiple_of(block);
+            buf.resize(len, 0)?;
+            dev.write_sectors(o, &buf, crate::platform::WriteFlags::FLUSH_FUA)?;
+        }
+        Ok(())
+    }
+
     /// Recomputes and stores the checksum, of the type in
     /// `BCH_SB_CSUM_TYPE` (`csum_vstruct()`).
     ///

@@ -11,7 +11,11 @@
 //! live in [`crate::format::jset`] and [`crate::format::list`], which the
 //! userspace tool shares; this module gathers what an open filesystem keeps.
 
+pub mod reclaim;
 pub mod res;
+pub mod seq_blacklist;
+pub mod types;
+pub mod write;
 
 pub use res::{JournalRes, JournalSink, PinOwner, ResFlags};
 

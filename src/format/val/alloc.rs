@@ -69,6 +69,9 @@ pub mod data_type {
     pub const NEED_GC_GENS: u8 = 8;
     /// `BCH_DATA_need_discard`.
     pub const NEED_DISCARD: u8 = 9;
+    /// `BCH_DATA_unstriped`: only an accounting counter (dirty sectors of
+    /// stripe buckets).
+    pub const UNSTRIPED: u8 = 10;
     /// `BCH_DATA_NR`.
     pub const NR: u8 = 11;
 }
