@@ -1,0 +1,628 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The btree write side on the host: transactions against a model
+//! (ordered map), tiny nodes so that splits, compactions, new roots and
+//! merges happen all the time, every tree re-read from the device with the
+//! read-only reader, extents against a model of sectors, restarts,
+//! concurrency, corrupt nodes.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex as StdMutex;
+
+use bcachefs_rs::btree::cache::NodeSpace;
+use bcachefs_rs::btree::trans::{BtreeGeometry, BtreeNodeAlloc, CommitFlags};
+use bcachefs_rs::btree::{commit_do, lockrestart_do, write_dirty_nodes, BtreeCache, BtreeCtx, BtreeFs, BtreeIter};
+use bcachefs_rs::checksum::CsumType;
+use bcachefs_rs::errcode::{BchError, Errno, Restart};
+use bcachefs_rs::format::bkey::{Bkey, BkeyI, BtreeId, KeyType};
+use bcachefs_rs::format::bpos::{Bpos, POS_MIN};
+use bcachefs_rs::format::btree_node::{bset_magic, BtreeNode, NodeReadOpts};
+use bcachefs_rs::format::jset::EntryType;
+use bcachefs_rs::format::list::FsInfo;
+use bcachefs_rs::format::val::DevInfo;
+use bcachefs_rs::format::version::VERSION_CURRENT;
+use bcachefs_rs::journal::res::{JournalRes, JournalSink, PinOwner, ResFlags};
+use bcachefs_rs::platform::{BlockDev, Vec as PVec, WriteFlags, SECTOR_SIZE};
+use bcachefs_rs::recovery::JournalKeys;
+use proptest::prelude::*;
+
+const BUCKET: u32 = 256;
+const NBUCKETS: u64 = 512;
+const UUID: [u8; 16] = [7; 16];
+
+/// An in-memory device.
+struct MemDev(StdMutex<Vec<u8>>);
+
+impl BlockDev for MemDev {
+    fn name(&self) -> &str {
+        "mem"
+    }
+    fn nr_sectors(&self) -> u64 {
+        (self.0.lock().unwrap().len() / SECTOR_SIZE) as u64
+    }
+    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let d = self.0.lock().unwrap();
+        let s = sector as usize * SECTOR_SIZE;
+        buf.copy_from_slice(d.get(s..s + buf.len()).ok_or(Errno::EIO)?);
+        Ok(())
+    }
+    fn write_sectors(&self, sector: u64, buf: &[u8], _f: WriteFlags) -> Result<(), Errno> {
+        let mut d = self.0.lock().unwrap();
+        let s = sector as usize * SECTOR_SIZE;
+        d.get_mut(s..s + buf.len()).ok_or(Errno::EIO)?.copy_from_slice(buf);
+        Ok(())
+    }
+}
+
+/// A journal that records entries and pins.
+#[derive(Default)]
+struct MemJournal {
+    seq: AtomicU64,
+    entries: StdMutex<Vec<(u64, u8, u8, u8, Vec<u8>)>>,
+    pins: StdMutex<BTreeMap<u64, i64>>,
+    open_res: AtomicU64,
+    /// Nonblocking reservations to refuse.
+    refuse_nonblock: AtomicU32,
+}
+
+impl MemJournal {
+    fn new() -> Self {
+        MemJournal { seq: AtomicU64::new(1), ..Default::default() }
+    }
+    fn pins_held(&self) -> i64 {
+        self.pins.lock().unwrap().values().sum()
+    }
+}
+
+impl JournalSink for MemJournal {
+    fn res_get(&self, u64s: u32, flags: ResFlags) -> Result<JournalRes, BchError> {
+        if flags.nonblock && self.refuse_nonblock.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1)).is_ok() {
+            return Err(BchError::Restart(Restart::JournalResGet));
+        }
+        self.open_res.fetch_add(1, Relaxed);
+        let seq = self.seq.fetch_add(1, Relaxed);
+        Ok(JournalRes { seq, offset_u64s: 0, u64s, idx: 0 })
+    }
+    fn res_add_entry(&self, res: &mut JournalRes, ty: u8, btree: u8, level: u8, data: &[u8]) -> Result<(), Errno> {
+        let need = 1 + data.len() as u32 / 8;
+        if data.len() % 8 != 0 || need > res.u64s {
+            return Err(Errno::EINVAL);
+        }
+        res.u64s -= need;
+        self.entries.lock().unwrap().push((res.seq, ty, btree, level, data.to_vec()));
+        Ok(())
+    }
+    fn res_put(&self, _res: JournalRes) {
+        self.open_res.fetch_sub(1, Relaxed);
+    }
+    fn pin_get(&self, seq: u64, _owner: PinOwner) {
+        *self.pins.lock().unwrap().entry(seq).or_default() += 1;
+    }
+    fn pin_put(&self, seq: u64, _owner: PinOwner) {
+        let mut p = self.pins.lock().unwrap();
+        let e = p.entry(seq).or_default();
+        *e -= 1;
+        assert!(*e >= 0, "pin {seq} put more than taken");
+    }
+    fn flush_seq(&self, _seq: u64) -> Result<(), Errno> {
+        Ok(())
+    }
+    fn cur_seq(&self) -> u64 {
+        self.seq.load(Relaxed)
+    }
+}
+
+/// A bump allocator that reuses freed nodes.
+struct BumpAlloc {
+    next: AtomicU64,
+    end: u64,
+    free: StdMutex<Vec<u64>>,
+    frees: AtomicU64,
+}
+
+impl BtreeNodeAlloc for BumpAlloc {
+    fn alloc(&self, sectors: u32) -> Result<NodeSpace, Errno> {
+        if let Some(s) = self.free.lock().unwrap().pop() {
+            return Ok(NodeSpace { dev: 0, offset: s, gen: 0 });
+        }
+        let s = self.next.fetch_add(u64::from(sectors), Relaxed);
+        if s + u64::from(sectors) > self.end {
+            return Err(Errno::ENOSPC);
+        }
+        Ok(NodeSpace { dev: 0, offset: s, gen: 0 })
+    }
+    fn free(&self, space: NodeSpace, _journal_seq: u64) {
+        self.frees.fetch_add(1, Relaxed);
+        self.free.lock().unwrap().push(space.offset);
+    }
+}
+
+struct Harness {
+    dev: MemDev,
+    info: FsInfo,
+    cache: BtreeCache,
+    journal: MemJournal,
+    alloc: BumpAlloc,
+}
+
+impl Harness {
+    fn new(node_bytes: u32, block_bytes: u32) -> Self {
+        let mut devs = PVec::new();
+        devs.push(Some(DevInfo { bucket_size: BUCKET, first_bucket: 1, nbuckets: NBUCKETS, durability: 1, failed: false }))
+            .unwrap();
+        let info = FsInfo {
+            uuid: UUID,
+            block_bytes,
+            node_bytes,
+            dev_idx: 0,
+            devs,
+            journal_buckets: PVec::new(),
+            blacklist: PVec::new(),
+            clean: PVec::new(),
+        };
+        let size = (NBUCKETS * u64::from(BUCKET)) as usize * SECTOR_SIZE;
+        Harness {
+            dev: MemDev(StdMutex::new(vec![0u8; size])),
+            info,
+            cache: BtreeCache::new(64 << 20).unwrap(),
+            journal: MemJournal::new(),
+            alloc: BumpAlloc {
+                next: AtomicU64::new(u64::from(BUCKET)),
+                end: NBUCKETS * u64::from(BUCKET),
+                free: StdMutex::new(Vec::new()),
+                frees: AtomicU64::new(0),
+            },
+        }
+    }
+
+    fn fs(&self) -> BtreeFs<'_> {
+        let geo = BtreeGeometry::from_info(&self.info, CsumType::Crc32c, VERSION_CURRENT);
+        let roots: Vec<Option<bcachefs_rs::format::list::Root>> = vec![None; bcachefs_rs::journal::NR_BTREES];
+        BtreeFs::new(&self.dev, &self.info, &self.cache, &self.journal, &self.alloc, geo, &roots).unwrap()
+    }
+}
+
+/// Every key of `btree`, read back from the device by the read-only
+/// reader (fresh cache) after writing every dirty node.
+fn reread(h: &Harness, fs: &BtreeFs<'_>, btree: BtreeId) -> Vec<(Bpos, u8, u32, Vec<u8>)> {
+    write_dirty_nodes(fs).unwrap();
+    let roots = fs.roots().unwrap();
+    let cache = BtreeCache::new(1 << 20).unwrap();
+    let keys = JournalKeys::empty();
+    let c = BtreeCtx { dev: &h.dev, info: &h.info, cache: &cache, roots: &roots, keys: &keys };
+    let mut it = BtreeIter::new(c, btree, POS_MIN, false);
+    let mut out = Vec::new();
+    while let Some(k) = it.next().unwrap() {
+        out.push((k.k.p, k.k.key_type, k.k.size, k.v.to_vec()));
+    }
+    out
+}
+
+/// Every key of `btree` through a transaction's iterator.
+fn scan(fs: &BtreeFs<'_>, btree: BtreeId) -> Vec<(Bpos, Vec<u8>)> {
+    lockrestart_do(fs, |t| {
+        let it = t.iter(btree, POS_MIN, false)?;
+        let mut v = Vec::new();
+        while let Some(k) = t.iter_next(it)? {
+            v.push((k.k.p, k.v.to_vec()));
+        }
+        Ok(v)
+    })
+    .unwrap()
+}
+
+fn cookie(pos: Bpos, tag: u64, extra_u64s: usize) -> BkeyI {
+    let mut v = PVec::new();
+    v.extend_from_slice(&tag.to_le_bytes()).unwrap();
+    for i in 0..extra_u64s {
+        v.extend_from_slice(&(tag ^ i as u64).to_le_bytes()).unwrap();
+    }
+    BkeyI { k: Bkey::new(KeyType::Cookie, pos, 1 + extra_u64s), v }
+}
+
+fn xpos(i: u64) -> Bpos {
+    Bpos::new(1 + i / 100, (i % 100) * 7, 1)
+}
+
+type Model = BTreeMap<Bpos, Vec<u8>>;
+
+fn check_against_model(h: &Harness, fs: &BtreeFs<'_>, model: &Model) {
+    let got = scan(fs, BtreeId::Xattrs);
+    let want: Vec<(Bpos, Vec<u8>)> = model.iter().map(|(p, v)| (*p, v.clone())).collect();
+    assert_eq!(got, want, "transaction iterator disagrees with the model");
+    let disk: Vec<(Bpos, Vec<u8>)> = reread(h, fs, BtreeId::Xattrs).into_iter().map(|(p, _, _, v)| (p, v)).collect();
+    assert_eq!(disk, want, "tree re-read from the device disagrees with the model");
+    assert_eq!(h.journal.pins_held(), 0, "every pin is released once the nodes are written");
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Set(u64, u64, usize),
+    Del(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u64..600, any::<u64>(), 0usize..4).prop_map(|(i, t, x)| Op::Set(i, t, x)),
+        2 => (0u64..600).prop_map(Op::Del),
+    ]
+}
+
+fn run_ops(h: &Harness, fs: &BtreeFs<'_>, txs: &[Vec<Op>], model: &mut Model, check_every: usize) {
+    for (n, tx) in txs.iter().enumerate() {
+        commit_do(fs, CommitFlags::default(), |t| {
+            for o in tx {
+                match *o {
+                    Op::Set(i, tag, x) => t.update(BtreeId::Xattrs, cookie(xpos(i), tag, x))?,
+                    Op::Del(i) => t.delete(BtreeId::Xattrs, xpos(i))?,
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+        for o in tx {
+            match *o {
+                Op::Set(i, tag, x) => {
+                    model.insert(xpos(i), cookie(xpos(i), tag, x).v.to_vec());
+                }
+                Op::Del(i) => {
+                    model.remove(&xpos(i));
+                }
+            }
+        }
+        if check_every != 0 && n % check_every == check_every - 1 {
+            check_against_model(h, fs, model);
+        }
+    }
+    check_against_model(h, fs, model);
+}
+
+#[test]
+fn first_insert_makes_the_fake_root_real() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    assert!(fs.root(BtreeId::Xattrs as u8).is_none());
+    assert!(scan(&fs, BtreeId::Xattrs).is_empty());
+    commit_do(&fs, CommitFlags::default(), |t| t.update(BtreeId::Xattrs, cookie(xpos(3), 33, 0))).unwrap();
+    let root = fs.root(BtreeId::Xattrs as u8).expect("a real root after the first insert");
+    assert_eq!(root.level, 0);
+    let e = h.journal.entries.lock().unwrap();
+    assert!(e.iter().any(|x| x.1 == EntryType::BtreeRoot as u8 && x.2 == BtreeId::Xattrs as u8));
+    assert!(e.iter().any(|x| x.1 == EntryType::BtreeKeys as u8 && x.3 == 0));
+    drop(e);
+    let mut model = Model::new();
+    model.insert(xpos(3), cookie(xpos(3), 33, 0).v.to_vec());
+    check_against_model(&h, &fs, &model);
+}
+
+#[test]
+fn sequential_inserts_split_grow_new_roots_and_reread() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    let mut model = Model::new();
+    let txs: Vec<Vec<Op>> = (0..3000).map(|i| vec![Op::Set(i, i * 3, (i % 3) as usize)]).collect();
+    run_ops(&h, &fs, &txs, &mut model, 397);
+    let s = &fs.stats;
+    assert!(s.splits.load(Relaxed) > 10, "splits {}", s.splits.load(Relaxed));
+    assert!(s.new_roots.load(Relaxed) >= 2, "the tree grew at least two levels");
+    assert!(fs.root(BtreeId::Xattrs as u8).unwrap().level >= 2);
+    // Delete most: merges.
+    let dels: Vec<Vec<Op>> = (0..3000).filter(|i| i % 10 != 0).map(|i| vec![Op::Del(i)]).collect();
+    run_ops(&h, &fs, &dels, &mut model, 531);
+    assert!(s.merges.load(Relaxed) > 5, "merges {}", s.merges.load(Relaxed));
+    assert_eq!(h.journal.open_res.load(Relaxed), 0);
+}
+
+#[test]
+fn node_with_several_bsets_reads_back_merged() {
+    let h = Harness::new(64 * 1024, 512);
+    let fs = h.fs();
+    let mut model = Model::new();
+    let txs: Vec<Vec<Op>> = (0..20).map(|i| vec![Op::Set(i, i, 0)]).collect();
+    run_ops(&h, &fs, &txs, &mut model, 0);
+    // Later writes append bsets: replace, delete, insert.
+    let more = vec![vec![Op::Set(3, 999, 2), Op::Del(5), Op::Set(50, 5, 1)], vec![Op::Del(0), Op::Set(60, 6, 0)]];
+    run_ops(&h, &fs, &more[..1], &mut model, 0);
+    run_ops(&h, &fs, &more[1..], &mut model, 0);
+    let root = fs.root(BtreeId::Xattrs as u8).unwrap();
+    assert_eq!(root.level, 0, "one leaf");
+    let sector = bcachefs_rs::format::val::extent::ExtentPtr::decode(u64::from_le_bytes(root.val[40..48].try_into().unwrap())).offset;
+    let mut buf = vec![0u8; 64 * 1024];
+    h.dev.read_sectors(sector, &mut buf).unwrap();
+    let o = NodeReadOpts {
+        bset_magic: bset_magic(&UUID),
+        block_bytes: 512,
+        node_bytes: 64 * 1024,
+        expect: None,
+        journal_blacklist: &[],
+        verify_csum: true,
+    };
+    let n = BtreeNode::read(&buf, &o).unwrap();
+    // The fake root became an empty written node, then three appends.
+    assert_eq!(n.bsets.len(), 4, "first write, then three appended bsets");
+    assert!(n.bsets[1].header.offset() > 0);
+    let f = *n.format();
+    let got: Vec<Bpos> = n.sorted().unwrap().iter(&n).map(|k| k.unpack(&f).p).collect();
+    assert_eq!(got, model.keys().copied().collect::<Vec<_>>());
+    // The whiteouts are in the last two bsets, one each.
+    for b in [2, 3] {
+        assert_eq!(n.bset_keys(b).filter(|k| k.is_deleted()).count(), 1);
+    }
+    assert_eq!(n.bset_keys(1).count(), 20);
+}
+
+#[test]
+fn iterators_walk_both_ways() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    let mut model = Model::new();
+    let txs: Vec<Vec<Op>> = (0..300).map(|i| vec![Op::Set((i * 37) % 600, i, 0)]).collect();
+    run_ops(&h, &fs, &txs, &mut model, 0);
+    for probe in (0..650).step_by(13) {
+        let pos = xpos(probe);
+        let (next, prev) = lockrestart_do(&fs, |t| {
+            let it = t.iter(BtreeId::Xattrs, pos, false)?;
+            let n = t.iter_peek(it)?.map(|k| k.k.p);
+            t.iter_set_pos(it, pos);
+            let p = t.iter_prev(it)?.map(|k| k.k.p);
+            Ok((n, p))
+        })
+        .unwrap();
+        assert_eq!(next, model.range(pos..).next().map(|(p, _)| *p));
+        assert_eq!(prev, model.range(..pos).next_back().map(|(p, _)| *p));
+    }
+    // Backwards over everything.
+    let back = lockrestart_do(&fs, |t| {
+        let it = t.iter(BtreeId::Xattrs, Bpos::new(u64::MAX, 0, 0), false)?;
+        let mut v = Vec::new();
+        while let Some(k) = t.iter_prev(it)? {
+            v.push(k.k.p);
+        }
+        Ok(v)
+    })
+    .unwrap();
+    assert_eq!(back, model.keys().rev().copied().collect::<Vec<_>>());
+}
+
+#[test]
+fn injected_restarts_are_retried() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    let mut model = Model::new();
+    fs.inject_restarts(50);
+    h.journal.refuse_nonblock.store(30, Relaxed);
+    let txs: Vec<Vec<Op>> = (0..120).map(|i| vec![Op::Set(i, i, 1), Op::Del(i / 2)]).collect();
+    let mut calls = 0;
+    for tx in &txs {
+        commit_do(&fs, CommitFlags::default(), |t| {
+            calls += 1;
+            for o in tx {
+                match *o {
+                    Op::Set(i, tag, x) => t.update(BtreeId::Xattrs, cookie(xpos(i), tag, x))?,
+                    Op::Del(i) => t.delete(BtreeId::Xattrs, xpos(i))?,
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+        for o in tx {
+            match *o {
+                Op::Set(i, tag, x) => {
+                    model.insert(xpos(i), cookie(xpos(i), tag, x).v.to_vec());
+                }
+                Op::Del(i) => {
+                    model.remove(&xpos(i));
+                }
+            }
+        }
+    }
+    assert!(calls >= 120 + 50 + 30, "every injected restart ran the body again ({calls})");
+    assert!(fs.stats.restarts.load(Relaxed) >= 80);
+    check_against_model(&h, &fs, &model);
+    // An errno is returned, not retried.
+    let r = commit_do(&fs, CommitFlags::default(), |_| Err::<(), _>(BchError::Errno(Errno::EEXIST)));
+    assert_eq!(r, Err(Errno::EEXIST));
+}
+
+#[test]
+fn two_threads_increment_counters_without_lost_updates() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    const N: u64 = 300;
+    std::thread::scope(|s| {
+        for th in 0..2u64 {
+            let fs = &fs;
+            s.spawn(move || {
+                for i in 0..N {
+                    // A shared counter (read-modify-write) and a private key.
+                    let ctr = xpos(i % 7);
+                    commit_do(fs, CommitFlags::default(), |t| {
+                        let old = t.get(BtreeId::Xattrs, ctr)?.map_or(0, |k| u64::from_le_bytes(k.v[..8].try_into().unwrap()));
+                        t.update(BtreeId::Xattrs, cookie(ctr, old + 1, 0))?;
+                        t.update(BtreeId::Xattrs, cookie(xpos(100 + th * 1000 + i), i, (i % 3) as usize))?;
+                        Ok(())
+                    })
+                    .unwrap();
+                }
+            });
+        }
+    });
+    let all = scan(&fs, BtreeId::Xattrs);
+    let total: u64 = (0..7).map(|c| all.iter().find(|(p, _)| *p == xpos(c)).map_or(0, |(_, v)| u64::from_le_bytes(v[..8].try_into().unwrap()))).sum();
+    assert_eq!(total, 2 * N, "no increment lost");
+    assert_eq!(all.len() as u64, 7 + 2 * N);
+    let disk = reread(&h, &fs, BtreeId::Xattrs);
+    assert_eq!(disk.len(), all.len());
+    assert_eq!(h.journal.pins_held(), 0);
+}
+
+#[test]
+fn node_rewrite_moves_a_node_and_keeps_its_keys() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    let mut model = Model::new();
+    let txs: Vec<Vec<Op>> = (0..100).map(|i| vec![Op::Set(i, i, 0)]).collect();
+    run_ops(&h, &fs, &txs, &mut model, 0);
+    let before = fs.stats.compacts.load(Relaxed);
+    let frees = h.alloc.frees.load(Relaxed);
+    lockrestart_do(&fs, |t| t.node_rewrite(BtreeId::Xattrs as u8, 0, xpos(50))).unwrap();
+    assert_eq!(fs.stats.compacts.load(Relaxed), before + 1);
+    assert_eq!(h.alloc.frees.load(Relaxed), frees + 1);
+    check_against_model(&h, &fs, &model);
+    // The interior change went through the journal at level 1.
+    assert!(h.journal.entries.lock().unwrap().iter().any(|e| e.1 == EntryType::BtreeKeys as u8 && e.3 == 1));
+}
+
+#[test]
+fn printers_show_state() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    commit_do(&fs, CommitFlags::default(), |t| t.update(BtreeId::Xattrs, cookie(xpos(1), 1, 0))).unwrap();
+    let mut t = bcachefs_rs::btree::BtreeTrans::new(&fs);
+    t.update(BtreeId::Xattrs, cookie(xpos(2), 2, 0)).unwrap();
+    let mut s = String::new();
+    t.updates_to_text(&mut s).unwrap();
+    assert!(s.contains("update: btree=xattrs l=0 u64s 6 type cookie 1:14:1"), "{s}");
+    let it = t.iter(BtreeId::Xattrs, xpos(1), true).unwrap();
+    t.iter_peek(it).unwrap();
+    let mut p = String::new();
+    t.paths_to_text(&mut p).unwrap();
+    assert!(p.contains("btree=xattrs l=0 pos 1:7:1 locks_want 1") && p.contains("l=0 intent"), "{p}");
+    let nodes = h.cache.nodes_with(bcachefs_rs::btree::cache::flags::DIRTY).unwrap();
+    let n = format!("{}", nodes[0]);
+    assert!(n.contains("btree xattrs level 0") && n.contains("dirty,root"), "{n}");
+}
+
+#[test]
+fn bad_node_bytes_are_errors_not_panics() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    let mut model = Model::new();
+    let txs: Vec<Vec<Op>> = (0..200).map(|i| vec![Op::Set(i, i, 1)]).collect();
+    run_ops(&h, &fs, &txs, &mut model, 0);
+    let roots = fs.roots().unwrap();
+    // Flip bytes all over the written nodes; a fresh write side must
+    // return errors (or the right keys), never panic.
+    let mut seed = 0x1234_5678u64;
+    for round in 0..40 {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let at = (u64::from(BUCKET) * SECTOR_SIZE as u64 + (seed >> 20) % (64 * 4096)) as usize;
+        let saved = h.dev.0.lock().unwrap()[at];
+        h.dev.0.lock().unwrap()[at] ^= 1 << (round % 8);
+        let cache = BtreeCache::new(1 << 20).unwrap();
+        let geo = BtreeGeometry::from_info(&h.info, CsumType::Crc32c, VERSION_CURRENT);
+        let fs2 = BtreeFs::new(&h.dev, &h.info, &cache, &h.journal, &h.alloc, geo, &roots).unwrap();
+        let r = lockrestart_do(&fs2, |t| {
+            let it = t.iter(BtreeId::Xattrs, POS_MIN, false)?;
+            let mut n = 0;
+            while t.iter_next(it)?.is_some() {
+                n += 1;
+            }
+            Ok(n)
+        });
+        match r {
+            Ok(n) => assert_eq!(n, model.len()),
+            Err(e) => assert!(e == Errno::EIO || e == Errno::EUCLEAN, "{e}"),
+        }
+        h.dev.0.lock().unwrap()[at] = saved;
+    }
+}
+
+/// Extents: a model of which tag covers each sector of a few inodes.
+fn resv(inode: u64, start: u64, end: u64, tag: u32) -> BkeyI {
+    let mut v = PVec::new();
+    v.extend_from_slice(&tag.to_le_bytes()).unwrap();
+    v.extend_from_slice(&[1, 0, 0, 0]).unwrap();
+    let mut k = Bkey::new(KeyType::Reservation, Bpos::new(inode, end, u32::MAX), 1);
+    k.size = (end - start) as u32;
+    BkeyI { k, v }
+}
+
+fn extent_model_check(h: &Harness, fs: &BtreeFs<'_>, model: &BTreeMap<(u64, u64), u32>) {
+    let disk = reread(h, fs, BtreeId::Extents);
+    let mut got = BTreeMap::new();
+    let mut last_end: BTreeMap<u64, u64> = BTreeMap::new();
+    for (p, ty, size, v) in disk {
+        assert_eq!(ty, KeyType::Reservation as u8);
+        let start = p.offset - u64::from(size);
+        let le = last_end.entry(p.inode).or_insert(0);
+        assert!(start >= *le, "extents overlap at {p}");
+        *le = p.offset;
+        let tag = u32::from_le_bytes(v[..4].try_into().unwrap());
+        for s in start..p.offset {
+            got.insert((p.inode, s), tag);
+        }
+    }
+    assert_eq!(&got, model);
+}
+
+#[test]
+fn extent_overwrite_cases() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    let mut model = BTreeMap::new();
+    let put = |s: u64, e: u64, tag: u32, model: &mut BTreeMap<(u64, u64), u32>| {
+        commit_do(&fs, CommitFlags::default(), |t| t.update(BtreeId::Extents, resv(5, s, e, tag))).unwrap();
+        for x in s..e {
+            model.insert((5, x), tag);
+        }
+    };
+    put(0, 100, 1, &mut model);
+    put(50, 150, 2, &mut model); // back of 1 overwritten
+    put(20, 30, 3, &mut model); // middle of 1: split
+    put(140, 200, 4, &mut model); // front of 2... back of 2 trimmed
+    put(0, 25, 5, &mut model); // front of 1 and 3
+    put(0, 300, 6, &mut model); // everything
+    put(10, 11, 7, &mut model);
+    extent_model_check(&h, &fs, &model);
+    // Range deletion.
+    let mut del = resv(5, 5, 50, 0);
+    del.k.key_type = KeyType::Deleted as u8;
+    del.v = PVec::new();
+    del.k.u64s = 5;
+    commit_do(&fs, CommitFlags::default(), |t| t.update(BtreeId::Extents, BkeyI { k: del.k, v: PVec::new() })).unwrap();
+    for x in 5..50 {
+        model.remove(&(5, x));
+    }
+    extent_model_check(&h, &fs, &model);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_transactions_match_model(txs in proptest::collection::vec(proptest::collection::vec(op(), 1..6), 1..250)) {
+        let h = Harness::new(4096, 512);
+        let fs = h.fs();
+        let mut model = Model::new();
+        run_ops(&h, &fs, &txs, &mut model, 40);
+        prop_assert_eq!(h.journal.open_res.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn random_extents_match_model(ops in proptest::collection::vec((0u64..3, 0u64..400, 1u64..120, any::<bool>()), 1..120)) {
+        let h = Harness::new(4096, 512);
+        let fs = h.fs();
+        let mut model = BTreeMap::new();
+        for (n, &(inode, s, len, del)) in ops.iter().enumerate() {
+            let e = s + len;
+            let tag = n as u32 + 1;
+            commit_do(&fs, CommitFlags::default(), |t| {
+                if del {
+                    let mut k = Bkey::new(KeyType::Deleted, Bpos::new(inode, e, u32::MAX), 0);
+                    k.size = len as u32;
+                    t.update(BtreeId::Extents, BkeyI { k, v: PVec::new() })
+                } else {
+                    t.update(BtreeId::Extents, resv(inode, s, e, tag))
+                }
+            }).unwrap();
+            for x in s..e {
+                if del { model.remove(&(inode, x)); } else { model.insert((inode, x), tag); }
+            }
+            if n % 30 == 29 {
+                extent_model_check(&h, &fs, &model);
+            }
+        }
+        extent_model_check(&h, &fs, &model);
+    }
+}
