@@ -449,6 +449,7 @@ fn two_threads_increment_counters_without_lost_updates() {
     });
     let all = scan(&fs, BtreeId::Xattrs);
     let total: u64 = (0..7).map(|c| all.iter().find(|(p, _)| *p == xpos(c)).map_or(0, |(_, v)| u64::from_le_bytes(v[..8].try_into().unwrap()))).sum();
+    eprintln!("restarts {} commits {}", fs.stats.restarts.load(Relaxed), fs.stats.commits.load(Relaxed));
     assert_eq!(total, 2 * N, "no increment lost");
     assert_eq!(all.len() as u64, 7 + 2 * N);
     let disk = reread(&h, &fs, BtreeId::Xattrs);
@@ -624,5 +625,61 @@ proptest! {
             }
         }
         extent_model_check(&h, &fs, &model);
+    }
+}
+
+#[test]
+fn mixed_workload_exercises_every_interior_update() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    let mut model = Model::new();
+    let mut seed = 0x9e37_79b9u64;
+    let mut rnd = |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for round in 0..3000u64 {
+        // Grow for a while, then shrink, then grow again.
+        let del_weight = if (round / 1000) % 2 == 1 { 8 } else { 3 };
+        let tx: Vec<Op> = (0..1 + rnd(5))
+            .map(|_| if rnd(10) < del_weight { Op::Del(rnd(1500)) } else { Op::Set(rnd(1500), rnd(1 << 40), rnd(4) as usize) })
+            .collect();
+        run_ops_quiet(&fs, &tx, &mut model);
+        if round % 7 == 6 {
+            write_dirty_nodes(&fs).unwrap();
+        }
+        if round % 250 == 249 {
+            check_against_model(&h, &fs, &model);
+        }
+    }
+    check_against_model(&h, &fs, &model);
+    let s = &fs.stats;
+    let (sp, co, me, nr) =
+        (s.splits.load(Relaxed), s.compacts.load(Relaxed), s.merges.load(Relaxed), s.new_roots.load(Relaxed));
+    eprintln!("splits {sp} compacts {co} merges {me} new roots {nr} writes {}", s.node_writes.load(Relaxed));
+    assert!(sp > 20 && co > 20 && me > 10 && nr >= 1, "splits {sp} compacts {co} merges {me} new roots {nr}");
+    assert!(s.node_writes.load(Relaxed) > 500);
+}
+
+fn run_ops_quiet(fs: &BtreeFs<'_>, tx: &[Op], model: &mut Model) {
+    commit_do(fs, CommitFlags::default(), |t| {
+        for o in tx {
+            match *o {
+                Op::Set(i, tag, x) => t.update(BtreeId::Xattrs, cookie(xpos(i), tag, x))?,
+                Op::Del(i) => t.delete(BtreeId::Xattrs, xpos(i))?,
+            }
+        }
+        Ok(())
+    })
+    .unwrap();
+    for o in tx {
+        match *o {
+            Op::Set(i, tag, x) => {
+                model.insert(xpos(i), cookie(xpos(i), tag, x).v.to_vec());
+            }
+            Op::Del(i) => {
+                model.remove(&xpos(i));
+            }
+        }
     }
 }
