@@ -54,11 +54,14 @@ impl BlockDev for MemDev {
     }
 }
 
+/// A recorded journal entry: (seq, type, btree, level, payload).
+type Entry = (u64, u8, u8, u8, Vec<u8>);
+
 /// A journal that records entries and pins.
 #[derive(Default)]
 struct MemJournal {
     seq: AtomicU64,
-    entries: StdMutex<Vec<(u64, u8, u8, u8, Vec<u8>)>>,
+    entries: StdMutex<Vec<Entry>>,
     pins: StdMutex<BTreeMap<u64, i64>>,
     open_res: AtomicU64,
     /// Nonblocking reservations to refuse.
@@ -321,7 +324,7 @@ fn node_with_several_bsets_reads_back_merged() {
     let txs: Vec<Vec<Op>> = (0..20).map(|i| vec![Op::Set(i, i, 0)]).collect();
     run_ops(&h, &fs, &txs, &mut model, 0);
     // Later writes append bsets: replace, delete, insert.
-    let more = vec![vec![Op::Set(3, 999, 2), Op::Del(5), Op::Set(50, 5, 1)], vec![Op::Del(0), Op::Set(60, 6, 0)]];
+    let more = [vec![Op::Set(3, 999, 2), Op::Del(5), Op::Set(50, 5, 1)], vec![Op::Del(0), Op::Set(60, 6, 0)]];
     run_ops(&h, &fs, &more[..1], &mut model, 0);
     run_ops(&h, &fs, &more[1..], &mut model, 0);
     let root = fs.root(BtreeId::Xattrs as u8).unwrap();

@@ -86,7 +86,7 @@ impl BtreeTrans<'_> {
             return;
         }
         for j in 0..ord.len() {
-            let last = ord.get(j + 1).is_none_or(|nx| (nx.0, nx.1, nx.2) != (ord[j].0, ord[j].1, ord[j].2));
+            let last = ord.get(j + 1).map_or(true, |nx| (nx.0, nx.1, nx.2) != (ord[j].0, ord[j].1, ord[j].2));
             if last {
                 let _ = keep.push(ord[j].3);
             }
