@@ -6,14 +6,13 @@
 //! concurrency, corrupt nodes.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::Mutex as StdMutex;
+use std::sync::atomic::Ordering::Relaxed;
 
-use bcachefs_rs::btree::cache::NodeSpace;
-use bcachefs_rs::btree::trans::{BtreeGeometry, BtreeNodeAlloc, CommitFlags};
+use bcachefs_rs::btree::testing::{BumpAlloc, MemDev, MemJournal};
+use bcachefs_rs::btree::trans::{BtreeGeometry, CommitFlags};
 use bcachefs_rs::btree::{commit_do, lockrestart_do, write_dirty_nodes, BtreeCache, BtreeCtx, BtreeFs, BtreeIter};
 use bcachefs_rs::checksum::CsumType;
-use bcachefs_rs::errcode::{BchError, Errno, Restart};
+use bcachefs_rs::errcode::{BchError, Errno};
 use bcachefs_rs::format::bkey::{Bkey, BkeyI, BtreeId, KeyType};
 use bcachefs_rs::format::bpos::{Bpos, POS_MIN};
 use bcachefs_rs::format::btree_node::{bset_magic, BtreeNode, NodeReadOpts};
@@ -21,124 +20,13 @@ use bcachefs_rs::format::jset::EntryType;
 use bcachefs_rs::format::list::FsInfo;
 use bcachefs_rs::format::val::DevInfo;
 use bcachefs_rs::format::version::VERSION_CURRENT;
-use bcachefs_rs::journal::res::{JournalRes, JournalSink, PinOwner, ResFlags};
-use bcachefs_rs::platform::{BlockDev, Vec as PVec, WriteFlags, SECTOR_SIZE};
+use bcachefs_rs::platform::{BlockDev, Vec as PVec, SECTOR_SIZE};
 use bcachefs_rs::recovery::JournalKeys;
 use proptest::prelude::*;
 
 const BUCKET: u32 = 256;
 const NBUCKETS: u64 = 512;
 const UUID: [u8; 16] = [7; 16];
-
-/// An in-memory device.
-struct MemDev(StdMutex<Vec<u8>>);
-
-impl BlockDev for MemDev {
-    fn name(&self) -> &str {
-        "mem"
-    }
-    fn nr_sectors(&self) -> u64 {
-        (self.0.lock().unwrap().len() / SECTOR_SIZE) as u64
-    }
-    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        let d = self.0.lock().unwrap();
-        let s = sector as usize * SECTOR_SIZE;
-        buf.copy_from_slice(d.get(s..s + buf.len()).ok_or(Errno::EIO)?);
-        Ok(())
-    }
-    fn write_sectors(&self, sector: u64, buf: &[u8], _f: WriteFlags) -> Result<(), Errno> {
-        let mut d = self.0.lock().unwrap();
-        let s = sector as usize * SECTOR_SIZE;
-        d.get_mut(s..s + buf.len()).ok_or(Errno::EIO)?.copy_from_slice(buf);
-        Ok(())
-    }
-}
-
-/// A recorded journal entry: (seq, type, btree, level, payload).
-type Entry = (u64, u8, u8, u8, Vec<u8>);
-
-/// A journal that records entries and pins.
-#[derive(Default)]
-struct MemJournal {
-    seq: AtomicU64,
-    entries: StdMutex<Vec<Entry>>,
-    pins: StdMutex<BTreeMap<u64, i64>>,
-    open_res: AtomicU64,
-    /// Nonblocking reservations to refuse.
-    refuse_nonblock: AtomicU32,
-}
-
-impl MemJournal {
-    fn new() -> Self {
-        MemJournal { seq: AtomicU64::new(1), ..Default::default() }
-    }
-    fn pins_held(&self) -> i64 {
-        self.pins.lock().unwrap().values().sum()
-    }
-}
-
-impl JournalSink for MemJournal {
-    fn res_get(&self, u64s: u32, flags: ResFlags) -> Result<JournalRes, BchError> {
-        if flags.nonblock && self.refuse_nonblock.fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1)).is_ok() {
-            return Err(BchError::Restart(Restart::JournalResGet));
-        }
-        self.open_res.fetch_add(1, Relaxed);
-        let seq = self.seq.fetch_add(1, Relaxed);
-        Ok(JournalRes { seq, offset_u64s: 0, u64s, idx: 0 })
-    }
-    fn res_add_entry(&self, res: &mut JournalRes, ty: u8, btree: u8, level: u8, data: &[u8]) -> Result<(), Errno> {
-        let need = 1 + data.len() as u32 / 8;
-        if data.len() % 8 != 0 || need > res.u64s {
-            return Err(Errno::EINVAL);
-        }
-        res.u64s -= need;
-        self.entries.lock().unwrap().push((res.seq, ty, btree, level, data.to_vec()));
-        Ok(())
-    }
-    fn res_put(&self, _res: JournalRes) {
-        self.open_res.fetch_sub(1, Relaxed);
-    }
-    fn pin_get(&self, seq: u64, _owner: PinOwner) {
-        *self.pins.lock().unwrap().entry(seq).or_default() += 1;
-    }
-    fn pin_put(&self, seq: u64, _owner: PinOwner) {
-        let mut p = self.pins.lock().unwrap();
-        let e = p.entry(seq).or_default();
-        *e -= 1;
-        assert!(*e >= 0, "pin {seq} put more than taken");
-    }
-    fn flush_seq(&self, _seq: u64) -> Result<(), Errno> {
-        Ok(())
-    }
-    fn cur_seq(&self) -> u64 {
-        self.seq.load(Relaxed)
-    }
-}
-
-/// A bump allocator that reuses freed nodes.
-struct BumpAlloc {
-    next: AtomicU64,
-    end: u64,
-    free: StdMutex<Vec<u64>>,
-    frees: AtomicU64,
-}
-
-impl BtreeNodeAlloc for BumpAlloc {
-    fn alloc(&self, sectors: u32) -> Result<NodeSpace, Errno> {
-        if let Some(s) = self.free.lock().unwrap().pop() {
-            return Ok(NodeSpace { dev: 0, offset: s, gen: 0 });
-        }
-        let s = self.next.fetch_add(u64::from(sectors), Relaxed);
-        if s + u64::from(sectors) > self.end {
-            return Err(Errno::ENOSPC);
-        }
-        Ok(NodeSpace { dev: 0, offset: s, gen: 0 })
-    }
-    fn free(&self, space: NodeSpace, _journal_seq: u64) {
-        self.frees.fetch_add(1, Relaxed);
-        self.free.lock().unwrap().push(space.offset);
-    }
-}
 
 struct Harness {
     dev: MemDev,
@@ -165,16 +53,11 @@ impl Harness {
         };
         let size = (NBUCKETS * u64::from(BUCKET)) as usize * SECTOR_SIZE;
         Harness {
-            dev: MemDev(StdMutex::new(vec![0u8; size])),
+            dev: MemDev::new(size),
             info,
             cache: BtreeCache::new(64 << 20).unwrap(),
             journal: MemJournal::new(),
-            alloc: BumpAlloc {
-                next: AtomicU64::new(u64::from(BUCKET)),
-                end: NBUCKETS * u64::from(BUCKET),
-                free: StdMutex::new(Vec::new()),
-                frees: AtomicU64::new(0),
-            },
+            alloc: BumpAlloc::new(u64::from(BUCKET), NBUCKETS * u64::from(BUCKET)),
         }
     }
 
@@ -687,4 +570,57 @@ fn run_ops_quiet(fs: &BtreeFs<'_>, tx: &[Op], model: &mut Model) {
             }
         }
     }
+}
+
+/// Triggers: each xattr key mirrored as a `set` key in rebalance_work
+/// (transactional), and every insert counted (atomic).
+struct Mirror {
+    atomic: std::sync::atomic::AtomicU64,
+    atomic_deletes: std::sync::atomic::AtomicU64,
+}
+
+impl bcachefs_rs::btree::BtreeTriggers for Mirror {
+    fn trans_trigger(
+        &self,
+        trans: &mut bcachefs_rs::btree::BtreeTrans<'_>,
+        btree: u8,
+        _level: u8,
+        _old: Option<&BkeyI>,
+        new: &BkeyI,
+    ) -> Result<(), BchError> {
+        if btree != BtreeId::Xattrs as u8 {
+            return Ok(());
+        }
+        let p = Bpos::new(new.k.p.inode, new.k.p.offset, 0);
+        if new.k.is_deleted() {
+            trans.delete(BtreeId::RebalanceWork, p)
+        } else {
+            trans.update(BtreeId::RebalanceWork, BkeyI { k: Bkey::new(KeyType::Set, p, 0), v: PVec::new() })
+        }
+    }
+    fn atomic_trigger(&self, _btree: u8, _level: u8, old: Option<(Bkey, &[u8])>, new: (Bkey, &[u8]), _seq: u64) {
+        self.atomic.fetch_add(1, Relaxed);
+        if old.is_some() && new.0.is_deleted() {
+            self.atomic_deletes.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+#[test]
+fn triggers_run_and_queue_more_updates() {
+    let m = Mirror { atomic: Default::default(), atomic_deletes: Default::default() };
+    let h = Harness::new(4096, 512);
+    let mut fs = h.fs();
+    fs.triggers = Some(&m);
+    let mut model = Model::new();
+    let txs: Vec<Vec<Op>> = (0..200).map(|i| vec![Op::Set(i, i, 0), Op::Del(i / 3)]).collect();
+    run_ops(&h, &fs, &txs, &mut model, 50);
+    let mirrored: Vec<Bpos> = reread(&h, &fs, BtreeId::RebalanceWork).into_iter().map(|k| k.0).collect();
+    let want: Vec<Bpos> = model.keys().map(|p| Bpos::new(p.inode, p.offset, 0)).collect();
+    assert_eq!(mirrored, want);
+    // Two updates per transaction in each btree, four atomic triggers;
+    // but the first transaction sets and deletes the same key: the later
+    // update replaces the earlier one, in both btrees.
+    assert_eq!(m.atomic.load(Relaxed), 200 * 4 - 2);
+    assert!(m.atomic_deletes.load(Relaxed) > 0);
 }

@@ -20,6 +20,8 @@ pub mod extents;
 pub mod interior;
 pub mod io;
 pub mod trans;
+#[cfg(not(bch_kernel))]
+pub mod testing;
 
 pub use io::{node_write, write_dirty_nodes};
 pub use trans::{
