@@ -248,28 +248,6 @@ impl NodeData {
         self.offs.reserve(nr)
     }
 
-    fn mark_dirty_pos(&mut self, pos: Bpos) -> Result<(), AllocError> {
-        match self.dirty_pos.binary_search(&pos) {
-            Ok(_) => Ok(()),
-            Err(i) => {
-                self.dirty_pos.push(pos)?;
-                self.dirty_pos[i..].rotate_right(1);
-                Ok(())
-            }
-        }
-    }
-
-    fn recount_dirty(&mut self) {
-        let mut u = 0;
-        for &p in self.dirty_pos.iter() {
-            u += match self.find(p).and_then(|i| self.key(i)) {
-                Some((_, v)) => BKEY_U64S + v.len() / 8,
-                None => BKEY_U64S,
-            };
-        }
-        self.dirty_u64s = u;
-    }
-
     /// Inserts `k` (value `v`) into the sorted keys
     /// (`bch2_btree_bset_insert_key()`): replaces the key at its position;
     /// a `deleted` key removes it.  The position is remembered for the
@@ -281,14 +259,20 @@ impl NodeData {
         // Room first, so that a failure leaves the node unchanged.
         self.dirty_pos.reserve(1)?;
         self.offs.reserve(1)?;
+        self.keys.reserve(crate::format::bkey::BKEY_BYTES + v.len())?;
         let i = self.lower_bound(k.p);
         let existed = i < self.len() && self.pos(i) == k.p;
+        // What the position costs in the next bset now: its key, or a
+        // whiteout.
+        let old_u64s = match existed {
+            true => self.key(i).map_or(BKEY_U64S, |(_, ov)| BKEY_U64S + ov.len() / 8),
+            false => BKEY_U64S,
+        };
         if existed {
-            let (_, ov) = self.key(i).ok_or(AllocError)?;
-            let old = BKEY_U64S + ov.len() / 8;
-            self.dead_bytes += old * 8;
-            self.live_u64s -= old;
+            self.dead_bytes += old_u64s * 8;
+            self.live_u64s -= old_u64s;
         }
+        let new_u64s = if k.is_deleted() { BKEY_U64S } else { BKEY_U64S + v.len() / 8 };
         if k.is_deleted() {
             if existed {
                 self.offs[i..].rotate_left(1);
@@ -303,20 +287,21 @@ impl NodeData {
                 self.offs.push(at)?;
                 self.offs[i..].rotate_right(1);
             }
-            self.live_u64s += BKEY_U64S + v.len() / 8;
+            self.live_u64s += new_u64s;
         }
-        self.mark_dirty_pos(k.p)?;
-        self.recount_dirty_one();
+        match self.dirty_pos.binary_search(&k.p) {
+            Ok(_) => self.dirty_u64s = self.dirty_u64s + new_u64s - old_u64s,
+            Err(j) => {
+                self.dirty_pos.push(k.p)?;
+                self.dirty_pos[j..].rotate_right(1);
+                self.dirty_u64s += new_u64s;
+            }
+        }
         if self.dead_bytes > 4096 && self.dead_bytes > self.keys.len_bytes() / 2 {
             // Best effort: without memory the dead bytes just stay.
             let _ = self.compact_mem();
         }
         Ok(existed)
-    }
-
-    fn recount_dirty_one(&mut self) {
-        // Cheap enough: dirty sets are bounded by the node size.
-        self.recount_dirty();
     }
 
     /// Rebuilds the key buffer without dead bytes.
