@@ -377,6 +377,8 @@ fn printers_show_state() {
     let mut p = String::new();
     t.paths_to_text(&mut p).unwrap();
     assert!(p.contains("btree=xattrs l=0 pos 1:7:1 locks_want 1") && p.contains("l=0 intent"), "{p}");
+    let u = format!("{}", fs.last_update.lock().unwrap());
+    assert!(u.starts_with("btree_update: fake root made real btree=xattrs l=0 old [0, 0] new ["), "{u}");
     let nodes = h.cache.nodes_with(bcachefs_rs::btree::cache::flags::DIRTY).unwrap();
     let n = format!("{}", nodes[0]);
     assert!(n.contains("btree xattrs level 0") && n.contains("dirty,root"), "{n}");

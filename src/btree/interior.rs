@@ -63,9 +63,9 @@ pub struct BtreeUpdate {
     pub level: u8,
     /// What was done.
     pub kind: &'static str,
-    /// Nodes freed.
+    /// Nodes freed (sectors; 0: none, or the fake root).
     pub old: [u64; 2],
-    /// Nodes made (sectors; 0: none).
+    /// Nodes made (sectors; 0: none); a new root last.
     pub new: [u64; 3],
     /// Journal sequence number of the update.
     pub journal_seq: u64,
@@ -324,6 +324,18 @@ impl BtreeTrans<'_> {
         for m in made.iter() {
             m.clear_flags(flags::WILL_MAKE_REACHABLE);
         }
+        let mut upd = BtreeUpdate {
+            btree,
+            level,
+            kind: if split { "split" } else if n.has(flags::FAKE) { "fake root made real" } else { "rewrite" },
+            old: [n.sector, 0],
+            new: [0; 3],
+            journal_seq: seq,
+        };
+        for (i, m) in made.iter().take(3).enumerate() {
+            upd.new[i] = m.sector;
+        }
+        *c.last_update.lock() = Some(upd);
         free_node(c, &mut n, seq)?;
         if split {
             c.stats.splits.fetch_add(1, Relaxed);
@@ -453,6 +465,8 @@ impl BtreeTrans<'_> {
             w.journal_seq = w.journal_seq.max(seq);
         }
         m.clear_flags(flags::WILL_MAKE_REACHABLE);
+        *c.last_update.lock() =
+            Some(BtreeUpdate { btree, level, kind: "merge", old: [n.sector, sg.sector], new: [m.sector, 0, 0], journal_seq: seq });
         free_node(c, &mut n, seq)?;
         free_node(c, &mut sg, seq)?;
         c.stats.merges.fetch_add(1, Relaxed);

@@ -193,6 +193,8 @@ pub struct BtreeFs<'a> {
     fault_inject: AtomicU32,
     /// Counters.
     pub stats: BtreeStats,
+    /// The last interior update done, for messages and debugging.
+    pub last_update: Mutex<Option<super::interior::BtreeUpdate>>,
 }
 
 impl<'a> BtreeFs<'a> {
@@ -226,6 +228,7 @@ impl<'a> BtreeFs<'a> {
             seq_next: AtomicU64::new(0x5eed),
             fault_inject: AtomicU32::new(0),
             stats: BtreeStats::default(),
+            last_update: Mutex::new(None)?,
         })
     }
 
