@@ -626,3 +626,56 @@ fn triggers_run_and_queue_more_updates() {
     assert_eq!(m.atomic.load(Relaxed), 200 * 4 - 2);
     assert!(m.atomic_deletes.load(Relaxed) > 0);
 }
+
+#[test]
+fn readers_see_sorted_trees_while_two_writers_split_and_merge() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut models: Vec<Model> = Vec::new();
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut scans = 0;
+            while !done.load(Relaxed) {
+                let keys = scan(&fs, BtreeId::Xattrs);
+                assert!(keys.windows(2).all(|w| w[0].0 < w[1].0), "a scan saw keys out of order");
+                scans += 1;
+            }
+            scans
+        });
+        let writers: Vec<_> = (0..2u64)
+            .map(|th| {
+                let fs = &fs;
+                s.spawn(move || {
+                    let mut model = Model::new();
+                    let mut seed = 77 + th;
+                    for round in 0..800u64 {
+                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        let i = th * 5000 + (seed >> 33) % 700;
+                        // Grow, then delete most keys in order: merges.
+                        let tx = if round >= 500 {
+                            let d = th * 5000 + (round - 500) * 2;
+                            vec![Op::Del(d), Op::Del(d + 1)]
+                        } else {
+                            vec![Op::Set(i, round, (seed % 3) as usize)]
+                        };
+                        run_ops_quiet(fs, &tx, &mut model);
+                        if round % 50 == 0 {
+                            write_dirty_nodes(fs).unwrap();
+                        }
+                    }
+                    model
+                })
+            })
+            .collect();
+        for w in writers {
+            models.push(w.join().unwrap());
+        }
+        done.store(true, Relaxed);
+        assert!(reader.join().unwrap() > 0);
+    });
+    let mut model = models.pop().unwrap();
+    model.extend(models.pop().unwrap());
+    check_against_model(&h, &fs, &model);
+    assert!(fs.stats.splits.load(Relaxed) > 0 && fs.stats.merges.load(Relaxed) > 0);
+}

@@ -143,3 +143,32 @@ pub(crate) fn overwrite(trans: &mut BtreeTrans<'_>, btree: u8, k: &BkeyI) -> Res
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::bkey::Bkey;
+    use crate::format::val::extent::ExtentPtr;
+
+    #[test]
+    fn cut_front_moves_pointers_and_cut_back_keeps_them() {
+        let mut v = Vec::new();
+        v.extend_from_slice(&ExtentPtr { offset: 1000, ..Default::default() }.encode().to_le_bytes()).unwrap();
+        let mut k = Bkey::new(KeyType::Extent, Bpos::new(1, 100, 1), 1);
+        k.size = 64;
+        let mut e = BkeyI { k, v };
+        cut_front(&mut e, 16).unwrap();
+        assert_eq!((e.k.start_offset(), e.k.p.offset, e.k.size), (52, 100, 48));
+        let p = match ExtentEntries::new(&e.v).next() {
+            Some(Ok(ExtentEntry::Ptr(p))) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(p.offset, 1016);
+        cut_back(&mut e, 60).unwrap();
+        assert_eq!((e.k.start_offset(), e.k.p.offset, e.k.size), (52, 60, 8));
+        assert_eq!(cut_back(&mut e, 52), Err(Errno::EINVAL));
+        assert_eq!(cut_front(&mut e, 8), Err(Errno::EINVAL));
+        let mut inline = BkeyI { k: Bkey { size: 8, ..Bkey::new(KeyType::InlineData, Bpos::new(1, 8, 1), 1) }, v: Vec::new() };
+        assert_eq!(cut_front(&mut inline, 1), Err(Errno::EOPNOTSUPP));
+    }
+}

@@ -354,22 +354,29 @@ impl BtreeTrans<'_> {
     ///
     /// Errors: restarts, `ENOSPC`, `EIO`, `ENOMEM`.
     pub fn maybe_merge(&mut self, btree: u8, level: u8, pos: Bpos) -> Result<Outcome, BchError> {
-        for _ in 0..4 * MAX_DEPTH {
-            self.paths.clear();
-            let r = self.merge_one(btree, level, pos);
-            self.paths.clear();
-            match r? {
-                Outcome::ParentFull => {
-                    // Make room in the parent, then try again.
-                    self.split_node(btree, level + 1, pos, 2 * BTREE_PTR_U64S)?;
+        // The previous sibling, then the next (`btree_prev_sib`,
+        // `btree_next_sib`).
+        for next in [false, true] {
+            let mut tries = 0;
+            loop {
+                self.paths.clear();
+                let r = self.merge_one(btree, level, pos, next);
+                self.paths.clear();
+                match r? {
+                    Outcome::ParentFull if tries < MAX_DEPTH => {
+                        // Make room in the parent, then try again.
+                        self.split_node(btree, level + 1, pos, 2 * BTREE_PTR_U64S)?;
+                        tries += 1;
+                    }
+                    Outcome::Done => return Ok(Outcome::Done),
+                    _ => break,
                 }
-                o => return Ok(o),
             }
         }
         Ok(Outcome::Skipped)
     }
 
-    fn merge_one(&mut self, btree: u8, level: u8, pos: Bpos) -> Result<Outcome, BchError> {
+    fn merge_one(&mut self, btree: u8, level: u8, pos: Bpos, next: bool) -> Result<Outcome, BchError> {
         let c = self.c;
         let geo = c.geo;
         let (block, nb) = (geo.block_bytes as usize, geo.node_bytes as usize);
@@ -383,17 +390,15 @@ impl BtreeTrans<'_> {
                 return Ok(Outcome::Skipped);
             }
         }
-        // The sibling: the next pointer in the parent, else the previous.
+        // The sibling: the previous or next pointer in the parent.
         let (sib_key, sib_val, sib_is_next) = {
             let n = self.paths[pi].l[l].lock.as_ref().ok_or(Errno::EINVAL)?;
             let p = self.paths[pi].l.get(l + 1).and_then(|x| x.lock.as_ref()).ok_or(Errno::EIO)?;
             let i = p.data().find(n.max_key).ok_or(Errno::EIO)?;
-            let (j, next) = if i + 1 < p.len() {
-                (i + 1, true)
-            } else if i > 0 {
-                (i - 1, false)
-            } else {
-                return Ok(Outcome::Skipped);
+            let (j, next) = match next {
+                true if i + 1 < p.len() => (i + 1, true),
+                false if i > 0 => (i - 1, false),
+                _ => return Ok(Outcome::Skipped),
             };
             let (k, v) = p.key(j).ok_or(Errno::EIO)?;
             let mut vb = Vec::new();

@@ -671,3 +671,50 @@ impl Drop for NodeWrite<'_> {
 pub fn is_deletion(k: &Bkey) -> bool {
     k.key_type == KeyType::Deleted as u8
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::bkey::KeyType;
+
+    fn k(off: u64) -> Bkey {
+        Bkey::new(KeyType::Cookie, Bpos::new(1, off, 1), 1)
+    }
+
+    #[test]
+    fn insert_replace_delete_keep_order_and_accounting() {
+        let mut d = NodeData::default();
+        for off in [5u64, 1, 9, 3] {
+            assert!(!d.insert(&k(off), &off.to_le_bytes()).unwrap());
+        }
+        assert_eq!((0..d.len()).map(|i| d.pos(i).offset).collect::<std::vec::Vec<_>>(), [1, 3, 5, 9]);
+        assert_eq!(d.live_u64s(), 4 * 6);
+        // Replace, with a bigger value.
+        assert!(d.insert(&k(3), &[7u8; 16]).unwrap());
+        assert_eq!(d.key(1).unwrap().1, &[7u8; 16]);
+        assert_eq!(d.live_u64s(), 3 * 6 + 7);
+        // Delete: gone, and its position stays changed (a whiteout).
+        let mut del = k(5);
+        del.key_type = KeyType::Deleted as u8;
+        assert!(d.insert(&del, &[]).unwrap());
+        assert_eq!(d.find(Bpos::new(1, 5, 1)), None);
+        assert_eq!(d.dirty_positions().len(), 4);
+        assert_eq!(d.dirty_u64s, 6 + 7 + 5 + 6);
+        // First write takes everything: 160 + 19 u64s.
+        assert_eq!(d.next_write_bytes(512, 0), 512);
+        assert!(d.fits(40, 512, 1024) && !d.fits(120, 512, 1024));
+        // After a write, only the changes count.
+        d.written = 1;
+        d.clear_dirty();
+        assert_eq!(d.next_write_bytes(512, 0), 512);
+        assert!(d.fits(50, 512, 1024));
+        assert!(!d.fits(60, 512, 1024));
+        // Many replacements leave dead bytes behind, compacted away.
+        for i in 0..2000u64 {
+            d.insert(&k(1), &i.to_le_bytes()).unwrap();
+        }
+        assert!(d.keys.len_bytes() < 8192, "{}", d.keys.len_bytes());
+        assert_eq!(d.key(0).unwrap().1, &1999u64.to_le_bytes());
+        assert_eq!(d.dirty_u64s, 6);
+    }
+}
