@@ -185,7 +185,7 @@ impl BtreeTrans<'_> {
                 }
             }
             let g = self.paths[pi].l[0].lock.as_ref().ok_or(Errno::EINVAL)?;
-            if g.has(flags::FAKE) || !g.data().fits(u64s, block, node_bytes) {
+            if !g.appendable() || !g.data().fits(u64s, block, node_bytes) {
                 let b = g.btree;
                 let pos = first.unwrap_or(g.min_key);
                 self.unlock();

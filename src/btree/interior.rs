@@ -227,7 +227,7 @@ impl BtreeTrans<'_> {
             if !is_root {
                 let p = self.paths[pi].l.get(l + 1).and_then(|x| x.lock.as_ref()).ok_or(Errno::EIO)?;
                 let need = if split { 2 * BTREE_PTR_U64S } else { BTREE_PTR_U64S };
-                if !p.data().fits(need, block, nb) {
+                if !p.appendable() || !p.data().fits(need, block, nb) {
                     return Ok(Outcome::ParentFull);
                 }
             } else if split && l + 1 >= MAX_DEPTH {
@@ -407,7 +407,7 @@ impl BtreeTrans<'_> {
         };
         {
             let p = self.paths[pi].l[l + 1].lock.as_ref().ok_or(Errno::EIO)?;
-            if !p.data().fits(2 * BTREE_PTR_U64S, block, nb) {
+            if !p.appendable() || !p.data().fits(2 * BTREE_PTR_U64S, block, nb) {
                 return Ok(Outcome::ParentFull);
             }
         }

@@ -95,6 +95,10 @@ pub struct Node {
     pub max_key: Bpos,
     /// The `seq` of its bsets (random, nonzero; also in its pointer).
     pub seq: u64,
+    /// `sectors_written` of the `btree_ptr_v2` it was read through (0:
+    /// none, or a pointer made here).  A reader stops there, so such a
+    /// node is never appended to: its first change rewrites it.
+    pub ptr_sectors_written: u16,
     flags: AtomicU32,
     data: UnsafeCell<NodeData>,
 }
@@ -368,6 +372,7 @@ impl Node {
             min_key,
             max_key,
             seq,
+            ptr_sectors_written: 0,
             flags: AtomicU32::new(flags),
             data: UnsafeCell::new(data),
         }
@@ -396,6 +401,13 @@ impl Node {
     /// Whether the node is dirty or being written: the cache must keep it.
     pub fn pinned_in_cache(&self) -> bool {
         self.has(flags::DIRTY | flags::WRITE_IN_FLIGHT | flags::FAKE | flags::WILL_MAKE_REACHABLE | flags::ROOT)
+    }
+
+    /// Whether keys may be added to the node in place: not the fake root,
+    /// and not a node whose parent's pointer bounds what readers read
+    /// (`ptr_sectors_written`).
+    pub fn appendable(&self) -> bool {
+        !self.has(flags::FAKE) && self.ptr_sectors_written == 0
     }
 
     /// Whether `pos` is within the node's range.
