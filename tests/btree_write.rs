@@ -754,3 +754,20 @@ fn c_written_volume_takes_inserts_and_reads_back() {
     assert_ne!(new_roots[BtreeId::Xattrs as usize].unwrap().val, roots[BtreeId::Xattrs as usize].unwrap().val);
     assert_eq!(mj.pins_held(), 0);
 }
+
+#[test]
+fn a_root_pointer_claiming_too_many_levels_is_an_error() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    commit_do(&fs, CommitFlags::default(), |t| t.update(BtreeId::Xattrs, cookie(xpos(1), 1, 0))).unwrap();
+    write_dirty_nodes(&fs).unwrap();
+    let mut roots = fs.roots().unwrap();
+    roots[BtreeId::Xattrs as usize].as_mut().unwrap().level = 9;
+    let cache = BtreeCache::new(1 << 20).unwrap();
+    let geo = BtreeGeometry::from_info(&h.info, CsumType::Crc32c, VERSION_CURRENT);
+    let fs2 = BtreeFs::new(&h.dev, &h.info, &cache, &h.journal, &h.alloc, geo, &roots).unwrap();
+    let r = lockrestart_do(&fs2, |t| t.get(BtreeId::Xattrs, xpos(1)));
+    assert!(matches!(r, Err(Errno::EUCLEAN) | Err(Errno::EIO)), "{r:?}");
+    let r = commit_do(&fs2, CommitFlags::default(), |t| t.update(BtreeId::Xattrs, cookie(xpos(2), 2, 0)));
+    assert!(r.is_err());
+}

@@ -578,6 +578,10 @@ impl<'a> BtreeTrans<'a> {
         let mut tries = 0u32;
         let mut cur = loop {
             let r = self.c.root_node(btree)?;
+            if r.level as usize >= MAX_DEPTH {
+                // A root pointer from disk claiming more levels than exist.
+                return Err(Errno::EUCLEAN.into());
+            }
             if r.level < level {
                 return Err(Errno::EINVAL.into());
             }
