@@ -196,6 +196,7 @@ fn sequential_inserts_split_grow_new_roots_and_reread() {
     let dels: Vec<Vec<Op>> = (0..3000).filter(|i| i % 10 != 0).map(|i| vec![Op::Del(i)]).collect();
     run_ops(&h, &fs, &dels, &mut model, 531);
     assert!(s.merges.load(Relaxed) > 5, "merges {}", s.merges.load(Relaxed));
+    assert!(s.interior_merges.load(Relaxed) > 0, "interior merges {}", s.interior_merges.load(Relaxed));
     assert_eq!(h.journal.open_res.load(Relaxed), 0);
 }
 
@@ -770,4 +771,34 @@ fn a_root_pointer_claiming_too_many_levels_is_an_error() {
     assert!(matches!(r, Err(Errno::EUCLEAN) | Err(Errno::EIO)), "{r:?}");
     let r = commit_do(&fs2, CommitFlags::default(), |t| t.update(BtreeId::Xattrs, cookie(xpos(2), 2, 0)));
     assert!(r.is_err());
+}
+
+#[test]
+fn every_committed_key_is_journalled_byte_exact() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    for i in 0..300u64 {
+        commit_do(&fs, CommitFlags::default(), |t| t.update(BtreeId::Xattrs, cookie(xpos(i), i, (i % 3) as usize))).unwrap();
+    }
+    let e = h.journal.entries.lock().unwrap();
+    for i in 0..300u64 {
+        let k = cookie(xpos(i), i, (i % 3) as usize);
+        let mut want = k.k;
+        want.u64s = (5 + k.v.len() / 8) as u8;
+        let mut bytes = want.to_bytes().to_vec();
+        bytes.extend_from_slice(&k.v);
+        let n = e.iter().filter(|x| x.1 == EntryType::BtreeKeys as u8 && x.2 == BtreeId::Xattrs as u8 && x.3 == 0 && x.4 == bytes).count();
+        assert_eq!(n, 1, "key {i} journalled once");
+    }
+    // Interior updates journalled their parent keys at level 1 and the
+    // roots as btree_root entries, each a btree_ptr_v2 key.
+    let interior: Vec<_> = e.iter().filter(|x| x.3 >= 1 || x.1 == EntryType::BtreeRoot as u8).collect();
+    assert!(interior.len() > 3);
+    for x in interior {
+        let kb: [u8; 40] = x.4[..40].try_into().unwrap();
+        let k = Bkey::from_bytes(&kb);
+        assert!(k.key_type == KeyType::BtreePtrV2 as u8 || k.key_type == KeyType::Deleted as u8, "{k}");
+    }
+    // No reservation leaked.
+    assert_eq!(h.journal.open_res.load(Relaxed), 0);
 }

@@ -354,6 +354,22 @@ impl BtreeTrans<'_> {
     ///
     /// Errors: restarts, `ENOSPC`, `EIO`, `ENOMEM`.
     pub fn maybe_merge(&mut self, btree: u8, level: u8, pos: Bpos) -> Result<Outcome, BchError> {
+        let r = self.maybe_merge_one_level(btree, level, pos)?;
+        if r == Outcome::Done {
+            // The parent lost a pointer: it may be underfull in turn
+            // (`bch2_foreground_maybe_merge()` at the levels above).
+            for l in level + 1..MAX_DEPTH as u8 - 1 {
+                match self.maybe_merge_one_level(btree, l, pos) {
+                    Ok(Outcome::Done) => {}
+                    // Above the root, or nothing to merge: done.
+                    _ => break,
+                }
+            }
+        }
+        Ok(r)
+    }
+
+    fn maybe_merge_one_level(&mut self, btree: u8, level: u8, pos: Bpos) -> Result<Outcome, BchError> {
         // The previous sibling, then the next (`btree_prev_sib`,
         // `btree_next_sib`).
         for next in [false, true] {
@@ -475,6 +491,9 @@ impl BtreeTrans<'_> {
         free_node(c, &mut n, seq)?;
         free_node(c, &mut sg, seq)?;
         c.stats.merges.fetch_add(1, Relaxed);
+        if level > 0 {
+            c.stats.interior_merges.fetch_add(1, Relaxed);
+        }
         drop(n);
         drop(sg);
         drop(parent);

@@ -151,6 +151,8 @@ pub struct BtreeStats {
     pub compacts: AtomicU64,
     /// Sibling merges.
     pub merges: AtomicU64,
+    /// Of those, merges of interior nodes.
+    pub interior_merges: AtomicU64,
     /// New roots (the tree grew).
     pub new_roots: AtomicU64,
     /// Node writes (whole or appended bsets).
