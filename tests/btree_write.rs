@@ -802,3 +802,56 @@ fn every_committed_key_is_journalled_byte_exact() {
     // No reservation leaked.
     assert_eq!(h.journal.open_res.load(Relaxed), 0);
 }
+
+#[test]
+fn iterators_with_updates_see_the_transactions_own_changes() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    let mut model = Model::new();
+    let txs: Vec<Vec<Op>> = (0..400).map(|i| vec![Op::Set(i * 3 % 1200, i, 0)]).collect();
+    run_ops(&h, &fs, &txs, &mut model, 0);
+    let mut seed = 5u64;
+    for _round in 0..20 {
+        let mut pending = model.clone();
+        let mut ops = Vec::new();
+        for _ in 0..30 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let i = (seed >> 33) % 1300;
+            if (seed >> 20) % 3 == 0 {
+                ops.push(Op::Del(i));
+                pending.remove(&xpos(i));
+            } else {
+                ops.push(Op::Set(i, seed, 1));
+                pending.insert(xpos(i), cookie(xpos(i), seed, 1).v.to_vec());
+            }
+        }
+        let (fwd, back) = lockrestart_do(&fs, |t| {
+            for o in &ops {
+                match *o {
+                    Op::Set(i, tag, x) => t.update(BtreeId::Xattrs, cookie(xpos(i), tag, x))?,
+                    Op::Del(i) => t.delete(BtreeId::Xattrs, xpos(i))?,
+                }
+            }
+            let it = t.iter(BtreeId::Xattrs, POS_MIN, false)?;
+            t.iter_with_updates(it, true);
+            let mut fwd = Vec::new();
+            while let Some(k) = t.iter_next(it)? {
+                fwd.push((k.k.p, k.v.to_vec()));
+            }
+            let mut back = Vec::new();
+            while let Some(k) = t.iter_prev(it)? {
+                back.push(k.k.p);
+            }
+            Ok((fwd, back))
+        })
+        .unwrap();
+        assert_eq!(fwd, pending.iter().map(|(p, v)| (*p, v.clone())).collect::<Vec<_>>());
+        assert_eq!(back, pending.keys().rev().copied().collect::<Vec<_>>());
+        // Commit half the rounds.
+        if seed % 2 == 0 {
+            run_ops_quiet(&fs, &ops, &mut model);
+            assert_eq!(model, pending);
+        }
+    }
+    check_against_model(&h, &fs, &model);
+}

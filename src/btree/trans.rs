@@ -376,13 +376,25 @@ pub struct BtreePath {
     pub l: [PathLevel; MAX_DEPTH],
     /// Return whiteouts (`whiteout`, `hash_whiteout` keys) from peeks.
     pub whiteouts: bool,
+    /// Show this transaction's queued updates over the btree
+    /// (`BTREE_ITER_with_updates`).
+    pub with_updates: bool,
     /// Past a key at `SPOS_MAX`: nothing follows.
     past_end: bool,
 }
 
 impl BtreePath {
     fn new(btree_id: u8, level: u8, pos: Bpos, locks_want: u8) -> Self {
-        BtreePath { btree_id, level, pos, locks_want, l: Default::default(), whiteouts: false, past_end: false }
+        BtreePath {
+            btree_id,
+            level,
+            pos,
+            locks_want,
+            l: Default::default(),
+            whiteouts: false,
+            with_updates: false,
+            past_end: false,
+        }
     }
 
     /// Drops every lock (keeps the nodes and sequence numbers).
@@ -666,6 +678,36 @@ impl<'a> BtreeTrans<'a> {
         }
     }
 
+    /// Also show this transaction's queued updates, over the btree's keys
+    /// (`BTREE_ITER_with_updates`): a queued key wins over the btree's at
+    /// its position, a queued deletion hides it.
+    pub fn iter_with_updates(&mut self, it: IterId, on: bool) {
+        if let Some(p) = self.paths.get_mut(it.0) {
+            p.with_updates = on;
+        }
+    }
+
+    /// The queued update of `btree` (leaf level) nearest `pos`: the first
+    /// at or after it (`after`), else the last at or before it.
+    fn pending_near(&self, btree: u8, pos: Bpos, after: bool) -> Option<&InsertEntry> {
+        let mut best: Option<&InsertEntry> = None;
+        // Later updates at one position replace earlier ones: keep the
+        // newest of equal positions.
+        for u in self.updates.iter().filter(|u| u.btree == btree && u.level == 0) {
+            let p = u.k.k.p;
+            let ok = if after { p >= pos } else { p <= pos };
+            let better = match best {
+                None => true,
+                Some(b) if after => p <= b.k.k.p,
+                Some(b) => p >= b.k.k.p,
+            };
+            if ok && better {
+                best = Some(u);
+            }
+        }
+        best
+    }
+
     /// The iterator's position.
     pub fn iter_pos(&self, it: IterId) -> Bpos {
         self.paths.get(it.0).map_or(POS_MIN, |p| p.pos)
@@ -685,13 +727,40 @@ impl<'a> BtreeTrans<'a> {
     }
 
     /// The first live key at or after the position, leaving the position
-    /// on it (`bch2_btree_iter_peek()`); `None` at the end.
+    /// on it (`bch2_btree_iter_peek()`); `None` at the end.  With
+    /// [`iter_with_updates`](Self::iter_with_updates), the transaction's
+    /// queued updates are laid over the btree.
     ///
     /// Errors: restarts, `EIO`, `ENOMEM`.
     pub fn iter_peek(&mut self, it: IterId) -> Result<Option<BkeyI>, BchError> {
-        if self.paths.get(it.0).ok_or(Errno::EINVAL)?.past_end {
-            return Ok(None);
+        loop {
+            let p = self.paths.get(it.0).ok_or(Errno::EINVAL)?;
+            if p.past_end {
+                return Ok(None);
+            }
+            let (start, btree, with_updates, whiteouts) = (p.pos, p.btree_id, p.with_updates, p.whiteouts);
+            let b = self.peek_btree(it)?;
+            if !with_updates {
+                return Ok(b);
+            }
+            let Some(u) = self.pending_near(btree, start, true) else { return Ok(b) };
+            if b.as_ref().is_some_and(|b| b.k.p < u.k.k.p) {
+                return Ok(b);
+            }
+            let up = u.k.k.p;
+            if Self::live(&u.k.k, whiteouts) {
+                let k = bkey_i(&u.k.k, &u.k.v)?;
+                self.paths[it.0].pos = up;
+                return Ok(Some(k));
+            }
+            match up.successor() {
+                Some(n) => self.paths[it.0].pos = n,
+                None => return Ok(None),
+            }
         }
+    }
+
+    fn peek_btree(&mut self, it: IterId) -> Result<Option<BkeyI>, BchError> {
         loop {
             self.leaf(it.0)?;
             let p = &mut self.paths[it.0];
@@ -712,10 +781,38 @@ impl<'a> BtreeTrans<'a> {
     }
 
     /// The last live key at or before the position, leaving the position
-    /// on it (`bch2_btree_iter_peek_prev()`).
+    /// on it (`bch2_btree_iter_peek_prev()`); queued updates as for
+    /// [`iter_peek`](Self::iter_peek).
     ///
     /// Errors: as [`iter_peek`](Self::iter_peek).
     pub fn iter_peek_prev(&mut self, it: IterId) -> Result<Option<BkeyI>, BchError> {
+        loop {
+            let p = self.paths.get(it.0).ok_or(Errno::EINVAL)?;
+            let (start, btree, with_updates, whiteouts) = (p.pos, p.btree_id, p.with_updates, p.whiteouts);
+            let b = self.peek_prev_btree(it)?;
+            if !with_updates {
+                return Ok(b);
+            }
+            let Some(u) = self.pending_near(btree, start, false) else { return Ok(b) };
+            if b.as_ref().is_some_and(|b| b.k.p > u.k.k.p) {
+                return Ok(b);
+            }
+            let up = u.k.k.p;
+            if Self::live(&u.k.k, whiteouts) {
+                let k = bkey_i(&u.k.k, &u.k.v)?;
+                let p = &mut self.paths[it.0];
+                p.pos = up;
+                p.past_end = false;
+                return Ok(Some(k));
+            }
+            match up.predecessor() {
+                Some(n) => self.paths[it.0].pos = n,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn peek_prev_btree(&mut self, it: IterId) -> Result<Option<BkeyI>, BchError> {
         loop {
             self.leaf(it.0)?;
             let p = &mut self.paths[it.0];
