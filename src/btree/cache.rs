@@ -535,7 +535,7 @@ fn read_node<D: BlockDev + ?Sized>(
     }
     let space = NodeSpace { dev: fs.dev_idx, offset: sector, gen };
     let nb = data.bytes();
-    let mut node = Node::new(ptr.btree, ptr.level, space, bn.header.min_key, bn.header.max_key, bn.header.bset.seq, data, 0);
-    node.ptr_sectors_written = v2.map_or(0, |b| b.sectors_written);
+    let node = Node::new(ptr.btree, ptr.level, space, bn.header.min_key, bn.header.max_key, bn.header.bset.seq, data, 0);
+    node.set_ptr_sectors_written(v2.map_or(0, |b| u32::from(b.sectors_written)));
     Ok((node, nb))
 }

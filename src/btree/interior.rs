@@ -501,3 +501,107 @@ impl BtreeTrans<'_> {
         Ok(Outcome::Done)
     }
 }
+
+impl BtreeTrans<'_> {
+    /// Brings the pointer to `node` up to the sectors it has written
+    /// (`bch2_btree_node_update_key()` after a write, as
+    /// `btree_node_write_work()` does): the parent's key is replaced (a
+    /// `btree_keys` entry at the parent's level; the parent becomes dirty
+    /// and pins the journal), or the root's pointer (a `btree_root`
+    /// entry).  Nothing when the node was freed or replaced meanwhile.
+    ///
+    /// Errors: restarts, journal errors, `EIO`, `ENOMEM`.
+    pub fn update_ptr_written(&mut self, node: &Arc<Node>) -> Result<(), BchError> {
+        self.paths.clear();
+        let c = self.c;
+        if node.has(flags::FREED | flags::FAKE) {
+            return Ok(());
+        }
+        let (btree, level) = (node.btree, node.level);
+        let l = level as usize;
+        if node.has(flags::ROOT) {
+            // The node itself, for intent (serializing with its writes).
+            let pi = self.path_new(btree, level, node.max_key, level + 1)?;
+            let g = self.lock_node(node, SixLockType::Intent)?;
+            let written = g.data().written;
+            self.paths[pi].l[l].node = Some(node.clone());
+            self.paths[pi].l[l].lock = Some(g);
+            if !c.is_root(node) || node.ptr_sectors_written() == written {
+                return Ok(());
+            }
+            let mut res = self.update_res()?;
+            node.set_ptr_sectors_written(written);
+            let r = BtreeFs::root_of(node);
+            let kb = key_bytes(&r.key, &r.val[..r.key.val_bytes()])?;
+            let added = c.journal.res_add_entry(&mut res, EntryType::BtreeRoot as u8, btree, level, &kb);
+            if added.is_ok() {
+                let mut roots = c.roots.lock();
+                if let Some(slot) = roots.get_mut(btree as usize) {
+                    if slot.node.as_ref().is_some_and(|n| Arc::ptr_eq(n, node)) {
+                        slot.ptr = Some(r);
+                    }
+                }
+            }
+            c.journal.res_put(res);
+            return added.map_err(Into::into);
+        }
+        let pi = self.path_new(btree, level + 1, node.max_key, level + 2)?;
+        self.traverse(pi)?;
+        // The parent must still point to this node.
+        let current = {
+            let p = self.paths[pi].l.get(l + 1).and_then(|x| x.lock.as_ref()).ok_or(Errno::EIO)?;
+            p.data().find(node.max_key).and_then(|i| p.key(i)).is_some_and(|(k, v)| {
+                let np = NodePtr { btree, level, key: &k, val: v };
+                np.sector() == Some(node.sector)
+                    && crate::format::val::extent::BtreePtrV2::decode(v).is_some_and(|b| b.seq == node.seq)
+            })
+        };
+        if !current {
+            return Ok(());
+        }
+        let room = {
+            let p = self.paths[pi].l.get(l + 1).and_then(|x| x.lock.as_ref()).ok_or(Errno::EIO)?;
+            p.appendable() && p.data().fits(BTREE_PTR_U64S, c.geo.block_bytes as usize, c.geo.node_bytes as usize)
+        };
+        if !room {
+            self.paths.clear();
+            self.split_node(btree, level + 1, node.max_key, BTREE_PTR_U64S)?;
+            return Err(BchError::Restart(Restart::NodeChanged));
+        }
+        let g = self.lock_node(node, SixLockType::Intent)?;
+        let written = g.data().written;
+        let freed = node.has(flags::FREED);
+        self.paths[pi].l[l].node = Some(node.clone());
+        self.paths[pi].l[l].lock = Some(g);
+        if freed || node.ptr_sectors_written() == written {
+            return Ok(());
+        }
+        let mut res = self.update_res()?;
+        let seq = res.seq;
+        let mut parent = self.paths[pi].l[l + 1].lock.take().ok_or(Errno::EIO)?;
+        let r = (|| -> Result<(), Errno> {
+            let old = node.ptr_sectors_written();
+            node.set_ptr_sectors_written(written);
+            let ptr = BtreeFs::node_ptr(node);
+            let kb = key_bytes(&ptr.k, &ptr.v)?;
+            if let Err(e) = c.journal.res_add_entry(&mut res, EntryType::BtreeKeys as u8, btree, level + 1, &kb) {
+                node.set_ptr_sectors_written(old);
+                return Err(e);
+            }
+            let mut w = parent.write().ok_or(Errno::EINVAL)?;
+            w.reserve_for(1, kb.len())?;
+            w.insert(&ptr.k, &ptr.v)?;
+            let pn = w.node().clone();
+            pn.set_flags(flags::DIRTY);
+            if w.journal_pin == 0 {
+                c.journal.pin_get(seq, PinOwner::BtreeNode(pn.btree, pn.level));
+                w.journal_pin = seq;
+            }
+            w.journal_seq = w.journal_seq.max(seq);
+            Ok(())
+        })();
+        drop(parent);
+        c.journal.res_put(res);
+        r.map_err(Into::into)
+    }
+}

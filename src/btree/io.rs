@@ -23,11 +23,11 @@ use crate::errcode::Errno;
 use crate::format::bkey::{Bkey, KeyType};
 use crate::format::btree_node::{calc_format, write_bset, write_node, NodeWriteOpts};
 use crate::journal::res::PinOwner;
-use crate::platform::{Vec, WriteFlags, SECTOR_SIZE};
+use crate::platform::{Arc, Vec, WriteFlags, SECTOR_SIZE};
 use crate::sync::SixLockType;
 
 use super::cache::{flags, Node, NodeData, NodeLock};
-use super::trans::BtreeFs;
+use super::trans::{lockrestart_do, BtreeFs};
 
 fn opts(c: &BtreeFs<'_>, n: &Node) -> NodeWriteOpts {
     NodeWriteOpts {
@@ -96,35 +96,43 @@ pub(crate) fn write_new_node(c: &BtreeFs<'_>, node: &mut Node) -> Result<(), Err
     };
     c.dev.write_sectors(node.sector, &buf, WriteFlags::NONE)?;
     c.stats.node_writes.fetch_add(1, Relaxed);
+    let written = u32::try_from(buf.len() / SECTOR_SIZE).map_err(|_| Errno::EIO)?;
     let d = Node::data_unpublished(node);
     if let Some(f) = f {
         d.format = f;
     }
-    d.written = u32::try_from(buf.len() / SECTOR_SIZE).map_err(|_| Errno::EIO)?;
+    d.written = written;
+    // The pointer about to be made says what was written.
+    node.set_ptr_sectors_written(written);
     Ok(())
 }
 
-/// Writes what `g` (held for intent) has not written yet
-/// (`bch2_btree_node_write()`): the whole node the first time, else a new
-/// bset; then clears its dirty state and drops its journal pin.  Returns
-/// whether anything was written.
+/// What [`node_write_locked`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    /// A bset (or the whole node) was written: the pointer to the node
+    /// must be brought up to date.
+    pub(crate) wrote: bool,
+    /// The journal pin the node held (0: none): to drop once the pointer
+    /// is updated (the new bset is only read once the pointer says so).
+    pub(crate) pin: u64,
+}
+
+/// Writes what `g` (held for intent) has not written yet: the whole node
+/// the first time, else a new bset; then clears its dirty state.
 ///
 /// Errors: `EIO` (device, or no room in the node), `ENOMEM`.
-pub fn node_write(c: &BtreeFs<'_>, g: &mut NodeLock) -> Result<bool, Errno> {
+pub(crate) fn node_write_locked(c: &BtreeFs<'_>, g: &mut NodeLock) -> Result<Written, Errno> {
     let node = g.node().clone();
     if g.lock_type() != SixLockType::Intent || node.has(flags::FAKE | flags::FREED) || !node.has(flags::DIRTY) {
-        return Ok(false);
+        return Ok(Written::default());
     }
     if g.data().nr_dirty() == 0 && g.data().written != 0 {
-        // Dirty with nothing changed (all changes were rewritten).
+        // Dirty with nothing changed since the last write.
         let mut w = g.write().ok_or(Errno::EINVAL)?;
         let pin = core::mem::take(&mut w.journal_pin);
         node.clear_flags(flags::DIRTY | flags::NEED_WRITE);
-        drop(w);
-        if pin != 0 {
-            c.journal.pin_put(pin, PinOwner::BtreeNode(node.btree, node.level));
-        }
-        return Ok(false);
+        return Ok(Written { wrote: false, pin });
     }
     let (buf, f) = build(opts(c, &node), g.data())?;
     let at = node.sector + u64::from(g.data().written);
@@ -144,11 +152,26 @@ pub fn node_write(c: &BtreeFs<'_>, g: &mut NodeLock) -> Result<bool, Errno> {
     w.clear_dirty();
     let pin = core::mem::take(&mut w.journal_pin);
     node.clear_flags(flags::DIRTY | flags::NEED_WRITE | flags::WRITE_IN_FLIGHT);
-    drop(w);
-    if pin != 0 {
-        c.journal.pin_put(pin, PinOwner::BtreeNode(node.btree, node.level));
+    Ok(Written { wrote: true, pin })
+}
+
+/// Writes what `node` has not written yet (`bch2_btree_node_write()`),
+/// then points its parent's key (or the root) at the new written size
+/// (`btree_node_write_work()` -> `bch2_btree_node_update_key()`: a
+/// `btree_keys` entry at the parent's level, or a `btree_root` entry),
+/// then drops the node's journal pin.  Returns whether anything was
+/// written.  Call with no btree locks held.
+///
+/// Errors: `EIO` (device), errors of the pointer update, `ENOMEM`.
+pub fn node_write(c: &BtreeFs<'_>, node: &Arc<Node>) -> Result<bool, Errno> {
+    let mut g = NodeLock::lock(node.clone(), SixLockType::Intent);
+    let w = node_write_locked(c, &mut g)?;
+    drop(g);
+    let r = if w.wrote { lockrestart_do(c, |t| t.update_ptr_written(node)) } else { Ok(()) };
+    if w.pin != 0 {
+        c.journal.pin_put(w.pin, PinOwner::BtreeNode(node.btree, node.level));
     }
-    Ok(true)
+    r.map(|_| w.wrote)
 }
 
 /// Writes every dirty node in the cache (`bch2_btree_flush_all_writes()`,
@@ -158,17 +181,26 @@ pub fn node_write(c: &BtreeFs<'_>, g: &mut NodeLock) -> Result<bool, Errno> {
 ///
 /// Errors: the first write error (the other nodes are still tried).
 pub fn write_dirty_nodes(c: &BtreeFs<'_>) -> Result<usize, Errno> {
-    let nodes = c.cache.nodes_with(flags::DIRTY)?;
     let mut n = 0;
     let mut err = None;
-    for node in nodes.iter() {
-        let mut g = NodeLock::lock(node.clone(), SixLockType::Intent);
-        match node_write(c, &mut g) {
-            Ok(true) => n += 1,
-            Ok(false) => {}
-            Err(e) => {
-                err.get_or_insert(e);
+    // Each write dirties the parent (its pointer's written size): the
+    // leaves first, then the levels above, up to the root.
+    for _ in 0..2 * super::trans::MAX_DEPTH + 2 {
+        let nodes = c.cache.nodes_with(flags::DIRTY)?;
+        if nodes.is_empty() {
+            break;
+        }
+        for node in nodes.iter() {
+            match node_write(c, node) {
+                Ok(true) => n += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    err.get_or_insert(e);
+                }
             }
+        }
+        if err.is_some() {
+            break;
         }
     }
     match err {

@@ -95,10 +95,10 @@ pub struct Node {
     pub max_key: Bpos,
     /// The `seq` of its bsets (random, nonzero; also in its pointer).
     pub seq: u64,
-    /// `sectors_written` of the `btree_ptr_v2` it was read through (0:
-    /// none, or a pointer made here).  A reader stops there, so such a
-    /// node is never appended to: its first change rewrites it.
-    pub ptr_sectors_written: u16,
+    /// `sectors_written` of the pointer to it (0: a `btree_ptr`, or not
+    /// known): readers read that much.  Brought up to `written` after each
+    /// write by [`crate::btree::trans::BtreeTrans::update_ptr_written`].
+    ptr_written: AtomicU32,
     flags: AtomicU32,
     data: UnsafeCell<NodeData>,
 }
@@ -372,7 +372,7 @@ impl Node {
             min_key,
             max_key,
             seq,
-            ptr_sectors_written: 0,
+            ptr_written: AtomicU32::new(0),
             flags: AtomicU32::new(flags),
             data: UnsafeCell::new(data),
         }
@@ -403,11 +403,19 @@ impl Node {
         self.has(flags::DIRTY | flags::WRITE_IN_FLIGHT | flags::FAKE | flags::WILL_MAKE_REACHABLE | flags::ROOT)
     }
 
-    /// Whether keys may be added to the node in place: not the fake root,
-    /// and not a node whose parent's pointer bounds what readers read
-    /// (`ptr_sectors_written`).
+    /// Whether keys may be added to the node in place: not the fake root.
     pub fn appendable(&self) -> bool {
-        !self.has(flags::FAKE) && self.ptr_sectors_written == 0
+        !self.has(flags::FAKE)
+    }
+
+    /// `sectors_written` of the pointer to the node.
+    pub fn ptr_sectors_written(&self) -> u32 {
+        self.ptr_written.load(Acquire)
+    }
+
+    /// Records the `sectors_written` the pointer to the node now has.
+    pub fn set_ptr_sectors_written(&self, s: u32) {
+        self.ptr_written.store(s, core::sync::atomic::Ordering::Release);
     }
 
     /// Whether `pos` is within the node's range.

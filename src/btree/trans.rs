@@ -316,12 +316,13 @@ impl<'a> BtreeFs<'a> {
     }
 
     /// `btree_ptr_v2` key pointing to `n` (`bch2_btree_node_alloc()`'s
-    /// key): position `max_key`, `seq`, `min_key`, one device pointer.
-    /// `sectors_written` is 0: readers read the whole node (see
-    /// write-path.rst on why).
+    /// key): position `max_key`, `seq`, `sectors_written` (what readers
+    /// read: [`Node::ptr_sectors_written`]), `min_key`, one device
+    /// pointer.
     pub fn node_ptr(n: &Node) -> BkeyI {
         let mut v = [0u8; 48];
-        let _ = BtreePtrV2 { mem_ptr: 0, seq: n.seq, sectors_written: 0, flags: 0, min_key: n.min_key }.encode(&mut v);
+        let sectors_written = u16::try_from(n.ptr_sectors_written()).unwrap_or(0);
+        let _ = BtreePtrV2 { mem_ptr: 0, seq: n.seq, sectors_written, flags: 0, min_key: n.min_key }.encode(&mut v);
         let p = ExtentPtr { offset: n.space.offset, dev: n.space.dev, gen: n.space.gen, ..Default::default() };
         v[40..].copy_from_slice(&p.encode().to_le_bytes());
         let mut val = Vec::new();
