@@ -483,7 +483,7 @@ fn extent_overwrite_cases() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
 
     #[test]
     fn random_transactions_match_model(txs in proptest::collection::vec(proptest::collection::vec(op(), 1..6), 1..250)) {

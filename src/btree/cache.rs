@@ -11,7 +11,7 @@
 //! are in [`crate::format::btree_node`]).
 //!
 //! Locking: the index (a vector sorted by sector) is behind a
-//! [`Mutex`]; each node carries a [`SixLock`].  A reader takes the node's
+//! [`Mutex`]; each node carries a [`crate::sync::SixLock`].  A reader takes the node's
 //! lock for read while it still holds the index lock (a try-lock that
 //! cannot fail: only eviction takes write, and only under the index lock),
 //! and keeps it while it uses the node ([`NodeRef`]).  Eviction, under the

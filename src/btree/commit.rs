@@ -2,7 +2,7 @@
 //! Transaction commit (`btree_trans_commit.c`: `bch2_trans_commit()`,
 //! `bch2_trans_commit_write_locked()`, `bch2_btree_insert_key_leaf()`).
 //!
-//! 1. transactional triggers ([`BtreeTriggers::trans_trigger`]) until
+//! 1. transactional triggers ([`super::BtreeTriggers::trans_trigger`]) until
 //!    none queues more;
 //! 2. updates sorted by (btree, level, position); a later update at a
 //!    position replaces an earlier one;

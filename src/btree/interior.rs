@@ -5,7 +5,7 @@
 //! Each is one `btree_update`: the path from the root down to the node is
 //! locked for intent (which serializes interior updates of a btree), the
 //! journal reservation is taken first, the new nodes are built, allocated
-//! ([`BtreeNodeAlloc`]) and written whole before anything points to them,
+//! ([`super::BtreeNodeAlloc`]) and written whole before anything points to them,
 //! and then their pointers go into the parent (as `btree_keys` journal
 //! entries at the parent's level, the parent dirty and pinning the
 //! journal) or become the new root (a `btree_root` journal entry).  The

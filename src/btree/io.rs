@@ -14,8 +14,10 @@
 //!
 //! The write is synchronous here: the caller holds the node for intent
 //! (commits wait), the bytes are built and written, and the bookkeeping
-//! (`written`, changed positions, the dirty flag, the journal pin) is
-//! updated under the write lock.
+//! (`written`, changed positions, the dirty flag) is updated under the
+//! write lock.  Then, with no lock held, the pointer to the node is moved
+//! on to the new `sectors_written` (readers read no further than it says)
+//! and only then is the node's journal pin dropped.
 
 use core::sync::atomic::Ordering::Relaxed;
 
