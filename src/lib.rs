@@ -17,6 +17,7 @@ extern crate std;
 
 pub mod accounting;
 pub mod alloc;
+pub mod alloc_interim;
 pub mod backpointers;
 pub mod bcachefs;
 pub mod btree;
@@ -31,6 +32,7 @@ pub mod opts;
 pub mod platform;
 pub mod recovery;
 pub mod sync;
+pub mod triggers;
 pub mod util;
 
 // Kernel glue: only in the module.

@@ -1,0 +1,602 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The btree commit's triggers ([`BtreeTriggers`]) over the pure trigger
+//! functions of [`crate::alloc`]: what C's `bch2_trans_commit_run_triggers()`
+//! (transactional part of `bch2_trigger_extent()`, `bch2_trigger_inode()`,
+//! `bch2_trigger_alloc()`, `bch2_trigger_subvolume()`) and the atomic
+//! triggers of `bch2_trans_commit_write_locked()` do.
+//!
+//! A leaf update of a btree with triggers runs [`run_triggers`] on (old,
+//! new) and applies the [`DerivedUpdates`] through the same transaction:
+//!
+//! * each pointer's bucket: read-modify-write of its `alloc_v4` key (seeing
+//!   this transaction's earlier updates), [`mark_pointer`]; the alloc
+//!   update then runs the alloc trigger ([`trigger_alloc`]), which may
+//!   change the key (data type, IO times, gen): the changed key is queued
+//!   again and triggers again (it is a fixed point the second time), and
+//!   only the final key's index updates (freespace, need_discard, lru,
+//!   `bucket_gens`) are queued;
+//! * backpointers inserted and deleted (C: through the btree write buffer;
+//!   here directly, which gives the same btree);
+//! * accounting deltas: read-modify-write of the accounting key, written
+//!   with the sum and a new, larger `bversion`; the atomic trigger adds
+//!   `new - old` of every accounting key to the in-memory counters
+//!   (`bch2_accounting_mem_mod_locked()`).
+//!
+//! Btree node pointers changed by interior updates (splits, merges, new
+//! roots: `bch2_btree_update_nodes_written()` running the triggers of the
+//! pointers it inserts and deletes) do not reach [`BtreeTriggers`]: the
+//! interior update journals them as `btree_keys` entries at level > 0 and
+//! `btree_root` entries.  [`NodePtrTap`] wraps the journal, records those,
+//! and [`FsTriggers::node_ptrs_catch_up`] runs their triggers in a
+//! following transaction (see the notes in `write-path.rst`).
+
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::accounting::{accounting_key_encode, accounting_val_decode, AccountingDeltas, DiskAccountingPos, ACCOUNTING_MAX_COUNTERS};
+use crate::alloc::background::{alloc_gens_pos, data_type_is_empty, trigger_alloc, AllocTriggerCtx, BucketGens};
+use crate::alloc::buckets::{mark_pointer, run_triggers, TriggerCtx};
+use crate::alloc::{alloc_v4_key, bucket_gens_key, DerivedUpdates};
+use crate::btree::trans::bkey_i;
+use crate::btree::{BtreeFs, BtreeTrans, BtreeTriggers, CommitFlags};
+use crate::errcode::{BchError, Errno};
+use crate::format::bkey::{Bkey, BkeyI, BtreeId, KeyType};
+use crate::format::bpos::{BVersion, Bpos};
+use crate::format::jset::EntryType;
+use crate::format::list::FsInfo;
+use crate::format::val::alloc::AllocV4;
+use crate::journal::res::{JournalRes, JournalSink, PinOwner, ResFlags};
+use crate::platform::{log, Mutex, Vec};
+
+/// Which buckets the allocator has open (being written): the alloc trigger
+/// does not bump their gen when they go empty
+/// (`bch2_bucket_is_open_safe()`).
+pub trait OpenBuckets: Sync {
+    /// Whether `bucket` (dev:bucket) is open.
+    fn is_open(&self, bucket: Bpos) -> bool;
+}
+
+/// The triggers of a read-write filesystem (the trigger part of `struct
+/// bch_fs`): member geometry, the IO clocks, the accounting version
+/// counter and the in-memory accounting counters.
+pub struct FsTriggers<'a> {
+    info: &'a FsInfo,
+    /// Btree node size, 512-byte sectors.
+    node_sectors: u32,
+    /// IO clocks (read, write), `bch2_current_io_time()`.
+    pub io_clock: [AtomicU64; 2],
+    /// The last accounting `bversion` handed out (low 64 bits).
+    acct_version: AtomicU64,
+    /// The accounting counters in memory (`c->accounting`), as the atomic
+    /// trigger keeps them.
+    mem: Mutex<AccountingDeltas>,
+    /// Node pointer changes recorded by [`NodePtrTap`], for
+    /// [`node_ptrs_catch_up`](Self::node_ptrs_catch_up).
+    node_ptrs: Mutex<NodePtrs>,
+    /// The allocator's open buckets.
+    pub open_buckets: Option<&'a dyn OpenBuckets>,
+    /// Buckets a transaction left empty with `need_inc_gen`: their gen is
+    /// bumped by [`after_commit`](Self::after_commit).
+    gen_bumps: Mutex<Vec<Bpos>>,
+}
+
+/// What the node pointer bookkeeping keeps: every interior key and root
+/// pointer (to know the old key of a change) and the changes not yet
+/// triggered.
+struct NodePtrs {
+    /// Interior keys by (btree, level of the key, position), sorted.
+    known: Vec<((u8, u8, Bpos), BkeyI)>,
+    /// Root pointer per btree: (level of the key = root level + 1, key).
+    roots: Vec<Option<(u8, BkeyI)>>,
+    /// (btree, key level, old, new) not triggered yet.
+    pending: Vec<(u8, u8, Option<BkeyI>, Option<BkeyI>)>,
+}
+
+fn clone_key(k: &BkeyI) -> Result<BkeyI, Errno> {
+    bkey_i(&k.k, &k.v).map_err(|_| Errno::ENOMEM)
+}
+
+fn view(k: &BkeyI) -> (&Bkey, &[u8]) {
+    (&k.k, &k.v)
+}
+
+/// The key at exactly `pos` as this transaction sees it: its own newest
+/// update there, else the btree's (`BTREE_ITER_with_updates` on a slot).
+///
+/// Errors: those of [`BtreeTrans::get`].
+pub fn peek_slot_with_updates(trans: &mut BtreeTrans<'_>, btree: BtreeId, pos: Bpos) -> Result<Option<BkeyI>, BchError> {
+    if let Some(u) = trans.pending_at(btree as u8, pos) {
+        if u.k.k.is_deleted() {
+            return Ok(None);
+        }
+        return Ok(Some(clone_key(&u.k)?));
+    }
+    Ok(trans.get(btree, pos)?.filter(|k| !k.k.is_deleted()))
+}
+
+impl<'a> FsTriggers<'a> {
+    /// Triggers for the filesystem `info` describes; the accounting
+    /// versions handed out start above `acct_version` (the newest
+    /// `bversion` of the accounting keys on disk, or the journal sequence
+    /// number shifted as C's `journal_pos_to_bversion()`).
+    ///
+    /// Errors: `ENOMEM`.
+    pub fn new(info: &'a FsInfo, acct_version: u64) -> Result<Self, Errno> {
+        let mut roots = Vec::new();
+        for _ in 0..crate::journal::NR_BTREES {
+            roots.push(None)?;
+        }
+        Ok(FsTriggers {
+            info,
+            node_sectors: info.node_bytes / 512,
+            io_clock: [AtomicU64::new(0), AtomicU64::new(0)],
+            acct_version: AtomicU64::new(acct_version),
+            mem: Mutex::new(AccountingDeltas::new())?,
+            node_ptrs: Mutex::new(NodePtrs { known: Vec::new(), roots, pending: Vec::new() })?,
+            open_buckets: None,
+            gen_bumps: Mutex::new(Vec::new())?,
+        })
+    }
+
+    /// The accounting counters in memory, normalized (a copy).
+    ///
+    /// Errors: `ENOMEM`.
+    pub fn accounting_mem(&self) -> Result<AccountingDeltas, Errno> {
+        let mut out = AccountingDeltas::new();
+        out.merge(&self.mem.lock())?;
+        out.normalize();
+        Ok(out)
+    }
+
+    /// Seeds the in-memory counters with what the accounting btree holds at
+    /// mount (`bch2_accounting_read()`).
+    ///
+    /// Errors: `ENOMEM`.
+    pub fn accounting_mem_add(&self, pos: Bpos, d: [i64; ACCOUNTING_MAX_COUNTERS], nr: u8) -> Result<(), Errno> {
+        let mut m = self.mem.lock();
+        m.add_raw(pos, d, nr)
+    }
+
+    fn ctx(&self) -> TriggerCtx<'_> {
+        TriggerCtx { devs: &self.info.devs, btree_node_sectors: self.node_sectors, bucket_gen: None }
+    }
+
+    fn bucket_size(&self, dev: u64) -> u32 {
+        usize::try_from(dev)
+            .ok()
+            .and_then(|d| self.info.devs.get(d).copied().flatten())
+            .map_or(0, |d| d.bucket_size)
+    }
+
+    /// Applies `out` (from a key trigger or the alloc trigger) through
+    /// `trans`.
+    fn apply(&self, trans: &mut BtreeTrans<'_>, out: &mut DerivedUpdates) -> Result<(), BchError> {
+        if !out.reflink.is_empty() {
+            // Indirect extents' refcounts (`__trigger_reflink_p()`): not yet.
+            return Err(Errno::EOPNOTSUPP.into());
+        }
+        for r in out.buckets.iter() {
+            self.alloc_mod(trans, r.bucket, |a| match mark_pointer(a, r) {
+                Err(e) => {
+                    log::err!("{} for {}:{} from key at {}", e, r.bucket.inode, r.bucket.offset, r.key_pos);
+                    if r.sectors > 0 {
+                        Err(Errno::EUCLEAN.into())
+                    } else {
+                        Ok(())
+                    }
+                }
+                Ok(()) => Ok(()),
+            })?;
+        }
+        // C runs every overwrite trigger of a transaction before the
+        // insert triggers (`run_btree_triggers()`): a deletion never wins
+        // over an insert at the same position queued in the same
+        // transaction (a key cut at its back keeps its pointer, so its new
+        // piece's backpointer is where the old one was).
+        for bp in out.backpointers.iter() {
+            if !bp.insert && pending_live(trans, BtreeId::Backpointers, bp.pos) {
+                continue;
+            }
+            trans.update(BtreeId::Backpointers, bp.to_key()?)?;
+        }
+        for b in out.bits.iter() {
+            if b.btree == BtreeId::Freespace {
+                freespace_mod(trans, b.pos, b.set)?;
+            } else {
+                trans.update(b.btree, b.to_key()?)?;
+            }
+        }
+        for &(bucket, gen) in out.bucket_gens.iter() {
+            let (pos, off) = alloc_gens_pos(bucket);
+            let mut g = match peek_slot_with_updates(trans, BtreeId::BucketGens, pos)? {
+                Some(k) if k.k.key_type == KeyType::BucketGens as u8 => BucketGens::decode(&k.v),
+                _ => BucketGens::decode(&[]),
+            };
+            if let Some(x) = g.gens.get_mut(off) {
+                *x = gen;
+            }
+            trans.update(BtreeId::BucketGens, bucket_gens_key(pos, &g)?)?;
+        }
+        out.accounting.normalize();
+        for &(pos, d, nr) in out.accounting.entries().iter() {
+            let acc = DiskAccountingPos::from_bpos(pos).ok_or(Errno::EINVAL)?;
+            let mut sum = d;
+            let mut n = usize::from(nr).max(acc.nr_counters());
+            if let Some(k) = peek_slot_with_updates(trans, BtreeId::Accounting, pos)? {
+                let (cur, cn) = accounting_val_decode(&k.v);
+                for (s, c) in sum.iter_mut().zip(cur.iter()) {
+                    *s = s.wrapping_add(*c);
+                }
+                n = n.max(cn);
+            }
+            let n = n.clamp(1, ACCOUNTING_MAX_COUNTERS);
+            let lo = self.acct_version.fetch_add(1, Relaxed) + 1;
+            let (k, v) = accounting_key_encode(&acc, &sum[..n], BVersion { hi: 0, lo })?;
+            if sum[..n].iter().all(|&x| x == 0) {
+                trans.update(BtreeId::Accounting, BkeyI { k: Bkey::new(KeyType::Deleted, pos, 0), v: Vec::new() })?;
+            } else {
+                trans.update(BtreeId::Accounting, BkeyI { k, v })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes the alloc key of `bucket` in `trans` by `f` and runs the
+    /// alloc trigger on the change at once (`bch2_trans_start_alloc_update()`
+    /// then `bch2_trigger_alloc()`): the trigger edits the new value (data
+    /// type, IO times, `need_inc_gen`/`need_discard`, gen bump) and its
+    /// index updates (freespace, need_discard, lru, `bucket_gens`) and
+    /// `dev_data_type` counters are queued.  The old value is what the
+    /// transaction sees now (its own earlier update of the bucket, else the
+    /// btree's), so several changes of one bucket in one transaction
+    /// compose (C runs the alloc triggers once, last, on the final value:
+    /// the result is the same except for a bucket filled and emptied in the
+    /// same transaction, whose gen this bumps).
+    ///
+    /// Alloc keys must be changed through here: the alloc btree's own
+    /// [`BtreeTriggers::trans_trigger`] does nothing.
+    ///
+    /// Errors: `EOPNOTSUPP` for an alloc key older than `alloc_v4`, those of
+    /// the lookups and updates.
+    pub fn alloc_mod(
+        &self,
+        trans: &mut BtreeTrans<'_>,
+        bucket: Bpos,
+        f: impl FnOnce(&mut AllocV4) -> Result<(), BchError>,
+    ) -> Result<(), BchError> {
+        self.alloc_mod_inner(trans, bucket, false, f)
+    }
+
+    fn alloc_mod_inner(
+        &self,
+        trans: &mut BtreeTrans<'_>,
+        bucket: Bpos,
+        bump: bool,
+        f: impl FnOnce(&mut AllocV4) -> Result<(), BchError>,
+    ) -> Result<(), BchError> {
+        let old = match peek_slot_with_updates(trans, BtreeId::Alloc, bucket)? {
+            Some(k) if k.k.key_type == KeyType::AllocV4 as u8 => AllocV4::decode(&k.v),
+            Some(_) => return Err(Errno::EOPNOTSUPP.into()),
+            None => AllocV4::default(),
+        };
+        let mut new = old;
+        f(&mut new)?;
+        let actx = AllocTriggerCtx {
+            bucket_size: self.bucket_size(bucket.inode),
+            io_time_now: [self.io_clock[0].load(Relaxed), self.io_clock[1].load(Relaxed)],
+            // A bucket emptied here may be refilled later in the same
+            // transaction (a piece of a cut extent inserted after the
+            // deletion of the whole): C runs the alloc trigger once on the
+            // final value.  Here the gen bump waits for after_commit().
+            bucket_is_open: !bump || self.open_buckets.is_some_and(|o| o.is_open(bucket)),
+            invalidate: false,
+        };
+        let mut out = DerivedUpdates::new();
+        trigger_alloc(bucket, &old, &mut new, &actx, &mut out)?;
+        if !bump && data_type_is_empty(new.data_type) && new.need_inc_gen() != 0 {
+            let mut g = self.gen_bumps.lock();
+            if !g.contains(&bucket) {
+                g.push(bucket)?;
+            }
+        }
+        trans.update(BtreeId::Alloc, alloc_v4_key(bucket, &new)?)?;
+        self.apply(trans, &mut out)
+    }
+
+    /// Records the node pointers a volume has at mount (every interior key
+    /// and every root), so that later changes know their old key.
+    ///
+    /// Errors: `EIO` (a node could not be read), `ENOMEM`.
+    pub fn node_ptrs_load(&self, fs: &BtreeFs<'_>) -> Result<(), Errno> {
+        use crate::btree::cache::{NodeLock, NodePtr};
+        use crate::sync::SixLockType;
+        let mut np = self.node_ptrs.lock();
+        let mut stack: Vec<(u8, u8, BkeyI)> = Vec::new();
+        for b in 0..crate::journal::NR_BTREES {
+            let Some(r) = fs.root(b as u8) else { continue };
+            let vlen = r.key.val_bytes().min(r.val.len());
+            let k = bkey_i(&r.key, &r.val[..vlen])?;
+            if let Some(slot) = np.roots.get_mut(b) {
+                *slot = Some((r.level + 1, clone_key(&k)?));
+            }
+            stack.push((b as u8, r.level, k))?;
+        }
+        // (btree, level of the node, pointer to it): read interior nodes.
+        while let Some((b, level, k)) = stack.pop() {
+            if level == 0 {
+                continue;
+            }
+            let p = NodePtr { btree: b, level, key: &k.k, val: &k.v };
+            let n = fs.cache.get_node(fs.dev, fs.info, p, k.k.p).map_err(|e| e.errno())?;
+            let g = NodeLock::lock(n, SixLockType::Read);
+            for i in 0..g.len() {
+                let Some((ck, cv)) = g.key(i) else { continue };
+                if ck.is_deleted() {
+                    continue;
+                }
+                let ck = bkey_i(&ck, cv)?;
+                insert_known(&mut np.known, (b, level, ck.k.p), clone_key(&ck)?)?;
+                stack.push((b, level - 1, ck))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn node_ptr_event(&self, entry_type: u8, btree: u8, level: u8, data: &[u8]) -> Result<(), Errno> {
+        let kb: &[u8; crate::format::bkey::BKEY_BYTES] =
+            data.get(..crate::format::bkey::BKEY_BYTES).and_then(|b| b.try_into().ok()).ok_or(Errno::EINVAL)?;
+        let k = Bkey::from_bytes(kb);
+        let vlen = k.val_bytes().min(data.len().saturating_sub(40));
+        let new = bkey_i(&k, data.get(40..40 + vlen).ok_or(Errno::EINVAL)?)?;
+        let mut np = self.node_ptrs.lock();
+        if entry_type == EntryType::BtreeRoot as u8 {
+            let key_level = level + 1;
+            let slot = np.roots.get_mut(btree as usize).ok_or(Errno::EINVAL)?;
+            let old = slot.take();
+            *slot = Some((key_level, clone_key(&new)?));
+            let old = old.map(|(_, k)| k);
+            np.pending.push((btree, key_level, old, Some(new)))?;
+            // Pointers a root change moves from one level to another are
+            // paired by level: the old root's pointer at its level.
+            return Ok(());
+        }
+        let at = (btree, level, new.k.p);
+        let i = np.known.binary_search_by(|e| e.0.cmp(&at));
+        let old = match i {
+            Ok(i) => {
+                np.known[i..].rotate_left(1);
+                np.known.pop().map(|e| e.1)
+            }
+            Err(_) => None,
+        };
+        if !new.k.is_deleted() {
+            insert_known(&mut np.known, at, clone_key(&new)?)?;
+        }
+        let new = if new.k.is_deleted() { None } else { Some(new) };
+        if old.is_some() || new.is_some() {
+            np.pending.push((btree, level, old, new))?;
+        }
+        Ok(())
+    }
+
+    /// What follows each commit of a filesystem with these triggers:
+    /// [`node_ptrs_catch_up`](Self::node_ptrs_catch_up), and the gen bump
+    /// of buckets the commits left empty (`bch2_trigger_alloc()`'s
+    /// `need_inc_gen` handling, delayed to when the transaction's final
+    /// value is known), in transactions of their own.
+    ///
+    /// Errors: those of the commits.
+    pub fn after_commit(&self, fs: &BtreeFs<'_>) -> Result<(), Errno> {
+        for _ in 0..64 {
+            self.node_ptrs_catch_up(fs)?;
+            let bumps = core::mem::take(&mut *self.gen_bumps.lock());
+            if bumps.is_empty() {
+                return Ok(());
+            }
+            crate::btree::commit_do(fs, CommitFlags { no_merge: true, ..Default::default() }, |t| {
+                for &b in bumps.iter() {
+                    self.alloc_mod_inner(t, b, true, |_| Ok(()))?;
+                }
+                Ok(())
+            })?;
+        }
+        Err(Errno::EIO)
+    }
+
+    /// Whether node pointer changes wait for
+    /// [`node_ptrs_catch_up`](Self::node_ptrs_catch_up).
+    pub fn node_ptrs_pending(&self) -> bool {
+        !self.node_ptrs.lock().pending.is_empty()
+    }
+
+    /// Runs the triggers of the node pointers interior updates inserted,
+    /// replaced or deleted since the last call (alloc, backpointers and
+    /// accounting of btree nodes: what `bch2_btree_update_nodes_written()`
+    /// does through `bch2_trans_mark_new_node()`/`_old_node()` in C), in
+    /// transactions of their own, until none is left (those transactions
+    /// may split nodes in turn).
+    ///
+    /// Errors: those of the commits.
+    pub fn node_ptrs_catch_up(&self, fs: &BtreeFs<'_>) -> Result<(), Errno> {
+        for _ in 0..64 {
+            let pending = core::mem::take(&mut self.node_ptrs.lock().pending);
+            if pending.is_empty() {
+                return Ok(());
+            }
+            crate::btree::commit_do(fs, CommitFlags { no_merge: true, ..Default::default() }, |t| {
+                let mut out = DerivedUpdates::new();
+                for (b, level, old, new) in pending.iter() {
+                    run_triggers(*b, *level, old.as_ref().map(view), new.as_ref().map(view), true, &self.ctx(), &mut out)?;
+                }
+                self.apply(t, &mut out)
+            })?;
+        }
+        Err(Errno::EIO)
+    }
+}
+
+/// Sets or clears the freespace entry of the bucket at `pos` (the start of
+/// its size-1 range), `bch2_btree_bit_mod()` on the freespace btree.  C's
+/// freespace keys may cover runs of buckets (`bch2_dev_freespace_init()`
+/// writes one key per run): clearing one bucket cuts the key covering it
+/// into the parts before and after.  Done here rather than through
+/// [`BtreeTrans::update`]'s extent overwrite, which cannot cut `set` keys
+/// yet.
+///
+/// Errors: those of the lookups, `ENOMEM`, `EINVAL` at the end of the range.
+fn freespace_mod(trans: &mut BtreeTrans<'_>, pos: Bpos, set: bool) -> Result<(), BchError> {
+    let start = pos.offset;
+    let end = start.checked_add(1).ok_or(Errno::EINVAL)?;
+    let it = trans.iter(BtreeId::Freespace, Bpos::new(pos.inode, end, 0), false)?;
+    trans.iter_with_updates(it, true);
+    let cover = trans
+        .iter_peek(it)?
+        .filter(|x| x.k.p.inode == pos.inode && x.k.key_type == KeyType::Set as u8 && x.k.start_offset() <= start);
+    let fs = BtreeId::Freespace as u8;
+    let set_key = |s: u64, e: u64| -> Result<BkeyI, BchError> {
+        let mut k = Bkey::new(KeyType::Set, Bpos::new(pos.inode, e, 0), 0);
+        k.size = u32::try_from(e - s).map_err(|_| Errno::EINVAL)?;
+        Ok(BkeyI { k, v: Vec::new() })
+    };
+    match (cover, set) {
+        (Some(_), true) | (None, false) => Ok(()),
+        (None, true) => trans.push_update(fs, 0, set_key(start, end)?),
+        (Some(x), false) => {
+            let (xs, xe) = (x.k.start_offset(), x.k.p.offset);
+            if xs < start {
+                trans.push_update(fs, 0, set_key(xs, start)?)?;
+            }
+            if end < xe {
+                trans.push_update(fs, 0, set_key(end, xe)?)
+            } else {
+                trans.push_update(fs, 0, BkeyI { k: Bkey::new(KeyType::Deleted, x.k.p, 0), v: Vec::new() })
+            }
+        }
+    }
+}
+
+/// Whether a later update of this transaction at `new`'s position
+/// replaces it: only the update that lands runs its trigger (C replaces
+/// the queued update in place before the triggers run,
+/// `bch2_trans_update_by_path()`), else the old key would be counted out
+/// twice.
+fn superseded(trans: &BtreeTrans<'_>, btree: u8, new: &BkeyI) -> bool {
+    trans
+        .pending_at(btree, new.k.p)
+        .is_some_and(|u| u.k.k.key_type != new.k.key_type || u.k.k.size != new.k.size || u.k.v[..] != new.v[..])
+}
+
+/// Whether this transaction has queued a live key at `pos`.
+fn pending_live(trans: &BtreeTrans<'_>, btree: BtreeId, pos: Bpos) -> bool {
+    trans.pending_at(btree as u8, pos).is_some_and(|u| !u.k.k.is_deleted())
+}
+
+fn insert_known(v: &mut Vec<((u8, u8, Bpos), BkeyI)>, at: (u8, u8, Bpos), k: BkeyI) -> Result<(), Errno> {
+    match v.binary_search_by(|e| e.0.cmp(&at)) {
+        Ok(i) => v[i].1 = k,
+        Err(i) => {
+            v.push((at, k))?;
+            v[i..].rotate_right(1);
+        }
+    }
+    Ok(())
+}
+
+impl BtreeTriggers for FsTriggers<'_> {
+    fn trans_trigger(
+        &self,
+        trans: &mut BtreeTrans<'_>,
+        btree: u8,
+        level: u8,
+        old: Option<&BkeyI>,
+        new: &BkeyI,
+    ) -> Result<(), BchError> {
+        if level == 0 && superseded(trans, btree, new) {
+            return Ok(());
+        }
+        if level == 0 && btree == BtreeId::Alloc as u8 {
+            // Alloc keys change through alloc_mod(), which runs the alloc
+            // trigger itself.
+            return Ok(());
+        }
+        if !crate::alloc::buckets::btree_has_triggers(btree, level) {
+            return Ok(());
+        }
+        let new_v = if new.k.is_deleted() { None } else { Some(view(new)) };
+        let old_v = old.filter(|k| !k.k.is_deleted()).map(view);
+        let mut out = DerivedUpdates::new();
+        run_triggers(btree, level, old_v, new_v, true, &self.ctx(), &mut out)?;
+        self.apply(trans, &mut out)
+    }
+
+    fn atomic_trigger(&self, btree: u8, _level: u8, old: Option<(Bkey, &[u8])>, new: (Bkey, &[u8]), _journal_seq: u64) {
+        if btree != BtreeId::Accounting as u8 {
+            return;
+        }
+        // bch2_accounting_mem_mod_locked(): the counters move by new - old.
+        let (mut d, n) = if new.0.key_type == KeyType::Accounting as u8 { accounting_val_decode(new.1) } else { ([0; ACCOUNTING_MAX_COUNTERS], 0) };
+        let mut nr = n;
+        if let Some((ok, ov)) = old.filter(|(k, _)| k.key_type == KeyType::Accounting as u8) {
+            let (o, on) = accounting_val_decode(ov);
+            for (x, y) in d.iter_mut().zip(o.iter()) {
+                *x = x.wrapping_sub(*y);
+            }
+            nr = nr.max(on);
+            let _ = ok;
+        }
+        if nr == 0 {
+            return;
+        }
+        let mut m = self.mem.lock();
+        if m.add_raw(new.0.p, d, nr as u8).is_err() {
+            log::err_ratelimited!("accounting: out of memory for the in-memory counters");
+        }
+    }
+}
+
+/// A [`JournalSink`] in front of the journal that records the node
+/// pointer changes interior updates journal (`btree_keys` entries above
+/// level 0, `btree_root` entries) for [`FsTriggers::node_ptrs_catch_up`],
+/// and passes everything on.
+pub struct NodePtrTap<'a> {
+    /// The journal.
+    pub inner: &'a dyn JournalSink,
+    /// Where the changes are recorded.
+    pub triggers: &'a FsTriggers<'a>,
+}
+
+impl JournalSink for NodePtrTap<'_> {
+    fn res_get(&self, u64s: u32, flags: ResFlags) -> Result<JournalRes, BchError> {
+        self.inner.res_get(u64s, flags)
+    }
+
+    fn res_add_entry(&self, res: &mut JournalRes, entry_type: u8, btree_id: u8, level: u8, data: &[u8]) -> Result<(), Errno> {
+        self.inner.res_add_entry(res, entry_type, btree_id, level, data)?;
+        let ptr_change = (entry_type == EntryType::BtreeKeys as u8 && level > 0) || entry_type == EntryType::BtreeRoot as u8;
+        if ptr_change {
+            if let Err(e) = self.triggers.node_ptr_event(entry_type, btree_id, level, data) {
+                log::err_ratelimited!("node pointer trigger bookkeeping: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn res_put(&self, res: JournalRes) {
+        self.inner.res_put(res)
+    }
+
+    fn pin_get(&self, seq: u64, owner: PinOwner) {
+        self.inner.pin_get(seq, owner)
+    }
+
+    fn pin_put(&self, seq: u64, owner: PinOwner) {
+        self.inner.pin_put(seq, owner)
+    }
+
+    fn flush_seq(&self, seq: u64) -> Result<(), Errno> {
+        self.inner.flush_seq(seq)
+    }
+
+    fn cur_seq(&self) -> u64 {
+        self.inner.cur_seq()
+    }
+}
