@@ -58,10 +58,11 @@ impl InterimAlloc {
 
     /// Reads the alloc btree: every bucket from `first_bucket` to
     /// `nbuckets` whose key says free (or that has no key) becomes
-    /// available.
+    /// available, except those in `exclude` (superblock and journal
+    /// buckets, before they are marked in the alloc btree).
     ///
     /// Errors: those of the reads, `ENOMEM`.
-    pub fn load(&self, fs: &BtreeFs<'_>, first_bucket: u64, nbuckets: u64) -> Result<(), Errno> {
+    pub fn load(&self, fs: &BtreeFs<'_>, first_bucket: u64, nbuckets: u64, exclude: &[u64]) -> Result<(), Errno> {
         let mut keyed: Vec<(u64, AllocV4)> = Vec::new();
         lockrestart_do(fs, |t| {
             keyed.clear();
@@ -83,7 +84,7 @@ impl InterimAlloc {
                 j += 1;
             }
             let a = keyed.get(j).filter(|e| e.0 == b).map(|e| e.1).unwrap_or_default();
-            if a.data_type == data_type::FREE && a.dirty_sectors == 0 && a.cached_sectors == 0 {
+            if a.data_type == data_type::FREE && a.dirty_sectors == 0 && a.cached_sectors == 0 && !exclude.contains(&b) {
                 s.free.push((b, a.gen))?;
             }
         }

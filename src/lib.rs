@@ -26,6 +26,8 @@ pub mod compress;
 pub mod errcode;
 pub mod format;
 pub mod fs_common;
+pub mod fs_initialize;
+pub mod fs_rw;
 pub mod gc;
 pub mod journal;
 pub mod opts;

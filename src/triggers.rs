@@ -302,6 +302,17 @@ impl<'a> FsTriggers<'a> {
         self.apply(trans, &mut out)
     }
 
+    /// Adds `d` to the accounting counter `acc` in `trans`
+    /// (`bch2_disk_accounting_mod()` outside a trigger).
+    ///
+    /// Errors: `EINVAL` (more counters than the kind has), those of the
+    /// lookup and update.
+    pub fn accounting_mod(&self, trans: &mut BtreeTrans<'_>, acc: &DiskAccountingPos, d: &[i64]) -> Result<(), BchError> {
+        let mut out = DerivedUpdates::new();
+        out.accounting.add(acc, d)?;
+        self.apply(trans, &mut out)
+    }
+
     /// Records the node pointers a volume has at mount (every interior key
     /// and every root), so that later changes know their old key.
     ///

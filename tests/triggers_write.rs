@@ -104,7 +104,7 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
     let geo = BtreeGeometry::from_info(&info, csum, version);
     let mut fs = BtreeFs::new(&dev, &info, &cache, &tap, &alloc, geo, &roots).unwrap();
     fs.triggers = Some(&trig);
-    alloc.load(&fs, d.first_bucket, d.nbuckets).unwrap();
+    alloc.load(&fs, d.first_bucket, d.nbuckets, &[]).unwrap();
     trig.node_ptrs_load(&fs).unwrap();
     let free0 = alloc.nr_free();
     assert!(free0 > 100, "{free0} free buckets");

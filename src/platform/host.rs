@@ -155,6 +155,24 @@ impl BlockDev for FileDev {
             .read_exact_at(buf, sector * SECTOR_SIZE as u64)
             .map_err(|_| Errno::EIO)
     }
+
+    /// Writes through the file; `PREFLUSH`/`FUA` become a `sync_data()`
+    /// after the write (the host has no finer barrier).
+    fn write_sectors(&self, sector: u64, buf: &[u8], flags: super::WriteFlags) -> Result<(), Errno> {
+        let end = sector.checked_add((buf.len() / SECTOR_SIZE) as u64);
+        if end.map_or(true, |e| e > self.nr_sectors) {
+            return Err(Errno::EIO);
+        }
+        FileDev::write_sectors(self, sector, buf)?;
+        if flags.preflush || flags.fua {
+            self.file.sync_data().map_err(|_| Errno::EIO)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), Errno> {
+        self.sync()
+    }
 }
 
 /// Shared ownership with an atomic reference count (`std::sync::Arc` on

@@ -1,0 +1,531 @@
+// SPDX-License-Identifier: GPL-2.0
+//! A read-write filesystem on one device: the superblock, the journal's
+//! write side, the btree write side with the commit's triggers, the
+//! (interim) allocator, clean shutdown, and the `fs_common` operations
+//! over real transactions.
+//!
+//! Matches, in `fs/bcachefs`: `super.c` (`bch2_fs_open()`,
+//! `bch2_fs_read_write()`, `bch2_fs_read_only()`/`__bch2_fs_stop()`),
+//! `sb-clean.c` (`bch2_fs_mark_clean()`), `recovery.c` (the journal start
+//! of `bch2_fs_recovery()`).
+//!
+//! # Shape
+//!
+//! [`BchFsOpen::open`] owns what lives as long as the mount (device,
+//! superblock, journal, node cache, allocator); [`BchFsOpen::mount`] builds
+//! the borrowing layers (triggers, the journal tap, [`BtreeFs`]) on its
+//! stack and runs a closure with the [`BchFs`] made of them.  The btree
+//! write side borrows its parts, so the journal cannot hold a
+//! `'static` flusher into it: reclaim is driven from here instead
+//! ([`BchFs::maybe_reclaim`] after each commit, [`BchFs::flush`]).
+//!
+//! Not done yet: journal replay after an unclean shutdown (an unclean
+//! volume with journal entries to replay is refused with `EOPNOTSUPP`),
+//! several devices, the foreground allocator (`crate::alloc_interim` is in
+//! its place).
+
+use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::alloc::buckets::mark_dev_sb;
+use crate::alloc::DerivedUpdates;
+use crate::alloc_interim::InterimAlloc;
+use crate::btree::trans::is_extents;
+use crate::btree::{commit_do, write_dirty_nodes, BtreeCache, BtreeFs, BtreeGeometry, BtreeTrans, CommitFlags};
+use crate::errcode::{BchError, Errno};
+use crate::format::bkey::{BkeyI, BtreeId, NodeType, BKEY_U64S};
+use crate::format::bpos::Bpos;
+use crate::format::list::{FsInfo, Root};
+use crate::format::sb::{read_super, Sb};
+use crate::format::sb_opts::{sb_opt, SbFlag};
+use crate::format::sb_write::SbBuf;
+use crate::fs_common::recalc_capacity;
+use crate::fs_common::trans::{BtreeTransOps, WriteOpts};
+use crate::fs_common::FsFacts;
+use crate::journal::seq_blacklist::{mark_clean, mark_dirty};
+use crate::journal::res::JournalSink;
+use crate::journal::types::{JournalGeometry, JournalOpts, JournalStart};
+use crate::journal::write::{start_after_read, Journal};
+use crate::platform::{Arc, BlockDev, Mutex, Vec, WriteFlags, SECTOR_SIZE};
+use crate::triggers::{FsTriggers, NodePtrTap};
+
+/// A device shared by the journal (which owns its device) and the btree.
+pub struct SharedDev<D>(pub Arc<D>);
+
+impl<D: BlockDev> BlockDev for SharedDev<D> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn nr_sectors(&self) -> u64 {
+        self.0.nr_sectors()
+    }
+    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        self.0.read_sectors(sector, buf)
+    }
+    fn logical_block_size(&self) -> u32 {
+        self.0.logical_block_size()
+    }
+    fn write_sectors(&self, sector: u64, buf: &[u8], flags: WriteFlags) -> Result<(), Errno> {
+        self.0.write_sectors(sector, buf, flags)
+    }
+    fn flush(&self) -> Result<(), Errno> {
+        self.0.flush()
+    }
+}
+
+/// The write options of a superblock (`c->opts` from the superblock's
+/// options, `bch2_opts_from_sb()`): string hash, data checksum,
+/// compression, inline data, `encoded_extent_max`, inode number options.
+pub fn write_opts_from_sb(sb: &Sb<'_>) -> WriteOpts {
+    let d = WriteOpts::default();
+    let get = |name: &str, dflt: u64| sb_opt(name).map_or(dflt, |o| sb.opt(o));
+    // bch2_str_hash_opt_to_type(): siphash is the "new" siphash type 3.
+    let str_hash = match get("str_hash", 2) {
+        0 => 0,
+        1 => 1,
+        _ => 3,
+    };
+    WriteOpts {
+        str_hash,
+        data_checksum: u8::try_from(get("data_checksum", u64::from(d.data_checksum))).unwrap_or(d.data_checksum),
+        compression: u8::try_from(get("compression", 0)).unwrap_or(0),
+        background_compression: u8::try_from(get("background_compression", 0)).unwrap_or(0),
+        background_target: u16::try_from(get("background_target", 0)).unwrap_or(0),
+        inline_data: get("inline_data", 1) != 0,
+        encoded_extent_max_sectors: u32::try_from(get("encoded_extent_max", 64 << 10) >> 9)
+            .unwrap_or(d.encoded_extent_max_sectors)
+            .max(1),
+        inodes_32bit: get("inodes_32bit", 0) != 0,
+        shard_inode_numbers: get("shard_inode_numbers", 1) != 0,
+        inode_shard_bits: 0,
+    }
+}
+
+/// `BCH_COMPAT_alloc_info`.
+const COMPAT_ALLOC_INFO: u64 = 1 << 0;
+/// `BCH_COMPAT_alloc_metadata`.
+const COMPAT_ALLOC_METADATA: u64 = 1 << 1;
+
+/// `BCH_JOURNAL_BUCKETS_MIN`.
+const JOURNAL_BUCKETS_MIN: u64 = 8;
+
+/// `bch2_dev_journal_alloc()` for a new filesystem: 1/128th of the
+/// buckets, at least 8 and at most 8192 or 8 GiB, taken from
+/// `first_bucket` upwards skipping the superblock buckets
+/// (`bch2_bucket_alloc_new_fs()`, `is_superblock_bucket()`), recorded in
+/// a `journal_v2` field as ranges (`bch2_journal_buckets_to_sb()`).
+///
+/// Errors: `EINVAL` (superblock unusable, too few buckets), `ENOMEM`.
+pub fn dev_journal_alloc(sbuf: &mut SbBuf) -> Result<(), Errno> {
+    let body = {
+        let sb = sbuf.sb().map_err(|_| Errno::EINVAL)?;
+        let m = sb.member(sb.dev_idx()).ok_or(Errno::EINVAL)?;
+        let d = crate::format::val::DevInfo {
+            bucket_size: u32::from(m.bucket_size),
+            first_bucket: u64::from(m.first_bucket),
+            nbuckets: m.nbuckets,
+            durability: 1,
+            failed: false,
+        };
+        let max = (1u64 << 13).min((1u64 << 24) / u64::from(d.bucket_size.max(1)));
+        let nr = (d.nbuckets >> 7).clamp(JOURNAL_BUCKETS_MIN, max.max(JOURNAL_BUCKETS_MIN));
+        let mut meta = DerivedUpdates::new();
+        let layout = sb.layout();
+        mark_dev_sb(sb.dev_idx(), &d, layout.offsets(), layout.sb_max_size_bits, &[], &mut meta)?;
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        let mut got = 0u64;
+        let mut b = d.first_bucket;
+        while got < nr {
+            if b >= d.nbuckets {
+                return Err(Errno::EINVAL);
+            }
+            if !meta.meta.iter().any(|m| m.bucket.offset == b) {
+                match ranges.last_mut() {
+                    Some(r) if r.0 + r.1 == b => r.1 += 1,
+                    _ => ranges.push((b, 1))?,
+                }
+                got += 1;
+            }
+            b += 1;
+        }
+        let mut body: Vec<u8> = Vec::new();
+        for &(start, n) in ranges.iter() {
+            body.extend_from_slice(&start.to_le_bytes())?;
+            body.extend_from_slice(&n.to_le_bytes())?;
+        }
+        body
+    };
+    sbuf.set_field(crate::format::sb::FieldType::JournalV2, &body)?;
+    Ok(())
+}
+
+/// What a mount owns (the long-lived part of `struct bch_fs`).
+pub struct BchFsOpen<D: BlockDev + Send + Sync> {
+    /// The device.
+    pub dev: Arc<D>,
+    /// The superblock as it will be written back.
+    pub sb: Mutex<SbBuf>,
+    /// Superblock facts for the btree and journal.
+    pub info: FsInfo,
+    /// Filesystem facts for the operations.
+    pub facts: FsFacts,
+    /// Write options.
+    pub opts: WriteOpts,
+    /// The journal.
+    pub journal: Journal<SharedDev<D>>,
+    /// The btree node cache.
+    pub cache: BtreeCache,
+    /// The allocator (interim).
+    pub alloc: InterimAlloc,
+    roots: Vec<Option<Root>>,
+    geo: BtreeGeometry,
+    acct_version: u64,
+    /// Buckets holding superblocks and the journal, never allocated.
+    meta_buckets: Vec<u64>,
+    /// The volume has never been initialized (`bch2_fs_initialize()` must
+    /// run).
+    pub fresh: bool,
+}
+
+/// Node cache size of a read-write mount, bytes.
+const CACHE_BYTES: usize = 64 << 20;
+
+impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
+    /// Opens `dev` for writing (`bch2_fs_open()` up to going read-write):
+    /// reads the superblock, the journal (unless the volume was never
+    /// initialized) and the roots, and starts the journal after the newest
+    /// entry (a fresh journal at sequence number 1 for a new volume).
+    ///
+    /// Errors: `EINVAL` (superblock unusable, several devices), `EOPNOTSUPP`
+    /// (encryption, an unclean volume that needs journal replay), `EIO`,
+    /// `ENOMEM`.
+    pub fn open(dev: D) -> Result<Self, Errno> {
+        let dev = crate::platform::arc_new(dev)?;
+        let sbr = read_super(&*dev).map_err(|_| Errno::EINVAL)?;
+        let sb = sbr.sb();
+        if sb.nr_devices() > 1 {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let fresh = sb.flag(SbFlag::Initialized) == 0;
+        let mut sbuf = SbBuf::from_sb(&sb)?;
+        drop(sbr);
+        if fresh {
+            dev_journal_alloc(&mut sbuf)?;
+        }
+        let sb = sbuf.sb().map_err(|_| Errno::EINVAL)?;
+        let info = FsInfo::from_sb(&sb).map_err(|_| Errno::EINVAL)?;
+        let d = info.devs.get(info.dev_idx as usize).copied().flatten().ok_or(Errno::EINVAL)?;
+        let jgeo = JournalGeometry::from_sb(&sb)?;
+        let (csum, version) = (jgeo.csum_type, jgeo.version);
+        let block_bytes = u32::from(sb.block_size()) * SECTOR_SIZE as u32;
+        let facts = FsFacts {
+            block_bytes,
+            time_base_lo: sb.time_base_lo() / u64::from(sb.time_precision().max(1)),
+            time_precision_ns: sb.time_precision(),
+            capacity_sectors: recalc_capacity(
+                d.nbuckets,
+                d.first_bucket,
+                d.bucket_size,
+                info.node_bytes / SECTOR_SIZE as u32,
+                sb_opt("gc_reserve_percent").map_or(8, |o| sb.opt(o)) as u8,
+                sb_opt("gc_reserve_bytes").map_or(0, |o| sb.opt(o)),
+            ),
+            bucket_sectors: d.bucket_size,
+        };
+        let opts = write_opts_from_sb(&sb);
+        let (roots, start) = if fresh {
+            let mut roots = Vec::new();
+            for _ in 0..crate::journal::NR_BTREES {
+                roots.push(None)?;
+            }
+            (roots, JournalStart::fresh())
+        } else {
+            let jr = crate::journal::read(&*dev, &info).map_err(|e| e.errno())?;
+            let roots = crate::journal::btree_roots(&info, &jr.journal).map_err(|e| e.errno())?;
+            let unclean = sb.flag(SbFlag::Clean) == 0;
+            if unclean && !jr.journal.jsets.is_empty() {
+                // Journal replay (bch2_journal_replay()) is not done yet.
+                return Err(Errno::EOPNOTSUPP);
+            }
+            (roots, start_after_read(&*dev, &jgeo, &jr, unclean)?)
+        };
+        let acct_version = start.cur_seq << 32;
+        let mut meta = DerivedUpdates::new();
+        let layout = sb.layout();
+        mark_dev_sb(info.dev_idx, &d, layout.offsets(), layout.sb_max_size_bits, &info.journal_buckets, &mut meta)?;
+        let mut meta_buckets = Vec::new();
+        for m in meta.meta.iter() {
+            meta_buckets.push(m.bucket.offset)?;
+        }
+        let journal = Journal::new(SharedDev(dev.clone()), jgeo, JournalOpts::default(), start)?;
+        for r in roots.iter().flatten() {
+            let vlen = r.key.val_bytes().min(r.val.len());
+            journal.set_btree_root_key(r.btree_id as u8, r.level, &r.key, &r.val[..vlen])?;
+        }
+        journal.replay_done();
+        let geo = BtreeGeometry::from_info(&info, csum, version);
+        let alloc = InterimAlloc::new(info.dev_idx, d.bucket_size)?;
+        Ok(BchFsOpen {
+            dev,
+            sb: Mutex::new(sbuf)?,
+            info,
+            facts,
+            opts,
+            journal,
+            cache: BtreeCache::new(CACHE_BYTES)?,
+            alloc,
+            roots,
+            geo,
+            acct_version,
+            meta_buckets,
+            fresh,
+        })
+    }
+
+    /// Goes read-write and runs `f` on the filesystem
+    /// (`bch2_fs_read_write()`): the superblock is marked dirty and
+    /// written, the allocator loads the free buckets, the triggers learn
+    /// the btree node pointers.  Nothing is shut down afterwards: call
+    /// [`BchFs::shutdown`] in `f` for a clean unmount.
+    ///
+    /// Errors: those of `f`, of the superblock write and of the loads.
+    pub fn mount<R>(&self, now_ns: i64, seed: u64, f: impl FnOnce(&BchFs<'_, D>) -> Result<R, Errno>) -> Result<R, Errno> {
+        {
+            let mut sb = self.sb.lock();
+            if !self.fresh {
+                mark_dirty(&mut sb);
+                sb.write_super(&*self.dev)?;
+            }
+        }
+        let d = self.info.devs.get(self.info.dev_idx as usize).copied().flatten().ok_or(Errno::EINVAL)?;
+        let mut trig = FsTriggers::new(&self.info, self.acct_version)?;
+        trig.open_buckets = Some(&self.alloc);
+        let tap = NodePtrTap { inner: &self.journal, triggers: &trig };
+        let dev: &(dyn BlockDev + Sync) = &*self.dev;
+        let mut btree = BtreeFs::new(dev, &self.info, &self.cache, &tap, &self.alloc, self.geo, &self.roots)?;
+        btree.triggers = Some(&trig);
+        self.alloc.load(&btree, d.first_bucket, d.nbuckets, &self.meta_buckets)?;
+        trig.node_ptrs_load(&btree)?;
+        let mut hints = Vec::new();
+        hints.push(0u64)?;
+        let fs = BchFs {
+            open: self,
+            btree: &btree,
+            triggers: &trig,
+            now_ns: AtomicI64::new(now_ns),
+            rng: AtomicU64::new(seed),
+            hints: Mutex::new(hints)?,
+        };
+        f(&fs)
+    }
+}
+
+/// A mounted read-write filesystem (see the module documentation).
+pub struct BchFs<'a, D: BlockDev + Send + Sync> {
+    /// What the mount owns.
+    pub open: &'a BchFsOpen<D>,
+    /// The btree write side.
+    pub btree: &'a BtreeFs<'a>,
+    /// The triggers.
+    pub triggers: &'a FsTriggers<'a>,
+    now_ns: AtomicI64,
+    rng: AtomicU64,
+    hints: Mutex<Vec<u64>>,
+}
+
+impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
+    /// Sets the time operations stamp, ns since the epoch.
+    pub fn set_time(&self, ns: i64) {
+        self.now_ns.store(ns, Relaxed);
+    }
+
+    /// The time operations stamp, ns since the epoch.
+    pub fn now_ns(&self) -> i64 {
+        self.now_ns.load(Relaxed)
+    }
+
+    /// 64 pseudo-random bits (splitmix64 over the mount's seed).
+    pub fn random_u64(&self) -> u64 {
+        let n = self.rng.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed);
+        let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// What follows every commit: the triggers' follow-ups, and journal
+    /// reclaim when the journal fills.
+    ///
+    /// Errors: those of the follow-up commits and node writes.
+    pub fn after_commit(&self) -> Result<(), Errno> {
+        self.triggers.after_commit(self.btree)?;
+        self.maybe_reclaim()
+    }
+
+    /// [`commit_do`] on the btree, then [`after_commit`](Self::after_commit).
+    ///
+    /// Errors: those of `f` and the commit, as an errno.
+    pub fn commit_do<T>(&self, f: impl FnMut(&mut BtreeTrans<'_>) -> Result<T, BchError>) -> Result<T, Errno> {
+        let r = commit_do(self.btree, CommitFlags::default(), f)?;
+        self.after_commit()?;
+        Ok(r)
+    }
+
+    /// Writes the dirty nodes when the journal holds more than a few dozen
+    /// unreclaimed entries (what the journal's flusher would ask for).
+    ///
+    /// Errors: those of [`flush`](Self::flush).
+    pub fn maybe_reclaim(&self) -> Result<(), Errno> {
+        let j = &self.open.journal;
+        if j.cur_seq().saturating_sub(j.last_seq()) > 32 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every dirty node (and the pointer updates that follows), runs
+    /// the triggers of the node pointers that changed, until nothing is
+    /// dirty; then journal reclaim.
+    ///
+    /// Errors: `EIO` from the writes, those of the trigger commits.
+    pub fn flush(&self) -> Result<(), Errno> {
+        for _ in 0..16 {
+            write_dirty_nodes(self.btree)?;
+            self.triggers.after_commit(self.btree)?;
+            let dirty = self.open.cache.nodes_with(crate::btree::node::flags::DIRTY)?;
+            if dirty.is_empty() && !self.triggers.node_ptrs_pending() {
+                self.open.journal.journal_do_work(0);
+                self.open.journal.reclaim();
+                return Ok(());
+            }
+        }
+        Err(Errno::EIO)
+    }
+
+    /// Clean shutdown (`bch2_fs_read_only()` + `bch2_fs_mark_clean()`):
+    /// every dirty node written, the journal stopped with a last flush
+    /// entry, the superblock's `clean` section (roots, clocks) and clean
+    /// flag written.
+    ///
+    /// Errors: `EBUSY` (journal pins left), `EIO`, `ENOMEM`.
+    pub fn shutdown(&self) -> Result<(), Errno> {
+        self.flush()?;
+        let seq = self.open.journal.stop()?;
+        let clean = self.open.journal.clean_section(seq)?;
+        let mut sb = self.open.sb.lock();
+        // bch2_fs_mark_clean(): the alloc info is complete.
+        let c = sb.sb().map(|s| s.compat()).map_err(|_| Errno::EINVAL)?;
+        sb.set_compat([c[0] | COMPAT_ALLOC_INFO | COMPAT_ALLOC_METADATA, c[1]]);
+        mark_clean(&mut sb, &clean)?;
+        sb.write_super(&*self.open.dev)
+    }
+
+    /// A transaction for the `fs_common` operations.
+    pub fn trans(&'a self) -> FsTrans<'a, D> {
+        FsTrans { fs: self, t: BtreeTrans::new(self.btree) }
+    }
+}
+
+/// [`BtreeTransOps`] over a real [`BtreeTrans`]: reads see the
+/// transaction's updates, updates replace exactly the key at their
+/// position (the operations cut extents themselves), a commit is followed
+/// by [`BchFs::after_commit`].
+pub struct FsTrans<'a, D: BlockDev + Send + Sync> {
+    fs: &'a BchFs<'a, D>,
+    /// The transaction.
+    pub t: BtreeTrans<'a>,
+}
+
+impl<D: BlockDev + Send + Sync> BtreeTransOps for FsTrans<'_, D> {
+    fn peek_upto(&mut self, btree: BtreeId, from: Bpos, to: Bpos, whiteouts: bool) -> Result<Option<BkeyI>, BchError> {
+        let it = self.t.iter(btree, from, false)?;
+        self.t.iter_with_updates(it, true);
+        self.t.iter_whiteouts(it, whiteouts);
+        Ok(self.t.iter_peek(it)?.filter(|k| k.k.p <= to))
+    }
+
+    fn update(&mut self, btree: BtreeId, mut k: BkeyI) -> Result<(), BchError> {
+        let b = btree as u8;
+        k.k.u64s = u8::try_from(BKEY_U64S + k.v.len() / 8).map_err(|_| Errno::EINVAL)?;
+        if k.v.len() % 8 != 0 || k.k.val_bytes() != k.v.len() {
+            return Err(Errno::EINVAL.into());
+        }
+        if !(is_extents(b) && k.k.is_deleted()) {
+            k.k.validate(NodeType::Leaf(u32::from(b)), true).map_err(|_| Errno::EINVAL)?;
+        }
+        if k.k.is_deleted() {
+            k.k.size = 0;
+        }
+        // Not BtreeTrans::update(): that would cut extents a second time.
+        self.t.push_update(b, 0, k)
+    }
+
+    fn begin(&mut self) {
+        self.t.begin();
+    }
+
+    fn commit(&mut self) -> Result<(), BchError> {
+        self.t.commit(CommitFlags::default())?;
+        self.fs.after_commit()?;
+        Ok(())
+    }
+
+    fn read_data(&mut self, dev: u8, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        if dev != self.fs.open.info.dev_idx {
+            return Err(Errno::EIO);
+        }
+        self.fs.open.dev.read_sectors(sector, buf)
+    }
+
+    fn dev_name(&self) -> &str {
+        self.fs.open.dev.name()
+    }
+
+    fn facts(&self) -> &FsFacts {
+        &self.fs.open.facts
+    }
+
+    fn opts(&self) -> &WriteOpts {
+        &self.fs.open.opts
+    }
+
+    fn now_ns(&self) -> i64 {
+        self.fs.now_ns()
+    }
+
+    fn random_u64(&mut self) -> u64 {
+        self.fs.random_u64()
+    }
+
+    fn unused_inode_hint(&self, cpu: u64) -> u64 {
+        let h = self.fs.hints.lock();
+        usize::try_from(cpu).ok().and_then(|c| h.get(c).copied()).unwrap_or(0)
+    }
+
+    fn set_unused_inode_hint(&mut self, cpu: u64, v: u64) {
+        let mut h = self.fs.hints.lock();
+        if let Some(x) = usize::try_from(cpu).ok().and_then(|c| h.get_mut(c)) {
+            *x = v;
+        }
+    }
+}
+
+/// A [`crate::fs_common::trans::DataAlloc`] over the interim allocator
+/// that writes through the device.
+pub struct FsDataAlloc<'a, D: BlockDev + Send + Sync> {
+    /// The mount.
+    pub open: &'a BchFsOpen<D>,
+}
+
+impl<D: BlockDev + Send + Sync> crate::fs_common::trans::DataAlloc for FsDataAlloc<'_, D> {
+    fn alloc(&mut self, sectors: u32) -> Result<crate::fs_common::trans::DataSpace, Errno> {
+        let (sector, gen, n) = self.open.alloc.alloc_data(sectors.min(self.open.facts.bucket_sectors))?;
+        Ok(crate::fs_common::trans::DataSpace { dev: self.open.info.dev_idx, offset: sector, gen, sectors: n })
+    }
+
+    fn write(&mut self, dev: u8, sector: u64, data: &[u8]) -> Result<(), Errno> {
+        if dev != self.open.info.dev_idx {
+            return Err(Errno::EIO);
+        }
+        self.open.dev.write_sectors(sector, data, WriteFlags::default())
+    }
+}
