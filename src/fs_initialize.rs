@@ -27,7 +27,9 @@ use crate::alloc::DerivedUpdates;
 use crate::errcode::{BchError, Errno};
 use crate::format::bkey::{Bkey, BkeyI, BtreeId, KeyType};
 use crate::format::bpos::Bpos;
-use crate::format::sb::Sb;
+use crate::format::sb::{FieldType, Sb};
+use crate::format::sb_members::{MemberFlag, MEMBERS_V2_HEADER, MEMBER_BYTES, MEMBER_V1_BYTES};
+use crate::format::sb_write::SbBuf;
 use crate::format::sb_opts::SbFlag;
 use crate::format::val::alloc::{data_type, AllocV4};
 use crate::format::val::inode::InodeField;
@@ -170,6 +172,43 @@ pub fn dev_freespace_init<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Resul
             k.size = u32::try_from(e - s).map_err(|_| Errno::EINVAL)?;
             t.update(BtreeId::Freespace, BkeyI { k, v: Vec::new() })
         })?;
+    }
+    let mut sb = fs.open.sb.lock();
+    member_set_freespace_initialized(&mut sb, dev)
+}
+
+/// Sets `BCH_MEMBER_FREESPACE_INITIALIZED` of member `idx` in both member
+/// fields (`members_v2`, and its `members_v1` copy as
+/// `bch2_sb_members_cpy_v2_v1()` makes it at the next superblock write).
+///
+/// Errors: `EINVAL` (no such member or field), `ENOMEM`.
+pub fn member_set_freespace_initialized(sb: &mut SbBuf, idx: u8) -> Result<(), Errno> {
+    let i = usize::from(idx);
+    let (mut v2, v1, m) = {
+        let s = sb.sb().map_err(|_| Errno::EINVAL)?;
+        let mut m = s.member(idx).ok_or(Errno::EINVAL)?;
+        m.set_flag(MemberFlag::FreespaceInitialized, 1);
+        let mut v2: Vec<u8> = Vec::new();
+        v2.extend_from_slice(s.field(FieldType::MembersV2).ok_or(Errno::EINVAL)?.body())?;
+        let mut v1: Vec<u8> = Vec::new();
+        if let Some(f) = s.field(FieldType::MembersV1) {
+            v1.extend_from_slice(f.body())?;
+        }
+        (v2, v1, m)
+    };
+    let enc = m.encode();
+    let msize = usize::from(u16::from_le_bytes([*v2.first().ok_or(Errno::EINVAL)?, *v2.get(1).ok_or(Errno::EINVAL)?]));
+    let at = MEMBERS_V2_HEADER - 8 + i * msize;
+    let n = msize.min(MEMBER_BYTES);
+    v2.get_mut(at..at + n).ok_or(Errno::EINVAL)?.copy_from_slice(&enc[..n]);
+    sb.set_field(FieldType::MembersV2, &v2)?;
+    if !v1.is_empty() {
+        let mut v1 = v1;
+        let at = i * MEMBER_V1_BYTES;
+        if let Some(dst) = v1.get_mut(at..at + MEMBER_V1_BYTES) {
+            dst.copy_from_slice(&enc[..MEMBER_V1_BYTES]);
+            sb.set_field(FieldType::MembersV1, &v1)?;
+        }
     }
     Ok(())
 }

@@ -121,6 +121,9 @@ fn format_then_initialize_makes_what_c_makes() {
         let sb = sbr.sb();
         assert_eq!(sb.flag(SbFlag::Initialized), 1);
         assert_eq!(sb.flag(SbFlag::Clean), 1, "clean shutdown");
+        let m = sb.member(0).unwrap();
+        assert_eq!(m.flag(bcachefs_rs::format::sb_members::MemberFlag::FreespaceInitialized), 1);
+        assert_eq!(sb.compat()[0] & 0xf, 0xf, "compat bits as C sets them");
     }
     let fs = Fs::open(common::MemDev(img), &OpenOpts::default()).unwrap();
     let sv = root_subvol(&fs).unwrap();

@@ -33,7 +33,7 @@ one_pass() { # format options...
 	note "format options: ${*:-(defaults)}"
 	rs_unload
 	c_unload
-	"$tool" format --force --label "$label" "$@" "$dev" >"$work/format.txt" 2>&1 ||
+	"$tool" format --force --no_initialize --label "$label" "$@" "$dev" >"$work/format.txt" 2>&1 ||
 		fail "our format $* failed: $(tail -n 5 "$work/format.txt")"
 	c_load
 	mount -t bcachefs "$dev" "$MNT" ||

@@ -22,7 +22,7 @@ trap '[ -z "$mounted" ] || umount "$MNT" 2>/dev/null' EXIT
 t0=$SECONDS
 rs_unload
 c_unload
-"$TOOL" format --force "$dev" >/dev/null || fail "our format of $dev failed"
+"$TOOL" format --force --no_initialize "$dev" >/dev/null || fail "our format of $dev failed"
 c_load
 mount -t bcachefs "$dev" "$MNT" || fail "C did not mount our format"
 mounted=1

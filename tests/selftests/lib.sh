@@ -140,7 +140,7 @@ small_volume() {
 	c_unload
 	rm -f "$SMALL_IMG"
 	truncate -s 192M "$SMALL_IMG"
-	"$TOOL" format --force --btree_node_size 32k "$SMALL_IMG" >/dev/null ||
+	"$TOOL" format --force --no_initialize --btree_node_size 32k "$SMALL_IMG" >/dev/null ||
 		fail "our format of $SMALL_IMG failed"
 	loop=$(loop_attach "$SMALL_IMG")
 	c_load

@@ -90,6 +90,10 @@ struct FormatArgs {
     /// Format even if the device already holds a filesystem.
     #[arg(short, long)]
     force: bool,
+    /// Only write the superblock: leave the filesystem to be initialized
+    /// by its first mount (the behaviour before initialization existed).
+    #[arg(long = "no_initialize")]
+    no_initialize: bool,
     /// Device or image file.
     device: String,
 }
@@ -230,6 +234,26 @@ fn format_cmd(a: &FormatArgs) -> Result<(), String> {
             .map_err(|e| format!("{device}: writing sector {sector}: {e}"))?;
     }
     dev.sync().map_err(|e| format!("{device}: sync: {e}"))?;
+
+    if !a.no_initialize {
+        // bch2_fs_initialize() as C's first mount runs it, then a clean
+        // shutdown (bcachefs-tools' format opens and stops the filesystem).
+        let mut seed = [0u8; 16];
+        seed.copy_from_slice(&random_uuid()?);
+        let seed = u64::from_le_bytes(seed[..8].try_into().map_err(|_| "seed".to_string())?);
+        let now_ns = i64::try_from(now.as_nanos()).map_err(|e| e.to_string())?;
+        let open = bcachefs_rs::fs_rw::BchFsOpen::open(dev).map_err(|e| format!("{device}: opening: {e}"))?;
+        open.mount(now_ns, seed, |fs| {
+            bcachefs_rs::fs_initialize::fs_initialize(fs)?;
+            fs.shutdown()
+        })
+        .map_err(|e| format!("{device}: initializing: {e}"))?;
+        open.dev.flush().map_err(|e| format!("{device}: sync: {e}"))?;
+        let sb = open.sb.lock();
+        let s = Sb::parse_verified(sb.bytes()).map_err(|e| e.to_string())?;
+        print!("{}", sb_to_text(&s, false));
+        return Ok(());
+    }
 
     let c = f.copy(0).map_err(|e| e.to_string())?;
     let s = Sb::parse_verified(&c).map_err(|e| e.to_string())?;
