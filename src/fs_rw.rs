@@ -364,8 +364,22 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     /// [`commit_do`] on the btree, then [`after_commit`](Self::after_commit).
     ///
     /// Errors: those of `f` and the commit, as an errno.
-    pub fn commit_do<T>(&self, f: impl FnMut(&mut BtreeTrans<'_>) -> Result<T, BchError>) -> Result<T, Errno> {
-        let r = commit_do(self.btree, CommitFlags::default(), f)?;
+    /// A commit that finds the journal full (`ENOSPC`: no flusher can
+    /// free it from inside) writes the dirty nodes and runs again, twice
+    /// at most.
+    ///
+    /// Errors: those of `f` and the commit, as an errno.
+    pub fn commit_do<T>(&self, mut f: impl FnMut(&mut BtreeTrans<'_>) -> Result<T, BchError>) -> Result<T, Errno> {
+        let mut tries = 0;
+        let r = loop {
+            match commit_do(self.btree, CommitFlags::default(), &mut f) {
+                Err(Errno::ENOSPC) if tries < 2 => {
+                    tries += 1;
+                    self.flush()?;
+                }
+                r => break r?,
+            }
+        };
         self.after_commit()?;
         Ok(r)
     }
@@ -421,7 +435,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
 
     /// A transaction for the `fs_common` operations.
     pub fn trans(&'a self) -> FsTrans<'a, D> {
-        FsTrans { fs: self, t: BtreeTrans::new(self.btree) }
+        FsTrans { fs: self, t: BtreeTrans::new(self.btree), enospc_retries: 0 }
     }
 }
 
@@ -433,6 +447,7 @@ pub struct FsTrans<'a, D: BlockDev + Send + Sync> {
     fs: &'a BchFs<'a, D>,
     /// The transaction.
     pub t: BtreeTrans<'a>,
+    enospc_retries: u32,
 }
 
 impl<D: BlockDev + Send + Sync> BtreeTransOps for FsTrans<'_, D> {
@@ -464,7 +479,19 @@ impl<D: BlockDev + Send + Sync> BtreeTransOps for FsTrans<'_, D> {
     }
 
     fn commit(&mut self) -> Result<(), BchError> {
-        self.t.commit(CommitFlags::default())?;
+        match self.t.commit(CommitFlags::default()) {
+            Err(BchError::Errno(Errno::ENOSPC)) if self.enospc_retries < 2 => {
+                // The journal is full and no flusher can reach the btree
+                // from inside: write the nodes, then run the operation
+                // again.
+                self.enospc_retries += 1;
+                self.t.begin();
+                self.fs.flush()?;
+                return Err(BchError::Restart(crate::errcode::Restart::JournalResGet));
+            }
+            r => r?,
+        }
+        self.enospc_retries = 0;
         self.fs.after_commit()?;
         Ok(())
     }
