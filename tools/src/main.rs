@@ -7,6 +7,7 @@ use std::io::Read as _;
 use std::process::ExitCode;
 
 mod list;
+mod source;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bcachefs_rs::format::sb::{self, FieldType, Sb, SbError, ValidateMode};
@@ -94,6 +95,9 @@ struct FormatArgs {
     /// by its first mount (the behaviour before initialization existed).
     #[arg(long = "no_initialize")]
     no_initialize: bool,
+    /// Copy this host directory into the new filesystem.
+    #[arg(long, value_name = "dir")]
+    source: Option<String>,
     /// Device or image file.
     device: String,
 }
@@ -235,6 +239,9 @@ fn format_cmd(a: &FormatArgs) -> Result<(), String> {
     }
     dev.sync().map_err(|e| format!("{device}: sync: {e}"))?;
 
+    if a.no_initialize && a.source.is_some() {
+        return Err("--source needs the filesystem initialized: drop --no_initialize".into());
+    }
     if !a.no_initialize {
         // bch2_fs_initialize() as C's first mount runs it, then a clean
         // shutdown (bcachefs-tools' format opens and stops the filesystem).
@@ -243,11 +250,20 @@ fn format_cmd(a: &FormatArgs) -> Result<(), String> {
         let seed = u64::from_le_bytes(seed[..8].try_into().map_err(|_| "seed".to_string())?);
         let now_ns = i64::try_from(now.as_nanos()).map_err(|e| e.to_string())?;
         let open = bcachefs_rs::fs_rw::BchFsOpen::open(dev).map_err(|e| format!("{device}: opening: {e}"))?;
+        let mut copy_err = None;
         open.mount(now_ns, seed, |fs| {
             bcachefs_rs::fs_initialize::fs_initialize(fs)?;
+            if let Some(src) = &a.source {
+                if let Err(e) = source::copy_fs(fs, std::path::Path::new(src)) {
+                    copy_err = Some(e);
+                }
+            }
             fs.shutdown()
         })
         .map_err(|e| format!("{device}: initializing: {e}"))?;
+        if let Some(e) = copy_err {
+            return Err(format!("--source: {e}"));
+        }
         open.dev.flush().map_err(|e| format!("{device}: sync: {e}"))?;
         let sb = open.sb.lock();
         let s = Sb::parse_verified(sb.bytes()).map_err(|e| e.to_string())?;
