@@ -875,15 +875,15 @@ fn recover(h: &Harness, fs: &BtreeFs<'_>, btree: BtreeId) -> Vec<(Bpos, Vec<u8>)
         let pins = h.journal.pins.lock().unwrap();
         pins.iter().filter(|(_, &n)| n > 0).map(|(&s, _)| s).min().unwrap_or_else(|| h.journal.cur_seq())
     };
-    let mut by_seq: BTreeMap<u64, Vec<(u8, u8, u8, Vec<u8>)>> = BTreeMap::new();
+    let mut by_seq: BTreeMap<u64, Vec<bcachefs_rs::btree::testing::Entry>> = BTreeMap::new();
     for e in h.journal.entries.lock().unwrap().iter().filter(|e| e.0 >= last_seq) {
-        by_seq.entry(e.0).or_default().push((e.1, e.2, e.3, e.4.clone()));
+        by_seq.entry(e.0).or_default().push(e.clone());
     }
     let mut jsets = PVec::new();
     let mut newest = last_seq;
     for (seq, es) in by_seq.iter() {
         let mut b = JsetBuilder::new(*seq, last_seq, VERSION_CURRENT, jset_magic(&UUID)).unwrap();
-        for (ty, bt, l, d) in es {
+        for (_, ty, bt, l, d) in es {
             b.add(*ty, *bt, *l, d).unwrap();
         }
         let j = b.finish(CsumType::Crc32c, 512).unwrap();
