@@ -19,8 +19,8 @@
 //! `'static` flusher into it: reclaim is driven from here instead
 //! ([`BchFs::maybe_reclaim`] after each commit, [`BchFs::flush`]).
 //!
-//! Not done yet: journal replay after an unclean shutdown (an unclean
-//! volume with journal entries to replay is refused with `EOPNOTSUPP`),
+//! After an unclean shutdown the journal's leaf keys are replayed
+//! ([`journal_replay`]) before the triggers are enabled.  Not done yet:
 //! several devices, the foreground allocator (`crate::alloc_interim` is in
 //! its place).
 
@@ -41,7 +41,8 @@ use crate::format::sb_write::SbBuf;
 use crate::fs_common::recalc_capacity;
 use crate::fs_common::trans::{BtreeTransOps, WriteOpts};
 use crate::fs_common::FsFacts;
-use crate::journal::seq_blacklist::{mark_clean, mark_dirty};
+use crate::journal::seq_blacklist::{blacklist_add, mark_clean, mark_dirty};
+use crate::recovery::JournalKeys;
 use crate::journal::res::JournalSink;
 use crate::journal::types::{JournalGeometry, JournalOpts, JournalStart};
 use crate::journal::write::{start_after_read, Journal};
@@ -184,6 +185,10 @@ pub struct BchFsOpen<D: BlockDev + Send + Sync> {
     /// The volume has never been initialized (`bch2_fs_initialize()` must
     /// run).
     pub fresh: bool,
+    /// The journal keys to replay (unclean shutdown).
+    replay: Option<JournalKeys>,
+    /// Journal sequence numbers to blacklist before writing, `[start, end)`.
+    blacklist: Option<(u64, u64)>,
 }
 
 /// Node cache size of a read-write mount, bytes.
@@ -195,9 +200,8 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
     /// initialized) and the roots, and starts the journal after the newest
     /// entry (a fresh journal at sequence number 1 for a new volume).
     ///
-    /// Errors: `EINVAL` (superblock unusable, several devices), `EOPNOTSUPP`
-    /// (encryption, an unclean volume that needs journal replay), `EIO`,
-    /// `ENOMEM`.
+    /// Errors: `EINVAL` (superblock unusable), `EOPNOTSUPP` (several
+    /// devices, encryption), `EIO`, `ENOMEM`.
     pub fn open(dev: D) -> Result<Self, Errno> {
         let dev = crate::platform::arc_new(dev)?;
         let sbr = read_super(&*dev).map_err(|_| Errno::EINVAL)?;
@@ -232,6 +236,7 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             bucket_sectors: d.bucket_size,
         };
         let opts = write_opts_from_sb(&sb);
+        let mut replay = None;
         let (roots, start) = if fresh {
             let mut roots = Vec::new();
             for _ in 0..crate::journal::NR_BTREES {
@@ -243,12 +248,12 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             let roots = crate::journal::btree_roots(&info, &jr.journal).map_err(|e| e.errno())?;
             let unclean = sb.flag(SbFlag::Clean) == 0;
             if unclean && !jr.journal.jsets.is_empty() {
-                // Journal replay (bch2_journal_replay()) is not done yet.
-                return Err(Errno::EOPNOTSUPP);
+                replay = Some(JournalKeys::build(&info, &jr.journal).map_err(|e| e.errno())?);
             }
             (roots, start_after_read(&*dev, &jgeo, &jr, unclean)?)
         };
         let acct_version = start.cur_seq << 32;
+        let blacklist = start.blacklist;
         let mut meta = DerivedUpdates::new();
         let layout = sb.layout();
         mark_dev_sb(info.dev_idx, &d, layout.offsets(), layout.sb_max_size_bits, &info.journal_buckets, &mut meta)?;
@@ -261,7 +266,9 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             let vlen = r.key.val_bytes().min(r.val.len());
             journal.set_btree_root_key(r.btree_id as u8, r.level, &r.key, &r.val[..vlen])?;
         }
-        journal.replay_done();
+        if replay.is_none() {
+            journal.replay_done();
+        }
         let geo = BtreeGeometry::from_info(&info, csum, version);
         let alloc = InterimAlloc::new(info.dev_idx, d.bucket_size)?;
         Ok(BchFsOpen {
@@ -278,6 +285,8 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             acct_version,
             meta_buckets,
             fresh,
+            replay,
+            blacklist,
         })
     }
 
@@ -292,6 +301,9 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         {
             let mut sb = self.sb.lock();
             if !self.fresh {
+                if let Some((a, b)) = self.blacklist {
+                    blacklist_add(&mut sb, a, b)?;
+                }
                 mark_dirty(&mut sb);
                 sb.write_super(&*self.dev)?;
             }
@@ -302,9 +314,39 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         let tap = NodePtrTap { inner: &self.journal, triggers: &trig };
         let dev: &(dyn BlockDev + Sync) = &*self.dev;
         let mut btree = BtreeFs::new(dev, &self.info, &self.cache, &tap, &self.alloc, self.geo, &self.roots)?;
-        btree.triggers = Some(&trig);
-        self.alloc.load(&btree, d.first_bucket, d.nbuckets, &self.meta_buckets)?;
+        // The node pointers before anything changes: interior updates made
+        // from here on (replay's included) are triggered with their old
+        // keys known.
         trig.node_ptrs_load(&btree)?;
+        if let Some(keys) = &self.replay {
+            // Buckets whose alloc keys are still in the journal are not
+            // known free before replay: keep the node allocator off them.
+            let mut excl: Vec<u64> = Vec::new();
+            excl.extend_from_slice(&self.meta_buckets)?;
+            for i in 0..keys.len() {
+                if let Some(k) = keys.get(i).filter(|k| k.btree == BtreeId::Alloc as u8 && k.level == 0) {
+                    excl.push(k.pos.offset)?;
+                }
+            }
+            self.alloc.load(&btree, d.first_bucket, d.nbuckets, &excl)?;
+            // Replayed keys carry their derived updates with them: no
+            // triggers (BTREE_TRIGGER_norun), as C replays.
+            journal_replay(&btree, keys)?;
+            // The nodes replay split or made have no alloc keys,
+            // backpointers or accounting yet.
+            trig.after_commit(&btree)?;
+            for _ in 0..16 {
+                write_dirty_nodes(&btree)?;
+                trig.after_commit(&btree)?;
+                if self.cache.nodes_with(crate::btree::node::flags::DIRTY)?.is_empty() {
+                    break;
+                }
+            }
+            self.journal.replay_done();
+        }
+        // The allocator sees what replay put in the alloc btree.
+        self.alloc.load(&btree, d.first_bucket, d.nbuckets, &self.meta_buckets)?;
+        btree.triggers = Some(&trig);
         let mut hints = Vec::new();
         hints.push(0u64)?;
         let fs = BchFs {
@@ -316,6 +358,83 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             hints: Mutex::new(hints)?,
         };
         f(&fs)
+    }
+}
+
+/// Journal keys replayed per transaction.
+const REPLAY_BATCH: usize = 64;
+
+/// `bch2_journal_replay()`: the leaf keys of the journal written into the
+/// btrees through transactions, accounting keys first
+/// (`bch2_journal_replay_accounting_key()`: the btree's counter plus the
+/// deltas newer than it, by `bversion`), then the others in key order,
+/// each slot's newest key replacing the btree's exactly
+/// (`BTREE_ITER_not_extents`).  Interior keys (level > 0) are not
+/// replayed: the nodes they point to are written, and the leaf keys
+/// reach the btree through the nodes the roots reach (the read side
+/// overlays them instead).
+///
+/// Errors: those of the lookups and commits.
+pub fn journal_replay(btree: &BtreeFs<'_>, keys: &JournalKeys) -> Result<(), Errno> {
+    let acc = BtreeId::Accounting as u8;
+    let mut slots: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < keys.len() {
+        let end = keys.slot_end(i).max(i + 1);
+        if keys.get(i).is_some_and(|k| k.level == 0) {
+            slots.push((i, end))?;
+        }
+        i = end;
+    }
+    for pass in 0..2 {
+        let mut batch: Vec<(usize, usize)> = Vec::new();
+        for &(s, e) in slots.iter() {
+            let is_acc = keys.get(s).is_some_and(|k| k.btree == acc);
+            if is_acc != (pass == 0) {
+                continue;
+            }
+            batch.push((s, e))?;
+            if batch.len() == REPLAY_BATCH {
+                replay_batch(btree, keys, &batch)?;
+                batch.clear();
+            }
+        }
+        if !batch.is_empty() {
+            replay_batch(btree, keys, &batch)?;
+        }
+    }
+    Ok(())
+}
+
+fn replay_batch(btree: &BtreeFs<'_>, keys: &JournalKeys, batch: &[(usize, usize)]) -> Result<(), Errno> {
+    let mut tries = 0;
+    loop {
+        let r = commit_do(btree, CommitFlags { journal_reclaim: true, ..Default::default() }, |t| {
+            for &(s, e) in batch.iter() {
+                let Some(jk) = keys.get(s) else { continue };
+                let (b, pos) = (jk.btree, jk.pos);
+                let id = BtreeId::from_u32(u32::from(b)).ok_or(Errno::EINVAL)?;
+                let cur = t.get(id, pos)?;
+                let resolved = keys
+                    .resolve(s, e, cur.as_ref().map(|k| (k.k, &k.v[..])))
+                    .map_err(|e| e.errno())?;
+                let Some(k) = resolved else { continue };
+                let mut k = crate::btree::trans::bkey_i(&k.k, &k.v)?;
+                if k.k.is_deleted() {
+                    k.k.size = 0;
+                    k.v.clear();
+                }
+                t.push_update(b, 0, k)?;
+            }
+            Ok(())
+        });
+        match r {
+            Err(Errno::ENOSPC) if tries < 2 => {
+                tries += 1;
+                write_dirty_nodes(btree)?;
+            }
+            r => return r,
+        }
     }
 }
 
