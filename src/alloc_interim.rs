@@ -132,6 +132,21 @@ impl InterimAlloc {
         Ok((b * u64::from(self.bucket_size) + u64::from(start), gen, n))
     }
 
+    /// Prints the allocator's state: free buckets left and the buckets
+    /// being filled (as `bch2_dev_alloc_debug_to_text()` prints open
+    /// buckets).
+    pub fn to_text(&self, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let s = self.state.lock();
+        writeln!(f, "interim allocator dev {}: {} free buckets left of {}", self.dev, s.free.len() - s.next, s.free.len())?;
+        for (what, o) in [("btree", s.btree), ("user", s.user)] {
+            match o {
+                Some(o) => writeln!(f, "  {what}: bucket {} gen {} {}/{} sectors used", o.bucket, o.gen, o.used, self.bucket_size)?,
+                None => writeln!(f, "  {what}: none open")?,
+            }
+        }
+        Ok(())
+    }
+
     /// The bucket (dev:bucket) holding device sector `sector`.
     pub fn bucket_of(&self, sector: u64) -> Bpos {
         Bpos::pos(u64::from(self.dev), sector / u64::from(self.bucket_size.max(1)))

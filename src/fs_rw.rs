@@ -552,6 +552,14 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
         sb.write_super(&*self.open.dev)
     }
 
+    /// Prints the mount's state: the journal
+    /// (`bch2_journal_debug_to_text()`), the triggers and the allocator.
+    pub fn to_text(&self, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        self.open.journal.debug_to_text(f)?;
+        self.triggers.to_text(f)?;
+        self.open.alloc.to_text(f)
+    }
+
     /// A transaction for the `fs_common` operations.
     pub fn trans(&'a self) -> FsTrans<'a, D> {
         FsTrans { fs: self, t: BtreeTrans::new(self.btree), enospc_retries: 0 }

@@ -413,6 +413,34 @@ impl<'a> FsTriggers<'a> {
         Err(Errno::EIO)
     }
 
+    /// Prints the triggers' state: the next accounting version, the node
+    /// pointers known and waiting, the gen bumps waiting, and the
+    /// in-memory accounting counters.
+    pub fn to_text(&self, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        writeln!(f, "accounting version next: {}", self.acct_version.load(Relaxed) + 1)?;
+        {
+            let np = self.node_ptrs.lock();
+            let roots = np.roots.iter().filter(|r| r.is_some()).count();
+            writeln!(f, "node pointers: {} interior keys, {} roots, {} changes waiting", np.known.len(), roots, np.pending.len())?;
+            for (b, level, old, new) in np.pending.iter() {
+                let show = |k: &Option<BkeyI>| k.as_ref().map_or(Bpos::pos(0, 0), |k| k.k.p);
+                writeln!(f, "  btree {} level {}: {} -> {}", crate::format::bkey::BtreeIdName(u32::from(*b)), level, show(old), show(new))?;
+            }
+        }
+        {
+            let g = self.gen_bumps.lock();
+            writeln!(f, "gen bumps waiting: {}", g.len())?;
+        }
+        let m = self.mem.lock();
+        writeln!(f, "accounting in memory: {} counters", m.len())?;
+        for (p, d, n) in m.entries().iter() {
+            f.write_str("  ")?;
+            crate::format::val::misc::fmt_accounting_pos(f, &crate::format::val::misc::AccountingPos::from_bpos(*p))?;
+            writeln!(f, " {:?}", &d[..usize::from(*n).min(ACCOUNTING_MAX_COUNTERS)])?;
+        }
+        Ok(())
+    }
+
     /// Whether node pointer changes wait for
     /// [`node_ptrs_catch_up`](Self::node_ptrs_catch_up).
     pub fn node_ptrs_pending(&self) -> bool {

@@ -246,6 +246,9 @@ fn operations_on_our_volume_keep_derived_state_exact() {
         setattr(&mut t, &mut a, &sv, files[1].1, &SetAttr { size: Some(10_000), ..SetAttr::default() })?;
         unlink(&mut t, &sv, 4096, files[2].0.as_bytes(), false)?;
         drop(t);
+        let mut text = String::new();
+        fs.to_text(&mut text).unwrap();
+        assert!(text.contains("interim allocator") && text.contains("accounting in memory"), "{text}");
         fs.shutdown()
     })
     .unwrap();

@@ -148,6 +148,10 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
         trig.after_commit(&fs).unwrap();
     }
     flush_all();
+    let mut text = String::new();
+    trig.to_text(&mut text).unwrap();
+    alloc.to_text(&mut text).unwrap();
+    assert!(text.contains("changes waiting") && text.contains("interim allocator"), "{text}");
     if expect_splits {
         assert!(fs.stats.splits.load(std::sync::atomic::Ordering::Relaxed) > 0, "no split");
     }
