@@ -3,8 +3,10 @@
 //! filesystem through the `fs_common` operations (bcachefs-tools'
 //! `copy_fs()` in `posix_to_bcachefs.c`): directories, regular files with
 //! their holes (all-zero blocks are not written), symlinks, hard links,
-//! device nodes, fifos and sockets, with modes, owners and times.  Not
-//! yet: extended attributes (no xattr calls without a libc binding).
+//! device nodes, fifos and sockets, with modes, owners, times and
+//! extended attributes (`user.`, `trusted.`, `security.`; others, such as
+//! POSIX ACLs in `system.`, are skipped as bcachefs-tools skips what it
+//! cannot set).
 
 use std::collections::HashMap;
 use std::fs;
@@ -15,6 +17,7 @@ use std::path::Path;
 use bcachefs_rs::errcode::Errno;
 use bcachefs_rs::fs_common::fs_ops::{create, link, setattr, symlink, NewInode, SetAttr};
 use bcachefs_rs::fs_common::io_write::write_data;
+use bcachefs_rs::fs_common::xattr::xattr_set;
 use bcachefs_rs::fs_common::Subvol;
 use bcachefs_rs::fs_initialize::{ROOT_INO, ROOT_SUBVOL};
 use bcachefs_rs::fs_rw::{BchFs, FsDataAlloc};
@@ -50,6 +53,47 @@ fn attrs(m: &fs::Metadata) -> SetAttr {
 
 fn err(p: &Path, what: &str, e: impl std::fmt::Display) -> String {
     format!("{}: {what}: {e}", p.display())
+}
+
+/// The extended attributes of host path `p` (not following symlinks):
+/// (name, value) pairs.
+fn host_xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|e| err(p, "path", e))?;
+    // SAFETY: `c` is a NUL-terminated path; the buffers are valid for the
+    // lengths passed.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
+    if n <= 0 {
+        return Ok(Vec::new());
+    }
+    let mut names = vec![0u8; n as usize];
+    // SAFETY: as above.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n < 0 {
+        return Err(err(p, "listxattr", std::io::Error::last_os_error()));
+    }
+    names.truncate(n as usize);
+    let mut out = Vec::new();
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if !(name.starts_with(b"user.") || name.starts_with(b"trusted.") || name.starts_with(b"security.")) {
+            continue;
+        }
+        let cn = std::ffi::CString::new(name).map_err(|e| err(p, "xattr name", e))?;
+        // SAFETY: as above.
+        let len = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), std::ptr::null_mut(), 0) };
+        if len < 0 {
+            continue;
+        }
+        let mut v = vec![0u8; len as usize];
+        // SAFETY: as above.
+        let len = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        if len < 0 {
+            return Err(err(p, "getxattr", std::io::Error::last_os_error()));
+        }
+        v.truncate(len as usize);
+        out.push((name.to_vec(), v));
+    }
+    Ok(out)
 }
 
 /// Copies the data of host file `p` into `inum`, leaving all-zero blocks
@@ -147,6 +191,9 @@ pub fn copy_fs<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, src: &Path) -> Resu
             if ft.is_file() {
                 copy_data(fs, &sv, inum, &p, m.len())?;
             }
+            for (xn, xv) in host_xattrs(&p)? {
+                xattr_set(&mut t, &sv, inum, &xn, Some(&xv), 0).map_err(|e| err(&p, "setting an xattr", e))?;
+            }
             if !ft.is_dir() && m.nlink() > 1 {
                 hardlinks.insert((m.dev(), m.ino()), inum);
             }
@@ -230,6 +277,11 @@ mod tests {
         std::os::unix::fs::symlink("sub/holes", dir.join("link")).unwrap();
         fs::hard_link(dir.join("small"), dir.join("sub/deep/hard")).unwrap();
         fs::set_permissions(dir.join("small"), fs::Permissions::from_mode(0o640)).unwrap();
+        let xattr_ok = {
+            let c = std::ffi::CString::new(dir.join("sub/holes").to_str().unwrap()).unwrap();
+            // SAFETY: valid NUL-terminated strings and buffer.
+            unsafe { libc::setxattr(c.as_ptr(), c"user.color".as_ptr(), b"blue".as_ptr().cast(), 4, 0) == 0 }
+        };
 
         let bytes = 128usize << 20;
         let f = format(bytes as u64, &FormatOpts::new([1; 16], [2; 16], [3; 16], 1)).unwrap();
@@ -286,6 +338,13 @@ mod tests {
         assert_eq!(&target[..], b"sub/holes");
         let hm = fs::metadata(dir.join("sub/holes")).unwrap();
         assert_eq!(holes.mtime_ns, ns(hm.mtime(), hm.mtime_nsec()));
+        if xattr_ok {
+            let mut it = fs.iter(bcachefs_rs::format::bkey::BtreeId::Xattrs, bcachefs_rs::format::bpos::Bpos::new(holes.inum, 0, 0), false);
+            let k = it.next().unwrap().expect("an xattr key");
+            assert_eq!(k.k.p.inode, holes.inum);
+            let v = &k.v[..];
+            assert!(v.windows(5).any(|w| w == b"color") && v.windows(4).any(|w| w == b"blue"), "{v:?}");
+        }
         let _ = fs::remove_dir_all(&dir);
     }
 }
