@@ -57,7 +57,10 @@ fn err(p: &Path, what: &str, e: impl std::fmt::Display) -> String {
 
 /// The extended attributes of host path `p` (not following symlinks):
 /// (name, value) pairs.
-fn host_xattrs(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+/// An extended attribute: full name and value.
+type Xattr = (Vec<u8>, Vec<u8>);
+
+fn host_xattrs(p: &Path) -> Result<Vec<Xattr>, String> {
     use std::os::unix::ffi::OsStrExt as _;
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|e| err(p, "path", e))?;
     // SAFETY: `c` is a NUL-terminated path; the buffers are valid for the
