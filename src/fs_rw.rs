@@ -346,6 +346,7 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         }
         // The allocator sees what replay put in the alloc btree.
         self.alloc.load(&btree, d.first_bucket, d.nbuckets, &self.meta_buckets)?;
+        accounting_read(&btree, &trig)?;
         btree.triggers = Some(&trig);
         let mut hints = Vec::new();
         hints.push(0u64)?;
@@ -359,6 +360,30 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         };
         f(&fs)
     }
+}
+
+/// `bch2_accounting_read()`: the in-memory accounting counters start from
+/// what the accounting btree holds (after replay).
+///
+/// Errors: those of the reads, `ENOMEM`.
+pub fn accounting_read(btree: &BtreeFs<'_>, trig: &FsTriggers<'_>) -> Result<(), Errno> {
+    let mut keys: Vec<(Bpos, [i64; crate::accounting::ACCOUNTING_MAX_COUNTERS], u8)> = Vec::new();
+    crate::btree::lockrestart_do(btree, |t| {
+        keys.clear();
+        let it = t.iter(BtreeId::Accounting, crate::format::bpos::POS_MIN, false)?;
+        while let Some(k) = t.iter_next(it)? {
+            if k.k.key_type != crate::format::bkey::KeyType::Accounting as u8 {
+                continue;
+            }
+            let (d, n) = crate::accounting::accounting_val_decode(&k.v);
+            keys.push((k.k.p, d, u8::try_from(n).unwrap_or(0)))?;
+        }
+        Ok(())
+    })?;
+    for &(p, d, n) in keys.iter() {
+        trig.accounting_mem_add(p, d, n)?;
+    }
+    Ok(())
 }
 
 /// Journal keys replayed per transaction.

@@ -182,7 +182,13 @@ fn unclean_c_volume_is_replayed_and_left_clean() {
     let mem = Arc::new(WMemDev(std::sync::Mutex::new(img)));
     let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
     assert!(!open.fresh);
-    open.mount(1_700_000_001_000_000_000, 42, |fs| fs.shutdown()).unwrap();
+    let nr_inodes = open
+        .mount(1_700_000_001_000_000_000, 42, |fs| {
+            let n = fs.triggers.accounting_mem()?.get(&bcachefs_rs::accounting::DiskAccountingPos::NrInodes)[0];
+            fs.shutdown()?;
+            Ok(n)
+        })
+        .unwrap();
     drop(open);
     let img = mem.0.lock().unwrap().clone();
     {
@@ -207,6 +213,8 @@ fn unclean_c_volume_is_replayed_and_left_clean() {
         assert!(got == keys, "btree {}: {} keys after replay, {} before", BtreeIdName(*b), got.len(), keys.len());
     }
     assert!(before[&(BtreeId::Extents as u32)].len() > 10);
+    let inodes = before[&(BtreeId::Inodes as u32)].iter().filter(|k| !k.0.contains("inode_generation")).count();
+    assert_eq!(nr_inodes, inodes as i64, "in-memory nr_inodes after replay (accounting read)");
 }
 
 /// Namespace and data operations through `FsTrans` on a volume we
@@ -246,6 +254,10 @@ fn operations_on_our_volume_keep_derived_state_exact() {
         setattr(&mut t, &mut a, &sv, files[1].1, &SetAttr { size: Some(10_000), ..SetAttr::default() })?;
         unlink(&mut t, &sv, 4096, files[2].0.as_bytes(), false)?;
         drop(t);
+        // The in-memory counters follow the btree's.
+        let mem = fs.triggers.accounting_mem()?;
+        let nr_inodes = mem.get(&bcachefs_rs::accounting::DiskAccountingPos::NrInodes);
+        assert_eq!(nr_inodes[0], 2 + 6 - 1, "root, lost+found, six files less one unlinked");
         let mut text = String::new();
         fs.to_text(&mut text).unwrap();
         assert!(text.contains("interim allocator") && text.contains("accounting in memory"), "{text}");
