@@ -6,7 +6,11 @@
 //! - [`background`]: `alloc_background.c`: freespace, need_discard, lru,
 //!   bucket_gens, `dev_data_type` accounting, the alloc trigger;
 //! - [`buckets`]: `buckets.c`: the extent, btree pointer, reservation and
-//!   inode triggers and superblock/journal bucket marking.
+//!   inode triggers and superblock/journal bucket marking;
+//! - [`foreground`]: `alloc_foreground.c`: open buckets, write points,
+//!   watermarks and reserves, discards;
+//! - [`source`]: what the foreground allocator reads of the btrees
+//!   ([`source::FreespaceSource`]).
 //!
 //! Every trigger is a pure function of (old key, new key) and a small
 //! context, adding what C's trigger would update to a [`DerivedUpdates`].
@@ -15,6 +19,8 @@
 
 pub mod background;
 pub mod buckets;
+pub mod foreground;
+pub mod source;
 
 use core::fmt;
 
