@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bcachefs_rs::alloc::foreground::*;
-use bcachefs_rs::alloc::source::FreespaceSource;
+use bcachefs_rs::alloc::source::{AllocKeyFn, FreespaceSource};
 use bcachefs_rs::bcachefs::{Fs, OpenOpts};
 use bcachefs_rs::errcode::Errno;
 use bcachefs_rs::format::bkey::{Bkey, BtreeId, KeyType};
@@ -68,7 +68,7 @@ impl Truth {
     }
 
     fn is_free(&self, b: u64) -> bool {
-        self.alloc.get(&b).is_none_or(|&(t, _)| t == data_type::FREE)
+        self.alloc.get(&b).map_or(true, |&(t, _)| t == data_type::FREE)
     }
 
     fn free_buckets(&self) -> u64 {
@@ -419,7 +419,7 @@ impl FreespaceSource for Bad<'_> {
         Ok(self.need_discard.iter().copied().filter(|&e| e >= from).min())
     }
 
-    fn for_each_alloc_key(&self, dev: u8, f: &mut dyn FnMut(&Bkey, &[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
+    fn for_each_alloc_key(&self, dev: u8, f: &mut AllocKeyFn<'_>) -> Result<(), Errno> {
         self.fs.for_each_alloc_key(dev, f)?;
         match &self.alloc {
             Some((k, v)) => f(k, v),

@@ -555,6 +555,16 @@ impl DevAlloc {
     }
 }
 
+/// The replicas gathered so far by one `bch2_alloc_sectors_start_trans()`.
+struct Replicas {
+    ptrs: OpenBuckets,
+    /// Devices still allowed (bit per device index).
+    devs: u64,
+    nr_replicas: u32,
+    nr_effective: u32,
+    have_cache: bool,
+}
+
 /// The whole allocator state, under one lock.
 struct Inner {
     devs: Vec<Option<DevAlloc>>,
@@ -797,10 +807,6 @@ impl Inner {
             while let Some(e) = src.next_free(dev, cursor)? {
                 cursor = e;
                 s.buckets_seen += 1;
-                if (e & FREESPACE_BUCKET_MASK) >= self.dev(dev)?.nbuckets && e < (1 << 56) {
-                    // Past the device within genbits 0: fall through to the
-                    // range check's error.
-                }
                 if let Some(ob) = self.try_alloc_entry(dev, e, watermark, s)? {
                     found = Some(ob);
                     break;
@@ -884,43 +890,34 @@ impl Inner {
     }
 
     /// `add_new_bucket()`: true when enough replicas.
-    fn add_new_bucket(&self, ptrs: &mut OpenBuckets, devs: &mut u64, nr_replicas: u32, eff: &mut u32, have_cache: &mut bool, i: u16) -> bool {
+    fn add_new_bucket(&self, r: &mut Replicas, i: u16) -> bool {
         let ob = self.ob(i);
         let dur = self.dev(ob.dev).map_or(0, |d| d.durability);
-        *devs &= !(1u64 << (ob.dev & 63));
-        *eff += u32::from(dur);
-        *have_cache |= dur == 0;
-        ptrs.push(i);
-        *eff >= nr_replicas
+        r.devs &= !(1u64 << (ob.dev & 63));
+        r.nr_effective += u32::from(dur);
+        r.have_cache |= dur == 0;
+        r.ptrs.push(i);
+        r.nr_effective >= r.nr_replicas
     }
 
     /// `__open_bucket_add_buckets()` without erasure coding.
-    fn add_buckets(
-        &mut self,
-        src: &dyn FreespaceSource,
-        wpi: usize,
-        ptrs: &mut OpenBuckets,
-        nr_replicas: u32,
-        eff: &mut u32,
-        have_cache: &mut bool,
-        watermark: Watermark,
-    ) -> Result<(), AllocError> {
-        let mut devs: u64 = 0;
+    fn add_buckets(&mut self, src: &dyn FreespaceSource, wpi: usize, r: &mut Replicas, watermark: Watermark) -> Result<(), AllocError> {
+        r.devs = 0;
         for d in self.devs.iter().flatten() {
             if d.rw && d.dev < 64 {
-                devs |= 1 << d.dev;
+                r.devs |= 1 << d.dev;
             }
         }
-        for &i in ptrs.as_slice() {
-            devs &= !(1u64 << (self.ob(i).dev & 63));
+        for &i in r.ptrs.as_slice() {
+            r.devs &= !(1u64 << (self.ob(i).dev & 63));
         }
         let wp = self.wps[wpi];
         // bucket_alloc_set_writepoint()
         let mut skip = OpenBuckets::new();
         let mut done = false;
         for &i in wp.ptrs.as_slice() {
-            if !done && self.want_bucket(&wp, devs, *have_cache, i) {
-                done = self.add_new_bucket(ptrs, &mut devs, nr_replicas, eff, have_cache, i);
+            if !done && self.want_bucket(&wp, r.devs, r.have_cache, i) {
+                done = self.add_new_bucket(r, i);
             } else {
                 skip.push(i);
             }
@@ -934,7 +931,7 @@ impl Inner {
         while j > 0 {
             j -= 1;
             let i = self.partial[j];
-            if !self.want_bucket(&wp, devs, *have_cache, i) {
+            if !self.want_bucket(&wp, r.devs, r.have_cache, i) {
                 continue;
             }
             let dev = self.ob(i).dev;
@@ -950,23 +947,23 @@ impl Inner {
             }
             let d = self.dev_mut(dev)?;
             d.nr_partial_buckets = d.nr_partial_buckets.saturating_sub(1);
-            if self.add_new_bucket(ptrs, &mut devs, nr_replicas, eff, have_cache, i) {
+            if self.add_new_bucket(r, i) {
                 return Ok(());
             }
         }
         // bch2_bucket_alloc_set_trans()
         let mut ret = Err(AllocError::InsufficientDevices);
         for dev in 0..64u8 {
-            if devs & (1 << dev) == 0 {
+            if r.devs & (1 << dev) == 0 {
                 continue;
             }
             let Ok(d) = self.dev(dev) else { continue };
-            if d.durability == 0 && *have_cache {
+            if d.durability == 0 && r.have_cache {
                 continue;
             }
             match self.bucket_alloc(src, dev, watermark, wp.data_type) {
                 Ok(i) => {
-                    if self.add_new_bucket(ptrs, &mut devs, nr_replicas, eff, have_cache, i) {
+                    if self.add_new_bucket(r, i) {
                         return Ok(());
                     }
                 }
@@ -1363,10 +1360,10 @@ impl Allocator {
         loop {
             let old_nr = g.write_points_nr;
             let wpi = g.writepoint_find(spec);
-            let mut ptrs = OpenBuckets::new();
-            let mut eff = 0u32;
-            let mut have_cache = g.wps[wpi].data_type != data_type::USER;
-            let r = g.add_buckets(src, wpi, &mut ptrs, nr_replicas, &mut eff, &mut have_cache, watermark);
+            // Metadata may not go to cache devices.
+            let mut rep = Replicas { ptrs: OpenBuckets::new(), devs: 0, nr_replicas, nr_effective: 0, have_cache: g.wps[wpi].data_type != data_type::USER };
+            let r = g.add_buckets(src, wpi, &mut rep, watermark);
+            let mut ptrs = rep.ptrs;
             match r {
                 Ok(()) => {
                     // Buckets of the write point not used this time.
@@ -1483,7 +1480,7 @@ impl Allocator {
     /// device goes read-only or at unmount.  References callers hold stay.
     pub fn open_buckets_stop(&self, dev: Option<u8>) {
         let mut g = self.inner.lock();
-        let drop = |ob: &OpenBucket| dev.is_none_or(|d| ob.dev == d);
+        let drop = |ob: &OpenBucket| dev.map_or(true, |d| ob.dev == d);
         for w in 0..g.wps.len() {
             let ptrs = g.wps[w].ptrs;
             let mut keep = OpenBuckets::new();
@@ -1584,10 +1581,7 @@ impl Allocator {
         let mut out = Vec::new();
         let mut from = 0u64;
         while let Some(b) = src.next_need_discard(dev, from)? {
-            from = match b.checked_add(1) {
-                Some(n) => n,
-                None => u64::MAX,
-            };
+            from = b.saturating_add(1);
             let skip = {
                 let g = self.inner.lock();
                 let d = g.dev(dev).map_err(AllocError::errno)?;
@@ -1641,7 +1635,7 @@ impl Allocator {
     pub fn open_buckets_to_text(&self, f: &mut dyn fmt::Write, dev: Option<u8>) -> fmt::Result {
         let g = self.inner.lock();
         for (i, ob) in g.obs.iter().enumerate() {
-            if ob.valid && dev.is_none_or(|d| d == ob.dev) {
+            if ob.valid && dev.map_or(true, |d| d == ob.dev) {
                 ob_to_text(f, &g, i as u16, "")?;
             }
         }

@@ -18,6 +18,9 @@ use crate::platform::BlockDev;
 /// genbits (`alloc_freespace_genbits()`).
 pub const FREESPACE_BUCKET_MASK: u64 = (1 << 56) - 1;
 
+/// What [`FreespaceSource::for_each_alloc_key`] calls: (key, value).
+pub type AllocKeyFn<'a> = dyn FnMut(&Bkey, &[u8]) -> Result<(), Errno> + 'a;
+
 /// What the allocator reads of the alloc, freespace and need_discard
 /// btrees of one volume.  Positions are `dev:offset`.
 pub trait FreespaceSource {
@@ -39,7 +42,7 @@ pub trait FreespaceSource {
     /// device `dev`, in order.  Stops at the first error `f` returns.
     ///
     /// Errors: `f`'s, `EIO`, `ENOMEM`.
-    fn for_each_alloc_key(&self, dev: u8, f: &mut dyn FnMut(&Bkey, &[u8]) -> Result<(), Errno>) -> Result<(), Errno>;
+    fn for_each_alloc_key(&self, dev: u8, f: &mut AllocKeyFn<'_>) -> Result<(), Errno>;
 
     /// The `alloc_v4` value of `dev:bucket` (a bucket without a key is
     /// free at gen 0: `None`).
@@ -79,7 +82,7 @@ impl<D: BlockDev> FreespaceSource for Fs<D> {
         Ok(None)
     }
 
-    fn for_each_alloc_key(&self, dev: u8, f: &mut dyn FnMut(&Bkey, &[u8]) -> Result<(), Errno>) -> Result<(), Errno> {
+    fn for_each_alloc_key(&self, dev: u8, f: &mut AllocKeyFn<'_>) -> Result<(), Errno> {
         let mut it = self.iter(BtreeId::Alloc, Bpos::pos(u64::from(dev), 0), false);
         while let Some(k) = it.next()? {
             if k.k.p.inode != u64::from(dev) {
