@@ -254,10 +254,17 @@ fn two_threads_never_get_the_same_space() {
     let t = Truth::read(&fs);
     let a = Allocator::open(&fs).unwrap();
     let bs = u64::from(t.bucket_size);
+    let barrier = std::sync::Barrier::new(2);
+    // Phase 1: 600 allocations each, started together; phase 2: both
+    // until ENOSPC.
     let run = |h: u64| {
         let mut got = Vec::new();
         let mut i = 0u64;
+        barrier.wait();
         loop {
+            if i == 600 {
+                barrier.wait();
+            }
             let want = 8 + ((i * 7 + h) % 57) as u32;
             i += 1;
             match a.alloc_sectors(&fs, WritePointSpec::Hashed(h), want, Watermark::Normal) {
@@ -272,6 +279,7 @@ fn two_threads_never_get_the_same_space() {
                     a.open_buckets_put(&mut obs);
                 }
                 Err(e) => {
+                    assert!(i > 600, "thread {h}: {e} at allocation {i}");
                     assert_eq!(e.errno(), Errno::ENOSPC);
                     return got;
                 }
@@ -283,7 +291,7 @@ fn two_threads_never_get_the_same_space() {
         let y = s.spawn(|| run(3));
         (x.join().unwrap(), y.join().unwrap())
     });
-    assert!(x.len() > 100 && y.len() > 100, "{} {}", x.len(), y.len());
+    assert!(x.len() > 600 && y.len() > 600, "{} {}", x.len(), y.len());
     let mut all: Vec<(u64, u32)> = x.iter().chain(y.iter()).copied().collect();
     all.sort();
     for w in all.windows(2) {
