@@ -577,3 +577,108 @@ fn emptied_buckets_wait_for_the_journal() {
     let (_, o) = a.bucket_alloc(&fs, 0, Watermark::InteriorUpdates, data_type::USER).unwrap();
     assert_eq!(o.bucket, ob.bucket);
 }
+
+#[test]
+fn usage_equals_the_accounting_c_wrote() {
+    use bcachefs_rs::accounting::DiskAccountingPos;
+    for name in FIXTURES {
+        let fs = open(name);
+        let st = bcachefs_rs::gc::StoredState::read(&fs).unwrap();
+        let a = Allocator::open(&fs).unwrap();
+        for t in 0..data_type::NR {
+            let acct = st.accounting.get(&DiskAccountingPos::DevDataType { dev: 0, data_type: t })[0];
+            a.with_dev(0, |d| assert_eq!(d.usage[usize::from(t)] as i64, acct, "{name}: data type {t}")).unwrap();
+        }
+    }
+}
+
+#[test]
+fn early_path_without_freespace_btree() {
+    // Before bch2_dev_freespace_init() the buckets are found by scanning
+    // their states: the same rules, the same ENOSPC count.
+    for name in FIXTURES {
+        let fs = open(name);
+        let t = Truth::read(&fs);
+        let a = Allocator::open(&fs).unwrap();
+        a.set_freespace_initialized(0, false).unwrap();
+        let mut src = Bad::new(&fs);
+        src.free = Some(Vec::new()); // an empty freespace btree
+        let mut seen = BTreeSet::new();
+        let err = loop {
+            match a.bucket_alloc(&src, 0, Watermark::Btree, data_type::BTREE) {
+                Ok((mut obs, ob)) => {
+                    assert!(t.is_free(ob.bucket) && !t.sb.contains(&ob.bucket) && !t.journal.contains(&ob.bucket), "{name}: {}", ob.bucket);
+                    assert!(seen.insert(ob.bucket));
+                    mark(&a, &ob, data_type::BTREE);
+                    a.open_buckets_put(&mut obs);
+                }
+                Err(e) => break e,
+            }
+        };
+        assert_eq!((err, seen.len() as u64), (AllocError::FreelistEmpty, t.free_buckets() - t.reserved(Watermark::Btree)), "{name}");
+        // In bucket order.
+        let v: Vec<u64> = seen.iter().copied().collect();
+        let want: Vec<u64> = (t.first_bucket..t.nbuckets).filter(|&b| t.is_free(b)).take(v.len()).collect();
+        assert_eq!(v, want, "{name}");
+    }
+}
+
+#[test]
+fn more_replicas_than_devices() {
+    let fs = open("c-fresh.bchimg");
+    let a = Allocator::open(&fs).unwrap();
+    let e = a.alloc_sectors_start(&fs, WritePointSpec::Hashed(9), 2, Watermark::Normal).err().unwrap();
+    assert_eq!((e, e.errno()), (AllocError::InsufficientDevices, Errno::EROFS));
+    // The bucket it got for the first replica is kept, not leaked.
+    let g = a.alloc_sectors_start(&fs, WritePointSpec::Hashed(9), 1, Watermark::Normal).unwrap();
+    assert_eq!(g.write_point().ptrs.len(), 1);
+    g.done();
+    assert_eq!(a.open_buckets_nr_free(), OPEN_BUCKETS_COUNT - 2);
+}
+
+#[test]
+fn at_enospc_write_points_give_up_their_buckets() {
+    // 32 write points each hold a bucket with 8 sectors used.  A writer
+    // running out of buckets shrinks the write points (their buckets go
+    // to the partial list, try_decrease_writepoints()) and takes those.
+    let fs = open("c-fresh.bchimg");
+    let t = Truth::read(&fs);
+    let bs = u64::from(t.bucket_size);
+    let a = Allocator::open(&fs).unwrap();
+    let mut held = BTreeSet::new();
+    for h in 0..WRITE_POINT_MAX as u64 {
+        let (p, _, mut obs) = a.alloc_sectors(&fs, WritePointSpec::Hashed(h * 2), 8, Watermark::Normal).unwrap();
+        held.insert(p.get(0).unwrap().bucket);
+        a.open_buckets_put(&mut obs);
+    }
+    let mut from_partial = BTreeSet::new();
+    let mut all = Vec::new();
+    loop {
+        match a.alloc_sectors(&fs, WritePointSpec::Hashed(1001), bs as u32, Watermark::Normal) {
+            Ok((p, n, mut obs)) => {
+                let p = *p.get(0).unwrap();
+                if held.contains(&p.bucket) {
+                    assert_eq!((p.offset % bs, u64::from(n)), (8, bs - 8), "the rest of a partial bucket");
+                    from_partial.insert(p.bucket);
+                }
+                if p.offset + u64::from(n) == (p.bucket + 1) * bs {
+                    mark(&a, &OpenBucket { dev: 0, bucket: p.bucket, gen: p.gen, ..Default::default() }, data_type::USER);
+                }
+                all.push((p.offset, n));
+                a.open_buckets_put(&mut obs);
+            }
+            Err(e) => {
+                assert_eq!(e.errno(), Errno::ENOSPC);
+                break;
+            }
+        }
+    }
+    assert!(!from_partial.is_empty(), "no partial bucket was reused");
+    let mut s = String::new();
+    a.fs_alloc_debug_to_text(&mut s).unwrap();
+    assert!(!s.contains("write points            32\n"), "{s}");
+    all.sort();
+    for w in all.windows(2) {
+        assert!(w[0].0 + u64::from(w[0].1) <= w[1].0);
+    }
+}

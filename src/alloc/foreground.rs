@@ -1276,6 +1276,19 @@ impl Allocator {
         g.dev(dev).map(f).map_err(AllocError::errno)
     }
 
+    /// Sets whether `dev` allocates from the freespace btree (the
+    /// member's `freespace_initialized`, set once `bch2_dev_freespace_init()`
+    /// has built it) or by scanning its bucket states.
+    ///
+    /// Errors: `EINVAL` for no such device.
+    pub fn set_freespace_initialized(&self, dev: u8, v: bool) -> Result<(), Errno> {
+        let mut g = self.inner.lock();
+        let d = g.dev_mut(dev).map_err(AllocError::errno)?;
+        d.freespace_initialized = v;
+        d.alloc_cursor = 0;
+        Ok(())
+    }
+
     /// The member devices the allocator knows.
     pub fn devs(&self) -> u64 {
         let g = self.inner.lock();
