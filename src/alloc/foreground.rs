@@ -465,6 +465,20 @@ pub trait DiscardDev {
 pub struct NoDiscard;
 impl DiscardDev for NoDiscard {}
 
+/// What the allocator keeps of each bucket (C: the alloc key in the key
+/// cache and `ca->bucket_gens`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BucketMem {
+    /// Generation.
+    pub gen: u8,
+    /// Oldest gen of a pointer into it (for the freespace genbits).
+    pub oldest_gen: u8,
+    /// `BCH_DATA_*`.
+    pub data_type: u8,
+    /// [`BUCKET_UPDATED`].
+    flags: u8,
+}
+
 /// Allocator state of one member device (C's allocator fields of
 /// `struct bch_dev`).
 pub struct DevAlloc {
@@ -489,10 +503,8 @@ pub struct DevAlloc {
     pub nr_btree_reserve: u64,
     /// Superblock copies: (first sector, end sector).
     sb_ranges: Vec<(u64, u64)>,
-    gens: Vec<u8>,
-    oldest_gens: Vec<u8>,
-    data_types: Vec<u8>,
-    flags: Vec<u8>,
+    /// Each bucket's state, by bucket number.
+    buckets: Vec<BucketMem>,
     /// Buckets per data type (`bch_dev_usage.d[].buckets`).
     pub usage: [u64; NR_DATA_TYPES],
     /// Open buckets on this device (`ca->nr_open_buckets`).
@@ -546,8 +558,13 @@ impl DevAlloc {
 
     /// The in-memory (gen, data type) of bucket `b`.
     pub fn bucket(&self, b: u64) -> Option<(u8, u8)> {
-        let i = usize::try_from(b).ok()?;
-        Some((*self.gens.get(i)?, *self.data_types.get(i)?))
+        self.bucket_mem(b).map(|m| (m.gen, m.data_type))
+    }
+
+    /// The in-memory state of bucket `b` (`None` past the device, or
+    /// before [`Allocator::load`]).
+    pub fn bucket_mem(&self, b: u64) -> Option<BucketMem> {
+        self.buckets.get(usize::try_from(b).ok()?).copied()
     }
 
     fn needs_journal_commit(&self, b: u64, flushed_seq: u64) -> bool {
@@ -777,8 +794,9 @@ impl Inner {
             );
             return Err(AllocError::Errno(Errno::EIO));
         }
-        let i = b as usize; // b < nbuckets, whose tables exist
-        let (dt, gen, oldest, fl) = (d.data_types[i], d.gens[i], d.oldest_gens[i], d.flags[i]);
+        // Not loaded: nothing is known free.
+        let m = d.bucket_mem(b).ok_or(AllocError::Errno(Errno::EINVAL))?;
+        let (dt, gen, oldest, fl) = (m.data_type, m.gen, m.oldest_gen, m.flags);
         if dt != data_type::FREE {
             if fl & BUCKET_UPDATED != 0 {
                 s.skipped_stale += 1;
@@ -837,10 +855,10 @@ impl Inner {
             let mut b = start;
             while b < nb {
                 let d = self.dev(dev)?;
-                let i = b as usize; // b < nbuckets
-                if d.data_types[i] == data_type::FREE {
+                let Some(m) = d.bucket_mem(b) else { break };
+                if m.data_type == data_type::FREE {
                     s.buckets_seen += 1;
-                    let gen = d.gens[i];
+                    let gen = m.gen;
                     if let Some(ob) = self.try_open(dev, b, gen, watermark, s)? {
                         self.dev_mut(dev)?.alloc_cursor = b;
                         return Ok(Some(ob));
@@ -1104,9 +1122,12 @@ impl WpGuard<'_> {
                 return Err(Errno::EINVAL);
             }
             let bs = u64::from(d.bucket_size);
+            // bch2_ob_ptr(); a bucket past u64 sectors cannot be opened
+            // from a loaded device, but the geometry came from disk.
+            let offset = ob.bucket.checked_add(1).and_then(|e| e.checked_mul(bs)).ok_or(Errno::EINVAL)? - u64::from(ob.sectors_free);
             let p = AllocPtr {
                 dev: ob.dev,
-                offset: ob.bucket * bs + bs - u64::from(ob.sectors_free),
+                offset,
                 gen: ob.gen,
                 bucket: ob.bucket,
                 cached: d.durability == 0 && wp.data_type == data_type::USER,
@@ -1172,10 +1193,7 @@ impl Allocator {
                 freespace_initialized: m.flag(MemberFlag::FreespaceInitialized) != 0,
                 nr_btree_reserve: nr_btree_reserve(bucket_size, btree_node_sectors),
                 sb_ranges,
-                gens: Vec::new(),
-                oldest_gens: Vec::new(),
-                data_types: Vec::new(),
-                flags: Vec::new(),
+                buckets: Vec::new(),
                 usage: [0; NR_DATA_TYPES],
                 nr_open_buckets: 0,
                 nr_partial_buckets: 0,
@@ -1244,18 +1262,14 @@ impl Allocator {
         let mut g = self.inner.lock();
         for d in g.devs.iter_mut().flatten() {
             let nb = usize::try_from(d.nbuckets).map_err(|_| Errno::EUCLEAN)?;
-            for v in [&mut d.gens, &mut d.oldest_gens, &mut d.data_types, &mut d.flags] {
-                v.clear();
-                v.resize(nb, 0)?;
-            }
+            d.buckets.clear();
+            d.buckets.resize(nb, BucketMem::default())?;
             d.usage = [0; NR_DATA_TYPES];
             let dev = d.dev;
             src.for_each_alloc_key(dev, &mut |k, v| {
                 let a = check_alloc_key(d, k, v)?;
-                let i = k.p.offset as usize; // checked < nbuckets
-                d.gens[i] = a.gen;
-                d.oldest_gens[i] = a.oldest_gen;
-                d.data_types[i] = a.data_type;
+                let m = usize::try_from(k.p.offset).ok().and_then(|i| d.buckets.get_mut(i)).ok_or(Errno::EUCLEAN)?;
+                *m = BucketMem { gen: a.gen, oldest_gen: a.oldest_gen, data_type: a.data_type, flags: 0 };
                 if a.data_type != data_type::FREE {
                     d.usage[usize::from(a.data_type)] += 1;
                 }
@@ -1540,8 +1554,8 @@ impl Allocator {
         let mut g = self.inner.lock();
         let flushed = g.flushed_seq;
         let d = g.dev_mut(dev).map_err(AllocError::errno)?;
-        let i = usize::try_from(bucket).ok().filter(|&i| i < d.data_types.len()).ok_or(Errno::EINVAL)?;
-        let old = d.data_types[i];
+        let i = usize::try_from(bucket).ok().filter(|&i| i < d.buckets.len()).ok_or(Errno::EINVAL)?;
+        let old = d.buckets[i].data_type;
         let in_range = bucket >= d.first_bucket;
         if new.data_type >= data_type::NR {
             return Err(Errno::EINVAL);
@@ -1558,10 +1572,7 @@ impl Allocator {
             retain_waiting(&mut d.waiting_for_journal, flushed);
             d.waiting_for_journal.push((bucket, journal_seq))?;
         }
-        d.gens[i] = new.gen;
-        d.oldest_gens[i] = new.oldest_gen;
-        d.data_types[i] = new.data_type;
-        d.flags[i] |= BUCKET_UPDATED;
+        d.buckets[i] = BucketMem { gen: new.gen, oldest_gen: new.oldest_gen, data_type: new.data_type, flags: BUCKET_UPDATED };
         Ok(())
     }
 
@@ -1784,4 +1795,64 @@ fn ob_to_text(f: &mut dyn fmt::Write, g: &Inner, i: u16, indent: &str) -> fmt::R
 fn allocator_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Allocator>();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserves_as_c_computes_them() {
+        // 256 buckets of 512 sectors, 256 KiB nodes: one node per bucket.
+        let r = nr_btree_reserve(512, 512);
+        assert_eq!(r, 28);
+        let got: std::vec::Vec<u64> = Watermark::ALL.iter().map(|&w| dev_buckets_reserved(256, r, w)).collect();
+        assert_eq!(got, [64, 60, 56, 28, 0, 0, 0]);
+        // 64 KiB nodes in 256 KiB buckets: 7 buckets.
+        assert_eq!(nr_btree_reserve(512, 128), 7);
+        assert_eq!(nr_btree_reserve(512, 1024), 28, "a node larger than a bucket counts as one per bucket");
+        let names: std::vec::Vec<&str> = Watermark::ALL.iter().map(|w| w.name()).collect();
+        assert_eq!(names, ["stripe", "normal", "copygc", "btree", "btree_copygc", "reclaim", "interior_updates"]);
+        assert_eq!(
+            Watermark::ALL.map(open_buckets_reserved),
+            [512, 512, 341, 256, 256, 170, 0]
+        );
+        assert_eq!(journal_buckets_default(256, 512), 8);
+        assert_eq!(journal_buckets_default(1 << 20, 512), 8192);
+        assert_eq!(journal_buckets_default(1 << 20, 4096), 4096, "at most 8 GiB");
+        assert_eq!(AllocError::NoBucketsFound.errno(), Errno::ENOSPC);
+    }
+
+    #[test]
+    fn open_bucket_hash_chains() {
+        // Many buckets in one table: open, check, close in another order.
+        let mut g = Inner {
+            devs: Vec::new(),
+            obs: Vec::new(),
+            ob_hash: Vec::new(),
+            freelist: 0,
+            nr_free: 0,
+            partial: Vec::new(),
+            wps: Vec::new(),
+            write_points_nr: 0,
+            clock: 0,
+            flushed_seq: 0,
+        };
+        g.obs.resize(OPEN_BUCKETS_COUNT, OpenBucket::default()).unwrap();
+        g.ob_hash.resize(OPEN_BUCKETS_COUNT, 0).unwrap();
+        for i in 1..OPEN_BUCKETS_COUNT {
+            let b = (i as u64) * 1_000_003 % 65_536;
+            g.obs[i] = OpenBucket { valid: true, pin: 1, dev: (i % 3) as u8, bucket: b, ..OpenBucket::default() };
+            g.hash_add(i as u16);
+        }
+        for i in 1..OPEN_BUCKETS_COUNT {
+            assert!(g.bucket_is_open((i % 3) as u8, (i as u64) * 1_000_003 % 65_536));
+        }
+        for i in (1..OPEN_BUCKETS_COUNT).step_by(2) {
+            g.hash_remove(i as u16);
+        }
+        for i in 1..OPEN_BUCKETS_COUNT {
+            assert_eq!(g.bucket_is_open((i % 3) as u8, (i as u64) * 1_000_003 % 65_536), i % 2 == 0, "{i}");
+        }
+    }
 }
