@@ -674,6 +674,18 @@ fn at_enospc_write_points_give_up_their_buckets() {
         }
     }
     assert!(!from_partial.is_empty(), "no partial bucket was reused");
+    // No bucket stranded: each of the 32 was either reused or is still
+    // held (8 sectors used) by a write point that survived; none is left
+    // on the partial list.
+    let mut s = String::new();
+    a.open_buckets_to_text(&mut s, None).unwrap();
+    let still: BTreeSet<u64> = s.lines().map(|l| l.split(' ').nth(4).unwrap().split(':').nth(1).unwrap().parse().unwrap()).collect();
+    assert!(still.is_subset(&held), "{s}");
+    assert!(s.lines().all(|l| l.ends_with(&format!("allocated 8/{bs}"))), "{s}");
+    assert_eq!(from_partial.len() + still.len(), WRITE_POINT_MAX, "{s}");
+    let mut s = String::new();
+    a.open_buckets_partial_to_text(&mut s).unwrap();
+    assert_eq!(s, "");
     let mut s = String::new();
     a.fs_alloc_debug_to_text(&mut s).unwrap();
     assert!(!s.contains("write points            32\n"), "{s}");

@@ -1666,6 +1666,16 @@ impl Allocator {
         Ok(())
     }
 
+    /// `bch2_open_buckets_partial_to_text()`: the partial list, one open
+    /// bucket per line as [`open_buckets_to_text`](Self::open_buckets_to_text).
+    pub fn open_buckets_partial_to_text(&self, f: &mut dyn fmt::Write) -> fmt::Result {
+        let g = self.inner.lock();
+        for &i in g.partial.iter() {
+            ob_to_text(f, &g, i, "")?;
+        }
+        Ok(())
+    }
+
     /// `bch2_write_points_to_text()`: the hashed write points, then
     /// copygc, rebalance and btree, each with its open buckets indented.
     pub fn write_points_to_text(&self, f: &mut dyn fmt::Write) -> fmt::Result {
