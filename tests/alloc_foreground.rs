@@ -126,7 +126,7 @@ fn enospc_at_each_watermark_and_only_free_buckets() {
             };
             let want = free.saturating_sub(t.reserved(w));
             assert_eq!(seen.len() as u64, want, "{name} {w}: {err} after {} buckets, want {want}", seen.len());
-            assert_eq!(err, AllocError::FreelistEmpty, "{name} {w}");
+            assert_eq!(err, BucketAllocError::FreelistEmpty, "{name} {w}");
             assert_eq!(err.errno(), Errno::ENOSPC);
             // A more important allocation still gets a bucket, as long as
             // any is left above its own reserve.
@@ -210,7 +210,7 @@ fn sectors_contiguous_then_next_bucket() {
     let (p, _, obs) = a.alloc_sectors(&fs, WritePointSpec::Hashed(44), 8, Watermark::Normal).unwrap();
     assert_ne!(p.get(0).unwrap().bucket, second.bucket);
     refs.push(obs);
-    assert_eq!(a.alloc_sectors(&fs, wp, 0, Watermark::Normal).unwrap_err(), AllocError::Errno(Errno::EINVAL));
+    assert_eq!(a.alloc_sectors(&fs, wp, 0, Watermark::Normal).unwrap_err(), BucketAllocError::Errno(Errno::EINVAL));
 }
 
 #[test]
@@ -457,7 +457,7 @@ fn corrupt_keys_are_errors() {
         let mut src = Bad::new(&fs);
         src.free = Some(vec![e]);
         let r = a.bucket_alloc(&src, 0, Watermark::Normal, data_type::USER);
-        assert_eq!(r.map(|x| x.1.bucket), Err(AllocError::Errno(Errno::EIO)), "{what}");
+        assert_eq!(r.map(|x| x.1.bucket), Err(BucketAllocError::Errno(Errno::EIO)), "{what}");
     }
     // Any garbage in the freespace btree: an error or a free bucket, never
     // a panic or a bucket in use.
@@ -615,7 +615,7 @@ fn early_path_without_freespace_btree() {
                 Err(e) => break e,
             }
         };
-        assert_eq!((err, seen.len() as u64), (AllocError::FreelistEmpty, t.free_buckets() - t.reserved(Watermark::Btree)), "{name}");
+        assert_eq!((err, seen.len() as u64), (BucketAllocError::FreelistEmpty, t.free_buckets() - t.reserved(Watermark::Btree)), "{name}");
         // In bucket order.
         let v: Vec<u64> = seen.iter().copied().collect();
         let want: Vec<u64> = (t.first_bucket..t.nbuckets).filter(|&b| t.is_free(b)).take(v.len()).collect();
@@ -628,7 +628,7 @@ fn more_replicas_than_devices() {
     let fs = open("c-fresh.bchimg");
     let a = Allocator::open(&fs).unwrap();
     let e = a.alloc_sectors_start(&fs, WritePointSpec::Hashed(9), 2, Watermark::Normal).err().unwrap();
-    assert_eq!((e, e.errno()), (AllocError::InsufficientDevices, Errno::EROFS));
+    assert_eq!((e, e.errno()), (BucketAllocError::InsufficientDevices, Errno::EROFS));
     // The bucket it got for the first replica is kept, not leaked.
     let g = a.alloc_sectors_start(&fs, WritePointSpec::Hashed(9), 1, Watermark::Normal).unwrap();
     assert_eq!(g.write_point().ptrs.len(), 1);

@@ -74,15 +74,18 @@
 //!
 //! /// User data through a hashed write point (the inode number, as C's
 //! /// `writepoint_hashed((unsigned long) current)` or the inode's).
-//! pub struct WpDataAlloc<'a, S: FreespaceSource, W: DataWriter> {
+//! /// `dev` is the filesystem's device table (`BlockDev::write_sectors`).
+//! pub struct WpDataAlloc<'a, S: FreespaceSource> {
 //!     pub alloc: &'a Allocator,
 //!     pub src: &'a S,
 //!     pub wp: WritePointSpec,
-//!     pub dev: W,
-//!     /// Refs to put once the extents are committed.
+//!     pub dev: &'a dyn BlockDev,
+//!     /// Refs to put (Allocator::open_buckets_put) once the extents are
+//!     /// committed: DataAlloc has no hook for that yet; the caller of the
+//!     /// transaction puts them after commit, or on drop after it.
 //!     pub obs: Vec<OpenBuckets>,
 //! }
-//! impl<S: FreespaceSource, W: DataWriter> DataAlloc for WpDataAlloc<'_, S, W> {
+//! impl<S: FreespaceSource> DataAlloc for WpDataAlloc<'_, S> {
 //!     fn alloc(&mut self, sectors: u32) -> Result<DataSpace, Errno> {
 //!         let mut g = self.alloc.alloc_sectors_start(self.src, self.wp, 1, Watermark::Normal)
 //!             .map_err(|e| e.errno())?;
@@ -94,8 +97,8 @@
 //!         Ok(DataSpace { dev: s.dev, offset: s.offset, gen: s.gen, sectors: n })
 //!     }
 //!     fn sectors_free(&self) -> u32 { self.alloc.write_point_sectors_free(self.wp) }
-//!     fn write(&mut self, dev: u8, sector: u64, data: &[u8]) -> Result<(), Errno> {
-//!         self.dev.write(dev, sector, data)
+//!     fn write(&mut self, _dev: u8, sector: u64, data: &[u8]) -> Result<(), Errno> {
+//!         self.dev.write_sectors(sector, data, WriteFlags::default())
 //!     }
 //! }
 //! ```
@@ -230,7 +233,7 @@ pub fn journal_buckets_default(nbuckets: u64, bucket_size: u32) -> u64 {
 /// Why a bucket could not be had (C's error codes of the foreground
 /// allocator).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AllocError {
+pub enum BucketAllocError {
     /// `BCH_ERR_freelist_empty`: the device's free buckets are at the
     /// watermark's reserve.
     FreelistEmpty,
@@ -246,42 +249,42 @@ pub enum AllocError {
     Errno(Errno),
 }
 
-impl AllocError {
+impl BucketAllocError {
     /// The errno the VFS sees: `ENOSPC` for the first three (their class in
     /// C's `errcode.h`), `EROFS` for insufficient devices.
     pub fn errno(self) -> Errno {
         match self {
-            AllocError::FreelistEmpty | AllocError::NoBucketsFound | AllocError::OpenBucketsEmpty => Errno::ENOSPC,
-            AllocError::InsufficientDevices => Errno::EROFS,
-            AllocError::Errno(e) => e,
+            BucketAllocError::FreelistEmpty | BucketAllocError::NoBucketsFound | BucketAllocError::OpenBucketsEmpty => Errno::ENOSPC,
+            BucketAllocError::InsufficientDevices => Errno::EROFS,
+            BucketAllocError::Errno(e) => e,
         }
     }
 
     fn is_freelist_empty(self) -> bool {
-        matches!(self, AllocError::FreelistEmpty | AllocError::NoBucketsFound)
+        matches!(self, BucketAllocError::FreelistEmpty | BucketAllocError::NoBucketsFound)
     }
 }
 
-impl From<Errno> for AllocError {
+impl From<Errno> for BucketAllocError {
     fn from(e: Errno) -> Self {
-        AllocError::Errno(e)
+        BucketAllocError::Errno(e)
     }
 }
 
-impl From<crate::errcode::AllocError> for AllocError {
+impl From<crate::errcode::AllocError> for BucketAllocError {
     fn from(_: crate::errcode::AllocError) -> Self {
-        AllocError::Errno(Errno::ENOMEM)
+        BucketAllocError::Errno(Errno::ENOMEM)
     }
 }
 
-impl fmt::Display for AllocError {
+impl fmt::Display for BucketAllocError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AllocError::FreelistEmpty => f.write_str("freelist_empty"),
-            AllocError::NoBucketsFound => f.write_str("no_buckets_found"),
-            AllocError::OpenBucketsEmpty => f.write_str("open_buckets_empty"),
-            AllocError::InsufficientDevices => f.write_str("insufficient_devices"),
-            AllocError::Errno(e) => write!(f, "{}", e.name()),
+            BucketAllocError::FreelistEmpty => f.write_str("freelist_empty"),
+            BucketAllocError::NoBucketsFound => f.write_str("no_buckets_found"),
+            BucketAllocError::OpenBucketsEmpty => f.write_str("open_buckets_empty"),
+            BucketAllocError::InsufficientDevices => f.write_str("insufficient_devices"),
+            BucketAllocError::Errno(e) => write!(f, "{}", e.name()),
         }
     }
 }
@@ -635,12 +638,12 @@ fn check_alloc_key(d: &DevAlloc, k: &Bkey, v: &[u8]) -> Result<AllocV4, Errno> {
 }
 
 impl Inner {
-    fn dev(&self, dev: u8) -> Result<&DevAlloc, AllocError> {
-        self.devs.get(usize::from(dev)).and_then(|d| d.as_ref()).ok_or(AllocError::Errno(Errno::EINVAL))
+    fn dev(&self, dev: u8) -> Result<&DevAlloc, BucketAllocError> {
+        self.devs.get(usize::from(dev)).and_then(|d| d.as_ref()).ok_or(BucketAllocError::Errno(Errno::EINVAL))
     }
 
-    fn dev_mut(&mut self, dev: u8) -> Result<&mut DevAlloc, AllocError> {
-        self.devs.get_mut(usize::from(dev)).and_then(|d| d.as_mut()).ok_or(AllocError::Errno(Errno::EINVAL))
+    fn dev_mut(&mut self, dev: u8) -> Result<&mut DevAlloc, BucketAllocError> {
+        self.devs.get_mut(usize::from(dev)).and_then(|d| d.as_mut()).ok_or(BucketAllocError::Errno(Errno::EINVAL))
     }
 
     fn ob(&self, i: u16) -> &OpenBucket {
@@ -747,7 +750,7 @@ impl Inner {
     }
 
     /// `__try_alloc_bucket()`.
-    fn try_open(&mut self, dev: u8, bucket: u64, gen: u8, watermark: Watermark, s: &mut BucketAllocState) -> Result<Option<u16>, AllocError> {
+    fn try_open(&mut self, dev: u8, bucket: u64, gen: u8, watermark: Watermark, s: &mut BucketAllocState) -> Result<Option<u16>, BucketAllocError> {
         let flushed = self.flushed_seq;
         if self.bucket_is_open(dev, bucket) {
             s.skipped_open += 1;
@@ -764,7 +767,7 @@ impl Inner {
         }
         let bucket_size = d.bucket_size;
         if self.nr_free <= open_buckets_reserved(watermark) || self.freelist == 0 {
-            return Err(AllocError::OpenBucketsEmpty);
+            return Err(BucketAllocError::OpenBucketsEmpty);
         }
         let i = self.freelist;
         let next = self.ob(i).freelist;
@@ -782,7 +785,7 @@ impl Inner {
 
     /// `try_alloc_bucket()`: checks the freespace entry against the
     /// bucket's state, then opens it.
-    fn try_alloc_entry(&mut self, dev: u8, entry: u64, watermark: Watermark, s: &mut BucketAllocState) -> Result<Option<u16>, AllocError> {
+    fn try_alloc_entry(&mut self, dev: u8, entry: u64, watermark: Watermark, s: &mut BucketAllocState) -> Result<Option<u16>, BucketAllocError> {
         let b = entry & FREESPACE_BUCKET_MASK;
         let genbits = entry >> 56;
         let d = self.dev(dev)?;
@@ -792,10 +795,10 @@ impl Inner {
                 d.first_bucket,
                 d.nbuckets
             );
-            return Err(AllocError::Errno(Errno::EIO));
+            return Err(BucketAllocError::Errno(Errno::EIO));
         }
         // Not loaded: nothing is known free.
-        let m = d.bucket_mem(b).ok_or(AllocError::Errno(Errno::EINVAL))?;
+        let m = d.bucket_mem(b).ok_or(BucketAllocError::Errno(Errno::EINVAL))?;
         let (dt, gen, oldest, fl) = (m.data_type, m.gen, m.oldest_gen, m.flags);
         if dt != data_type::FREE {
             if fl & BUCKET_UPDATED != 0 {
@@ -803,19 +806,19 @@ impl Inner {
                 return Ok(None);
             }
             log::err!("alloc: non free bucket in freespace btree: {dev}:{b} has data type {}; run fsck", DataTypeName(dt));
-            return Err(AllocError::Errno(Errno::EIO));
+            return Err(BucketAllocError::Errno(Errno::EIO));
         }
         let a = AllocV4 { gen, oldest_gen: oldest, ..AllocV4::default() };
         let want = alloc_freespace_genbits(&a) >> 56;
         if genbits != want && fl & BUCKET_UPDATED == 0 {
             log::err!("alloc: bucket in freespace btree with wrong genbits (got {genbits} should be {want}): {dev}:{b}; run fsck");
-            return Err(AllocError::Errno(Errno::EIO));
+            return Err(BucketAllocError::Errno(Errno::EIO));
         }
         self.try_open(dev, b, gen, watermark, s)
     }
 
     /// `bch2_bucket_alloc_freelist()`.
-    fn alloc_freelist(&mut self, src: &dyn FreespaceSource, dev: u8, watermark: Watermark, s: &mut BucketAllocState) -> Result<Option<u16>, AllocError> {
+    fn alloc_freelist(&mut self, src: &dyn FreespaceSource, dev: u8, watermark: Watermark, s: &mut BucketAllocState) -> Result<Option<u16>, BucketAllocError> {
         let d = self.dev(dev)?;
         let first = d.first_bucket;
         let mut start = first.max(d.alloc_cursor);
@@ -846,7 +849,7 @@ impl Inner {
 
     /// `bch2_bucket_alloc_early()`: before the freespace btree exists,
     /// scan the bucket states.
-    fn alloc_early(&mut self, dev: u8, watermark: Watermark, s: &mut BucketAllocState) -> Result<Option<u16>, AllocError> {
+    fn alloc_early(&mut self, dev: u8, watermark: Watermark, s: &mut BucketAllocState) -> Result<Option<u16>, BucketAllocError> {
         let d = self.dev(dev)?;
         let first = d.first_bucket.max(d.new_fs_bucket_idx);
         let mut start = first.max(d.alloc_cursor);
@@ -875,17 +878,17 @@ impl Inner {
     }
 
     /// `bch2_bucket_alloc_trans()`: one bucket of `dev`.
-    fn bucket_alloc(&mut self, src: &dyn FreespaceSource, dev: u8, watermark: Watermark, dt: u8) -> Result<u16, AllocError> {
+    fn bucket_alloc(&mut self, src: &dyn FreespaceSource, dev: u8, watermark: Watermark, dt: u8) -> Result<u16, BucketAllocError> {
         let mut s = BucketAllocState::default();
         let d = self.dev(dev)?;
         let freespace = d.freespace_initialized;
         let r = if d.buckets_free(watermark) == 0 {
-            Err(AllocError::FreelistEmpty)
+            Err(BucketAllocError::FreelistEmpty)
         } else {
             let r = if freespace { self.alloc_freelist(src, dev, watermark, &mut s) } else { self.alloc_early(dev, watermark, &mut s) };
             match r {
                 Ok(Some(ob)) => Ok(ob),
-                Ok(None) => Err(AllocError::NoBucketsFound),
+                Ok(None) => Err(BucketAllocError::NoBucketsFound),
                 Err(e) => Err(e),
             }
         };
@@ -919,7 +922,7 @@ impl Inner {
     }
 
     /// `__open_bucket_add_buckets()` without erasure coding.
-    fn add_buckets(&mut self, src: &dyn FreespaceSource, wpi: usize, r: &mut Replicas, watermark: Watermark) -> Result<(), AllocError> {
+    fn add_buckets(&mut self, src: &dyn FreespaceSource, wpi: usize, r: &mut Replicas, watermark: Watermark) -> Result<(), BucketAllocError> {
         r.devs = 0;
         for d in self.devs.iter().flatten() {
             if d.rw && d.dev < 64 {
@@ -970,7 +973,7 @@ impl Inner {
             }
         }
         // bch2_bucket_alloc_set_trans()
-        let mut ret = Err(AllocError::InsufficientDevices);
+        let mut ret = Err(BucketAllocError::InsufficientDevices);
         for dev in 0..64u8 {
             if r.devs & (1 << dev) == 0 {
                 continue;
@@ -985,7 +988,7 @@ impl Inner {
                         return Ok(());
                     }
                 }
-                Err(e @ AllocError::Errno(_)) => return Err(e),
+                Err(e @ BucketAllocError::Errno(_)) => return Err(e),
                 Err(e) => ret = Err(e),
             }
         }
@@ -1117,7 +1120,7 @@ impl WpGuard<'_> {
         let mut out = AllocPtrs::default();
         for &i in wp.ptrs.as_slice() {
             let ob = *self.inner.ob(i);
-            let d = self.inner.dev(ob.dev).map_err(AllocError::errno)?;
+            let d = self.inner.dev(ob.dev).map_err(BucketAllocError::errno)?;
             if sectors > ob.sectors_free {
                 return Err(Errno::EINVAL);
             }
@@ -1287,7 +1290,7 @@ impl Allocator {
     /// Errors: `EINVAL` for no such device.
     pub fn with_dev<T>(&self, dev: u8, f: impl FnOnce(&DevAlloc) -> T) -> Result<T, Errno> {
         let g = self.inner.lock();
-        g.dev(dev).map(f).map_err(AllocError::errno)
+        g.dev(dev).map(f).map_err(BucketAllocError::errno)
     }
 
     /// Sets whether `dev` allocates from the freespace btree (the
@@ -1297,7 +1300,7 @@ impl Allocator {
     /// Errors: `EINVAL` for no such device.
     pub fn set_freespace_initialized(&self, dev: u8, v: bool) -> Result<(), Errno> {
         let mut g = self.inner.lock();
-        let d = g.dev_mut(dev).map_err(AllocError::errno)?;
+        let d = g.dev_mut(dev).map_err(BucketAllocError::errno)?;
         d.freespace_initialized = v;
         d.alloc_cursor = 0;
         Ok(())
@@ -1330,9 +1333,9 @@ impl Allocator {
     /// [`open_buckets_put`](Self::open_buckets_put) once the bucket is
     /// marked).  Used for journal buckets and by tests.
     ///
-    /// Errors: [`AllocError`]; `ENOSPC` class when the device is at the
+    /// Errors: [`BucketAllocError`]; `ENOSPC` class when the device is at the
     /// watermark, `EIO` for a corrupt freespace entry.
-    pub fn bucket_alloc(&self, src: &dyn FreespaceSource, dev: u8, watermark: Watermark, dt: u8) -> Result<(OpenBuckets, OpenBucket), AllocError> {
+    pub fn bucket_alloc(&self, src: &dyn FreespaceSource, dev: u8, watermark: Watermark, dt: u8) -> Result<(OpenBuckets, OpenBucket), BucketAllocError> {
         let mut g = self.inner.lock();
         let i = g.bucket_alloc(src, dev, watermark, dt)?;
         let mut r = OpenBuckets::new();
@@ -1375,13 +1378,13 @@ impl Allocator {
     /// worth of durability (reusing its own, then partial ones, then new
     /// buckets at `watermark`) and returns it locked.
     ///
-    /// Errors: [`AllocError`]: `FreelistEmpty`/`NoBucketsFound` when no
+    /// Errors: [`BucketAllocError`]: `FreelistEmpty`/`NoBucketsFound` when no
     /// device has a bucket above the watermark (after shrinking the number
     /// of hashed write points, as C), `OpenBucketsEmpty`,
     /// `InsufficientDevices`, `EIO` for a corrupt freespace entry.
-    pub fn alloc_sectors_start(&self, src: &dyn FreespaceSource, spec: WritePointSpec, nr_replicas: u32, watermark: Watermark) -> Result<WpGuard<'_>, AllocError> {
+    pub fn alloc_sectors_start(&self, src: &dyn FreespaceSource, spec: WritePointSpec, nr_replicas: u32, watermark: Watermark) -> Result<WpGuard<'_>, BucketAllocError> {
         if nr_replicas == 0 || nr_replicas as usize > OPEN_BUCKET_LIST_MAX {
-            return Err(AllocError::Errno(Errno::EINVAL));
+            return Err(BucketAllocError::Errno(Errno::EINVAL));
         }
         let mut g = self.inner.lock();
         loop {
@@ -1432,9 +1435,9 @@ impl Allocator {
     ///
     /// Errors: as [`alloc_sectors_start`](Self::alloc_sectors_start);
     /// `EINVAL` for 0 sectors.
-    pub fn alloc_sectors(&self, src: &dyn FreespaceSource, spec: WritePointSpec, sectors: u32, watermark: Watermark) -> Result<(AllocPtrs, u32, OpenBuckets), AllocError> {
+    pub fn alloc_sectors(&self, src: &dyn FreespaceSource, spec: WritePointSpec, sectors: u32, watermark: Watermark) -> Result<(AllocPtrs, u32, OpenBuckets), BucketAllocError> {
         if sectors == 0 {
-            return Err(AllocError::Errno(Errno::EINVAL));
+            return Err(BucketAllocError::Errno(Errno::EINVAL));
         }
         let mut g = self.alloc_sectors_start(src, spec, 1, watermark)?;
         let n = sectors.min(g.sectors_free());
@@ -1450,9 +1453,9 @@ impl Allocator {
     ///
     /// Errors: as [`alloc_sectors_start`](Self::alloc_sectors_start);
     /// `EINVAL` for a node larger than a bucket.
-    pub fn alloc_btree_node(&self, src: &dyn FreespaceSource, sectors: u32, watermark: Watermark) -> Result<(AllocPtr, OpenBuckets), AllocError> {
+    pub fn alloc_btree_node(&self, src: &dyn FreespaceSource, sectors: u32, watermark: Watermark) -> Result<(AllocPtr, OpenBuckets), BucketAllocError> {
         if sectors == 0 {
-            return Err(AllocError::Errno(Errno::EINVAL));
+            return Err(BucketAllocError::Errno(Errno::EINVAL));
         }
         for _ in 0..2 {
             let mut g = self.alloc_sectors_start(src, WritePointSpec::Btree, 1, watermark)?;
@@ -1471,9 +1474,9 @@ impl Allocator {
             let obs = g.open_bucket_get();
             let p = g.append_ptrs(sectors)?;
             g.done();
-            return p.get(0).copied().map(|p| (p, obs)).ok_or(AllocError::Errno(Errno::ENOSPC));
+            return p.get(0).copied().map(|p| (p, obs)).ok_or(BucketAllocError::Errno(Errno::ENOSPC));
         }
-        Err(AllocError::Errno(Errno::EINVAL))
+        Err(BucketAllocError::Errno(Errno::EINVAL))
     }
 
     /// Sectors the write point of `spec` can hand out without a new
@@ -1553,7 +1556,7 @@ impl Allocator {
     pub fn bucket_updated(&self, dev: u8, bucket: u64, new: &AllocV4, journal_seq: u64) -> Result<(), Errno> {
         let mut g = self.inner.lock();
         let flushed = g.flushed_seq;
-        let d = g.dev_mut(dev).map_err(AllocError::errno)?;
+        let d = g.dev_mut(dev).map_err(BucketAllocError::errno)?;
         let i = usize::try_from(bucket).ok().filter(|&i| i < d.buckets.len()).ok_or(Errno::EINVAL)?;
         let old = d.buckets[i].data_type;
         let in_range = bucket >= d.first_bucket;
@@ -1599,7 +1602,7 @@ impl Allocator {
     pub fn do_discards(&self, src: &dyn FreespaceSource, dev: u8, hook: &dyn DiscardDev) -> Result<Vec<(u64, AllocV4)>, Errno> {
         let (bs, discard, flushed) = {
             let g = self.inner.lock();
-            let d = g.dev(dev).map_err(AllocError::errno)?;
+            let d = g.dev(dev).map_err(BucketAllocError::errno)?;
             (d.bucket_size, d.discard, g.flushed_seq)
         };
         let mut out = Vec::new();
@@ -1608,7 +1611,7 @@ impl Allocator {
             from = b.saturating_add(1);
             let skip = {
                 let g = self.inner.lock();
-                let d = g.dev(dev).map_err(AllocError::errno)?;
+                let d = g.dev(dev).map_err(BucketAllocError::errno)?;
                 g.bucket_is_open(dev, b) || d.needs_journal_commit(b, flushed)
             };
             if skip {
@@ -1830,7 +1833,7 @@ mod tests {
         assert_eq!(journal_buckets_default(256, 512), 8);
         assert_eq!(journal_buckets_default(1 << 20, 512), 8192);
         assert_eq!(journal_buckets_default(1 << 20, 4096), 4096, "at most 8 GiB");
-        assert_eq!(AllocError::NoBucketsFound.errno(), Errno::ENOSPC);
+        assert_eq!(BucketAllocError::NoBucketsFound.errno(), Errno::ENOSPC);
     }
 
     #[test]
