@@ -11,7 +11,7 @@
 //! are in [`crate::format::btree_node`]).
 //!
 //! Locking: the index (a vector sorted by sector) is behind a
-//! [`Mutex`]; each node carries a [`SixLock`].  A reader takes the node's
+//! [`Mutex`]; each node carries a [`crate::sync::SixLock`].  A reader takes the node's
 //! lock for read while it still holds the index lock (a try-lock that
 //! cannot fail: only eviction takes write, and only under the index lock),
 //! and keeps it while it uses the node ([`NodeRef`]).  Eviction, under the
@@ -21,21 +21,20 @@
 //! device is never read under the index lock.
 
 use core::fmt;
-use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::{Acquire, Relaxed, Release}};
 
 use crate::errcode::{AllocError, Errno};
-use crate::format::bkey::{Bkey, BtreeIdName, KeyError, KeyType, NodeType, UnpackedKeys};
+use crate::format::bkey::{Bkey, BtreeIdName, KeyError, KeyType, NodeType};
 use crate::format::bpos::Bpos;
 use crate::format::btree_node::{bset_magic, BtreeNode, NodeError, NodeExpect, NodeReadOpts};
 use crate::format::list::FsInfo;
 use crate::format::val::extent::{BtreePtrV2, ExtentEntries, ExtentEntry};
 use crate::platform::{arc_new, Arc, BlockDev, Mutex, MutexGuard, Vec, SECTOR_SIZE};
-use crate::sync::{SixLock, SixLockClass, SixLockType};
+use crate::sync::SixLockType;
 
-/// Lock class of every btree node lock (`bch2_btree_node_lock_key`).
-static NODE_LOCK: SixLockClass = SixLockClass::new(c"bcachefs_rs_btree_node");
+pub use super::node::{flags, Node, NodeData, NodeLock, NodeRef, NodeSpace, NodeWrite};
+
 
 /// Why a node could not be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,111 +85,11 @@ impl fmt::Display for NodeReadError {
     }
 }
 
-/// A btree node in memory (`struct btree`): its keys, merged from its
-/// bsets and sorted, unpacked, each followed by its value.
-pub struct Node {
-    /// The node's lock: read while used, intent + write to evict.
-    pub lock: SixLock,
-    /// Btree id.
-    pub btree: u8,
-    /// Level (0: leaf).
-    pub level: u8,
-    /// Device sector of the node: its identity in the cache.
-    pub sector: u64,
-    /// First position the node covers.
-    pub min_key: Bpos,
-    /// Last position the node covers.
-    pub max_key: Bpos,
-    keys: UnpackedKeys,
-    offs: Vec<u32>,
-}
-
-impl Node {
-    /// Number of keys.
-    pub fn len(&self) -> usize {
-        self.offs.len()
-    }
-
-    /// Whether the node has no keys.
-    pub fn is_empty(&self) -> bool {
-        self.offs.is_empty()
-    }
-
-    /// Bytes this node holds (what the cache bound counts).
-    pub fn bytes(&self) -> usize {
-        self.keys.len_bytes() + self.offs.len() * 4 + core::mem::size_of::<Node>()
-    }
-
-    /// Key `i` and its value; `None` past the end.
-    pub fn key(&self, i: usize) -> Option<(Bkey, &[u8])> {
-        self.keys.get(*self.offs.get(i)?)
-    }
-
-    /// Position of key `i` (`SPOS_MAX`-safe default past the end).
-    pub fn pos(&self, i: usize) -> Bpos {
-        self.offs
-            .get(i)
-            .and_then(|&at| self.keys.pos(at))
-            .unwrap_or_default()
-    }
-
-    /// Index of the first key at or after `pos`: O(log n).
-    pub fn lower_bound(&self, pos: Bpos) -> usize {
-        let (mut lo, mut hi) = (0usize, self.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.pos(mid) < pos {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
-    /// Index one past the last key at or before `pos`: O(log n).
-    pub fn upper_bound(&self, pos: Bpos) -> usize {
-        let (mut lo, mut hi) = (0usize, self.len());
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.pos(mid) <= pos {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        lo
-    }
-
-    fn push(&mut self, k: &Bkey, v: &[u8]) -> Result<(), AllocError> {
-        let at = self.keys.push(k, v)?;
-        self.offs.push(at)
-    }
-}
-
-/// A node held for read; the lock is dropped with it.  Not `Send`: a six
-/// lock is released by the thread that took it.
-pub struct NodeRef {
-    node: Arc<Node>,
-    _not_send: PhantomData<*const ()>,
-}
-
-impl Deref for NodeRef {
-    type Target = Node;
-    fn deref(&self) -> &Node {
-        &self.node
-    }
-}
-
-impl Drop for NodeRef {
-    fn drop(&mut self) {
-        self.node.lock.unlock(SixLockType::Read);
-    }
-}
-
 struct Entry {
     sector: u64,
     last_used: u64,
+    /// Bytes counted for it in `Index::bytes` when it was inserted.
+    bytes: usize,
     node: Arc<Node>,
 }
 
@@ -246,6 +145,10 @@ impl Index {
                 break;
             }
             let Ok(i) = self.find(sector) else { continue };
+            if self.entries[i].node.pinned_in_cache() {
+                // Never evict a dirty node, or one being written.
+                continue;
+            }
             let lock = &self.entries[i].node.lock;
             if !lock.trylock(SixLockType::Intent) {
                 continue;
@@ -254,8 +157,15 @@ impl Index {
                 lock.unlock(SixLockType::Intent);
                 continue;
             }
+            if self.entries[i].node.pinned_in_cache() {
+                // Dirtied between the check and the lock.
+                lock.unlock(SixLockType::Write);
+                lock.unlock(SixLockType::Intent);
+                continue;
+            }
             if let Some(e) = self.remove(i) {
-                self.bytes = self.bytes.saturating_sub(e.node.bytes());
+                self.bytes = self.bytes.saturating_sub(e.bytes);
+                e.node.set_flags(flags::FREED);
                 e.node.lock.unlock(SixLockType::Write);
                 e.node.lock.unlock(SixLockType::Intent);
                 freed += 1;
@@ -328,7 +238,7 @@ pub struct NodePtr<'a> {
 impl NodePtr<'_> {
     /// The decoded `btree_ptr_v2` header, if it is one, and the device
     /// pointer: (v2, device, sector).
-    fn decode(&self) -> Result<(Option<BtreePtrV2>, u8, u64), NodeReadError> {
+    fn decode(&self) -> Result<(Option<BtreePtrV2>, u8, u64, u8), NodeReadError> {
         let (v2, ptrs) = match KeyType::from_u8(self.key.key_type) {
             Some(KeyType::BtreePtrV2) => (BtreePtrV2::decode(self.val), self.val.get(40..).unwrap_or(&[])),
             Some(KeyType::BtreePtr) => (None, self.val),
@@ -345,7 +255,7 @@ impl NodePtr<'_> {
                 _ => None,
             })
             .ok_or(NodeReadError::NoPtr)?;
-        Ok((v2, p.dev, p.offset))
+        Ok((v2, p.dev, p.offset, p.gen))
     }
 
     /// The device sector of the node, if the pointer decodes.
@@ -426,14 +336,62 @@ impl BtreeCache {
     }
 
     fn get_inner<D: BlockDev + ?Sized>(&self, dev: &D, fs: &FsInfo, ptr: NodePtr<'_>) -> Result<NodeRef, NodeReadError> {
-        let (v2, devi, sector) = ptr.decode()?;
+        let (node, locked) = self.get_node_inner(dev, fs, ptr, true)?;
+        if locked {
+            // SAFETY: taken in get_node_inner under the index lock.
+            return Ok(unsafe { NodeLock::from_held(node, SixLockType::Read) });
+        }
+        Ok(NodeLock::lock(node, SixLockType::Read))
+    }
+
+    /// The node `ptr` points to, not locked: from the cache, else read
+    /// from `dev`, checked against the pointer and inserted.  The write
+    /// side's paths lock it themselves and then check it was not freed
+    /// meanwhile ([`flags::FREED`]).
+    ///
+    /// Errors: as [`get`](Self::get), logged the same way.
+    pub fn get_node<D: BlockDev + ?Sized>(
+        &self,
+        dev: &D,
+        fs: &FsInfo,
+        ptr: NodePtr<'_>,
+        search: Bpos,
+    ) -> Result<Arc<Node>, NodeReadError> {
+        let r = self.get_node_inner(dev, fs, ptr, false).map(|(n, _)| n);
+        if let Err(e) = r {
+            if e != NodeReadError::NoMem {
+                crate::platform::log::err_ratelimited!(
+                    "{}: btree {} level {} node at sector {} (searching {}): {}",
+                    dev.name(),
+                    BtreeIdName(u32::from(ptr.btree)),
+                    ptr.level,
+                    ptr.sector().unwrap_or(0),
+                    search,
+                    e
+                );
+            }
+        }
+        r
+    }
+
+    /// Returns the node and whether its read lock was taken (with
+    /// `lock_read`, tried under the index lock so that eviction sees it
+    /// in use).
+    fn get_node_inner<D: BlockDev + ?Sized>(
+        &self,
+        dev: &D,
+        fs: &FsInfo,
+        ptr: NodePtr<'_>,
+        lock_read: bool,
+    ) -> Result<(Arc<Node>, bool), NodeReadError> {
+        let (v2, devi, sector, gen) = ptr.decode()?;
         if devi != fs.dev_idx {
             return Err(NodeReadError::OtherDevice(devi));
         }
-        if let Some(r) = self.lookup(sector, &ptr)? {
+        if let Some(r) = self.lookup(sector, &ptr, lock_read)? {
             return Ok(r);
         }
-        let node = read_node(dev, fs, &ptr, v2, sector, &self.sectors_read)?;
+        let (node, node_bytes) = read_node(dev, fs, &ptr, v2, sector, gen, &self.sectors_read)?;
         let node = arc_new(node)?;
         let mut ix = self.lock();
         ix.clock += 1;
@@ -446,8 +404,8 @@ impl BtreeCache {
                 e.node.clone()
             }
             Err(i) => {
-                let bytes = node.bytes();
-                if ix.insert(i, Entry { sector, last_used: clock, node: node.clone() }).is_ok() {
+                let bytes = node_bytes;
+                if ix.insert(i, Entry { sector, last_used: clock, bytes, node: node.clone() }).is_ok() {
                     ix.bytes += bytes;
                 }
                 // Not indexed on ENOMEM: still usable by this reader.
@@ -455,20 +413,17 @@ impl BtreeCache {
             }
         };
         // Taken under the index lock, so eviction (below, or by another
-        // thread) sees the node in use; see `lookup` on why it succeeds.
-        let locked = node.lock.trylock(SixLockType::Read);
+        // thread) sees the node in use.
+        let locked = lock_read && node.lock.trylock(SixLockType::Read);
         let max = self.max_bytes;
         if ix.bytes > max {
             ix.evict(usize::MAX, |ix| ix.bytes > max);
         }
         drop(ix);
-        if !locked {
-            node.lock.lock(SixLockType::Read);
-        }
-        Ok(NodeRef { node, _not_send: PhantomData })
+        Ok((node, locked))
     }
 
-    fn lookup(&self, sector: u64, ptr: &NodePtr<'_>) -> Result<Option<NodeRef>, NodeReadError> {
+    fn lookup(&self, sector: u64, ptr: &NodePtr<'_>, lock_read: bool) -> Result<Option<(Arc<Node>, bool)>, NodeReadError> {
         let mut ix = self.lock();
         ix.clock += 1;
         let clock = ix.clock;
@@ -479,27 +434,78 @@ impl BtreeCache {
         }
         e.last_used = clock;
         let node = e.node.clone();
-        if node.lock.trylock(SixLockType::Read) {
-            return Ok(Some(NodeRef { node, _not_send: PhantomData }));
+        // Never block under the index lock: a writer may hold the node.
+        let locked = lock_read && node.lock.trylock(SixLockType::Read);
+        Ok(Some((node, locked)))
+    }
+
+    /// Indexes a node the write side built (a new node of an interior
+    /// update), replacing whatever was cached at its sector (a node freed
+    /// earlier whose space was reused).
+    ///
+    /// Errors: [`AllocError`].
+    pub fn insert_new(&self, node: &Arc<Node>, bytes: usize) -> Result<(), AllocError> {
+        let mut ix = self.lock();
+        ix.clock += 1;
+        let clock = ix.clock;
+        let sector = node.sector;
+        let e = Entry { sector, last_used: clock, bytes, node: node.clone() };
+        match ix.find(sector) {
+            Ok(i) => {
+                let old = core::mem::replace(&mut ix.entries[i], e);
+                old.node.set_flags(flags::FREED);
+                ix.bytes = ix.bytes.saturating_sub(old.bytes) + bytes;
+            }
+            Err(i) => {
+                ix.insert(i, e)?;
+                ix.bytes += bytes;
+            }
         }
-        // Only an evictor (holding the index lock) takes write: unreachable,
-        // but never block under the index lock.
-        drop(ix);
-        node.lock.lock(SixLockType::Read);
-        Ok(Some(NodeRef { node, _not_send: PhantomData }))
+        Ok(())
+    }
+
+    /// Drops the node at `sector` from the index if it is `node`
+    /// (`bch2_btree_node_hash_remove()`), after an interior update freed
+    /// it.
+    pub fn remove(&self, node: &Arc<Node>) {
+        let mut ix = self.lock();
+        if let Ok(i) = ix.find(node.sector) {
+            if Arc::ptr_eq(&ix.entries[i].node, node) {
+                if let Some(e) = ix.remove(i) {
+                    ix.bytes = ix.bytes.saturating_sub(e.bytes);
+                }
+            }
+        }
+    }
+
+    /// The cached nodes with any of `mask`'s flags set (dirty nodes to
+    /// write, for instance).
+    ///
+    /// Errors: [`AllocError`].
+    pub fn nodes_with(&self, mask: u32) -> Result<Vec<Arc<Node>>, AllocError> {
+        let ix = self.lock();
+        let mut v = Vec::new();
+        for e in ix.entries.iter() {
+            if e.node.has(mask) {
+                v.push(e.node.clone())?;
+            }
+        }
+        Ok(v)
     }
 }
 
 /// Reads and checks the node `ptr` points to and builds its key array
-/// (`bch2_btree_node_read()` + `bch2_btree_node_read_done()`).
+/// (`bch2_btree_node_read()` + `bch2_btree_node_read_done()`).  Returns
+/// the node and the bytes it holds.
 fn read_node<D: BlockDev + ?Sized>(
     dev: &D,
     fs: &FsInfo,
     ptr: &NodePtr<'_>,
     v2: Option<BtreePtrV2>,
     sector: u64,
+    gen: u8,
     sectors_read: &AtomicU64,
-) -> Result<Node, NodeReadError> {
+) -> Result<(Node, usize), NodeReadError> {
     let written = v2.map_or(0, |b| b.sectors_written as usize);
     let bytes = if written != 0 { written * SECTOR_SIZE } else { fs.node_bytes as usize };
     let bytes = bytes.min(fs.node_bytes as usize).max(SECTOR_SIZE);
@@ -519,19 +525,17 @@ fn read_node<D: BlockDev + ?Sized>(
     let sorted = bn.sorted().map_err(NodeReadError::Node)?;
     bn.check_values(&sorted, &fs.ctx()).map_err(NodeReadError::Node)?;
     let f = *bn.format();
-    let mut node = Node {
-        lock: SixLock::new(&NODE_LOCK),
-        btree: ptr.btree,
-        level: ptr.level,
-        sector,
-        min_key: bn.header.min_key,
-        max_key: bn.header.max_key,
-        keys: UnpackedKeys::new(),
-        offs: Vec::with_capacity(sorted.len())?,
-    };
-    node.keys.reserve(buf.len())?;
+    let mut data = NodeData::default();
+    data.format = f;
+    data.written = bn.written_sectors;
+    data.journal_seq = bn.bsets.iter().filter(|b| !b.blacklisted).map(|b| b.header.journal_seq).max().unwrap_or(0);
+    data.reserve(buf.len(), sorted.len())?;
     for k in sorted.iter(&bn) {
-        node.push(&k.unpack(&f), k.val(&f))?;
+        data.push_sorted(&k.unpack(&f), k.val(&f))?;
     }
-    Ok(node)
+    let space = NodeSpace { dev: fs.dev_idx, offset: sector, gen };
+    let nb = data.bytes();
+    let node = Node::new(ptr.btree, ptr.level, space, bn.header.min_key, bn.header.max_key, bn.header.bset.seq, data, 0);
+    node.set_ptr_sectors_written(v2.map_or(0, |b| u32::from(b.sectors_written)));
+    Ok((node, nb))
 }

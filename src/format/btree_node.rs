@@ -1171,43 +1171,61 @@ pub fn write_node(o: &NodeWriteOpts, keys: &[(Bkey, &[u8])]) -> Result<Vec<u8>, 
 /// Errors: as [`write_node`], and [`NodeError::Truncated`] when `node`
 /// does not hold the header.
 pub fn append_bset(node: &mut Vec<u8>, written_sectors: u32, o: &NodeWriteOpts, keys: &[(Bkey, &[u8])]) -> Result<u32, NodeError> {
-    check_write_opts(o)?;
-    check_order(keys)?;
     let h = NodeHeader::decode(node).ok_or(NodeError::Truncated {
         offset: 0,
         need: BTREE_NODE_BYTES,
         have: node.len(),
     })?;
+    let entry = write_bset(&h.format, h.bset.seq, written_sectors, o, keys)?;
     let start = written_sectors as usize * SECTOR_SIZE;
-    if start % o.block_bytes as usize != 0 || start == 0 {
+    node.resize(start, 0)?;
+    node.extend_from_slice(&entry)?;
+    Ok((node.len() / SECTOR_SIZE) as u32)
+}
+
+/// A later bset of a node (`struct btree_node_entry`, as
+/// `__bch2_btree_node_write()` lays it out when `b->written` is not 0):
+/// the node's `format` and bset `seq`, to be written at sector
+/// `written_sectors` of the node, holding `keys` (sorted; `deleted` keys
+/// are whiteouts covering older bsets), checksummed with `o.csum_type`,
+/// `journal_seq` from `o`, zero-padded to a whole number of blocks.
+/// Returns the bytes to write there.
+///
+/// Errors: [`NodeError::BadOpts`] (bad sizes, or `written_sectors` 0 or
+/// not on a block boundary), [`NodeError::KeysOutOfOrder`],
+/// [`NodeError::BadValue`], [`NodeError::TooBig`] (the node's space would
+/// overflow), [`NodeError::NoMem`].
+pub fn write_bset(
+    format: &BkeyFormat,
+    seq: u64,
+    written_sectors: u32,
+    o: &NodeWriteOpts,
+    keys: &[(Bkey, &[u8])],
+) -> Result<Vec<u8>, NodeError> {
+    check_write_opts(o)?;
+    check_order(keys)?;
+    let start = written_sectors as usize * SECTOR_SIZE;
+    if start % o.block_bytes as usize != 0 || start == 0 || written_sectors > u32::from(u16::MAX) {
         return Err(NodeError::BadOpts);
     }
-    node.resize(start + BTREE_NODE_ENTRY_BYTES, 0)?;
-    for b in node[start..].iter_mut() {
-        *b = 0;
-    }
+    let mut out: Vec<u8> = Vec::new();
+    out.resize(BTREE_NODE_ENTRY_BYTES, 0)?;
     for (i, (k, v)) in keys.iter().enumerate() {
-        put_key(node, &h.format, k, v, i)?;
+        put_key(&mut out, format, k, v, i)?;
     }
-    let u64s = (node.len() - start - BTREE_NODE_ENTRY_BYTES) / 8;
-    let end = node.len();
+    let u64s = (out.len() - BTREE_NODE_ENTRY_BYTES) / 8;
+    let end = out.len();
     let bytes = round_up(end, o.block_bytes as usize);
-    if bytes > o.node_bytes as usize || u64s > u16::MAX as usize {
-        return Err(NodeError::TooBig { need: bytes, max: o.node_bytes as usize });
+    if start + bytes > o.node_bytes as usize || u64s > u16::MAX as usize {
+        return Err(NodeError::TooBig { need: start + bytes, max: o.node_bytes as usize });
     }
-    let mut bset = BsetHeader {
-        seq: h.bset.seq,
-        journal_seq: o.journal_seq,
-        flags: 0,
-        version: o.version,
-        u64s: u64s as u16,
-    };
+    let mut bset = BsetHeader { seq, journal_seq: o.journal_seq, flags: 0, version: o.version, u64s: u64s as u16 };
     bset.set_flags(o.csum_type as u8, written_sectors as u16);
-    node[start + 16..start + 40].copy_from_slice(&bset.encode());
-    let csum = checksum::checksum(o.csum_type, &node[start + 16..end]).map_err(|_| NodeError::BadOpts)?;
-    node[start..start + 16].copy_from_slice(&csum.to_bytes());
-    node.resize(bytes, 0)?;
-    Ok((bytes / SECTOR_SIZE) as u32)
+    out[16..40].copy_from_slice(&bset.encode());
+    let csum = checksum::checksum(o.csum_type, &out[16..end]).map_err(|_| NodeError::BadOpts)?;
+    out[..16].copy_from_slice(&csum.to_bytes());
+    out.resize(bytes, 0)?;
+    Ok(out)
 }
 
 #[cfg(test)]

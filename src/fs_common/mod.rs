@@ -23,6 +23,21 @@
 //! `dirent.rs` (lookup and readdir), `io_read.rs` (file data and
 //! symlinks), `statfs.rs` (free space); `tests.rs` runs them all over an
 //! in-memory [`BtreeRead`].
+//!
+//! The write side runs on a transaction ([`trans::BtreeTransOps`], with
+//! [`trans::commit_do`]): `inode_write.rs` (`inode.c`: init, number
+//! allocation, link counts, removal), `str_hash_write.rs` (`str_hash.h`:
+//! hashed insert and delete with whiteouts), `fs_ops.rs` (`fs-common.c`,
+//! `dirent.c`: create, link, unlink, rename, setattr, symlink),
+//! `xattr.rs` (`xattr.c`), `io_write.rs` (`io_write.c`: extents, inline
+//! data, punch, truncate), `compress_write.rs` (`compress.c`: compression
+//! on write); `write_tests.rs` checks them against the read side over an
+//! in-memory transaction, and `tests/fs_write_c.rs` against the keys C
+//! wrote.
+//!
+//! The read side's [`ExtentCache`] and [`DevReadAhead`] assume nothing
+//! changes: a reader of a file that is being written must drop them after
+//! every write or truncate of that file.
 
 use crate::errcode::Errno;
 use crate::format::bkey::BtreeId;
@@ -206,13 +221,22 @@ pub struct DevReadAhead {
 /// Size of a read-ahead window, bytes.
 pub const RA_WINDOW_BYTES: usize = 512 << 10;
 
+pub mod compress_write;
 mod dirent;
+pub mod fs_ops;
 mod inode;
+pub mod inode_write;
 mod io_read;
+pub mod io_write;
 mod statfs;
+pub mod str_hash_write;
 mod subvolume;
 #[cfg(all(test, not(bch_kernel)))]
 mod tests;
+pub mod trans;
+#[cfg(all(test, not(bch_kernel)))]
+mod write_tests;
+pub mod xattr;
 
 pub use self::dirent::{dir_hash_info, lookup, lookup_entry, readdir, vfs_d_type, DirentTarget, DT_DIR};
 pub use self::inode::{

@@ -14,7 +14,7 @@
 //! | 24 | `bi_sectors` (u64, 512-byte sectors) |
 //! | 32 | `bi_size` (u64, bytes) |
 //! | 40 | `bi_version` (u64) |
-//! | 48 | fields: one [`varint`](crate::format::varint) each, two for the 96-bit times (the high part must be 0) |
+//! | 48 | fields: one [`varint`] each, two for the 96-bit times (the high part must be 0) |
 //!
 //! Fields past `nr_fields` are zero.  `inode_v2` (type 23) has a 26-byte
 //! header (journal_seq, hash_seed, flags u64, mode u16) and `bi_size` and

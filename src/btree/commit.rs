@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Transaction commit (`btree_trans_commit.c`: `bch2_trans_commit()`,
+//! `bch2_trans_commit_write_locked()`, `bch2_btree_insert_key_leaf()`).
+//!
+//! 1. transactional triggers ([`super::BtreeTriggers::trans_trigger`]) until
+//!    none queues more;
+//! 2. updates sorted by (btree, level, position); a later update at a
+//!    position replaces an earlier one;
+//! 3. every path lock dropped; the leaves of the updates locked for intent
+//!    in that order; a leaf the transaction read must not have been
+//!    written since ([`Restart::Relock`]);
+//! 4. a leaf without room (or the fake root of an empty btree) is split,
+//!    compacted or made real by an interior update, then the
+//!    transaction restarts ([`Restart::NodeChanged`]);
+//! 5. the journal reservation, without blocking ([`Restart::JournalResGet`]
+//!    after waiting for one unlocked);
+//! 6. write locks; the other leaves read are relocked by sequence number;
+//! 7. each key copied into the journal as a `btree_keys` entry and
+//!    inserted into its leaf, with the atomic trigger; the leaf is marked
+//!    dirty and pins the journal sequence number;
+//! 8. unlock, `res_put`; leaves left underfull are offered to the
+//!    foreground merge.
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use crate::errcode::{BchError, Errno, Restart};
+use crate::format::bkey::{Bkey, BtreeId, BKEY_U64S};
+use crate::format::jset::EntryType;
+use crate::journal::res::{JournalRes, PinOwner, ResFlags};
+use crate::platform::Vec;
+use crate::sync::SixLockType;
+
+use super::cache::{flags, NodeLock, NodeWrite};
+use super::trans::{bkey_i, BtreeTrans, CommitFlags};
+
+/// A key as a journal `btree_keys` entry carries it: the 40-byte unpacked
+/// `struct bkey` then the value.
+pub fn key_bytes(k: &Bkey, v: &[u8]) -> Result<Vec<u8>, Errno> {
+    let mut k = *k;
+    k.u64s = (BKEY_U64S + v.len() / 8) as u8;
+    let mut out = Vec::with_capacity(k.u64s as usize * 8)?;
+    out.extend_from_slice(&k.to_bytes())?;
+    out.extend_from_slice(v)?;
+    Ok(out)
+}
+
+impl BtreeTrans<'_> {
+    /// Runs the transactional triggers of updates that have not run them
+    /// (`bch2_trans_commit_run_triggers()`); a trigger may queue more.
+    fn run_trans_triggers(&mut self) -> Result<(), BchError> {
+        let Some(t) = self.c.triggers else { return Ok(()) };
+        let mut i = 0;
+        while i < self.updates.len() {
+            if !self.updates[i].triggered {
+                self.updates[i].triggered = true;
+                let (b, l, pos) = (self.updates[i].btree, self.updates[i].level, self.updates[i].k.k.p);
+                let old = match (l, BtreeId::from_u32(u32::from(b))) {
+                    (0, Some(id)) => self.get(id, pos)?,
+                    _ => None,
+                };
+                let new = bkey_i(&self.updates[i].k.k, &self.updates[i].k.v)?;
+                t.trans_trigger(self, b, l, old.as_ref(), &new)?;
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// Sorts the updates by (btree, level, position), keeping the last one
+    /// queued at each position.
+    fn sort_updates(&mut self) {
+        let n = self.updates.len();
+        // Sort indices (the sort is not stable), then move the survivors.
+        let mut ord: Vec<(u8, u8, crate::format::bpos::Bpos, usize)> = Vec::new();
+        if ord.reserve(n).is_err() {
+            return;
+        }
+        for (i, u) in self.updates.iter().enumerate() {
+            let _ = ord.push((u.btree, u.level, u.k.k.p, i));
+        }
+        crate::util::sort::sort(&mut ord);
+        // Position j of the result takes update ord[j].3; drop all but the
+        // last of a run.
+        let mut keep: Vec<usize> = Vec::new();
+        if keep.reserve(n).is_err() {
+            return;
+        }
+        for j in 0..ord.len() {
+            let last = ord.get(j + 1).map_or(true, |nx| (nx.0, nx.1, nx.2) != (ord[j].0, ord[j].1, ord[j].2));
+            if last {
+                let _ = keep.push(ord[j].3);
+            }
+        }
+        // Permute in place: build the order as a list of swaps over a
+        // position map.
+        let mut pos_of: Vec<usize> = Vec::new();
+        let mut at: Vec<usize> = Vec::new();
+        if pos_of.reserve(n).is_err() || at.reserve(n).is_err() {
+            return;
+        }
+        for i in 0..n {
+            let _ = pos_of.push(i); // where original update i now is
+            let _ = at.push(i); // which original update is at slot i
+        }
+        for (j, &orig) in keep.iter().enumerate() {
+            let cur = pos_of[orig];
+            if cur != j {
+                self.updates.swap(j, cur);
+                let other = at[j];
+                at[j] = orig;
+                at[cur] = other;
+                pos_of[orig] = j;
+                pos_of[other] = cur;
+            }
+        }
+        self.updates.truncate(keep.len());
+    }
+
+    /// Commits the queued updates (`bch2_trans_commit()`); see the module
+    /// documentation for the steps.  On success the updates are gone and
+    /// [`journal_seq`](Self::journal_seq) is the commit's journal sequence
+    /// number.
+    ///
+    /// Errors: restarts (the caller's [`super::trans::commit_do`] loop
+    /// retries), `EROFS`/`ENOSPC`/`EIO` from the journal or allocator,
+    /// `EIO` (a node could not be read), `ENOMEM`.
+    pub fn commit(&mut self, cflags: CommitFlags) -> Result<(), BchError> {
+        if self.updates.is_empty() {
+            self.unlock();
+            self.read_set.clear();
+            return Ok(());
+        }
+        self.run_trans_triggers()?;
+        self.sort_updates();
+        if self.c.take_injected_restart() {
+            self.unlock();
+            return Err(BchError::Restart(Restart::FaultInject));
+        }
+        self.unlock();
+        let geo = self.c.geo;
+        let (block, node_bytes) = (geo.block_bytes as usize, geo.node_bytes as usize);
+
+        // 3. Intent locks on the leaves, in update order.
+        let mut leaf_path: Vec<usize> = Vec::with_capacity(self.updates.len())?;
+        let mut leaf_paths: Vec<usize> = Vec::new();
+        for i in 0..self.updates.len() {
+            let (b, pos) = (self.updates[i].btree, self.updates[i].k.k.p);
+            if self.updates[i].level != 0 {
+                return Err(Errno::EINVAL.into());
+            }
+            let reuse = leaf_paths.last().copied().filter(|&pi| {
+                let p = &self.paths[pi];
+                p.btree_id == b && p.l[0].lock.as_ref().is_some_and(|g| g.covers(pos))
+            });
+            let pi = match reuse {
+                Some(pi) => pi,
+                None => {
+                    let pi = self.path_new(b, 0, pos, 1)?;
+                    self.traverse(pi)?;
+                    leaf_paths.push(pi)?;
+                    pi
+                }
+            };
+            leaf_path.push(leaf_paths.len() - 1)?;
+            let _ = pi;
+        }
+        // Leaves read earlier must be unchanged.
+        for &pi in leaf_paths.iter() {
+            let g = self.paths[pi].l[0].lock.as_ref().ok_or(Errno::EINVAL)?;
+            if let Some((_, seq)) = self.read_set.iter().find(|(n, _)| crate::platform::Arc::ptr_eq(n, g.node())) {
+                if *seq != g.seq() {
+                    self.unlock();
+                    return Err(BchError::Restart(Restart::Relock));
+                }
+            }
+        }
+        // 4. Room in each leaf.
+        for (li, &pi) in leaf_paths.iter().enumerate() {
+            let mut u64s = 0;
+            let mut first = None;
+            for (i, u) in self.updates.iter().enumerate() {
+                if leaf_path[i] == li {
+                    u64s += BKEY_U64S + u.k.v.len() / 8;
+                    first.get_or_insert(u.k.k.p);
+                }
+            }
+            let g = self.paths[pi].l[0].lock.as_ref().ok_or(Errno::EINVAL)?;
+            if !g.appendable() || !g.data().fits(u64s, block, node_bytes) {
+                let b = g.btree;
+                let pos = first.unwrap_or(g.min_key);
+                self.unlock();
+                self.split_node(b, 0, pos, u64s)?;
+                return Err(BchError::Restart(Restart::NodeChanged));
+            }
+        }
+        let mut leaves: Vec<NodeLock> = Vec::with_capacity(leaf_paths.len())?;
+        for &pi in leaf_paths.iter() {
+            let g = self.paths[pi].l[0].lock.take().ok_or(Errno::EINVAL)?;
+            leaves.push(g)?;
+        }
+        self.unlock();
+        // Room for the keys in memory, so that inserting cannot fail.
+        for (li, g) in leaves.iter_mut().enumerate() {
+            let (mut nr, mut bytes) = (0, 0);
+            for (i, u) in self.updates.iter().enumerate() {
+                if leaf_path[i] == li {
+                    nr += 1;
+                    bytes += 40 + u.k.v.len();
+                }
+            }
+            let mut w = g.write().ok_or(Errno::EINVAL)?;
+            w.reserve_for(nr, bytes)?;
+        }
+
+        // 5. Journal reservation.
+        let mut u64s = 0u32;
+        for u in self.updates.iter() {
+            u64s += 1 + (BKEY_U64S + u.k.v.len() / 8) as u32;
+        }
+        let rf = ResFlags { nonblock: true, reclaim: cflags.journal_reclaim };
+        let mut res: JournalRes = match self.c.journal.res_get(u64s, rf) {
+            Ok(r) => r,
+            Err(BchError::Restart(_)) => {
+                drop(leaves);
+                let r = self.c.journal.res_get(u64s, ResFlags { nonblock: false, ..rf })?;
+                self.c.journal.res_put(r);
+                return Err(BchError::Restart(Restart::JournalResGet));
+            }
+            Err(e) => return Err(e),
+        };
+        let seq = res.seq;
+
+        // 6. Write locks (waiting only for readers, who never wait while
+        // holding a lock), then the other leaves read, relocked by sequence
+        // number without waiting.
+        let mut leaf_nodes: Vec<crate::platform::Arc<super::cache::Node>> = Vec::with_capacity(leaves.len())?;
+        for g in leaves.iter() {
+            leaf_nodes.push(g.node().clone())?;
+        }
+        let mut ws: Vec<NodeWrite<'_>> = Vec::with_capacity(leaves.len())?;
+        for g in leaves.iter_mut() {
+            if let Some(w) = g.write() {
+                ws.push(w)?;
+            }
+        }
+        let mut relocked: Vec<NodeLock> = Vec::new();
+        let mut ok = true;
+        for (n, s) in self.read_set.iter() {
+            if leaf_nodes.iter().any(|l| crate::platform::Arc::ptr_eq(l, n)) {
+                continue;
+            }
+            match NodeLock::relock(n.clone(), SixLockType::Read, *s) {
+                Some(g) if !n.has(flags::FREED) => {
+                    if relocked.push(g).is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                _ => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if !ok {
+            drop(relocked);
+            drop(ws);
+            drop(leaves);
+            self.c.journal.res_put(res);
+            return Err(BchError::Restart(Restart::Relock));
+        }
+
+        // 7. Journal, insert, triggers.
+        let mut err = None;
+        for u in self.updates.iter() {
+            let kb = key_bytes(&u.k.k, &u.k.v)?;
+            if let Err(e) = self.c.journal.res_add_entry(&mut res, EntryType::BtreeKeys as u8, u.btree, 0, &kb) {
+                err = Some(e);
+                break;
+            }
+        }
+        if let Some(e) = err {
+            // Nothing inserted yet: the entry's keys are harmless without
+            // a btree change only if the journal drops them; it cannot, so
+            // this is a journal bug (a reservation too small).
+            drop(ws);
+            drop(relocked);
+            drop(leaves);
+            self.c.journal.res_put(res);
+            return Err(e.into());
+        }
+        for (i, u) in self.updates.iter().enumerate() {
+            let Some(w) = ws.get_mut(leaf_path[i]) else { continue };
+            if let Some(t) = self.c.triggers {
+                let old = w.find(u.k.k.p).and_then(|j| w.key(j));
+                t.atomic_trigger(u.btree, 0, old, (u.k.k, &u.k.v), seq);
+            }
+            // Cannot fail: room was reserved.
+            let _ = w.insert(&u.k.k, &u.k.v);
+        }
+        for w in ws.iter_mut() {
+            let n = w.node().clone();
+            n.set_flags(flags::DIRTY);
+            if w.journal_pin == 0 {
+                self.c.journal.pin_get(seq, PinOwner::BtreeNode(n.btree, n.level));
+                w.journal_pin = seq;
+            }
+            w.journal_seq = w.journal_seq.max(seq);
+        }
+        drop(ws);
+        drop(relocked);
+
+        // 8. Unlock; underfull leaves are merge candidates.
+        self.merge_candidates.clear();
+        let threshold = geo.merge_threshold();
+        for g in leaves.iter() {
+            if g.data().live_u64s() < threshold && !g.is_root_node() {
+                let _ = self.merge_candidates.push((g.btree, g.max_key));
+            }
+        }
+        drop(leaves);
+        self.c.journal.res_put(res);
+        self.journal_seq = seq;
+        self.updates.clear();
+        self.read_set.clear();
+        self.paths.clear();
+        self.c.stats.commits.fetch_add(1, Relaxed);
+        if !cflags.no_merge {
+            let cands = core::mem::take(&mut self.merge_candidates);
+            for &(b, pos) in cands.iter() {
+                // Best effort: the commit is done whatever happens here.
+                if let Err(BchError::Errno(e)) = self.maybe_merge(b, 0, pos) {
+                    crate::platform::log::err_ratelimited!("btree merge after commit: {e}");
+                }
+                self.paths.clear();
+            }
+        }
+        Ok(())
+    }
+}
+
+impl NodeLock {
+    /// Whether the node is its btree's root (kept by the [`flags::ROOT`]
+    /// flag).
+    pub fn is_root_node(&self) -> bool {
+        self.has(flags::ROOT)
+    }
+}

@@ -1,0 +1,740 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The in-memory btree node (`struct btree` of `btree_types.h`): its
+//! header fields, its keys as one sorted array of unpacked keys, the write
+//! bookkeeping (sectors written, positions changed since, journal pin) and
+//! its flags, behind a six lock.
+//!
+//! # Access
+//!
+//! The mutable part ([`NodeData`]) is reached only through guards over the
+//! node's [`SixLock`]: a [`NodeLock`] (read or intent) gives `&NodeData`,
+//! and [`NodeLock::write`] (intent held) gives a [`NodeWrite`] with
+//! `&mut NodeData` for the moment of modification, as `rust/kernel/sync/
+//! lock.rs`'s `Guard` does.  The fields outside [`NodeData`] (btree,
+//! level, sector, range, seq) never change once the node is published.
+//!
+//! # Invariants
+//!
+//! * `NodeData` is only read while the node's lock is held for read,
+//!   intent or write, and only written while it is held for write (which
+//!   implies intent, held by the same thread).
+//! * `offs` is sorted by the position of the key it addresses, one key per
+//!   position; `deleted` keys are never in it.
+
+use core::cell::UnsafeCell;
+use core::fmt;
+use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU32, Ordering::{AcqRel, Acquire}};
+
+use crate::errcode::AllocError;
+use crate::format::bkey::{Bkey, BkeyFormat, BtreeIdName, KeyType, UnpackedKeys, BKEY_U64S};
+use crate::format::bpos::Bpos;
+use crate::format::btree_node::{BTREE_NODE_BYTES, BTREE_NODE_ENTRY_BYTES};
+use crate::platform::{Arc, Vec, SECTOR_SIZE};
+use crate::sync::{SixLock, SixLockClass, SixLockType};
+
+/// Lock class of every btree node lock (`bch2_btree_node_lock_key`).
+pub(crate) static NODE_LOCK: SixLockClass = SixLockClass::new(c"bcachefs_rs_btree_node");
+
+/// Node flags (`enum btree_flags` of `btree_types.h`), bits of
+/// [`Node::flags`].
+pub mod flags {
+    /// Keys were inserted or deleted since the last write
+    /// (`BTREE_NODE_dirty`).
+    pub const DIRTY: u32 = 1 << 0;
+    /// A write was asked for (`BTREE_NODE_need_write`).
+    pub const NEED_WRITE: u32 = 1 << 1;
+    /// A write is being done (`BTREE_NODE_write_in_flight`).
+    pub const WRITE_IN_FLIGHT: u32 = 1 << 2;
+    /// The empty root of a btree that has none on disk, never written
+    /// (`BTREE_NODE_fake`).
+    pub const FAKE: u32 = 1 << 3;
+    /// No longer part of the tree (split, merged, rewritten or evicted):
+    /// a path that finds it after locking must look again
+    /// (`b->hash_val` changed in C).
+    pub const FREED: u32 = 1 << 4;
+    /// Allocated by an interior update that has not made it reachable
+    /// yet (`BTREE_NODE_will_make_reachable`).
+    pub const WILL_MAKE_REACHABLE: u32 = 1 << 5;
+    /// The root of its btree (kept in memory, never evicted).
+    pub const ROOT: u32 = 1 << 6;
+
+    /// Names, by bit.
+    pub const NAMES: [&str; 7] = ["dirty", "need_write", "write_in_flight", "fake", "freed", "will_make_reachable", "root"];
+}
+
+/// Where a node lives on disk: the device pointer of its btree pointer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NodeSpace {
+    /// Device index.
+    pub dev: u8,
+    /// First 512-byte sector.
+    pub offset: u64,
+    /// Bucket generation.
+    pub gen: u8,
+}
+
+/// A btree node in memory (`struct btree`).
+pub struct Node {
+    /// The node's lock: read to use it, intent to modify it (then write
+    /// for the moment of modification); eviction takes intent + write.
+    pub lock: SixLock,
+    /// Btree id.
+    pub btree: u8,
+    /// Level (0: leaf).
+    pub level: u8,
+    /// Device sector of the node: its identity in the cache (0 for a fake
+    /// root).
+    pub sector: u64,
+    /// Device and generation of its pointer.
+    pub space: NodeSpace,
+    /// First position the node covers.
+    pub min_key: Bpos,
+    /// Last position the node covers.
+    pub max_key: Bpos,
+    /// The `seq` of its bsets (random, nonzero; also in its pointer).
+    pub seq: u64,
+    /// `sectors_written` of the pointer to it (0: a `btree_ptr`, or not
+    /// known): readers read that much.  Brought up to `written` after each
+    /// write by [`crate::btree::trans::BtreeTrans::update_ptr_written`].
+    ptr_written: AtomicU32,
+    flags: AtomicU32,
+    data: UnsafeCell<NodeData>,
+}
+
+// SAFETY: `data` is only reached through `NodeLock`/`NodeWrite`, which hold
+// the six lock: shared access under read/intent, exclusive under write (see
+// the module's invariants).  Everything else is immutable or atomic.
+unsafe impl Sync for Node {}
+
+/// The mutable part of a node, reached through its lock's guards.
+#[derive(Debug)]
+pub struct NodeData {
+    keys: UnpackedKeys,
+    offs: Vec<u32>,
+    /// Bytes of `keys` no longer addressed by `offs`.
+    dead_bytes: usize,
+    /// Sum of the live keys' sizes, u64s (unpacked).
+    live_u64s: usize,
+    /// Format of the node's packed keys on disk (chosen at its first
+    /// write, or read from it).
+    pub format: BkeyFormat,
+    /// 512-byte sectors of the node already written (`b->written`).
+    pub written: u32,
+    /// Positions inserted or deleted since the last write, sorted: the
+    /// next bset holds the key at each, or a whiteout where there is none.
+    dirty_pos: Vec<Bpos>,
+    /// Sum over `dirty_pos` of the size each takes in the next bset, u64s.
+    dirty_u64s: usize,
+    /// Oldest journal sequence number the node's unwritten keys came
+    /// from, pinned in the journal (0: none).
+    pub journal_pin: u64,
+    /// Newest journal sequence number of the node's keys (the next bset's
+    /// `journal_seq`).
+    pub journal_seq: u64,
+}
+
+impl Default for NodeData {
+    fn default() -> Self {
+        NodeData {
+            keys: UnpackedKeys::new(),
+            offs: Vec::new(),
+            dead_bytes: 0,
+            live_u64s: 0,
+            format: BkeyFormat::CURRENT,
+            written: 0,
+            dirty_pos: Vec::new(),
+            dirty_u64s: 0,
+            journal_pin: 0,
+            journal_seq: 0,
+        }
+    }
+}
+
+impl NodeData {
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.offs.len()
+    }
+
+    /// Whether the node has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.offs.is_empty()
+    }
+
+    /// Bytes this node holds in memory.
+    pub fn bytes(&self) -> usize {
+        self.keys.len_bytes() + self.offs.len() * 4 + self.dirty_pos.len() * 20 + core::mem::size_of::<Node>()
+    }
+
+    /// Key `i` and its value; `None` past the end.
+    pub fn key(&self, i: usize) -> Option<(Bkey, &[u8])> {
+        self.keys.get(*self.offs.get(i)?)
+    }
+
+    /// Position of key `i` (`Bpos::default()` past the end).
+    pub fn pos(&self, i: usize) -> Bpos {
+        self.offs.get(i).and_then(|&at| self.keys.pos(at)).unwrap_or_default()
+    }
+
+    /// Index of the first key at or after `pos`: O(log n).
+    pub fn lower_bound(&self, pos: Bpos) -> usize {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.pos(mid) < pos {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Index one past the last key at or before `pos`: O(log n).
+    pub fn upper_bound(&self, pos: Bpos) -> usize {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.pos(mid) <= pos {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Index of the key at exactly `pos`.
+    pub fn find(&self, pos: Bpos) -> Option<usize> {
+        let i = self.lower_bound(pos);
+        (i < self.len() && self.pos(i) == pos).then_some(i)
+    }
+
+    /// Live keys' size, u64s (unpacked, as a compacted node holds them at
+    /// most).
+    pub fn live_u64s(&self) -> usize {
+        self.live_u64s
+    }
+
+    /// Number of positions changed since the last write.
+    pub fn nr_dirty(&self) -> usize {
+        self.dirty_pos.len()
+    }
+
+    /// Positions changed since the last write, sorted.
+    pub fn dirty_positions(&self) -> &[Bpos] {
+        &self.dirty_pos
+    }
+
+    /// Appends a key read from disk (keys must come in order).
+    pub(crate) fn push_sorted(&mut self, k: &Bkey, v: &[u8]) -> Result<(), AllocError> {
+        let at = self.keys.push(k, v)?;
+        self.offs.push(at)?;
+        self.live_u64s += BKEY_U64S + v.len() / 8;
+        Ok(())
+    }
+
+    /// Reserves room for `nr` more keys of `bytes` in all, so that as many
+    /// [`insert`](Self::insert)s cannot fail.
+    ///
+    /// Errors: [`AllocError`].
+    pub fn reserve_for(&mut self, nr: usize, bytes: usize) -> Result<(), AllocError> {
+        self.keys.reserve(bytes)?;
+        self.offs.reserve(nr)?;
+        self.dirty_pos.reserve(nr)
+    }
+
+    /// Reserves room for `bytes` of keys.
+    pub(crate) fn reserve(&mut self, bytes: usize, nr: usize) -> Result<(), AllocError> {
+        self.keys.reserve(bytes)?;
+        self.offs.reserve(nr)
+    }
+
+    /// Inserts `k` (value `v`) into the sorted keys
+    /// (`bch2_btree_bset_insert_key()`): replaces the key at its position;
+    /// a `deleted` key removes it.  The position is remembered for the
+    /// next write (a whiteout when nothing is left there).  Returns whether
+    /// a key was at the position before.
+    ///
+    /// Errors: [`AllocError`].
+    pub fn insert(&mut self, k: &Bkey, v: &[u8]) -> Result<bool, AllocError> {
+        // Room first, so that a failure leaves the node unchanged.
+        self.dirty_pos.reserve(1)?;
+        self.offs.reserve(1)?;
+        self.keys.reserve(crate::format::bkey::BKEY_BYTES + v.len())?;
+        let i = self.lower_bound(k.p);
+        let existed = i < self.len() && self.pos(i) == k.p;
+        // What the position costs in the next bset now: its key, or a
+        // whiteout.
+        let old_u64s = match existed {
+            true => self.key(i).map_or(BKEY_U64S, |(_, ov)| BKEY_U64S + ov.len() / 8),
+            false => BKEY_U64S,
+        };
+        if existed {
+            self.dead_bytes += old_u64s * 8;
+            self.live_u64s -= old_u64s;
+        }
+        let new_u64s = if k.is_deleted() { BKEY_U64S } else { BKEY_U64S + v.len() / 8 };
+        if k.is_deleted() {
+            if existed {
+                self.offs[i..].rotate_left(1);
+                let n = self.offs.len();
+                self.offs.truncate(n - 1);
+            }
+        } else {
+            let at = self.keys.push(k, v)?;
+            if existed {
+                self.offs[i] = at;
+            } else {
+                self.offs.push(at)?;
+                self.offs[i..].rotate_right(1);
+            }
+            self.live_u64s += new_u64s;
+        }
+        match self.dirty_pos.binary_search(&k.p) {
+            Ok(_) => self.dirty_u64s = self.dirty_u64s + new_u64s - old_u64s,
+            Err(j) => {
+                self.dirty_pos.push(k.p)?;
+                self.dirty_pos[j..].rotate_right(1);
+                self.dirty_u64s += new_u64s;
+            }
+        }
+        if self.dead_bytes > 4096 && self.dead_bytes > self.keys.len_bytes() / 2 {
+            // Best effort: without memory the dead bytes just stay.
+            let _ = self.compact_mem();
+        }
+        Ok(existed)
+    }
+
+    /// Rebuilds the key buffer without dead bytes.
+    fn compact_mem(&mut self) -> Result<(), AllocError> {
+        let mut keys = UnpackedKeys::new();
+        keys.reserve(self.keys.len_bytes() - self.dead_bytes)?;
+        let mut offs: Vec<u32> = Vec::with_capacity(self.offs.len())?;
+        for i in 0..self.len() {
+            let (k, v) = self.key(i).ok_or(AllocError)?;
+            offs.push(keys.push(&k, v)?)?;
+        }
+        self.keys = keys;
+        self.offs = offs;
+        self.dead_bytes = 0;
+        Ok(())
+    }
+
+    /// Bytes the next write of this node takes on disk at most: the whole
+    /// node (header and every key) for its first write, else a
+    /// `btree_node_entry` with the changed keys and whiteouts; rounded up
+    /// to `block_bytes`.  Keys are counted unpacked, an upper bound.
+    pub fn next_write_bytes(&self, block_bytes: usize, extra_u64s: usize) -> usize {
+        let raw = if self.written == 0 {
+            BTREE_NODE_BYTES + (self.live_u64s + extra_u64s) * 8
+        } else {
+            BTREE_NODE_ENTRY_BYTES + (self.dirty_u64s + extra_u64s) * 8
+        };
+        raw.div_ceil(block_bytes) * block_bytes
+    }
+
+    /// Whether `u64s` more of keys fit the node without a split or
+    /// compaction (`bch2_btree_node_insert_fits()`): its written sectors
+    /// plus its next write stay within `node_bytes`.
+    pub fn fits(&self, u64s: usize, block_bytes: usize, node_bytes: usize) -> bool {
+        self.written as usize * SECTOR_SIZE + self.next_write_bytes(block_bytes, u64s) <= node_bytes
+    }
+
+    /// Forgets the changed positions after a write.
+    pub(crate) fn clear_dirty(&mut self) {
+        self.dirty_pos.clear();
+        self.dirty_u64s = 0;
+    }
+}
+
+impl Node {
+    /// A node with no keys.  `flags` are [`flags`] bits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        btree: u8,
+        level: u8,
+        space: NodeSpace,
+        min_key: Bpos,
+        max_key: Bpos,
+        seq: u64,
+        data: NodeData,
+        flags: u32,
+    ) -> Node {
+        Node {
+            lock: SixLock::new(&NODE_LOCK),
+            btree,
+            level,
+            sector: space.offset,
+            space,
+            min_key,
+            max_key,
+            seq,
+            ptr_written: AtomicU32::new(0),
+            flags: AtomicU32::new(flags),
+            data: UnsafeCell::new(data),
+        }
+    }
+
+    /// The flags ([`flags`] bits).
+    pub fn flags(&self) -> u32 {
+        self.flags.load(Acquire)
+    }
+
+    /// Whether flag `f` is set.
+    pub fn has(&self, f: u32) -> bool {
+        self.flags() & f != 0
+    }
+
+    /// Sets flags; returns the old value.
+    pub fn set_flags(&self, f: u32) -> u32 {
+        self.flags.fetch_or(f, AcqRel)
+    }
+
+    /// Clears flags; returns the old value.
+    pub fn clear_flags(&self, f: u32) -> u32 {
+        self.flags.fetch_and(!f, AcqRel)
+    }
+
+    /// Whether the node is dirty or being written: the cache must keep it.
+    pub fn pinned_in_cache(&self) -> bool {
+        self.has(flags::DIRTY | flags::WRITE_IN_FLIGHT | flags::FAKE | flags::WILL_MAKE_REACHABLE | flags::ROOT)
+    }
+
+    /// Whether keys may be added to the node in place: not the fake root.
+    pub fn appendable(&self) -> bool {
+        !self.has(flags::FAKE)
+    }
+
+    /// `sectors_written` of the pointer to the node.
+    pub fn ptr_sectors_written(&self) -> u32 {
+        self.ptr_written.load(Acquire)
+    }
+
+    /// Records the `sectors_written` the pointer to the node now has.
+    pub fn set_ptr_sectors_written(&self, s: u32) {
+        self.ptr_written.store(s, core::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether `pos` is within the node's range.
+    pub fn covers(&self, pos: Bpos) -> bool {
+        self.min_key <= pos && pos <= self.max_key
+    }
+
+    /// The data, for a caller that owns the node exclusively (not yet
+    /// published) or holds its lock as the `NodeLock` guards do.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the node's lock for read, intent or write, or no
+    /// other thread can reach the node.
+    unsafe fn data(&self) -> &NodeData {
+        // SAFETY: per this function's contract no writer runs concurrently.
+        unsafe { &*self.data.get() }
+    }
+
+    /// Exclusive access to a node no other thread can reach yet (it was
+    /// just built and is not in the cache or a parent).
+    pub fn data_unpublished(this: &mut Node) -> &mut NodeData {
+        this.data.get_mut()
+    }
+
+    /// Bytes the node holds; takes the read lock unless it cannot at once
+    /// (then the size of the node header).
+    pub fn bytes(&self) -> usize {
+        if !self.lock.trylock(SixLockType::Read) {
+            return core::mem::size_of::<Node>();
+        }
+        // SAFETY: read lock held.
+        let b = unsafe { self.data() }.bytes();
+        self.lock.unlock(SixLockType::Read);
+        b
+    }
+
+    /// `bch2_btree_node_to_text()`-like summary; `data` when the caller
+    /// holds the lock.
+    pub fn to_text(&self, f: &mut dyn fmt::Write, data: Option<&NodeData>) -> fmt::Result {
+        write!(
+            f,
+            "btree {} level {} sector {} seq {:x} {}..{} flags",
+            BtreeIdName(u32::from(self.btree)),
+            self.level,
+            self.sector,
+            self.seq,
+            self.min_key,
+            self.max_key
+        )?;
+        let fl = self.flags();
+        let mut any = false;
+        for (i, n) in flags::NAMES.iter().enumerate() {
+            if fl & (1 << i) != 0 {
+                write!(f, "{}{n}", if any { "," } else { " " })?;
+                any = true;
+            }
+        }
+        if !any {
+            f.write_str(" none")?;
+        }
+        if let Some(d) = data {
+            write!(
+                f,
+                "\n  keys {} live_u64s {} written {} sectors, {} changed since ({} u64s), journal pin {} seq {}",
+                d.len(),
+                d.live_u64s,
+                d.written,
+                d.dirty_pos.len(),
+                d.dirty_u64s,
+                d.journal_pin,
+                d.journal_seq
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Node {
+    /// The header and flags (no lock taken: not the keys).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_text(f, None)
+    }
+}
+
+/// A node held for read or intent; the lock is dropped with it.  Not
+/// `Send`: a six lock is released by the thread that took it.
+#[must_use = "dropping the guard unlocks the node"]
+pub struct NodeLock {
+    node: Arc<Node>,
+    ty: SixLockType,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// The read side's name for a read-held node.
+pub type NodeRef = NodeLock;
+
+impl NodeLock {
+    /// Wraps a lock of type `ty` (read or intent) the caller holds on
+    /// `node`.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds `node.lock` for `ty` and hands that hold over.
+    pub(crate) unsafe fn from_held(node: Arc<Node>, ty: SixLockType) -> NodeLock {
+        debug_assert!(ty != SixLockType::Write);
+        NodeLock { node, ty, _not_send: PhantomData }
+    }
+
+    /// Takes `ty` (read or intent) on `node`, waiting for it.
+    pub fn lock(node: Arc<Node>, ty: SixLockType) -> NodeLock {
+        node.lock.lock(ty);
+        // SAFETY: just taken.
+        unsafe { NodeLock::from_held(node, ty) }
+    }
+
+    /// Takes `ty` (read or intent) on `node` if it is free.
+    pub fn trylock(node: Arc<Node>, ty: SixLockType) -> Option<NodeLock> {
+        if !node.lock.trylock(ty) {
+            return None;
+        }
+        // SAFETY: just taken.
+        Some(unsafe { NodeLock::from_held(node, ty) })
+    }
+
+    /// Takes `ty` on `node` if its lock sequence number is still `seq`
+    /// (`six_relock_type()`): nobody wrote it since.
+    pub fn relock(node: Arc<Node>, ty: SixLockType, seq: u32) -> Option<NodeLock> {
+        if !node.lock.relock(ty, seq) {
+            return None;
+        }
+        // SAFETY: just taken.
+        Some(unsafe { NodeLock::from_held(node, ty) })
+    }
+
+    /// The node's keys and bookkeeping.
+    pub fn data(&self) -> &NodeData {
+        // SAFETY: we hold read or intent (type invariant of NodeLock); a
+        // writer needs intent, held only by us while a NodeWrite exists,
+        // and that borrows `self` mutably.
+        unsafe { self.node.data() }
+    }
+
+    /// The node.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// The type held.
+    pub fn lock_type(&self) -> SixLockType {
+        self.ty
+    }
+
+    /// The lock's sequence number (to [`relock`](Self::relock) later).
+    pub fn seq(&self) -> u32 {
+        self.node.lock.seq()
+    }
+
+    /// Takes the write lock for the moment of modification (waits for
+    /// readers to leave).  Requires intent.
+    ///
+    /// Errors: `None` when this guard holds only read.
+    pub fn write(&mut self) -> Option<NodeWrite<'_>> {
+        if self.ty != SixLockType::Intent {
+            return None;
+        }
+        self.node.lock.lock(SixLockType::Write);
+        Some(NodeWrite { g: self })
+    }
+
+    /// Turns a read hold into intent if nobody holds intent
+    /// (`six_lock_tryupgrade()`).
+    pub fn try_upgrade(&mut self) -> bool {
+        match self.ty {
+            SixLockType::Intent => true,
+            _ if self.node.lock.tryupgrade() => {
+                self.ty = SixLockType::Intent;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Node `i`'s key: see [`NodeData::key`].
+    pub fn key(&self, i: usize) -> Option<(Bkey, &[u8])> {
+        self.data().key(i)
+    }
+
+    /// See [`NodeData::len`].
+    pub fn len(&self) -> usize {
+        self.data().len()
+    }
+
+    /// See [`NodeData::is_empty`].
+    pub fn is_empty(&self) -> bool {
+        self.data().is_empty()
+    }
+
+    /// See [`NodeData::pos`].
+    pub fn pos(&self, i: usize) -> Bpos {
+        self.data().pos(i)
+    }
+
+    /// See [`NodeData::lower_bound`].
+    pub fn lower_bound(&self, pos: Bpos) -> usize {
+        self.data().lower_bound(pos)
+    }
+
+    /// See [`NodeData::upper_bound`].
+    pub fn upper_bound(&self, pos: Bpos) -> usize {
+        self.data().upper_bound(pos)
+    }
+}
+
+impl Deref for NodeLock {
+    type Target = Node;
+    fn deref(&self) -> &Node {
+        &self.node
+    }
+}
+
+impl Drop for NodeLock {
+    fn drop(&mut self) {
+        self.node.lock.unlock(self.ty);
+    }
+}
+
+impl fmt::Display for NodeLock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.node.to_text(f, Some(self.data()))
+    }
+}
+
+/// A node held for write (intent held underneath); dropping it releases
+/// the write lock and keeps intent.
+#[must_use = "dropping the guard releases the write lock"]
+pub struct NodeWrite<'a> {
+    g: &'a mut NodeLock,
+}
+
+impl NodeWrite<'_> {
+    /// The node.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.g.node
+    }
+}
+
+impl Deref for NodeWrite<'_> {
+    type Target = NodeData;
+    fn deref(&self) -> &NodeData {
+        self.g.data()
+    }
+}
+
+impl DerefMut for NodeWrite<'_> {
+    fn deref_mut(&mut self) -> &mut NodeData {
+        // SAFETY: the write lock is held (taken in `NodeLock::write`) and
+        // this guard borrows the intent guard mutably: no other reference
+        // to the data exists in this thread, and no other thread can hold
+        // read, intent or write.
+        unsafe { &mut *self.g.node.data.get() }
+    }
+}
+
+impl Drop for NodeWrite<'_> {
+    fn drop(&mut self) {
+        self.g.node.lock.unlock(SixLockType::Write);
+    }
+}
+
+/// Whether a key type is a whiteout the next bset must carry (`deleted`
+/// keys are never stored; `whiteout` keys are ordinary keys).
+pub fn is_deletion(k: &Bkey) -> bool {
+    k.key_type == KeyType::Deleted as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::bkey::KeyType;
+
+    fn k(off: u64) -> Bkey {
+        Bkey::new(KeyType::Cookie, Bpos::new(1, off, 1), 1)
+    }
+
+    #[test]
+    fn insert_replace_delete_keep_order_and_accounting() {
+        let mut d = NodeData::default();
+        for off in [5u64, 1, 9, 3] {
+            assert!(!d.insert(&k(off), &off.to_le_bytes()).unwrap());
+        }
+        assert_eq!((0..d.len()).map(|i| d.pos(i).offset).collect::<std::vec::Vec<_>>(), [1, 3, 5, 9]);
+        assert_eq!(d.live_u64s(), 4 * 6);
+        // Replace, with a bigger value.
+        assert!(d.insert(&k(3), &[7u8; 16]).unwrap());
+        assert_eq!(d.key(1).unwrap().1, &[7u8; 16]);
+        assert_eq!(d.live_u64s(), 3 * 6 + 7);
+        // Delete: gone, and its position stays changed (a whiteout).
+        let mut del = k(5);
+        del.key_type = KeyType::Deleted as u8;
+        assert!(d.insert(&del, &[]).unwrap());
+        assert_eq!(d.find(Bpos::new(1, 5, 1)), None);
+        assert_eq!(d.dirty_positions().len(), 4);
+        assert_eq!(d.dirty_u64s, 6 + 7 + 5 + 6);
+        // First write takes everything: 160 + 19 u64s.
+        assert_eq!(d.next_write_bytes(512, 0), 512);
+        assert!(d.fits(40, 512, 1024) && !d.fits(120, 512, 1024));
+        // After a write, only the changes count.
+        d.written = 1;
+        d.clear_dirty();
+        assert_eq!(d.next_write_bytes(512, 0), 512);
+        assert!(d.fits(50, 512, 1024));
+        assert!(!d.fits(60, 512, 1024));
+        // Many replacements leave dead bytes behind, compacted away.
+        for i in 0..2000u64 {
+            d.insert(&k(1), &i.to_le_bytes()).unwrap();
+        }
+        assert!(d.keys.len_bytes() < 8192, "{}", d.keys.len_bytes());
+        assert_eq!(d.key(0).unwrap().1, &1999u64.to_le_bytes());
+        assert_eq!(d.dirty_u64s, 6);
+    }
+}
