@@ -694,3 +694,82 @@ fn at_enospc_write_points_give_up_their_buckets() {
         assert!(w[0].0 + u64::from(w[0].1) <= w[1].0);
     }
 }
+
+#[test]
+fn btree_node_alloc_trait() {
+    use bcachefs_rs::alloc::adapters::BtreeNodeReserve;
+    use bcachefs_rs::btree::BtreeNodeAlloc;
+    let fs = open("c-clean-siphash.bchimg");
+    let t = Truth::read(&fs);
+    let a = Allocator::open(&fs).unwrap();
+    let r = BtreeNodeReserve::new(&a, &fs, Watermark::Btree).unwrap();
+    let na: &dyn BtreeNodeAlloc = &r;
+    let ns = t.btree_node_sectors;
+    let mut spaces = Vec::new();
+    for _ in 0..10 {
+        let s = na.alloc(ns).unwrap();
+        let b = s.offset / u64::from(t.bucket_size);
+        assert!(t.is_free(b) && a.bucket_is_open(0, b));
+        assert_eq!(s.gen, t.alloc.get(&b).map_or(0, |x| x.1));
+        spaces.push(s.offset);
+    }
+    let want: Vec<u64> = (0..10).map(|i| spaces[0] + u64::from(ns) * i).collect();
+    assert_eq!(spaces, want, "4 nodes per bucket, buckets in order");
+    assert_eq!(r.nr_held(), 10);
+    na.free(Default::default(), 1);
+    r.release();
+    assert_eq!(r.nr_held(), 0);
+    // Only the btree write point's current bucket is still open.
+    assert_eq!(a.open_buckets_nr_free(), OPEN_BUCKETS_COUNT - 2);
+}
+
+#[derive(Default)]
+struct RecDev(std::sync::Mutex<Vec<(u64, usize)>>);
+impl bcachefs_rs::platform::BlockDev for RecDev {
+    fn name(&self) -> &str {
+        "rec"
+    }
+    fn nr_sectors(&self) -> u64 {
+        1 << 20
+    }
+    fn read_sectors(&self, _: u64, _: &mut [u8]) -> Result<(), Errno> {
+        Err(Errno::EIO)
+    }
+    fn write_sectors(&self, sector: u64, buf: &[u8], _: bcachefs_rs::platform::WriteFlags) -> Result<(), Errno> {
+        self.0.lock().unwrap().push((sector, buf.len()));
+        Ok(())
+    }
+}
+
+#[test]
+fn data_alloc_trait() {
+    use bcachefs_rs::alloc::adapters::WpDataAlloc;
+    use bcachefs_rs::fs_common::trans::DataAlloc;
+    let fs = open("c-fresh.bchimg");
+    let t = Truth::read(&fs);
+    let bs = t.bucket_size;
+    let a = Allocator::open(&fs).unwrap();
+    let dev = RecDev::default();
+    let s1_off;
+    {
+        let mut d = WpDataAlloc::new(&a, &fs, WritePointSpec::Hashed(77), &dev, 0);
+        assert_eq!(d.sectors_free(), bs, "a new bucket next");
+        let s1 = d.alloc(100).unwrap();
+        assert_eq!((s1.offset % u64::from(bs), s1.sectors, s1.dev), (0, 100, 0));
+        assert!(t.is_free(s1.offset / u64::from(bs)));
+        assert_eq!(d.sectors_free(), bs - 100);
+        let s2 = d.alloc(bs).unwrap();
+        assert_eq!((s2.offset, s2.sectors), (s1.offset + 100, bs - 100), "the rest of the bucket");
+        let s3 = d.alloc(8).unwrap();
+        assert_ne!(s3.offset / u64::from(bs), s1.offset / u64::from(bs));
+        d.write(0, s1.offset, &[0u8; 1024]).unwrap();
+        assert_eq!(d.write(1, s1.offset, &[0u8; 512]), Err(Errno::EINVAL));
+        assert_eq!(d.alloc(0), Err(Errno::EINVAL));
+        assert!(a.bucket_is_open(0, s1.offset / u64::from(bs)), "held until the commit");
+        s1_off = s1.offset;
+    }
+    // Dropped (the transaction is over): the full bucket is closed, the
+    // write point keeps its current one.
+    assert_eq!(dev.0.lock().unwrap().as_slice(), &[(s1_off, 1024)]);
+    assert_eq!(a.open_buckets_nr_free(), OPEN_BUCKETS_COUNT - 2);
+}

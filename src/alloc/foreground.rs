@@ -45,63 +45,9 @@
 //!
 //! # Adapters for the write side
 //!
-//! The btree's `BtreeNodeAlloc` (`src/btree/trans.rs` on the btree branch)
-//! and `fs_common`'s `DataAlloc` (`src/fs_common/trans.rs`) are a few lines
-//! each over [`Allocator::alloc_btree_node`] and
-//! [`Allocator::alloc_sectors_start`]:
-//!
-//! ```ignore
-//! /// The btree reserve: node space from the btree write point.
-//! pub struct BtreeAlloc<'a, S: FreespaceSource + Sync> {
-//!     pub alloc: &'a Allocator,
-//!     pub src: &'a S,
-//!     /// Refs on the open buckets of nodes not yet reachable.
-//!     pub obs: Mutex<Vec<OpenBuckets>>,
-//! }
-//! impl<S: FreespaceSource + Sync> BtreeNodeAlloc for BtreeAlloc<'_, S> {
-//!     fn alloc(&self, sectors: u32) -> Result<NodeSpace, Errno> {
-//!         let (p, obs) = self.alloc.alloc_btree_node(self.src, sectors, Watermark::Btree)
-//!             .map_err(|e| e.errno())?;
-//!         self.obs.lock().push(obs)?; // put after the node's pointer commits
-//!         Ok(NodeSpace { dev: p.dev, offset: p.offset, gen: p.gen })
-//!     }
-//!     fn free(&self, space: NodeSpace, journal_seq: u64) {
-//!         // The pointer's deletion trigger frees the bucket's sectors; its
-//!         // reuse waits for journal_seq through bucket_updated().
-//!         let _ = (space, journal_seq);
-//!     }
-//! }
-//!
-//! /// User data through a hashed write point (the inode number, as C's
-//! /// `writepoint_hashed((unsigned long) current)` or the inode's).
-//! /// `dev` is the filesystem's device table (`BlockDev::write_sectors`).
-//! pub struct WpDataAlloc<'a, S: FreespaceSource> {
-//!     pub alloc: &'a Allocator,
-//!     pub src: &'a S,
-//!     pub wp: WritePointSpec,
-//!     pub dev: &'a dyn BlockDev,
-//!     /// Refs to put (Allocator::open_buckets_put) once the extents are
-//!     /// committed: DataAlloc has no hook for that yet; the caller of the
-//!     /// transaction puts them after commit, or on drop after it.
-//!     pub obs: Vec<OpenBuckets>,
-//! }
-//! impl<S: FreespaceSource> DataAlloc for WpDataAlloc<'_, S> {
-//!     fn alloc(&mut self, sectors: u32) -> Result<DataSpace, Errno> {
-//!         let mut g = self.alloc.alloc_sectors_start(self.src, self.wp, 1, Watermark::Normal)
-//!             .map_err(|e| e.errno())?;
-//!         let n = sectors.min(g.sectors_free());
-//!         self.obs.push(g.open_bucket_get())?;
-//!         let p = g.append_ptrs(n)?;
-//!         g.done();
-//!         let s = p.get(0).ok_or(Errno::ENOSPC)?;
-//!         Ok(DataSpace { dev: s.dev, offset: s.offset, gen: s.gen, sectors: n })
-//!     }
-//!     fn sectors_free(&self) -> u32 { self.alloc.write_point_sectors_free(self.wp) }
-//!     fn write(&mut self, _dev: u8, sector: u64, data: &[u8]) -> Result<(), Errno> {
-//!         self.dev.write_sectors(sector, data, WriteFlags::default())
-//!     }
-//! }
-//! ```
+//! The btree's `BtreeNodeAlloc` and `fs_common`'s `DataAlloc` are
+//! implemented over [`Allocator::alloc_btree_node`] and
+//! [`Allocator::alloc_sectors_start`] in [`super::adapters`].
 
 use core::fmt;
 
