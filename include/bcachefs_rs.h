@@ -37,9 +37,13 @@
  * constants (the same trick as rust/bindings/bindings_helper.h).
  */
 static const blk_mode_t BCH_RS_BLK_OPEN_READ = BLK_OPEN_READ;
+static const blk_mode_t BCH_RS_BLK_OPEN_WRITE = BLK_OPEN_WRITE;
 static const blk_opf_t BCH_RS_REQ_OP_READ = REQ_OP_READ;
+static const blk_opf_t BCH_RS_REQ_OP_WRITE = REQ_OP_WRITE;
 static const blk_opf_t BCH_RS_REQ_META = REQ_META;
 static const blk_opf_t BCH_RS_REQ_SYNC = REQ_SYNC;
+static const blk_opf_t BCH_RS_REQ_PREFLUSH = REQ_PREFLUSH;
+static const blk_opf_t BCH_RS_REQ_FUA = REQ_FUA;
 static const int BCH_RS_MAX_WBITS = MAX_WBITS;
 static const int BCH_RS_Z_OK = Z_OK;
 static const int BCH_RS_Z_STREAM_END = Z_STREAM_END;

@@ -14,13 +14,15 @@ use crate::btree::{BtreeCache, BtreeCtx, BtreeIter};
 use crate::errcode::{AllocError, Errno};
 use crate::format::bkey::BtreeId;
 use crate::format::bpos::Bpos;
-use crate::format::list::{FsInfo, ListError, Root};
-use crate::format::sb::{read_super, FieldType, SbError, SB_SECTOR};
+use crate::format::sb::{read_super, FieldType, Sb, SbError, SB_SECTOR};
+use crate::format::sb_members::MemberFlag;
 use crate::format::sb_opts::{sb_opt, SbFlag};
+use crate::format::val::{DevInfo, FsCtx};
 use crate::fs_common::{recalc_capacity, BtreeRead, FsFacts, OwnedKey};
-use crate::journal::{self, JournalRead};
+use crate::journal::{self, JournalRead, JournalReadError, Root, MAX_JOURNAL_BUCKETS};
 use crate::platform::{arc_new, log, Arc, BlockDev, Vec, SECTOR_SIZE};
 use crate::recovery::JournalKeys;
+use crate::util::le::le64;
 
 /// Mount options the read side acts on (parsed by `crate::opts`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,7 +80,7 @@ pub enum OpenError {
         need: u64,
     },
     /// The journal could not be read or is corrupt.
-    Journal(ListError),
+    Journal(JournalReadError),
     /// Out of memory.
     NoMem,
 }
@@ -103,8 +105,8 @@ impl OpenError {
             },
             OpenError::Geometry(_) | OpenError::BlockSize { .. } | OpenError::DeviceTooSmall { .. } => Errno::EINVAL,
             OpenError::MultiDevice(_) | OpenError::Encrypted | OpenError::Uninitialized => Errno::EOPNOTSUPP,
-            OpenError::Journal(ListError::Io(_)) => Errno::EIO,
-            OpenError::Journal(ListError::NoMem) | OpenError::NoMem => Errno::ENOMEM,
+            OpenError::Journal(JournalReadError::Io(_)) => Errno::EIO,
+            OpenError::Journal(JournalReadError::NoMem) | OpenError::NoMem => Errno::ENOMEM,
             OpenError::Journal(e) => match e.errno() {
                 Errno::EOPNOTSUPP => Errno::EOPNOTSUPP,
                 _ => Errno::EUCLEAN,
@@ -136,6 +138,118 @@ impl fmt::Display for OpenError {
             OpenError::Journal(e) => write!(f, "error reading the journal: {e}"),
             OpenError::NoMem => f.write_str("out of memory"),
         }
+    }
+}
+
+/// What the read side needs to know about the filesystem from its
+/// superblock: the parts of C's `struct bch_fs` (`c->sb`, the btree node
+/// size) and `struct bch_dev` (`ca->mi`, the journal buckets, the
+/// blacklist table) that the journal read, the node cache, the iterators
+/// and the value checks use.  Built once per open by [`FsInfo::from_sb`].
+pub struct FsInfo {
+    /// Internal uuid (keys the bset and jset magics).
+    pub uuid: [u8; 16],
+    /// Block size, bytes.
+    pub block_bytes: u32,
+    /// Btree node size, bytes.
+    pub node_bytes: u32,
+    /// Index of the device read.
+    pub dev_idx: u8,
+    /// The members, by index (heap-allocated: the kernel stack is small).
+    pub devs: Vec<Option<DevInfo>>,
+    /// Journal buckets of the device, in superblock order.
+    pub journal_buckets: Vec<u64>,
+    /// Blacklisted journal sequence numbers, `[start, end)`.
+    pub blacklist: Vec<(u64, u64)>,
+    /// Entries of the superblock's `clean` section (btree roots after a
+    /// clean unmount), if any.
+    pub clean: Vec<u8>,
+}
+
+impl FsInfo {
+    /// Collects what the read side needs from a (validated) superblock.
+    ///
+    /// Errors: [`OpenError::Geometry`] for a missing or unusable block or
+    /// node size, or more than [`MAX_JOURNAL_BUCKETS`] journal buckets;
+    /// [`OpenError::NoMem`].
+    pub fn from_sb(sb: &Sb<'_>) -> Result<FsInfo, OpenError> {
+        let opt = |n| sb_opt(n).map(|o| sb.opt(o));
+        let block_bytes = u32::from(sb.block_size()) * SECTOR_SIZE as u32;
+        let node_bytes = opt("btree_node_size").ok_or(OpenError::Geometry("no btree_node_size"))?;
+        let node_bytes = u32::try_from(node_bytes).map_err(|_| OpenError::Geometry("block or btree node size"))?;
+        if block_bytes == 0 || node_bytes < block_bytes {
+            return Err(OpenError::Geometry("block or btree node size"));
+        }
+        let mut devs: Vec<Option<DevInfo>> = Vec::new();
+        for (i, m) in sb.members() {
+            let i = i as usize;
+            if m.alive() && i < 64 {
+                if devs.len() <= i {
+                    devs.resize(i + 1, None)?;
+                }
+                devs[i] = Some(DevInfo {
+                    bucket_size: u32::from(m.bucket_size),
+                    first_bucket: u64::from(m.first_bucket),
+                    nbuckets: m.nbuckets,
+                    durability: m.durability().min(255) as u8,
+                    failed: m.flag(MemberFlag::State) == 2,
+                });
+            }
+        }
+        let mut journal_buckets: Vec<u64> = Vec::new();
+        let too_many = OpenError::Geometry("more journal buckets than this reader takes");
+        if let Some(f) = sb.field(FieldType::JournalV2) {
+            let b = f.body();
+            for i in 0..b.len() / 16 {
+                let (start, nr) = (le64(b, 16 * i), le64(b, 16 * i + 8));
+                if nr > MAX_JOURNAL_BUCKETS || journal_buckets.len() as u64 + nr > MAX_JOURNAL_BUCKETS {
+                    return Err(too_many);
+                }
+                for j in 0..nr {
+                    journal_buckets.push(start.saturating_add(j))?;
+                }
+            }
+        } else if let Some(f) = sb.field(FieldType::Journal) {
+            let b = f.body();
+            if (b.len() / 8) as u64 > MAX_JOURNAL_BUCKETS {
+                return Err(too_many);
+            }
+            for i in 0..b.len() / 8 {
+                journal_buckets.push(le64(b, 8 * i))?;
+            }
+        }
+        let mut blacklist: Vec<(u64, u64)> = Vec::new();
+        if let Some(f) = sb.field(FieldType::JournalSeqBlacklist) {
+            let b = f.body();
+            for i in 0..b.len() / 16 {
+                blacklist.push((le64(b, 16 * i), le64(b, 16 * i + 8)))?;
+            }
+        }
+        let mut clean: Vec<u8> = Vec::new();
+        if let Some(f) = sb.field(FieldType::Clean) {
+            // flags u32, read/write clocks u16, journal_seq u64, entries.
+            clean.extend_from_slice(f.body().get(16..).unwrap_or(&[]))?;
+        }
+        Ok(FsInfo {
+            uuid: sb.uuid(),
+            block_bytes,
+            node_bytes,
+            dev_idx: sb.dev_idx(),
+            devs,
+            journal_buckets,
+            blacklist,
+            clean,
+        })
+    }
+
+    /// The facts value printing and checks use.
+    pub fn ctx(&self) -> FsCtx<'_> {
+        FsCtx { devs: &self.devs, btree_node_sectors: self.node_bytes / SECTOR_SIZE as u32, ..FsCtx::default() }
+    }
+
+    /// The member entry of the device read, if there is one.
+    pub fn this_dev(&self) -> Option<&DevInfo> {
+        self.devs.get(self.dev_idx as usize).and_then(|d| d.as_ref())
     }
 }
 
@@ -210,17 +324,8 @@ impl<D: BlockDev> Fs<D> {
         if block_bytes < lbs {
             return Err(OpenError::BlockSize { fs: block_bytes, dev: lbs });
         }
-        let info = arc_new(FsInfo::from_sb(&sb).map_err(|e| match e {
-            ListError::BadGeometry(w) => OpenError::Geometry(w),
-            ListError::NoMem => OpenError::NoMem,
-            _ => OpenError::Geometry("unusable"),
-        })?)?;
-        let d = info
-            .devs
-            .get(info.dev_idx as usize)
-            .copied()
-            .flatten()
-            .ok_or(OpenError::Geometry("no member entry for this device"))?;
+        let info = arc_new(FsInfo::from_sb(&sb)?)?;
+        let d = *info.this_dev().ok_or(OpenError::Geometry("no member entry for this device"))?;
         if d.bucket_size == 0 || d.nbuckets <= d.first_bucket {
             return Err(OpenError::Geometry("bucket size or number of buckets"));
         }

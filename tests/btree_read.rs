@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The read side behind `Fs` (src/bcachefs.rs, src/btree/, src/journal/,
 //! src/recovery/) on the images C bcachefs wrote (tests/fixtures/): every
-//! btree iterated through `Fs` equals what `format::list::collect_btree`
-//! (the tool's walk) finds; `norecovery` misses the journal's keys; next
+//! btree iterated through `Fs` equals what the test oracle
+//! (`tests/common/oracle.rs`, an independent walk of the nodes) finds; `norecovery` misses the journal's keys; next
 //! and prev agree; holes; the node cache's bound and shrinker; corrupt
 //! nodes give `EIO`, not a panic; a bad primary superblock falls back to a
 //! backup; random corruption never panics.
@@ -10,20 +10,22 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
-use bcachefs_rs::bcachefs::{Fs, OpenError, OpenOpts};
+use bcachefs_rs::bcachefs::{Fs, FsInfo, OpenError, OpenOpts};
 use bcachefs_rs::errcode::Errno;
 use bcachefs_rs::format::bkey::{Bkey, BtreeId, KeyType, BTREE_ID_NR};
 use bcachefs_rs::format::bpos::{Bpos, POS_MIN, SPOS_MAX};
-use bcachefs_rs::format::list::{collect_btree, find_root, read_journal, FsInfo};
 use bcachefs_rs::format::sb::read_super;
 use bcachefs_rs::format::val::extent::{ExtentEntries, ExtentEntry};
 use bcachefs_rs::fs_common::{BtreeRead, OwnedKey};
+use bcachefs_rs::journal::{find_root, read_journal};
 use bcachefs_rs::platform::{BlockDev, SECTOR_SIZE};
 use proptest::prelude::*;
 
 #[allow(dead_code)]
 mod common;
 use common::unpack_image;
+#[path = "common/oracle.rs"]
+mod oracle;
 
 const CLEAN: &str = "c-clean-siphash.bchimg";
 const UNCLEAN: &str = "c-unclean-crc64-lz4.bchimg";
@@ -87,16 +89,15 @@ fn iterate<D: BlockDev>(fs: &Fs<D>, btree: BtreeId) -> Result<Vec<OwnedKey>, Err
     Ok(out)
 }
 
-/// What the tool's walk finds: (key, value) of each live key.
+/// What the oracle finds: (key, value) of each live key.
 fn oracle(name: &str, btree: BtreeId) -> Vec<(Bkey, Vec<u8>)> {
     let dev = img(name);
     let sbr = read_super(&dev).unwrap();
     let fsi = FsInfo::from_sb(&sbr.sb()).unwrap();
     let j = read_journal(&dev, &fsi).unwrap();
-    let keys = collect_btree(&dev, &fsi, &j, btree as u32, 0).unwrap();
-    keys.iter()
+    oracle::collect(&dev, &fsi, &j, btree, 0)
+        .into_iter()
         .filter(|(k, _)| k.key_type != KeyType::Whiteout as u8 && k.key_type != KeyType::HashWhiteout as u8)
-        .map(|(k, v)| (k, v.to_vec()))
         .collect()
 }
 
@@ -105,14 +106,14 @@ fn same(a: &[OwnedKey], b: &[(Bkey, Vec<u8>)]) -> bool {
 }
 
 #[test]
-fn every_btree_equals_the_tools_walk() {
+fn every_btree_equals_the_oracle() {
     for name in [CLEAN, UNCLEAN] {
         let fs = open(img(name), OpenOpts::default());
         let mut total = 0;
         for b in all_btrees() {
             let got = iterate(&fs, b).unwrap();
             let want = oracle(name, b);
-            assert!(same(&got, &want), "{name}: btree {b:?}: {} keys, tool {}", got.len(), want.len());
+            assert!(same(&got, &want), "{name}: btree {b:?}: {} keys, oracle {}", got.len(), want.len());
             total += got.len();
         }
         assert!(total > 100, "{name}: {total} keys");

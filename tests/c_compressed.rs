@@ -12,9 +12,9 @@ use std::collections::HashMap;
 
 use bcachefs_rs::checksum::{checksum, CsumType};
 use bcachefs_rs::compress::{decompress, CompressionType};
-use bcachefs_rs::format::bkey::{BtreeId, KeyType};
-use bcachefs_rs::format::list::{collect_btree, read_journal, FsInfo};
-use bcachefs_rs::format::sb::read_super;
+use bcachefs_rs::bcachefs::{Fs, OpenOpts};
+use bcachefs_rs::format::bkey::{Bkey, BtreeId, KeyType};
+use bcachefs_rs::format::bpos::POS_MIN;
 use bcachefs_rs::format::val::extent::{ExtentEntries, ExtentEntry};
 use bcachefs_rs::format::val::inode::unpack;
 use bcachefs_rs::platform::SECTOR_SIZE;
@@ -38,16 +38,17 @@ fn expected_byte(size: u64, x: u64) -> u8 {
 
 #[test]
 fn c_lz4_extents_decompress_to_the_files() {
-    let dev = MemDev(unpack_image("c-unclean-crc64-lz4.bchimg"));
-    let sbr = read_super(&dev).unwrap();
-    let fsi = FsInfo::from_sb(&sbr.sb()).unwrap();
-    let journal = read_journal(&dev, &fsi).unwrap();
-    let keys = |b: BtreeId| collect_btree(&dev, &fsi, &journal, b as u32, 0).unwrap();
+    let fs = Fs::open(MemDev(unpack_image("c-unclean-crc64-lz4.bchimg")), &OpenOpts::default()).unwrap();
+    let dev = fs.dev();
+    let keys = |b: BtreeId| -> Vec<(Bkey, Vec<u8>)> {
+        let mut it = fs.iter(b, POS_MIN, true);
+        std::iter::from_fn(|| it.next().unwrap().map(|k| (k.k, k.v.to_vec()))).collect()
+    };
 
     let mut sizes: HashMap<u64, u64> = HashMap::new();
     for (k, v) in keys(BtreeId::Inodes).iter() {
         if k.key_type == KeyType::InodeV3 as u8 {
-            sizes.insert(k.p.offset, unpack(&k, v).unwrap().size);
+            sizes.insert(k.p.offset, unpack(k, v).unwrap().size);
         }
     }
 

@@ -6,10 +6,13 @@
 //! to, file sizes and extents agree, accounting counts the inodes.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 
+use bcachefs_rs::bcachefs::{Fs, OpenOpts};
 use bcachefs_rs::format::bkey::{Bkey, BtreeId, KeyType, BTREE_ID_NR};
-use bcachefs_rs::format::list::{collect_btree, list_btree, read_journal, FsInfo};
+use bcachefs_rs::format::bpos::POS_MIN;
 use bcachefs_rs::format::sb::{read_super, ValidateMode};
+use bcachefs_rs::format::val::KeyDisplay;
 use bcachefs_rs::format::str_hash::HashInfo;
 use bcachefs_rs::format::val::dirent::{parse_dirent, parse_xattr};
 use bcachefs_rs::format::val::extent::{ExtentEntries, ExtentEntry};
@@ -24,30 +27,47 @@ struct Checked {
     compressed_extents: usize,
 }
 
+/// Every key of `btree`'s leaves (journal overlaid, whiteouts included),
+/// as `bcachefs list` shows them.
+fn btree_keys(fs: &Fs<MemDev>, btree: BtreeId) -> Vec<(Bkey, Vec<u8>)> {
+    let mut it = fs.iter(btree, POS_MIN, true);
+    let mut out = Vec::new();
+    while let Some(k) = it.next().unwrap_or_else(|e| panic!("btree {}: {e}", btree.name())) {
+        out.push((k.k, k.v.to_vec()));
+    }
+    out
+}
+
 fn check_fixture(name: &str) -> Checked {
     let dev = MemDev(unpack_image(name));
     let sbr = read_super(&dev).unwrap();
-    let sb = sbr.sb();
-    sb.validate(ValidateMode::Read).unwrap();
-    let fsi = FsInfo::from_sb(&sb).unwrap();
-    let journal = read_journal(&dev, &fsi).unwrap();
-    assert!(!journal.jsets.is_empty());
+    sbr.sb().validate(ValidateMode::Read).unwrap();
+    let fs = Fs::open(dev, &OpenOpts::default()).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut s = String::new();
+    fs.journal_debug_to_text(&mut s).unwrap();
+    assert!(!s.contains("jsets:\t\t0\n"), "{name}: no jsets: {s}");
 
-    // Every btree, leaves and interior levels, lists without error.
+    // Every btree lists without error, one `list` line per key; count the
+    // keys the journal has newer versions of.
+    let c = fs.btree_ctx();
+    let ctx = c.info.ctx();
     let mut journal_keys = 0;
-    for b in 0..BTREE_ID_NR {
+    for b in (0..BTREE_ID_NR).filter_map(BtreeId::from_u32) {
+        let keys = btree_keys(&fs, b);
         let mut out = String::new();
-        let st = list_btree(&dev, &fsi, &journal, b, 0, &mut out).unwrap_or_else(|e| panic!("{name}: btree {b}: {e}"));
-        assert_eq!(out.lines().filter(|l| l.starts_with("u64s ")).count(), st.keys);
-        journal_keys += st.from_journal;
-        list_btree(&dev, &fsi, &journal, b, 1, &mut String::new()).unwrap();
+        for (k, v) in keys.iter() {
+            writeln!(out, "{}", KeyDisplay { k, v, ctx: Some(&ctx) }).unwrap();
+            let i = c.keys.lower_bound(b as u8, 0, k.p);
+            journal_keys += usize::from(c.keys.get(i).is_some_and(|j| j.btree == b as u8 && j.level == 0 && j.pos == k.p));
+        }
+        assert_eq!(out.lines().filter(|l| l.starts_with("u64s ")).count(), keys.len(), "{name}: {}", b.name());
     }
-    let keys = |b: BtreeId| collect_btree(&dev, &fsi, &journal, b as u32, 0).unwrap();
+    let keys = |b: BtreeId| btree_keys(&fs, b);
 
     let mut inodes: HashMap<u64, InodeUnpacked> = HashMap::new();
     for (k, v) in keys(BtreeId::Inodes).iter() {
         if k.key_type == KeyType::InodeV3 as u8 {
-            inodes.insert(k.p.offset, unpack(&k, v).unwrap());
+            inodes.insert(k.p.offset, unpack(k, v).unwrap());
         }
     }
     let hash = |dir: u64| {
@@ -147,7 +167,7 @@ fn check_fixture(name: &str) -> Checked {
     let acct = keys(BtreeId::Accounting);
     let nr_inodes = acct
         .iter()
-        .find(|(k, _): &(Bkey, &[u8])| AccountingPos::from_bpos(k.p).ty() == 0)
+        .find(|(k, _)| AccountingPos::from_bpos(k.p).ty() == 0)
         .map(|(_, v)| i64::from_le_bytes(v[..8].try_into().unwrap()))
         .unwrap();
     assert_eq!(nr_inodes as usize, inodes.len(), "{name}: nr_inodes");

@@ -6,15 +6,24 @@
 //! - [`background`]: `alloc_background.c`: freespace, need_discard, lru,
 //!   bucket_gens, `dev_data_type` accounting, the alloc trigger;
 //! - [`buckets`]: `buckets.c`: the extent, btree pointer, reservation and
-//!   inode triggers and superblock/journal bucket marking.
+//!   inode triggers and superblock/journal bucket marking;
+//! - [`foreground`]: `alloc_foreground.c`: open buckets, write points,
+//!   watermarks and reserves, discards;
+//! - [`source`]: what the foreground allocator reads of the btrees
+//!   ([`source::FreespaceSource`]);
+//! - [`adapters`]: the allocator as the btree's `BtreeNodeAlloc` and
+//!   `fs_common`'s `DataAlloc`.
 //!
 //! Every trigger is a pure function of (old key, new key) and a small
 //! context, adding what C's trigger would update to a [`DerivedUpdates`].
 //! The btree commit applies them; GC and fsck (`crate::gc`) call the same
 //! functions with no old key to recompute everything from scratch.
 
+pub mod adapters;
 pub mod background;
 pub mod buckets;
+pub mod foreground;
+pub mod source;
 
 use core::fmt;
 

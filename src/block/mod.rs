@@ -2,11 +2,20 @@
 //! Block devices in the kernel: opening by path and synchronous bio I/O.
 //! Implements the core's [`BlockDev`] on top of `struct block_device`.
 //!
-//! Matches the read half of `fs/bcachefs/super-io.c` (`bch2_read_super`,
-//! `read_one_super`): the device is opened with `bdev_file_open_by_path()`
-//! and read with `submit_bio_wait()`.  A mounted filesystem reads through
-//! [`SbBdev`], the device the VFS opened for its superblock
-//! (`get_tree_bdev()`).
+//! Matches `fs/bcachefs/super-io.c` (`bch2_read_super`, `read_one_super`)
+//! for reads: the device is opened with `bdev_file_open_by_path()` and
+//! read with `submit_bio_wait()`.  Writes are synchronous bios too
+//! (`REQ_OP_WRITE | REQ_SYNC`, with `REQ_PREFLUSH` and `REQ_FUA` as the
+//! [`WriteFlags`] ask, as `journal_io.c` and `btree_io.c` set them), and a
+//! flush is `blkdev_issue_flush()` (an empty `REQ_PREFLUSH` bio).  A
+//! mounted filesystem does its I/O through [`SbBdev`], the device the VFS
+//! opened for its superblock (`get_tree_bdev()`).
+//!
+//! A device opened for reading only refuses writes with `EROFS` before any
+//! bio is built: the block layer itself only warns about a write to a
+//! read-only device (`bio_check_ro()`).  Read-write mounts are refused
+//! (`src/fs/`), so today every device here is read-only and the write
+//! half only runs once the write path opens one for writing.
 
 use core::ffi::{c_uint, c_ushort};
 use core::ptr;
@@ -15,7 +24,7 @@ use kernel::str::CStr;
 
 use crate::bindings;
 use crate::errcode::Errno;
-use crate::platform::{BlockDev, SECTOR_SIZE};
+use crate::platform::{BlockDev, WriteFlags, SECTOR_SIZE};
 
 const PAGE_SIZE: usize = 4096;
 /// Largest number of segments one bio carries (`BIO_MAX_VECS`).
@@ -26,30 +35,34 @@ const BIO_MAX_VECS: usize = 256;
 /// # Invariants
 ///
 /// `file` is a file returned by a successful `bdev_file_open_by_path()`,
-/// owned by this value and released in `Drop`; `bdev` is `file_bdev(file)`.
+/// owned by this value and released in `Drop`; `bdev` is `file_bdev(file)`;
+/// `writable` is true only if the open asked for `BLK_OPEN_WRITE`.
 pub(crate) struct Bdev<'a> {
     file: *mut bindings::file,
     bdev: *mut bindings::block_device,
     name: &'a str,
+    writable: bool,
 }
 
 impl<'a> Bdev<'a> {
     /// Opens the block device at `path` for reading only.  Nothing can be
     /// written through the returned handle.
     ///
-    /// Errors: the `-errno` of `bdev_file_open_by_path()` (`ENOENT`,
-    /// `ENOTBLK`, `EACCES`, ...).
+    /// Errors: as [`Bdev::open`].
     pub(crate) fn open_read(path: &'a CStr) -> Result<Bdev<'a>, Errno> {
+        Self::open(path, false)
+    }
+
+    /// Opens the block device at `path`, shared (no holder), for reading
+    /// and, with `writable`, writing (`BLK_OPEN_WRITE`).
+    ///
+    /// Errors: the `-errno` of `bdev_file_open_by_path()` (`ENOENT`,
+    /// `ENOTBLK`, `EACCES` (a read-only device opened for writing), ...).
+    pub(crate) fn open(path: &'a CStr, writable: bool) -> Result<Bdev<'a>, Errno> {
+        let mode = bindings::BCH_RS_BLK_OPEN_READ | if writable { bindings::BCH_RS_BLK_OPEN_WRITE } else { 0 };
         // SAFETY: `path` is a valid NUL-terminated string; a null holder and
         // null holder ops ask for a shared (non-exclusive) open.
-        let file = unsafe {
-            bindings::bdev_file_open_by_path(
-                path.as_char_ptr(),
-                bindings::BCH_RS_BLK_OPEN_READ,
-                ptr::null_mut(),
-                ptr::null(),
-            )
-        };
+        let file = unsafe { bindings::bdev_file_open_by_path(path.as_char_ptr(), mode, ptr::null_mut(), ptr::null()) };
         let addr = file as isize;
         if (-4095..0).contains(&addr) {
             return Err(Errno(-(addr as i32)));
@@ -57,25 +70,34 @@ impl<'a> Bdev<'a> {
         // SAFETY: `file` is a valid block device file (checked above).
         let bdev = unsafe { bindings::file_bdev(file) };
         let name = path.to_str().unwrap_or("(non-UTF-8 path)");
-        // INVARIANT: `file` came from a successful open, `bdev` from it.
-        Ok(Bdev { file, bdev, name })
+        // INVARIANT: `file` came from a successful open, `bdev` from it,
+        // `writable` from the mode it was opened with.
+        Ok(Bdev { file, bdev, name, writable })
     }
 }
 
-/// Reads up to `BIO_MAX_VECS` pages' worth of `buf` with one bio.
+/// Submits one synchronous bio of `opf` over `len` bytes at `start` (at
+/// most `BIO_MAX_VECS` pages' worth) and waits for it.
 ///
 /// # Safety
 ///
 /// `bdev` is a block device that stays open for the duration of the call;
-/// `buf` is linear-map memory (checked by [`read_sectors`]).
-unsafe fn read_one_bio(bdev: *mut bindings::block_device, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
-    let start = buf.as_mut_ptr();
+/// `start..start + len` is linear-map memory (it has `struct page`s) that
+/// stays valid for the call: written to by the device for a read (so
+/// borrowed mutably by the caller), only read for a write.
+unsafe fn submit_one_bio(
+    bdev: *mut bindings::block_device,
+    sector: u64,
+    start: *mut u8,
+    len: usize,
+    opf: bindings::blk_opf_t,
+) -> Result<(), Errno> {
     let mut segs = 0;
     let mut off = 0;
-    while off < buf.len() {
-        // SAFETY: `start + off` is inside `buf`.
+    while off < len {
+        // SAFETY: `start + off` is inside the buffer (`off < len`).
         let in_page = unsafe { bindings::bch_rs_offset_in_page(start.add(off).cast()) } as usize;
-        off += (PAGE_SIZE - in_page).min(buf.len() - off);
+        off += (PAGE_SIZE - in_page).min(len - off);
         segs += 1;
     }
     // SAFETY: plain allocation; `segs <= BIO_MAX_VECS + 1` by the
@@ -84,30 +106,23 @@ unsafe fn read_one_bio(bdev: *mut bindings::block_device, sector: u64, buf: &mut
     if bio.is_null() {
         return Err(Errno::ENOMEM);
     }
-    // SAFETY: `bio` was just allocated with room for `segs` inline
-    // vecs; `bdev` is open by the caller's contract.  Every segment
-    // added is linear-map memory inside `buf` (the caller checked
-    // `virt_addr_valid`), which stays borrowed until the bio completes
-    // in `submit_bio_wait`.  The bio is uninitialised and freed on
-    // every path.
+    // SAFETY: `bio` was just allocated with room for `segs` inline vecs;
+    // `bdev` is open by the caller's contract.  Every segment added is
+    // linear-map memory inside the buffer (caller's contract), which stays
+    // borrowed until the bio completes in `submit_bio_wait`.  The bio is
+    // uninitialised and freed on every path.
     let ret = unsafe {
-        bindings::bio_init(
-            bio,
-            bdev,
-            (*bio).bi_inline_vecs.as_mut_ptr(),
-            segs as c_ushort,
-            bindings::BCH_RS_REQ_OP_READ | bindings::BCH_RS_REQ_META | bindings::BCH_RS_REQ_SYNC,
-        );
+        bindings::bio_init(bio, bdev, (*bio).bi_inline_vecs.as_mut_ptr(), segs as c_ushort, opf);
         (*bio).bi_iter.bi_sector = sector;
         let mut off = 0;
         let mut added = true;
-        while off < buf.len() && added {
+        while off < len && added {
             let p = start.add(off);
             let in_page = bindings::bch_rs_offset_in_page(p.cast()) as usize;
-            let len = (PAGE_SIZE - in_page).min(buf.len() - off);
+            let n = (PAGE_SIZE - in_page).min(len - off);
             let page = bindings::bch_rs_virt_to_page(p.cast());
-            added = bindings::bio_add_page(bio, page, len as c_uint, in_page as c_uint) as usize == len;
-            off += len;
+            added = bindings::bio_add_page(bio, page, n as c_uint, in_page as c_uint) as usize == n;
+            off += n;
         }
         let ret = if added { bindings::submit_bio_wait(bio) } else { -(bindings::EIO as i32) };
         bindings::bio_uninit(bio);
@@ -120,6 +135,36 @@ unsafe fn read_one_bio(bdev: *mut bindings::block_device, sector: u64, buf: &mut
     Ok(())
 }
 
+/// Whether all of `buf` is linear-map memory, which a bio can carry.
+/// Stack and vmalloc memory (kernel stacks are vmalloc'd) is not.
+fn is_linear(buf: &[u8]) -> bool {
+    let first = buf.as_ptr();
+    // SAFETY: the predicate only inspects the addresses; `buf` is not
+    // empty (callers check), so its last byte is at `len - 1`.
+    unsafe {
+        bindings::bch_rs_virt_addr_valid(first.cast())
+            && bindings::bch_rs_virt_addr_valid(first.add(buf.len() - 1).cast())
+    }
+}
+
+/// `EINVAL` for an empty buffer or one that is not whole sectors; `EIO`
+/// for a range that ends past the end of the device.
+///
+/// # Safety
+///
+/// `bdev` is a block device that stays open for the duration of the call.
+unsafe fn check_range(bdev: *mut bindings::block_device, sector: u64, bytes: usize) -> Result<(), Errno> {
+    if bytes % SECTOR_SIZE != 0 || bytes == 0 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: `bdev` is open (caller's contract).
+    let nr = unsafe { bindings::bdev_nr_sectors(bdev) };
+    match sector.checked_add((bytes / SECTOR_SIZE) as u64) {
+        Some(end) if end <= nr => Ok(()),
+        _ => Err(Errno::EIO),
+    }
+}
+
 /// `BlockDev::read_sectors` for an open `bdev`: checks the buffer and the
 /// range, then reads in bios of at most `BIO_MAX_VECS` pages.
 ///
@@ -127,41 +172,84 @@ unsafe fn read_one_bio(bdev: *mut bindings::block_device, sector: u64, buf: &mut
 ///
 /// `bdev` is a block device that stays open for the duration of the call.
 unsafe fn read_sectors(bdev: *mut bindings::block_device, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
-    if buf.len() % SECTOR_SIZE != 0 || buf.is_empty() {
-        return Err(Errno::EINVAL);
-    }
-    let first = buf.as_ptr();
-    // SAFETY: the predicate only inspects the addresses.
-    let valid = unsafe {
-        bindings::bch_rs_virt_addr_valid(first.cast())
-            && bindings::bch_rs_virt_addr_valid(first.add(buf.len() - 1).cast())
-    };
-    if !valid {
-        // Stack or vmalloc memory has no struct page to put in a bio:
-        // read through a kmalloc'd bounce buffer instead.
+    // SAFETY: `bdev` is open (caller's contract).
+    unsafe { check_range(bdev, sector, buf.len())? };
+    if !is_linear(buf) {
+        // Read through a kmalloc'd bounce buffer instead.
         let mut bounce: crate::platform::Vec<u8> = crate::platform::Vec::new();
         bounce.resize(buf.len(), 0)?;
         // SAFETY: `bdev` is open (caller's contract); `bounce` is
         // linear-map memory, so this call does not come back here.
         unsafe { read_sectors(bdev, sector, &mut bounce)? };
-        buf.copy_from_slice(&bounce);
+        // Same lengths; a copy without `copy_from_slice`'s panic path,
+        // which objtool (6.12) does not know as `noreturn`.
+        for (d, s) in buf.iter_mut().zip(bounce.iter()) {
+            *d = *s;
+        }
         return Ok(());
     }
-    let sectors = (buf.len() / SECTOR_SIZE) as u64;
-    // SAFETY: `bdev` is open (caller's contract).
-    let nr = unsafe { bindings::bdev_nr_sectors(bdev) };
-    if sector.checked_add(sectors).map_or(true, |end| end > nr) {
-        return Err(Errno::EIO);
-    }
-    let chunk = BIO_MAX_VECS * PAGE_SIZE;
+    let opf = bindings::BCH_RS_REQ_OP_READ | bindings::BCH_RS_REQ_META | bindings::BCH_RS_REQ_SYNC;
     let mut sector = sector;
-    for part in buf.chunks_mut(chunk) {
+    for part in buf.chunks_mut(BIO_MAX_VECS * PAGE_SIZE) {
         // SAFETY: `bdev` is open; `part` is linear-map memory (checked
-        // above for the whole of `buf`, which is one allocation).
-        unsafe { read_one_bio(bdev, sector, part)? };
+        // above for the whole of `buf`, which is one allocation), borrowed
+        // mutably for the call.
+        unsafe { submit_one_bio(bdev, sector, part.as_mut_ptr(), part.len(), opf)? };
         sector += (part.len() / SECTOR_SIZE) as u64;
     }
     Ok(())
+}
+
+/// `BlockDev::write_sectors` for `bdev` opened for writing: checks the
+/// buffer and the range, then writes in bios of at most `BIO_MAX_VECS`
+/// pages, `REQ_OP_WRITE | REQ_SYNC`.  With `flags.preflush` the first bio
+/// carries `REQ_PREFLUSH` (everything completed before the call becomes
+/// stable before any of `buf` is written); with `flags.fua` every bio
+/// carries `REQ_FUA`, so all of `buf` is stable when the call returns.
+///
+/// # Safety
+///
+/// `bdev` is a block device opened for writing that stays open for the
+/// duration of the call.
+unsafe fn write_sectors(bdev: *mut bindings::block_device, sector: u64, buf: &[u8], flags: WriteFlags) -> Result<(), Errno> {
+    // SAFETY: `bdev` is open (caller's contract).
+    unsafe { check_range(bdev, sector, buf.len())? };
+    if !is_linear(buf) {
+        let mut bounce: crate::platform::Vec<u8> = crate::platform::Vec::new();
+        bounce.extend_from_slice(buf)?;
+        // SAFETY: `bdev` is open for writing (caller's contract); `bounce`
+        // is linear-map memory, so this call does not come back here.
+        return unsafe { write_sectors(bdev, sector, &bounce, flags) };
+    }
+    let fua = if flags.fua { bindings::BCH_RS_REQ_FUA } else { 0 };
+    let mut preflush = if flags.preflush { bindings::BCH_RS_REQ_PREFLUSH } else { 0 };
+    let mut sector = sector;
+    for part in buf.chunks(BIO_MAX_VECS * PAGE_SIZE) {
+        let opf = bindings::BCH_RS_REQ_OP_WRITE | bindings::BCH_RS_REQ_SYNC | preflush | fua;
+        // SAFETY: `bdev` is open for writing; `part` is linear-map memory
+        // (checked above for the whole of `buf`, one allocation) that the
+        // device only reads, and `buf`'s shared borrow keeps it valid and
+        // unchanged for the call.
+        unsafe { submit_one_bio(bdev, sector, part.as_ptr().cast_mut(), part.len(), opf)? };
+        preflush = 0;
+        sector += (part.len() / SECTOR_SIZE) as u64;
+    }
+    Ok(())
+}
+
+/// `BlockDev::flush`: `blkdev_issue_flush()`, an empty `REQ_PREFLUSH` bio
+/// (completed at once by a device without a volatile cache).
+///
+/// # Safety
+///
+/// `bdev` is a block device opened for writing that stays open for the
+/// duration of the call.
+unsafe fn flush(bdev: *mut bindings::block_device) -> Result<(), Errno> {
+    // SAFETY: `bdev` is open (caller's contract).
+    match unsafe { bindings::blkdev_issue_flush(bdev) } {
+        0 => Ok(()),
+        _ => Err(Errno::EIO),
+    }
 }
 
 impl BlockDev for Bdev<'_> {
@@ -186,6 +274,26 @@ impl BlockDev for Bdev<'_> {
         // SAFETY: `self.bdev` is valid by the type invariant.
         unsafe { bindings::bdev_logical_block_size(self.bdev) }
     }
+
+    /// `EROFS` unless opened with `writable`; as reads, other than
+    /// linear-map memory goes through a bounce buffer.
+    fn write_sectors(&self, sector: u64, buf: &[u8], flags: WriteFlags) -> Result<(), Errno> {
+        if !self.writable {
+            return Err(Errno::EROFS);
+        }
+        // SAFETY: `self.bdev` stays open while `self` lives and was opened
+        // for writing (type invariant, checked just above).
+        unsafe { write_sectors(self.bdev, sector, buf, flags) }
+    }
+
+    /// Nothing to flush on a device opened for reading only.
+    fn flush(&self) -> Result<(), Errno> {
+        if !self.writable {
+            return Ok(());
+        }
+        // SAFETY: as in `write_sectors`.
+        unsafe { flush(self.bdev) }
+    }
 }
 
 impl Drop for Bdev<'_> {
@@ -203,29 +311,48 @@ impl Drop for Bdev<'_> {
 ///
 /// `bdev` is `sb->s_bdev` of a superblock whose device stays open for as
 /// long as this value lives: the owner drops it in `kill_sb` before
-/// `kill_block_super()` releases the device.
+/// `kill_block_super()` releases the device.  `writable` is true only if
+/// the VFS opened it for writing (a mount without `SB_RDONLY`,
+/// `sb_open_mode()`).
 pub(crate) struct SbBdev {
     bdev: *mut bindings::block_device,
     name: crate::platform::Vec<u8>,
+    writable: bool,
 }
 
-// SAFETY: a `block_device` may be read from any thread; `SbBdev` never
-// mutates it, and `name` is owned plain data.
+// SAFETY: a `block_device` may be used from any thread: bios can be
+// submitted and flushes issued concurrently from several; `SbBdev` never
+// mutates it itself, and `name` is owned plain data.
 unsafe impl Send for SbBdev {}
-// SAFETY: as above: every method takes `&self` and only submits reads.
+// SAFETY: as above: every method takes `&self`, and concurrent bio
+// submission to one `block_device` is what the block layer is for.
 unsafe impl Sync for SbBdev {}
 
 impl SbBdev {
-    /// Wraps `bdev` under `name` (copied).
+    /// Wraps `bdev`, opened read-only, under `name` (copied): writes fail
+    /// with `EROFS`.
     ///
     /// # Safety
     ///
     /// `bdev` stays open until the returned value is dropped.
     pub(crate) unsafe fn new(bdev: *mut bindings::block_device, name: &str) -> Result<Self, Errno> {
+        // SAFETY: the caller's contract.
+        unsafe { Self::with_mode(bdev, name, false) }
+    }
+
+    /// Wraps `bdev` under `name` (copied); `writable`: the VFS opened it
+    /// for writing, and writes and flushes go to the device.
+    ///
+    /// # Safety
+    ///
+    /// `bdev` stays open until the returned value is dropped, and was
+    /// opened with `BLK_OPEN_WRITE` if `writable`.
+    pub(crate) unsafe fn with_mode(bdev: *mut bindings::block_device, name: &str, writable: bool) -> Result<Self, Errno> {
         let mut n = crate::platform::Vec::new();
         n.extend_from_slice(name.as_bytes())?;
-        // INVARIANT: the caller keeps `bdev` open.
-        Ok(SbBdev { bdev, name: n })
+        // INVARIANT: the caller keeps `bdev` open, opened for writing if
+        // `writable`.
+        Ok(SbBdev { bdev, name: n, writable })
     }
 }
 
@@ -248,5 +375,24 @@ impl BlockDev for SbBdev {
     fn logical_block_size(&self) -> u32 {
         // SAFETY: `self.bdev` is open by the type invariant.
         unsafe { bindings::bdev_logical_block_size(self.bdev) }
+    }
+
+    /// As [`Bdev`]'s: `EROFS` on a read-only mount's device.
+    fn write_sectors(&self, sector: u64, buf: &[u8], flags: WriteFlags) -> Result<(), Errno> {
+        if !self.writable {
+            return Err(Errno::EROFS);
+        }
+        // SAFETY: `self.bdev` is open, and opened for writing (type
+        // invariant, checked just above).
+        unsafe { write_sectors(self.bdev, sector, buf, flags) }
+    }
+
+    /// Nothing to flush on a read-only mount's device.
+    fn flush(&self) -> Result<(), Errno> {
+        if !self.writable {
+            return Ok(());
+        }
+        // SAFETY: as in `write_sectors`.
+        unsafe { flush(self.bdev) }
     }
 }

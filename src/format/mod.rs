@@ -17,7 +17,8 @@
 //! - [`str_hash`]: dirent and xattr name hashing (SipHash, crc).
 //! - [`btree_node`]: btree nodes: bsets, checksums, merging, writing.
 //! - [`jset`]: journal entries: jsets, entry types, checksums, seq rules.
-//! - [`list`]: listing a btree from a device (superblock, journal, nodes).
+//! - [`list`]: re-exports of what moved to [`crate::journal::read`](mod@crate::journal::read) and
+//!   [`crate::bcachefs`] (the journal read, the btree roots, `FsInfo`).
 
 pub mod bkey;
 pub mod bpos;

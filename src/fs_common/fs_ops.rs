@@ -684,9 +684,13 @@ pub fn rename<T: BtreeTransOps + ?Sized>(
         if src_u.is_dir() && src_dir != dst_dir && is_ancestor(t, sv, src_u.inum, dst_dir)? {
             return Err(Errno::EINVAL.into());
         }
-        if let (RenameMode::Exchange, Some(d)) = (mode, dst_u.as_ref()) {
+        // The target may not be an ancestor of the source (the VFS's
+        // "trap" in do_renameat2()): EINVAL for an exchange, ENOTEMPTY
+        // otherwise (the target holds the source's directory).
+        if let Some(d) = dst_u.as_ref() {
             if d.is_dir() && src_dir != dst_dir && is_ancestor(t, sv, d.inum, src_dir)? {
-                return Err(Errno::EINVAL.into());
+                let e = if mode == RenameMode::Exchange { Errno::EINVAL } else { Errno::ENOTEMPTY };
+                return Err(e.into());
             }
         }
         rename_trans(t, sv, src_dir, src_name, dst_dir, dst_name, mode).map(Some)

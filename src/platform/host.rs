@@ -8,7 +8,7 @@ use core::ops::{Deref, DerefMut};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::{BlockDev, SECTOR_SIZE};
+use super::{BlockDev, WriteFlags, SECTOR_SIZE};
 use crate::errcode::{AllocError, Errno};
 
 /// A growable array whose every allocating method is fallible, so the core
@@ -89,48 +89,61 @@ impl<T> DerefMut for Vec<T> {
 }
 
 /// A file or host block device used as a [`BlockDev`].
+///
+/// Writes are `pwrite`s: on a regular file they land in the page cache, on
+/// a block device in the device's queue.  [`BlockDev::flush`] is
+/// `fdatasync()` (which on a block device also flushes its volatile write
+/// cache); a write with [`WriteFlags::preflush`] does one before it, a
+/// write with [`WriteFlags::fua`] one after it, so the `WriteFlags`
+/// guarantees hold (a file cannot sync a single range, so FUA syncs more
+/// than the one write).
+///
+/// # Invariants
+///
+/// `writable` is true only when `file` was opened for writing.
 pub struct FileDev {
     file: File,
     name: std::string::String,
     nr_sectors: u64,
+    writable: bool,
 }
 
 impl FileDev {
-    /// Opens `path` read-only.
+    /// Opens `path` read-only: writes fail with `EROFS`.
     pub fn open(path: &str) -> std::io::Result<FileDev> {
-        Self::from_file(File::open(path)?, path)
+        Self::from_file(File::open(path)?, path, false)
     }
 
     /// Opens `path` for reading and writing.
     pub fn open_rw(path: &str) -> std::io::Result<FileDev> {
         let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
-        Self::from_file(file, path)
+        Self::from_file(file, path, true)
     }
 
-    fn from_file(file: File, path: &str) -> std::io::Result<FileDev> {
+    fn from_file(file: File, path: &str, writable: bool) -> std::io::Result<FileDev> {
         use std::io::{Seek, SeekFrom};
         // Works for block devices too, where metadata().len() is 0.
         let bytes = (&file).seek(SeekFrom::End(0))?;
+        // INVARIANT: the callers pass `writable` as they opened `file`.
         Ok(FileDev {
             file,
             name: path.into(),
             nr_sectors: bytes / SECTOR_SIZE as u64,
+            writable,
         })
     }
 
-    /// Writes `buf` (a multiple of 512 bytes) at `sector`.
-    pub fn write_sectors(&self, sector: u64, buf: &[u8]) -> Result<(), Errno> {
-        if buf.len() % SECTOR_SIZE != 0 {
+    /// `EINVAL` for a length that is not whole sectors, `EIO` for a range
+    /// that does not fit the device.
+    fn check_range(&self, sector: u64, bytes: usize) -> Result<u64, Errno> {
+        if bytes % SECTOR_SIZE != 0 {
             return Err(Errno::EINVAL);
         }
-        self.file
-            .write_all_at(buf, sector * SECTOR_SIZE as u64)
-            .map_err(|_| Errno::EIO)
-    }
-
-    /// Flushes written data to stable storage.
-    pub fn sync(&self) -> Result<(), Errno> {
-        self.file.sync_all().map_err(|_| Errno::EIO)
+        let end = sector.checked_add((bytes / SECTOR_SIZE) as u64);
+        if end.map_or(true, |e| e > self.nr_sectors) {
+            return Err(Errno::EIO);
+        }
+        Ok(sector * SECTOR_SIZE as u64)
     }
 }
 
@@ -144,34 +157,30 @@ impl BlockDev for FileDev {
     }
 
     fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        if buf.len() % SECTOR_SIZE != 0 {
-            return Err(Errno::EINVAL);
-        }
-        let end = sector.checked_add((buf.len() / SECTOR_SIZE) as u64);
-        if end.map_or(true, |e| e > self.nr_sectors) {
-            return Err(Errno::EIO);
-        }
-        self.file
-            .read_exact_at(buf, sector * SECTOR_SIZE as u64)
-            .map_err(|_| Errno::EIO)
+        let at = self.check_range(sector, buf.len())?;
+        self.file.read_exact_at(buf, at).map_err(|_| Errno::EIO)
     }
 
-    /// Writes through the file; `PREFLUSH`/`FUA` become a `sync_data()`
-    /// after the write (the host has no finer barrier).
-    fn write_sectors(&self, sector: u64, buf: &[u8], flags: super::WriteFlags) -> Result<(), Errno> {
-        let end = sector.checked_add((buf.len() / SECTOR_SIZE) as u64);
-        if end.map_or(true, |e| e > self.nr_sectors) {
-            return Err(Errno::EIO);
+    fn write_sectors(&self, sector: u64, buf: &[u8], flags: WriteFlags) -> Result<(), Errno> {
+        if !self.writable {
+            return Err(Errno::EROFS);
         }
-        FileDev::write_sectors(self, sector, buf)?;
-        if flags.preflush || flags.fua {
-            self.file.sync_data().map_err(|_| Errno::EIO)?;
+        let at = self.check_range(sector, buf.len())?;
+        if flags.preflush {
+            self.flush()?;
+        }
+        self.file.write_all_at(buf, at).map_err(|_| Errno::EIO)?;
+        if flags.fua {
+            self.flush()?;
         }
         Ok(())
     }
 
     fn flush(&self) -> Result<(), Errno> {
-        self.sync()
+        if !self.writable {
+            return Ok(());
+        }
+        self.file.sync_data().map_err(|_| Errno::EIO)
     }
 }
 
@@ -266,6 +275,36 @@ mod tests {
         assert!(buf.iter().all(|&b| b == 7));
         assert_eq!(dev.read_sectors(7, &mut buf), Err(Errno::EIO));
         assert_eq!(dev.read_sectors(0, &mut buf[..100]), Err(Errno::EINVAL));
+        // Opened read-only: writes are refused, flushes have nothing to do.
+        assert_eq!(dev.write_sectors(0, &[0; 512], WriteFlags::NONE), Err(Errno::EROFS));
+        assert_eq!(dev.flush(), Ok(()));
         std::fs::remove_file(dir).unwrap();
+    }
+
+    #[test]
+    fn file_dev_writes_and_flushes() {
+        let path = std::env::temp_dir().join(std::format!("bch-filedev-rw-{}", std::process::id()));
+        std::fs::write(&path, [0u8; 4096]).unwrap();
+        let dev = FileDev::open_rw(path.to_str().unwrap()).unwrap();
+        for (i, flags) in [WriteFlags::NONE, WriteFlags::FLUSH_FUA, WriteFlags { preflush: true, fua: false }, WriteFlags { preflush: false, fua: true }]
+            .into_iter()
+            .enumerate()
+        {
+            dev.write_sectors(i as u64 * 2, &[i as u8 + 1; 1024], flags).unwrap();
+        }
+        dev.flush().unwrap();
+        let mut buf = [0u8; 4096];
+        dev.read_sectors(0, &mut buf).unwrap();
+        for i in 0..4 {
+            assert!(buf[i * 1024..][..1024].iter().all(|&b| b == i as u8 + 1), "write {i}");
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), buf);
+        // Past the end, ragged lengths.
+        assert_eq!(dev.write_sectors(7, &[0; 1024], WriteFlags::NONE), Err(Errno::EIO));
+        assert_eq!(dev.write_sectors(u64::MAX, &[0; 512], WriteFlags::NONE), Err(Errno::EIO));
+        assert_eq!(dev.write_sectors(0, &[0; 100], WriteFlags::NONE), Err(Errno::EINVAL));
+        // The file did not grow.
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4096);
+        std::fs::remove_file(path).unwrap();
     }
 }

@@ -7,6 +7,9 @@
 //! logging ([`log`]).  `host.rs` implements it with `std`; `kernel.rs` with
 //! the `kernel` crate (`KVec`, `pr_*`).  Which one is compiled is chosen by
 //! `--cfg bch_kernel`, which only the Kbuild build passes.
+//!
+//! Host only: [`recdev`], a recording in-memory device for crash tests
+//! ([`RecDev`], [`MemImage`]).  The kernel's devices are in `src/block/`.
 
 use crate::errcode::Errno;
 
@@ -19,6 +22,11 @@ pub use self::kernel::*;
 mod host;
 #[cfg(not(bch_kernel))]
 pub use self::host::*;
+
+#[cfg(not(bch_kernel))]
+pub mod recdev;
+#[cfg(not(bch_kernel))]
+pub use self::recdev::{CrashPolicy, Faults, MemImage, RecDev, RecOp, RecStats};
 
 /// Size of a sector, the unit of every on-disk offset: 512 bytes.
 pub const SECTOR_SIZE: usize = 512;

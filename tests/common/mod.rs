@@ -45,7 +45,14 @@ fn unpack_tokens(b: &[u8]) -> Vec<u8> {
 /// block size and number of stored blocks (u32 each), their indices, then
 /// the blocks; every other block is zero.
 pub fn unpack_image(name: &str) -> Vec<u8> {
-    let p = unpack_tokens(&fs::read(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap());
+    // The workspace root's tests/fixtures, from the root crate or from a
+    // member (tools/) that includes this file.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = [format!("{root}/tests/fixtures"), format!("{root}/../tests/fixtures")]
+        .into_iter()
+        .find(|d| std::path::Path::new(d).is_dir())
+        .expect("tests/fixtures not found");
+    let p = unpack_tokens(&fs::read(format!("{dir}/{name}")).unwrap());
     assert_eq!(&p[..8], b"BCHIMG1\0");
     let le32 = |at: usize| u32::from_le_bytes(p[at..at + 4].try_into().unwrap()) as usize;
     let size = u64::from_le_bytes(p[8..16].try_into().unwrap()) as usize;

@@ -18,7 +18,7 @@ use bcachefs_rs::format::sb_opts::{
 };
 use bcachefs_rs::format::sb_write::{self, FormatOpts};
 use bcachefs_rs::format::version::Version;
-use bcachefs_rs::platform::{BlockDev, FileDev, SECTOR_SIZE};
+use bcachefs_rs::platform::{BlockDev, FileDev, WriteFlags, SECTOR_SIZE};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -234,10 +234,10 @@ fn format_cmd(a: &FormatArgs) -> Result<(), String> {
     let bytes = dev.nr_sectors() * SECTOR_SIZE as u64;
     let f = sb_write::format(bytes, &o).map_err(|e| format!("{device}: {e}"))?;
     for (sector, data) in f.writes().map_err(|e| e.to_string())?.iter() {
-        dev.write_sectors(*sector, data)
+        dev.write_sectors(*sector, data, WriteFlags::NONE)
             .map_err(|e| format!("{device}: writing sector {sector}: {e}"))?;
     }
-    dev.sync().map_err(|e| format!("{device}: sync: {e}"))?;
+    dev.flush().map_err(|e| format!("{device}: flush: {e}"))?;
 
     if a.no_initialize && a.source.is_some() {
         return Err("--source needs the filesystem initialized: drop --no_initialize".into());
