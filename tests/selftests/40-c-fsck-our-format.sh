@@ -3,7 +3,8 @@
 # generated tree (1,500 files in 15 directories, a 600-entry directory, a
 # 24-level chain, a 3 MiB file, sparse files, symlinks up to 4095 bytes,
 # hard links, long and UTF-8 names, a fifo, a socket, device nodes, odd
-# modes, owners and times, user xattrs) into a new volume through the
+# modes, owners and times, user xattrs; built on an ext4 image) into a
+# new volume through the
 # core's btree transactions, triggers, journal and initialize.  Then the C
 # module mounts it with every fsck pass and no changes allowed
 # (ro,nochanges,fsck,fix_errors=no: what `fsck -n` asks) and must report
@@ -13,11 +14,24 @@
 . "$(dirname "$0")/lib.sh"
 [ -x "$TOOL" ] || skip "$TOOL missing: cargo build --release -p bcachefs-tools-rs"
 loop= mounted= img=$RO_WORK/ours.img
-src=$RO_WORK/src
-trap 'ro_cleanup; rm -rf "$src" "$RO_WORK/damaged.img"' EXIT
+# The source tree lives on ext4 (the guest's /tmp is tmpfs, which has no
+# user xattrs), so that user xattrs are copied and compared too.
+srcimg=$RO_WORK/src-ext4.img srcmnt=$RO_WORK/src-ext4 srcloop=
+src=$srcmnt/src
+src_cleanup() {
+	umount "$srcmnt" 2>/dev/null
+	[ -z "$srcloop" ] || losetup -d "$srcloop" 2>/dev/null
+	rm -f "$srcimg"
+}
+trap 'ro_cleanup; src_cleanup; rm -f "$RO_WORK/damaged.img"' EXIT
 rs_unload
 c_unload
-rm -rf "$src"
+rm -f "$srcimg"
+truncate -s 256M "$srcimg"
+mkfs.ext4 -q -F "$srcimg" || fail "mkfs.ext4 of the source image failed"
+srcloop=$(loop_attach "$srcimg")
+mkdir -p "$srcmnt"
+mount -t ext4 -o user_xattr "$srcloop" "$srcmnt" || fail "mounting the ext4 source image failed"
 mkdir -p "$src"
 chmod 755 "$src"
 note "$(python3 "$RO_TREE" generate "$src" source | tr '\n' ' ')"
