@@ -15,7 +15,9 @@
 [ -x "$TOOL" ] || skip "$TOOL missing: cargo build --release -p bcachefs-tools-rs"
 loop= mounted= img=$RO_WORK/ours.img
 # The source tree lives on ext4 (the guest's /tmp is tmpfs, which has no
-# user xattrs), so that user xattrs are copied and compared too.
+# user xattrs), so that user xattrs are copied and compared too; 4 KiB
+# blocks, as small ext4 volumes default to 1 KiB, too small for the
+# 2000- and 4095-byte symlinks.
 srcimg=$RO_WORK/src-ext4.img srcmnt=$RO_WORK/src-ext4 srcloop=
 src=$srcmnt/src
 src_cleanup() {
@@ -28,7 +30,7 @@ rs_unload
 c_unload
 rm -f "$srcimg"
 truncate -s 256M "$srcimg"
-mkfs.ext4 -q -F "$srcimg" || fail "mkfs.ext4 of the source image failed"
+mkfs.ext4 -q -F -b 4096 "$srcimg" || fail "mkfs.ext4 of the source image failed"
 srcloop=$(loop_attach "$srcimg")
 mkdir -p "$srcmnt"
 mount -t ext4 -o user_xattr "$srcloop" "$srcmnt" || fail "mounting the ext4 source image failed"
@@ -59,7 +61,12 @@ errs=$(fsck_errors)
 passes=$(dmesg_text | grep -c 'check_\|going read-write\|recovery' || true)
 note "C fsck (-o $FSCK_OPTS): no error in dmesg ($(dmesg_text | wc -l) lines, $passes naming passes)"
 python3 "$RO_TREE" portable "$MNT" "$RO_WORK/c.man" >/dev/null || fail "manifest under C failed"
-python3 "$RO_TREE" compare "$RO_WORK/src.man" "$RO_WORK/c.man" >&2 || fail "C reads something else than the source tree"
+# Our volume has lost+found (initialize makes it, as C's does), the source
+# tree has not: both left out, and the root, whose link count it changes.
+nolf() { grep -v -F -e '"path": "lost+found",' -e '"path": ".",' "$1" >"$1.nolf"; }
+nolf "$RO_WORK/src.man"
+nolf "$RO_WORK/c.man"
+python3 "$RO_TREE" compare "$RO_WORK/src.man.nolf" "$RO_WORK/c.man.nolf" >&2 || fail "C reads something else than the source tree"
 note "C reads the $(wc -l <"$RO_WORK/c.man") paths as the source has them (type, size, mode, nlink, owner, mtime, sha256, targets, rdev, user xattrs)"
 umount "$MNT"
 mounted=
