@@ -25,7 +25,7 @@ src_cleanup() {
 	[ -z "$srcloop" ] || losetup -d "$srcloop" 2>/dev/null
 	rm -f "$srcimg"
 }
-trap 'ro_cleanup; src_cleanup; rm -f "$RO_WORK/damaged.img"' EXIT
+trap 'ro_cleanup; src_cleanup; rm -f "$RO_WORK/damaged.img" "$RO_WORK"/*.man.nolf' EXIT
 rs_unload
 c_unload
 rm -f "$srcimg"
@@ -67,7 +67,7 @@ nolf() { grep -v -F -e '"path": "lost+found",' -e '"path": ".",' "$1" >"$1.nolf"
 nolf "$RO_WORK/src.man"
 nolf "$RO_WORK/c.man"
 python3 "$RO_TREE" compare "$RO_WORK/src.man.nolf" "$RO_WORK/c.man.nolf" >&2 || fail "C reads something else than the source tree"
-note "C reads the $(wc -l <"$RO_WORK/c.man") paths as the source has them (type, size, mode, nlink, owner, mtime, sha256, targets, rdev, user xattrs)"
+note "C reads the $(wc -l <"$RO_WORK/c.man.nolf") paths (lost+found and the root aside) as the source has them (type, size, mode, nlink, owner, mtime, sha256, targets, rdev, user xattrs)"
 umount "$MNT"
 mounted=
 losetup -d "$loop"
