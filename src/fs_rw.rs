@@ -573,8 +573,22 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
         // bch2_fs_mark_clean(): the alloc info is complete.
         let c = sb.sb().map(|s| s.compat()).map_err(|_| Errno::EINVAL)?;
         sb.set_compat([c[0] | COMPAT_ALLOC_INFO | COMPAT_ALLOC_METADATA, c[1]]);
+        self.mark_sb(&mut sb)?;
         mark_clean(&mut sb, &clean)?;
         sb.write_super(&*self.open.dev)
+    }
+
+    /// Brings the superblock's records of what is where up to date: the
+    /// replicas entries of every accounting counter (`bch2_mark_replicas()`,
+    /// which C runs when a counter first uses an entry) and the journal's,
+    /// and each member's btree bitmap over every node pointer
+    /// (`bch2_dev_btree_bitmap_mark()`, which C runs when it allocates a
+    /// node).  Here both are done when the superblock is written at
+    /// shutdown.
+    ///
+    /// Errors: `ENOMEM`, `EINVAL`.
+    fn mark_sb(&self, sb: &mut crate::format::sb_write::SbBuf) -> Result<(), Errno> {
+        crate::sb_marks::sb_mark_written(sb, self.triggers, self.open.info.dev_idx, self.open.info.node_bytes / 512)
     }
 
     /// Prints the mount's state: the journal

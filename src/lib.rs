@@ -33,6 +33,7 @@ pub mod journal;
 pub mod opts;
 pub mod platform;
 pub mod recovery;
+pub mod sb_marks;
 pub mod sync;
 pub mod triggers;
 pub mod util;

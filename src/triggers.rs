@@ -441,6 +441,27 @@ impl<'a> FsTriggers<'a> {
         Ok(())
     }
 
+    /// The device pointers (device, sector) of every btree node the
+    /// bookkeeping knows (interior keys and roots): what the members'
+    /// `btree_allocated_bitmap` must cover.
+    ///
+    /// Errors: `ENOMEM`.
+    pub fn node_ptr_sectors(&self) -> Result<Vec<(u8, u64)>, Errno> {
+        use crate::format::val::extent::{ptrs_start, ExtentEntries, ExtentEntry};
+        let np = self.node_ptrs.lock();
+        let mut out = Vec::new();
+        let keys = np.known.iter().map(|e| &e.1).chain(np.roots.iter().filter_map(|r| r.as_ref().map(|r| &r.1)));
+        for k in keys {
+            let Some(start) = ptrs_start(k.k.key_type) else { continue };
+            for e in ExtentEntries::new(k.v.get(start..).unwrap_or(&[])) {
+                if let Ok(ExtentEntry::Ptr(p)) = e {
+                    out.push((p.dev, p.offset))?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether node pointer changes wait for
     /// [`node_ptrs_catch_up`](Self::node_ptrs_catch_up).
     pub fn node_ptrs_pending(&self) -> bool {

@@ -156,6 +156,10 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
         assert!(fs.stats.splits.load(std::sync::atomic::Ordering::Relaxed) > 0, "no split");
     }
     j.stop().unwrap();
+    // What a clean shutdown writes into the superblock (BchFs::shutdown).
+    let mut sbuf = bcachefs_rs::format::sb_write::SbBuf::from_sb(&sb).unwrap();
+    bcachefs_rs::sb_marks::sb_mark_written(&mut sbuf, &trig, info.dev_idx, info.node_bytes / 512).unwrap();
+    sbuf.write_super(&dev).unwrap();
     drop(fs);
     let img = wdev.0.lock().unwrap().clone();
     img

@@ -306,6 +306,19 @@ impl BtreeTrans<'_> {
             w.journal_seq = w.journal_seq.max(seq);
         } else {
             let Some(root) = made.last().cloned() else { return Err(Errno::EIO.into()) };
+            if split {
+                // The new root's keys are its children's pointers: journaled
+                // at its level as any insert into an interior node
+                // (`btree_split_insert_keys()` into the new root goes
+                // through `bch2_insert_fixup_btree_ptr()`), so that whoever
+                // follows the journal (the node pointer triggers, replay)
+                // sees them.
+                for m in made.iter().take(nr_children) {
+                    let ptr = BtreeFs::node_ptr(m);
+                    let kb = key_bytes(&ptr.k, &ptr.v)?;
+                    c.journal.res_add_entry(&mut res, EntryType::BtreeKeys as u8, btree, level + 1, &kb)?;
+                }
+            }
             let r = BtreeFs::root_of(&root);
             let vlen = r.key.val_bytes();
             let kb = key_bytes(&r.key, &r.val[..vlen])?;

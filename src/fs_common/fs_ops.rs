@@ -222,7 +222,9 @@ pub fn create<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, dir: u64, name:
 
 /// Creates symlink `name` in `dir` pointing at `target`
 /// (`bch2_symlink()`): an `S_IFLNK | 0777` inode whose data is the
-/// target and a NUL (`page_symlink()`), `i_size` = target length + 1.
+/// target (`page_symlink()` is passed the length with the NUL but writes
+/// one byte less: `i_size` = target length; the rest of the block reads
+/// as zeroes).
 /// C creates the inode as a tmpfile, writes it and links it; here the
 /// inode is created with its entry and then written, which leaves the
 /// same keys.  Returns the new inode.
@@ -249,7 +251,6 @@ pub fn symlink<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     let u = create(t, sv, dir, name, &NewInode { mode: S_IFLNK | 0o777, uid, gid, rdev: 0 })?;
     let mut data = crate::platform::Vec::new();
     data.extend_from_slice(target)?;
-    data.push(0)?;
     write_data(t, a, sv, u.inum, 0, &data)?;
     commit_do(t, |t| inode_peek(t, sv.snapshot, u.inum))
 }

@@ -647,7 +647,8 @@ fn inline_data_and_symlinks() {
     assert_eq!(&got[..text.len()], text);
     assert!(got[text.len()..].iter().all(|&x| x == 0));
 
-    // A symlink as C writes it: the target and its NUL, i_size included.
+    // A symlink with a NUL inside i_size (C writes the target alone,
+    // i_size = its length; readlink stops at a NUL either way).
     let target = b"../some/where/else";
     let mut data = target.to_vec();
     data.push(0);

@@ -75,6 +75,8 @@ pub struct StoredState {
     /// Indirect extents (`reflink_v`, `indirect_inline_data`), sorted:
     /// (first sector, end sector, stored refcount).
     pub reflink: Vec<(u64, u64, u64)>,
+    /// The replicas entries the superblock lists (`replicas_v0`/`replicas`).
+    pub sb_replicas: Vec<crate::accounting::ReplicasEntry>,
 }
 
 /// Everything recomputed from the keys.
@@ -204,6 +206,27 @@ pub enum Mismatch {
         /// The trigger's error.
         err: Errno,
     },
+    /// An accounting counter whose replicas entry the superblock does not
+    /// list (`accounting_replicas_not_marked`, `bch2_accounting_read()`).
+    ReplicasNotMarked {
+        /// Position of the counter.
+        pos: Bpos,
+    },
+    /// A node pointer outside its member's `btree_allocated_bitmap`
+    /// (`btree_bitmap_not_marked`, `bch2_check_btree_node_key()` in C's
+    /// `bch2_gc_mark_key()`).
+    BtreeBitmap {
+        /// Btree.
+        btree: u8,
+        /// Level of the key.
+        level: u8,
+        /// Position of the key.
+        pos: Bpos,
+        /// Device.
+        dev: u8,
+        /// Sector of the node.
+        sector: u64,
+    },
     /// A key whose trigger is not implemented (stripes, reflink pointers).
     Unsupported {
         /// Btree.
@@ -275,6 +298,15 @@ impl fmt::Display for Mismatch {
             Mismatch::BadKey { btree, level, pos, err } => {
                 write!(f, "{} level {level} {pos}: trigger failed: {}", BtreeIdName(u32::from(*btree)), err.name())
             }
+            Mismatch::ReplicasNotMarked { pos } => {
+                f.write_str("accounting not marked in superblock replicas: ")?;
+                crate::format::val::misc::fmt_accounting_pos(f, &crate::format::val::misc::AccountingPos::from_bpos(*pos))
+            }
+            Mismatch::BtreeBitmap { btree, level, pos, dev, sector } => write!(
+                f,
+                "btree ptr not marked in member info btree allocated bitmap: {} l={level} {pos} ptr {dev}:{sector}",
+                BtreeIdName(u32::from(*btree)),
+            ),
             Mismatch::Unsupported { btree, pos, key_type } => write!(
                 f,
                 "{} {pos}: no trigger for key type {} yet",
@@ -320,7 +352,12 @@ impl StoredState {
             deleted_inodes: Vec::new(),
             subvolume_children: Vec::new(),
             reflink: Vec::new(),
+            sb_replicas: Vec::new(),
         };
+        {
+            let sb = Sb::parse(fs.sb_bytes()).map_err(|_| Errno::EUCLEAN)?;
+            s.sb_replicas = crate::sb_marks::sb_replicas(&sb)?;
+        }
         s.alloc.resize(nb, AllocV4::default())?;
         s.gens.resize(nb, 0)?;
         let in_dev = |p: &Bpos| p.inode == u64::from(dev);
@@ -582,6 +619,19 @@ impl Recomputed {
             let mut unsupported: Vec<Mismatch> = Vec::new();
             walk_node_ptrs(fs, btree, &mut |level, k, v| {
                 nr_ptrs += 1;
+                // bch2_dev_btree_bitmap_marked()
+                if let Some(start) = crate::format::val::extent::ptrs_start(k.key_type) {
+                    for e in crate::format::val::extent::ExtentEntries::new(v.get(start..).unwrap_or(&[])) {
+                        let Ok(crate::format::val::extent::ExtentEntry::Ptr(p)) = e else { continue };
+                        let Some(m) = sb.member(p.dev) else { continue };
+                        if !crate::sb_marks::btree_bitmap_marked_sectors(&m, p.offset, ctx.btree_node_sectors) {
+                            push(
+                                &mut unsupported,
+                                Mismatch::BtreeBitmap { btree, level, pos: k.p, dev: p.dev, sector: p.offset },
+                            )?;
+                        }
+                    }
+                }
                 match run_triggers(btree, level, None, Some((k, v)), false, &ctx, &mut upd) {
                     Err(err @ (Errno::EUCLEAN | Errno::EINVAL | Errno::EOPNOTSUPP)) => {
                         push(&mut unsupported, Mismatch::BadKey { btree, level, pos: k.p, err })
@@ -792,8 +842,13 @@ pub fn check(stored: &StoredState, rc: &Recomputed) -> Result<Vec<Mismatch>, Err
             }
             _ => break,
         };
-        if DiskAccountingPos::from_bpos(pos).is_none() {
-            continue;
+        let Some(acc) = DiskAccountingPos::from_bpos(pos) else { continue };
+        // bch2_accounting_read(): a stored replicas counter needs its
+        // entry in the superblock.
+        if let DiskAccountingPos::Replicas(r) = acc {
+            if gv != zero && !crate::sb_marks::replicas_marked(&stored.sb_replicas, &r) {
+                push(&mut out, Mismatch::ReplicasNotMarked { pos })?;
+            }
         }
         if ev != gv {
             push(&mut out, Mismatch::Accounting { pos, expected: ev, got: gv, nr: nr.max(1) })?;

@@ -5,9 +5,15 @@ writes a deterministic tree while C bcachefs has the volume mounted, and
 records/compares what a kernel shows of it through the VFS (stdlib only).
 
   ro_tree.py generate MNT PROFILE     write the tree (profile: full, small,
-                                      bench)
+                                      bench; source: small without the
+                                      bcachefs.compression xattrs, with
+                                      user xattrs, for any filesystem)
   ro_tree.py manifest MNT OUT         one JSON line per path (see below)
   ro_tree.py compare WANT GOT         diff two manifests; first differences
+  ro_tree.py portable MNT OUT         a manifest of what survives a copy
+                                      to another filesystem: no inode
+                                      number, ctime, st_blocks or
+                                      directory size; with user xattrs
   ro_tree.py readdir DIR NAMESFILE    getdents64 with a 512-byte buffer,
                                       and resuming at every 97th d_off:
                                       each name exactly once
@@ -67,7 +73,7 @@ SIZES = [0, 1, 17, 100, 511, 512, 1000, 2048, 4095, 4096, 4097, 8192, 12000, 163
 
 def generate(mnt, profile):
     j = lambda *p: os.path.join(mnt, *p)
-    nfiles = {"full": 10000, "small": 1500, "bench": 10000}[profile]
+    nfiles = {"full": 10000, "small": 1500, "bench": 10000, "source": 1500}[profile]
     # Many files: 100 per directory, two levels (files/dNN/fNNNNN).
     os.mkdir(j("files"))
     for i in range(nfiles):
@@ -114,7 +120,8 @@ def generate(mnt, profile):
     for algo in ["lz4", "zstd", "gzip"]:
         d = j("comp-" + algo)
         os.mkdir(d)
-        os.setxattr(d, "bcachefs.compression", algo.encode())
+        if profile != "source":
+            os.setxattr(d, "bcachefs.compression", algo.encode())
         os.mkdir(os.path.join(d, "sub"))
         for n, size in [("t100", 100), ("t4k", 4096), ("t64k", 65536), ("t300k", 300000),
                         ("sub/t1m", MIB if profile == "full" else 200000)]:
@@ -163,6 +170,15 @@ def generate(mnt, profile):
         p = j("misc", n)
         write_file(p, b"time\n")
         os.utime(p, ns=(ns, ns))
+    if profile == "source":
+        try:
+            os.setxattr(j("hard", "h2"), "user.color", b"blue")
+            os.setxattr(j("misc"), "user.a_longer_attribute_name", b"some value")
+            for i in range(40):
+                os.setxattr(j("misc", "empty-file"), "user.x%02d" % i, b"v" * i)
+            print("user xattrs set")
+        except OSError as ex:
+            print("no user xattrs here: %s" % ex)
     print("generated %d files in files/, %d in wide/, deep/ 24 levels, large, sparse, "
           "comp-{lz4,zstd,gzip}, links, hard, names, misc" % (nfiles, wide))
 
@@ -217,6 +233,27 @@ def manifest(mnt, out):
             f.write(json.dumps(entry(mnt, rel), ensure_ascii=True, sort_keys=True) + "\n")
             n += 1
     print("manifest: %d paths" % n)
+
+
+def portable(mnt, out):
+    n = 0
+    with open(out, "w") as f:
+        for rel in walk(mnt):
+            e = entry(mnt, rel)
+            for k in ("ino", "ctime_ns", "blocks"):
+                del e[k]
+            if e["type"] == "d":
+                del e["size"]
+            p = os.path.join(mnt, rel)
+            try:
+                names = sorted(x for x in os.listxattr(p, follow_symlinks=False) if x.startswith("user."))
+                if names:
+                    e["xattrs"] = {x: os.getxattr(p, x, follow_symlinks=False).hex() for x in names}
+            except OSError:
+                pass
+            f.write(json.dumps(e, ensure_ascii=True, sort_keys=True) + "\n")
+            n += 1
+    print("portable manifest: %d paths" % n)
 
 
 def compare(want, got):
@@ -409,6 +446,8 @@ def main(a):
         generate(a[2], a[3])
     elif len(a) == 4 and a[1] == "manifest":
         manifest(a[2], a[3])
+    elif len(a) == 4 and a[1] == "portable":
+        portable(a[2], a[3])
     elif len(a) == 4 and a[1] == "compare":
         return compare(a[2], a[3])
     elif len(a) == 4 and a[1] == "readdir":

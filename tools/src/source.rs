@@ -264,6 +264,70 @@ mod tests {
         }
     }
 
+    /// `format` (with options `opts`) + initialize + `copy_fs(dir)` +
+    /// shutdown on a memory device of `bytes`; returns the image and the
+    /// number of splits (`BtreeStats::splits`).
+    fn format_source(dir: &Path, bytes: usize, opts: &[(&str, u64)]) -> (Vec<u8>, u64) {
+        let mut o = FormatOpts::new([1; 16], [2; 16], [3; 16], 1);
+        for (name, v) in opts {
+            o.set(name, *v).unwrap();
+        }
+        let f = format(bytes as u64, &o).unwrap();
+        let mem = Arc::new(MemDev::new(bytes));
+        for (s, d) in f.writes().unwrap().iter() {
+            mem.write_sectors(*s, d, WriteFlags::default()).unwrap();
+        }
+        let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+        let splits = open
+            .mount(1_000_000_000, 7, |fs| {
+                bcachefs_rs::fs_initialize::fs_initialize(fs)?;
+                if let Err(e) = copy_fs(fs, dir) {
+                    panic!("{e}");
+                }
+                let splits = fs.btree.stats.splits.load(std::sync::atomic::Ordering::Relaxed);
+                fs.shutdown()?;
+                Ok(splits)
+            })
+            .unwrap();
+        drop(open);
+        let img = mem.0.lock().unwrap().clone();
+        (img, splits)
+    }
+
+    fn check_clean(fs: &Fs<Img>) {
+        let m = bcachefs_rs::gc::check_fs(fs).unwrap();
+        assert!(m.is_empty(), "{}", m.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n"));
+    }
+
+    /// Enough files (on small nodes) for the extents, inodes and dirents
+    /// leaves to split several times and the roots to grow: every node
+    /// must be in the alloc btree, backpointers and accounting, inside the
+    /// member's btree bitmap, and every accounting replicas entry in the
+    /// superblock.
+    #[test]
+    fn many_files_split_leaves_and_check_clean() {
+        let dir = std::env::temp_dir().join(format!("bch-source-many-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        for d in 0..4 {
+            fs::create_dir_all(dir.join(format!("d{d}"))).unwrap();
+        }
+        for i in 0..1200u32 {
+            fs::write(dir.join(format!("d{}/file-{i:05}", i % 4)), format!("contents of {i}\n")).unwrap();
+        }
+        // Data in extents (the small files are inline).
+        fs::write(dir.join("d0/big"), vec![7u8; 64 << 10]).unwrap();
+        let (img, splits) = format_source(&dir, 64 << 20, &[("btree_node_size", 8 << 10)]);
+        let _ = fs::remove_dir_all(&dir);
+        assert!(splits >= 8, "only {splits} splits");
+        let fs = Fs::open(Img(img), &OpenOpts::default()).unwrap();
+        check_clean(&fs);
+        let sb = bcachefs_rs::format::sb::Sb::parse(fs.sb_bytes()).unwrap();
+        let reps = bcachefs_rs::sb_marks::sb_replicas(&sb).unwrap();
+        let types: Vec<u8> = reps.iter().map(|e| e.data_type).collect();
+        // C's order (eytzinger): btree, journal, user.
+        assert_eq!(types, [3, 2, 4]);
+    }
+
     #[test]
     fn source_tree_reads_back() {
         let dir = std::env::temp_dir().join(format!("bch-source-{}", std::process::id()));
@@ -286,26 +350,9 @@ mod tests {
             unsafe { libc::setxattr(c.as_ptr(), c"user.color".as_ptr(), b"blue".as_ptr().cast(), 4, 0) == 0 }
         };
 
-        let bytes = 128usize << 20;
-        let f = format(bytes as u64, &FormatOpts::new([1; 16], [2; 16], [3; 16], 1)).unwrap();
-        let mem = Arc::new(MemDev::new(bytes));
-        for (s, d) in f.writes().unwrap().iter() {
-            mem.write_sectors(*s, d, WriteFlags::default()).unwrap();
-        }
-        let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
-        open.mount(1_000_000_000, 7, |fs| {
-            bcachefs_rs::fs_initialize::fs_initialize(fs)?;
-            if let Err(e) = copy_fs(fs, &dir) {
-                panic!("{e}");
-            }
-            fs.shutdown()
-        })
-        .unwrap();
-        drop(open);
-        let img = mem.0.lock().unwrap().clone();
+        let (img, _) = format_source(&dir, 128 << 20, &[]);
         let fs = Fs::open(Img(img), &OpenOpts::default()).unwrap();
-        let m = bcachefs_rs::gc::check_fs(&fs).unwrap();
-        assert!(m.is_empty(), "{}", m.iter().map(|m| m.to_string()).collect::<Vec<_>>().join("\n"));
+        check_clean(&fs);
         let sv = root_subvol(&fs).unwrap();
         let get = |path: &str| {
             let mut a = inode_get(&fs, &sv, ROOT_INO).unwrap();
