@@ -11,7 +11,7 @@ mnt=/tmp/demo-mnt
 mkdir -p "$mnt"
 step() { printf '\n$ %s\n' "$*"; "$@"; }
 
-step sh -c "$tool format --force --no_initialize --label demo $dev >/dev/null"
+step sh -c "$tool format --force --label demo $dev >/dev/null"
 step "$tool" show-super "$dev"
 
 echo
