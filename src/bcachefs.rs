@@ -253,6 +253,29 @@ impl FsInfo {
     }
 }
 
+/// What the filesystem operations need to know of the superblock
+/// ([`FsFacts`]): block size in bytes, the time base and precision, the
+/// capacity in 512-byte sectors as `bch2_recalc_capacity()` computes it,
+/// and the bucket size of member `d`.  Shared by the read-only and the
+/// read-write open.
+pub fn fs_facts(sb: &Sb<'_>, info: &FsInfo, d: &DevInfo) -> FsFacts {
+    FsFacts {
+        block_bytes: u32::from(sb.block_size()) * SECTOR_SIZE as u32,
+        // C keeps the base in time units: the superblock has it in ns.
+        time_base_lo: sb.time_base_lo() / u64::from(sb.time_precision().max(1)),
+        time_precision_ns: sb.time_precision(),
+        capacity_sectors: recalc_capacity(
+            d.nbuckets,
+            d.first_bucket,
+            d.bucket_size,
+            info.node_bytes / SECTOR_SIZE as u32,
+            sb_opt("gc_reserve_percent").map_or(8, |o| sb.opt(o)) as u8,
+            sb_opt("gc_reserve_bytes").map_or(0, |o| sb.opt(o)),
+        ),
+        bucket_sectors: d.bucket_size,
+    }
+}
+
 /// Per-device I/O counters (sysfs `dev-0/io_done`), in 512-byte sectors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IoDone {
@@ -336,21 +359,7 @@ impl<D: BlockDev> Fs<D> {
         if sb.flag(SbFlag::Initialized) == 0 {
             return Err(OpenError::Uninitialized);
         }
-        let facts = FsFacts {
-            block_bytes,
-            // C keeps the base in time units: the superblock has it in ns.
-            time_base_lo: sb.time_base_lo() / u64::from(sb.time_precision().max(1)),
-            time_precision_ns: sb.time_precision(),
-            capacity_sectors: recalc_capacity(
-                d.nbuckets,
-                d.first_bucket,
-                d.bucket_size,
-                info.node_bytes / SECTOR_SIZE as u32,
-                sb_opt("gc_reserve_percent").map_or(8, |o| sb.opt(o)) as u8,
-                sb_opt("gc_reserve_bytes").map_or(0, |o| sb.opt(o)),
-            ),
-            bucket_sectors: d.bucket_size,
-        };
+        let facts = fs_facts(&sb, &info, &d);
         if opts.verbose {
             log::info!("{name}: superblock read at sector {}, block size {block_bytes}", sbr.sector);
         }

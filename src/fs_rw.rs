@@ -38,7 +38,6 @@ use crate::format::list::{FsInfo, Root};
 use crate::format::sb::{read_super, Sb};
 use crate::format::sb_opts::{sb_opt, SbFlag};
 use crate::format::sb_write::SbBuf;
-use crate::fs_common::recalc_capacity;
 use crate::fs_common::trans::{BtreeTransOps, WriteOpts};
 use crate::fs_common::FsFacts;
 use crate::journal::seq_blacklist::{blacklist_add, mark_clean, mark_dirty};
@@ -46,7 +45,7 @@ use crate::recovery::JournalKeys;
 use crate::journal::res::JournalSink;
 use crate::journal::types::{JournalGeometry, JournalOpts, JournalStart};
 use crate::journal::write::{start_after_read, Journal};
-use crate::platform::{Arc, BlockDev, Mutex, Vec, WriteFlags, SECTOR_SIZE};
+use crate::platform::{Arc, BlockDev, Mutex, Vec, WriteFlags};
 use crate::triggers::{FsTriggers, NodePtrTap};
 
 /// A device shared by the journal (which owns its device) and the btree.
@@ -220,21 +219,7 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         let d = info.devs.get(info.dev_idx as usize).copied().flatten().ok_or(Errno::EINVAL)?;
         let jgeo = JournalGeometry::from_sb(&sb)?;
         let (csum, version) = (jgeo.csum_type, jgeo.version);
-        let block_bytes = u32::from(sb.block_size()) * SECTOR_SIZE as u32;
-        let facts = FsFacts {
-            block_bytes,
-            time_base_lo: sb.time_base_lo() / u64::from(sb.time_precision().max(1)),
-            time_precision_ns: sb.time_precision(),
-            capacity_sectors: recalc_capacity(
-                d.nbuckets,
-                d.first_bucket,
-                d.bucket_size,
-                info.node_bytes / SECTOR_SIZE as u32,
-                sb_opt("gc_reserve_percent").map_or(8, |o| sb.opt(o)) as u8,
-                sb_opt("gc_reserve_bytes").map_or(0, |o| sb.opt(o)),
-            ),
-            bucket_sectors: d.bucket_size,
-        };
+        let facts = crate::bcachefs::fs_facts(&sb, &info, &d);
         let opts = write_opts_from_sb(&sb);
         let mut replay = None;
         let (roots, start) = if fresh {
