@@ -364,6 +364,10 @@ impl<'a> FsTriggers<'a> {
             let old = slot.take();
             *slot = Some((key_level, clone_key(&new)?));
             let old = old.map(|(_, k)| k);
+            if old.as_ref().is_some_and(|o| only_sectors_written_differs(o, &new)) {
+                // The root written again (see below).
+                return Ok(());
+            }
             np.pending.push((btree, key_level, old, Some(new)))?;
             // Pointers a root change moves from one level to another are
             // paired by level: the old root's pointer at its level.
@@ -382,6 +386,17 @@ impl<'a> FsTriggers<'a> {
             insert_known(&mut np.known, at, clone_key(&new)?)?;
         }
         let new = if new.k.is_deleted() { None } else { Some(new) };
+        if let (Some(o), Some(n)) = (&old, &new) {
+            if only_sectors_written_differs(o, n) {
+                // A reachable node written again: C updates the parent
+                // pointer without triggers (`bch2_btree_node_update_key()`
+                // with `skip_triggers`).  Nothing derived depends on
+                // `sectors_written`, and re-marking would dirty the last
+                // leaves of alloc, backpointers, lru... at every node
+                // write, which then never settles.
+                return Ok(());
+            }
+        }
         if old.is_some() || new.is_some() {
             np.pending.push((btree, level, old, new))?;
         }
@@ -547,6 +562,17 @@ fn superseded(trans: &BtreeTrans<'_>, btree: u8, new: &BkeyI) -> bool {
 /// Whether this transaction has queued a live key at `pos`.
 fn pending_live(trans: &BtreeTrans<'_>, btree: BtreeId, pos: Bpos) -> bool {
     trans.pending_at(btree as u8, pos).is_some_and(|u| !u.k.k.is_deleted())
+}
+
+/// Whether two `btree_ptr_v2` keys differ in nothing but
+/// `sectors_written` (bytes 16..18 of the value).
+fn only_sectors_written_differs(a: &BkeyI, b: &BkeyI) -> bool {
+    a.k == b.k
+        && a.k.key_type == KeyType::BtreePtrV2 as u8
+        && a.v.len() == b.v.len()
+        && a.v.len() >= crate::format::val::extent::BTREE_PTR_V2_BYTES
+        && a.v[..16] == b.v[..16]
+        && a.v[18..] == b.v[18..]
 }
 
 fn insert_known(v: &mut Vec<((u8, u8, Bpos), BkeyI)>, at: (u8, u8, Bpos), k: BkeyI) -> Result<(), Errno> {
