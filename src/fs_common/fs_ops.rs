@@ -225,12 +225,15 @@ pub fn create<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, dir: u64, name:
 /// target (`page_symlink()` is passed the length with the NUL but writes
 /// one byte less: `i_size` = target length; the rest of the block reads
 /// as zeroes).
-/// C creates the inode as a tmpfile, writes it and links it; here the
-/// inode is created with its entry and then written, which leaves the
-/// same keys.  Returns the new inode.
+/// As C, the inode is created as a tmpfile (unlinked, so a crash before
+/// the link leaves no visible half-made symlink, only an unlinked inode),
+/// its target written, then linked into `dir` ([`link_trans`]); an error
+/// after the tmpfile removes it ([`inode_rm`], what `iput()` does in C).
+/// Returns the new inode.
 ///
 /// Errors: `ENOENT` (empty target), `ENAMETOOLONG` (target of
-/// `PATH_MAX` bytes or more), those of [`create`] and [`write_data`].
+/// `PATH_MAX` bytes or more), those of [`create`], [`write_data`] and
+/// [`link_trans`] (`EEXIST`).
 #[allow(clippy::too_many_arguments)]
 pub fn symlink<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     t: &mut T,
@@ -248,11 +251,20 @@ pub fn symlink<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     if target.len() >= PATH_MAX || target.contains(&0) {
         return Err(if target.contains(&0) { Errno::EINVAL } else { Errno::ENAMETOOLONG });
     }
-    let u = create(t, sv, dir, name, &NewInode { mode: S_IFLNK | 0o777, uid, gid, rdev: 0 })?;
-    let mut data = crate::platform::Vec::new();
-    data.extend_from_slice(target)?;
-    write_data(t, a, sv, u.inum, 0, &data)?;
-    commit_do(t, |t| inode_peek(t, sv.snapshot, u.inum))
+    check_name(name)?;
+    let new = inode_init_early(t, &NewInode { mode: S_IFLNK | 0o777, uid, gid, rdev: 0 });
+    let u = commit_do(t, |t| create_trans(t, sv, dir, name, &new, true))?;
+    let linked = (|| {
+        let mut data = crate::platform::Vec::new();
+        data.extend_from_slice(target)?;
+        write_data(t, a, sv, u.inum, 0, &data)?;
+        commit_do(t, |t| link_trans(t, sv, dir, u.inum, name))
+    })();
+    if linked.is_err() {
+        // The tmpfile goes, as its last reference would in C.
+        let _ = inode_rm(t, sv, u.inum);
+    }
+    linked
 }
 
 /// `bch2_reinherit_attrs()`: copies the directory's inode options that

@@ -1419,3 +1419,78 @@ proptest! {
         }
     }
 }
+
+/// Regression: `symlink` created the inode with its entry, then wrote the
+/// target in later transactions, so a crash in between (after a journal
+/// flush another thread asked for) left an empty symlink.  Now, as in C,
+/// no committed state names the symlink before its target is written, and
+/// a symlink whose name exists leaves no inode behind.
+#[test]
+fn symlink_appears_whole() {
+    struct Watch<'a>(&'a mut MemTrans, u32);
+    impl BtreeTransOps for Watch<'_> {
+        fn peek_upto(&mut self, b: BtreeId, f: Bpos, to: Bpos, w: bool) -> Result<Option<BkeyI>, BchError> {
+            BtreeTransOps::peek_upto(self.0, b, f, to, w)
+        }
+        fn update(&mut self, b: BtreeId, k: BkeyI) -> Result<(), BchError> {
+            self.0.update(b, k)
+        }
+        fn begin(&mut self) {
+            self.0.begin()
+        }
+        fn commit(&mut self) -> Result<(), BchError> {
+            self.0.commit()?;
+            // Every committed state: the name is absent or names the whole
+            // symlink.
+            if let Some((inum, _)) = lookup_name(self.0, ROOT, b"l") {
+                let a = attrs(self.0, inum);
+                let mut target = crate::platform::Vec::new();
+                crate::fs_common::readlink(&*self.0, &sv(), &a, &mut target).unwrap();
+                assert_eq!(&target[..], b"target/of/the/link", "after commit {}", self.1);
+            }
+            self.1 += 1;
+            Ok(())
+        }
+        fn read_data(&mut self, dev: u8, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+            BtreeTransOps::read_data(self.0, dev, sector, buf)
+        }
+        fn dev_name(&self) -> &str {
+            "watch"
+        }
+        fn facts(&self) -> &FsFacts {
+            &self.0.facts
+        }
+        fn opts(&self) -> &WriteOpts {
+            &self.0.opts
+        }
+        fn now_ns(&self) -> i64 {
+            self.0.now_ns()
+        }
+        fn random_u64(&mut self) -> u64 {
+            self.0.random_u64()
+        }
+        fn unused_inode_hint(&self, cpu: u64) -> u64 {
+            self.0.unused_inode_hint(cpu)
+        }
+        fn set_unused_inode_hint(&mut self, cpu: u64, v: u64) {
+            self.0.set_unused_inode_hint(cpu, v)
+        }
+    }
+    let mut t = MemTrans::new(4096);
+    let mut a = BumpAlloc::new(&t);
+    let s = sv();
+    // Live inodes (a removed one leaves an inode_generation key).
+    let inodes = |t: &MemTrans| {
+        t.committed.iter().filter(|((b, _), (k, _))| *b == BtreeId::Inodes as u8 && k.key_type != KeyType::InodeGeneration as u8).count()
+    };
+    let n0 = inodes(&t);
+    let mut w = Watch(&mut t, 0);
+    let l = symlink(&mut w, &mut a, &s, ROOT, b"l", b"target/of/the/link", 0, 0).unwrap();
+    assert!(w.1 >= 3, "{} commits", w.1);
+    assert_eq!(lookup_name(&t, ROOT, b"l"), Some((l.inum, 10)));
+    assert_eq!(attrs(&t, l.inum).nlink, 1);
+    assert_eq!(inodes(&t), n0 + 1);
+    // The name exists: EEXIST, and the tmpfile is gone.
+    assert_eq!(symlink(&mut t, &mut a, &s, ROOT, b"l", b"x", 0, 0).unwrap_err(), Errno::EEXIST);
+    assert_eq!(inodes(&t), n0 + 1);
+}
