@@ -314,6 +314,7 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
                 }
             }
             self.alloc.load(&btree, d.first_bucket, d.nbuckets, &excl)?;
+            journal_replay_interior(&btree, &trig, keys)?;
             // Replayed keys carry their derived updates with them: no
             // triggers (BTREE_TRIGGER_norun), as C replays.
             journal_replay(&btree, keys)?;
@@ -371,6 +372,73 @@ pub fn accounting_read(btree: &BtreeFs<'_>, trig: &FsTriggers<'_>) -> Result<(),
     Ok(())
 }
 
+/// The interior part of `bch2_journal_replay()`: the journal's interior
+/// keys (level > 0: node pointers changed by splits, rewrites, merges and
+/// `sectors_written` updates whose parent was not written before the
+/// crash), the newest per slot, put into the nodes of their level, top
+/// level first, as the read side overlays them; those nodes become dirty
+/// and are written before replay is done.  Without this, the leaf keys
+/// (alloc, backpointers...) describe the new nodes while the btree still
+/// reaches the old ones.  No triggers (the derived keys are in the
+/// journal): `trig` only learns the pointers.  A node without room is
+/// split or compacted first (an interior update of its own, triggered
+/// later through the tap).
+///
+/// Errors: `EUCLEAN` (still no room), those of the lookups and interior
+/// updates, `ENOMEM`.
+pub fn journal_replay_interior(btree: &BtreeFs<'_>, trig: &FsTriggers<'_>, keys: &JournalKeys) -> Result<(), Errno> {
+    let mut items: Vec<(u8, u8, BkeyI)> = Vec::new();
+    let mut i = 0;
+    while i < keys.len() {
+        let end = keys.slot_end(i).max(i + 1);
+        if let Some(jk) = keys.get(i).filter(|k| k.level > 0) {
+            let (b, l) = (jk.btree, jk.level);
+            if let Some(k) = keys.resolve(i, end, None).map_err(|e| e.errno())? {
+                items.push((b, l, crate::btree::trans::bkey_i(&k.k, &k.v)?))?;
+            }
+        }
+        i = end;
+    }
+    // Top level first, so that a lower level is reached through the
+    // replayed pointers.
+    items.sort_unstable_by(|a, b| (a.0, b.1, a.2.k.p).cmp(&(b.0, a.1, b.2.k.p)));
+    let geo = btree.geo;
+    let u64s_room = |k: &BkeyI| BKEY_U64S + k.v.len() / 8;
+    'keys: for (b, level, k) in items.iter() {
+        for _ in 0..8 {
+            let mut t = BtreeTrans::new(btree);
+            let pi = t.path_new(*b, *level, k.k.p, level + 1).map_err(|e| e.errno())?;
+            match t.traverse(pi) {
+                Ok(()) => {}
+                // The btree is not that deep any more (a newer root).
+                Err(BchError::Errno(Errno::EINVAL)) => continue 'keys,
+                Err(BchError::Restart(_)) => continue,
+                Err(e) => return Err(e.errno()),
+            }
+            let g = t.paths[pi].l[usize::from(*level)].lock.as_mut().ok_or(Errno::EINVAL)?;
+            if !g.node().covers(k.k.p) {
+                continue 'keys;
+            }
+            if g.data().fits(u64s_room(k), geo.block_bytes as usize, geo.node_bytes as usize) {
+                let mut w = g.write().ok_or(Errno::EINVAL)?;
+                w.insert(&k.k, &k.v)?;
+                drop(w);
+                g.node().set_flags(crate::btree::node::flags::DIRTY);
+                trig.node_ptr_replayed(*b, *level, k)?;
+                continue 'keys;
+            }
+            drop(t);
+            let mut t = BtreeTrans::new(btree);
+            match t.split_node(*b, *level, k.k.p, u64s_room(k)) {
+                Ok(()) | Err(BchError::Restart(_)) => {}
+                Err(e) => return Err(e.errno()),
+            }
+        }
+        return Err(Errno::EUCLEAN);
+    }
+    Ok(())
+}
+
 /// Journal keys replayed per transaction.
 const REPLAY_BATCH: usize = 64;
 
@@ -379,10 +447,8 @@ const REPLAY_BATCH: usize = 64;
 /// (`bch2_journal_replay_accounting_key()`: the btree's counter plus the
 /// deltas newer than it, by `bversion`), then the others in key order,
 /// each slot's newest key replacing the btree's exactly
-/// (`BTREE_ITER_not_extents`).  Interior keys (level > 0) are not
-/// replayed: the nodes they point to are written, and the leaf keys
-/// reach the btree through the nodes the roots reach (the read side
-/// overlays them instead).
+/// (`BTREE_ITER_not_extents`).  Interior keys (level > 0) are put into
+/// their nodes before, by [`journal_replay_interior`].
 ///
 /// Errors: those of the lookups and commits.
 pub fn journal_replay(btree: &BtreeFs<'_>, keys: &JournalKeys) -> Result<(), Errno> {

@@ -351,6 +351,26 @@ impl<'a> FsTriggers<'a> {
         Ok(())
     }
 
+    /// Records a node pointer journal replay put into its node directly
+    /// (`fs_rw::journal_replay_interior`; no trigger, the derived keys are
+    /// in the journal): later changes of it know it as their old key.
+    /// `level` is the level of the node holding it; a deleted key forgets
+    /// the position.
+    ///
+    /// Errors: `ENOMEM`.
+    pub fn node_ptr_replayed(&self, btree: u8, level: u8, k: &BkeyI) -> Result<(), Errno> {
+        let mut np = self.node_ptrs.lock();
+        let at = (btree, level, k.k.p);
+        if let Ok(i) = np.known.binary_search_by(|e| e.0.cmp(&at)) {
+            np.known[i..].rotate_left(1);
+            np.known.pop();
+        }
+        if !k.k.is_deleted() {
+            insert_known(&mut np.known, at, clone_key(k)?)?;
+        }
+        Ok(())
+    }
+
     fn node_ptr_event(&self, entry_type: u8, btree: u8, level: u8, data: &[u8]) -> Result<(), Errno> {
         let kb: &[u8; crate::format::bkey::BKEY_BYTES] =
             data.get(..crate::format::bkey::BKEY_BYTES).and_then(|b| b.try_into().ok()).ok_or(Errno::EINVAL)?;
