@@ -8,13 +8,18 @@
 #   make bench      benchmarks in one VM boot (not part of the tests)
 #   make loom       model-check src/sync with loom (own target directory)
 #   make sync-stress  the 10 s host stress test of six locks
+#   make test-long  the long host tests in release mode: the crash sweep
+#                   (BCH_CRASH_OPS, BCH_CRASH_SEEDS, BCH_CRASH_RANDOM_CUTS,
+#                   BCH_CRASH_MIB size it), 5,000 write-path corruptions
+#                   (BCH_WRITE_FUZZ_SEEDS), the triggers' many commits,
+#                   sync-stress
 #   make clean
 
 KDIR ?= $(shell scripts/kernel >/dev/null && scripts/kernel --path)
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=1 RUSTC=/usr/bin/rustc \
 	BINDGEN=$(shell command -v bindgen || echo $(HOME)/.cargo/bin/bindgen)
 
-.PHONY: all modules check test bench demo clean tool loom sync-stress
+.PHONY: all modules check test bench demo clean tool loom sync-stress test-long
 
 all: modules
 
@@ -46,6 +51,13 @@ loom:
 
 sync-stress:
 	cargo test --release --lib -p bcachefs_rs sync::stress -- --ignored --nocapture
+
+test-long:
+	cargo test --release -p bcachefs_rs --test crash_sweep -- --ignored --nocapture
+	BCH_WRITE_FUZZ_SEEDS=$${BCH_WRITE_FUZZ_SEEDS:-5000} \
+		cargo test --release -p bcachefs_rs --test write_fuzz -- --nocapture
+	cargo test --release -p bcachefs_rs --test triggers_write -- --ignored --nocapture
+	$(MAKE) sync-stress
 
 clean:
 	-$(KMAKE) clean
