@@ -23,17 +23,28 @@ fn mix(x: u64) -> u64 {
 
 /// The corruption of seed `seed`, in `harness::corrupt`'s input format:
 /// 1 to 4 patches, mostly in the first 4 KiB of a region (headers), of
-/// every kind.
+/// every kind; a quarter in the superblock, a quarter in the first two
+/// journal buckets, half in the btree nodes.
 fn input(seed: u64) -> Vec<u8> {
     let mut s = seed;
     let mut next = || {
         s = mix(s);
         s
     };
-    let mut v = vec![(seed % 4) as u8];
+    let base = (seed % 4) as u8;
+    let regions = harness::bases()[usize::from(base)].regions.len() as u64;
+    // Regions: the superblock (0), the journal buckets (1..=8, the
+    // entries in the first ones), the nodes (9..).
+    let journal = 8u64.min(regions - 1);
+    let mut v = vec![base];
     for _ in 0..1 + next() % 4 {
         let kind = (next() % 4) as u8;
-        let region = (next() % 256) as u8;
+        let region = match next() % 4 {
+            0 => 0,
+            1 => 1 + next() % 2.min(journal),
+            _ if regions > journal + 1 => 1 + journal + next() % (regions - journal - 1),
+            _ => next() % regions,
+        } as u8;
         let off = if next() % 4 == 0 { next() % (1 << 24) } else { next() % 4096 };
         let len = 1 + (next() % 16) as u8;
         v.extend_from_slice(&[kind, region]);
