@@ -27,7 +27,8 @@
 //! * the volume can be written again (a file created, written, fsync'd),
 //!   shut down cleanly, and is exact and complete afterwards.
 //!
-//! `BCH_CRASH_OPS`, `BCH_CRASH_SEEDS`, `BCH_CRASH_RANDOM_CUTS` size the
+//! `BCH_CRASH_OPS`, `BCH_CRASH_SEEDS`, `BCH_CRASH_RANDOM_CUTS`, `BCH_CRASH_MIB`,
+//! `BCH_CRASH_NODE` and `BCH_CRASH_OPTS` (format options) size the
 //! `#[ignore]`d long variant (`make test-long`).
 
 use std::collections::BTreeMap;
@@ -424,6 +425,13 @@ fn fresh_volume(mib: u64, node: u64) -> MemImage {
     let mut o = FormatOpts::new([1; 16], [2; 16], [3; 16], T0 as u64);
     o.set("btree_node_size", node).unwrap();
     o.set("block_size", BLOCK).unwrap();
+    // Options by name and value, `BCH_CRASH_OPTS=compression=1,data_checksum=0`.
+    if let Ok(v) = std::env::var("BCH_CRASH_OPTS") {
+        for kv in v.split(',').filter(|s| !s.is_empty()) {
+            let (k, v) = kv.split_once('=').expect("BCH_CRASH_OPTS: name=value,...");
+            o.set(k, v.parse().expect("BCH_CRASH_OPTS: a number")).unwrap();
+        }
+    }
     o.bucket_size = Some(64 << 10);
     let f = format(bytes, &o).unwrap();
     let dev = RecDev::zeroed("fresh", bytes / SECTOR_SIZE as u64);
