@@ -66,7 +66,6 @@ const OPT_PREFIX: &[u8] = b"bcachefs.";
 /// The extended attributes of host path `p` (not following symlinks):
 /// (name, value) pairs of the `user.`, `trusted.` and `security.`
 /// namespaces and the `bcachefs.` inode options.
-
 fn host_xattrs(p: &Path) -> Result<Vec<Xattr>, String> {
     use std::os::unix::ffi::OsStrExt as _;
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|e| err(p, "path", e))?;
