@@ -487,7 +487,26 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     /// Errors: those of the follow-up commits and node writes.
     pub fn after_commit(&self) -> Result<(), Errno> {
         self.triggers.after_commit(self.btree)?;
+        self.sb_marks_update()?;
         self.maybe_reclaim()
+    }
+
+    /// Writes the superblock when a commit created a replicas accounting
+    /// counter or moved a node outside the member's btree bitmap, so that
+    /// a volume left unclean lists what its keys use (C writes the
+    /// superblock from `bch2_mark_replicas()` and
+    /// `bch2_dev_btree_bitmap_mark()` at the same points).
+    ///
+    /// Errors: `EIO` from the superblock write, `ENOMEM`, `EINVAL`.
+    fn sb_marks_update(&self) -> Result<(), Errno> {
+        if !self.triggers.take_sb_marks_pending() {
+            return Ok(());
+        }
+        let mut sb = self.open.sb.lock();
+        if self.mark_sb(&mut sb)? {
+            sb.write_super(&*self.open.dev)?;
+        }
+        Ok(())
     }
 
     /// [`commit_do`] on the btree, then [`after_commit`](Self::after_commit).
@@ -558,7 +577,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
         // bch2_fs_mark_clean(): the alloc info is complete.
         let c = sb.sb().map(|s| s.compat()).map_err(|_| Errno::EINVAL)?;
         sb.set_compat([c[0] | COMPAT_ALLOC_INFO | COMPAT_ALLOC_METADATA, c[1]]);
-        self.mark_sb(&mut sb)?;
+        let _ = self.mark_sb(&mut sb)?;
         mark_clean(&mut sb, &clean)?;
         sb.write_super(&*self.open.dev)
     }
@@ -572,7 +591,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     /// shutdown.
     ///
     /// Errors: `ENOMEM`, `EINVAL`.
-    fn mark_sb(&self, sb: &mut crate::format::sb_write::SbBuf) -> Result<(), Errno> {
+    fn mark_sb(&self, sb: &mut crate::format::sb_write::SbBuf) -> Result<bool, Errno> {
         crate::sb_marks::sb_mark_written(sb, self.triggers, self.open.info.dev_idx, self.open.info.node_bytes / 512)
     }
 

@@ -77,6 +77,10 @@ pub struct FsTriggers<'a> {
     /// Buckets a transaction left empty with `need_inc_gen`: their gen is
     /// bumped by [`after_commit`](Self::after_commit).
     gen_bumps: Mutex<Vec<Bpos>>,
+    /// A replicas accounting counter was created or a node pointer moved:
+    /// the superblock's replicas section and btree bitmaps may need
+    /// marking ([`take_sb_marks_pending`](Self::take_sb_marks_pending)).
+    sb_marks_pending: core::sync::atomic::AtomicBool,
 }
 
 /// What the node pointer bookkeeping keeps: every interior key and root
@@ -93,6 +97,16 @@ struct NodePtrs {
 
 fn clone_key(k: &BkeyI) -> Result<BkeyI, Errno> {
     bkey_i(&k.k, &k.v).map_err(|_| Errno::ENOMEM)
+}
+
+/// The first device pointer (device, sector) of node pointer `k`.
+fn first_ptr(k: &BkeyI) -> Option<(u8, u64)> {
+    use crate::format::val::extent::{ptrs_start, ExtentEntries, ExtentEntry};
+    let start = ptrs_start(k.k.key_type)?;
+    ExtentEntries::new(k.v.get(start..).unwrap_or(&[])).find_map(|e| match e {
+        Ok(ExtentEntry::Ptr(p)) => Some((p.dev, p.offset)),
+        _ => None,
+    })
 }
 
 fn view(k: &BkeyI) -> (&Bkey, &[u8]) {
@@ -134,7 +148,17 @@ impl<'a> FsTriggers<'a> {
             node_ptrs: Mutex::new(NodePtrs { known: Vec::new(), roots, pending: Vec::new() })?,
             open_buckets: None,
             gen_bumps: Mutex::new(Vec::new())?,
+            sb_marks_pending: core::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether the superblock's marks may be behind (a replicas counter
+    /// was created, a node pointer moved since the last call): then
+    /// [`crate::sb_marks::sb_mark_written`] brings them up to date.  C marks
+    /// at the same points: `bch2_accounting_update_sb_one()` when a counter
+    /// is created, `bch2_dev_btree_bitmap_mark()` when a node is allocated.
+    pub fn take_sb_marks_pending(&self) -> bool {
+        self.sb_marks_pending.swap(false, Relaxed)
     }
 
     /// The accounting counters in memory, normalized (a copy).
@@ -230,12 +254,11 @@ impl<'a> FsTriggers<'a> {
             }
             let n = n.clamp(1, ACCOUNTING_MAX_COUNTERS);
             let lo = self.acct_version.fetch_add(1, Relaxed) + 1;
+            // A counter back at zero keeps its key (as C's write buffer
+            // flush leaves it): the key's bversion is what tells replay
+            // which journalled deltas the btree already holds.
             let (k, v) = accounting_key_encode(&acc, &sum[..n], BVersion { hi: 0, lo })?;
-            if sum[..n].iter().all(|&x| x == 0) {
-                trans.update(BtreeId::Accounting, BkeyI { k: Bkey::new(KeyType::Deleted, pos, 0), v: Vec::new() })?;
-            } else {
-                trans.update(BtreeId::Accounting, BkeyI { k, v })?;
-            }
+            trans.update(BtreeId::Accounting, BkeyI { k, v })?;
         }
         Ok(())
     }
@@ -365,6 +388,9 @@ impl<'a> FsTriggers<'a> {
             let old = slot.take();
             *slot = Some((key_level, clone_key(&new)?));
             let old = old.map(|(_, k)| k);
+            if old.as_ref().map_or(true, |o| first_ptr(o) != first_ptr(&new)) {
+                self.sb_marks_pending.store(true, Relaxed);
+            }
             np.pending.push((btree, key_level, old, Some(new)))?;
             // Pointers a root change moves from one level to another are
             // paired by level: the old root's pointer at its level.
@@ -383,6 +409,11 @@ impl<'a> FsTriggers<'a> {
             insert_known(&mut np.known, at, clone_key(&new)?)?;
         }
         let new = if new.k.is_deleted() { None } else { Some(new) };
+        if let Some(n) = new.as_ref() {
+            if old.as_ref().map_or(true, |o| first_ptr(o) != first_ptr(n)) {
+                self.sb_marks_pending.store(true, Relaxed);
+            }
+        }
         if old.is_some() || new.is_some() {
             np.pending.push((btree, level, old, new))?;
         }
@@ -605,6 +636,10 @@ impl BtreeTriggers for FsTriggers<'_> {
         }
         if nr == 0 {
             return;
+        }
+        let created = !old.is_some_and(|(k, _)| k.key_type == KeyType::Accounting as u8);
+        if created && matches!(DiskAccountingPos::from_bpos(new.0.p), Some(DiskAccountingPos::Replicas(_))) {
+            self.sb_marks_pending.store(true, Relaxed);
         }
         let mut m = self.mem.lock();
         if m.add_raw(new.0.p, d, nr as u8).is_err() {
