@@ -254,11 +254,12 @@ impl<'a> FsTriggers<'a> {
             }
             let n = n.clamp(1, ACCOUNTING_MAX_COUNTERS);
             let lo = self.acct_version.fetch_add(1, Relaxed) + 1;
-            // A counter back at zero keeps its key (as C's write buffer
-            // flush leaves it): the key's bversion is what tells replay
-            // which journalled deltas the btree already holds.
             let (k, v) = accounting_key_encode(&acc, &sum[..n], BVersion { hi: 0, lo })?;
-            trans.update(BtreeId::Accounting, BkeyI { k, v })?;
+            if sum[..n].iter().all(|&x| x == 0) {
+                trans.update(BtreeId::Accounting, BkeyI { k: Bkey::new(KeyType::Deleted, pos, 0), v: Vec::new() })?;
+            } else {
+                trans.update(BtreeId::Accounting, BkeyI { k, v })?;
+            }
         }
         Ok(())
     }

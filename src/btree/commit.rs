@@ -15,8 +15,7 @@
 //! 5. the journal reservation, without blocking ([`Restart::JournalResGet`]
 //!    after waiting for one unlocked);
 //! 6. write locks; the other leaves read are relocked by sequence number;
-//! 7. each key copied into the journal as a `btree_keys` entry (an
-//!    accounting key as its delta, see [`accounting_delta_bytes`]) and
+//! 7. each key copied into the journal as a `btree_keys` entry and
 //!    inserted into its leaf, with the atomic trigger; the leaf is marked
 //!    dirty and pins the journal sequence number;
 //! 8. unlock, `res_put`; leaves left underfull are offered to the
@@ -25,7 +24,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::errcode::{BchError, Errno, Restart};
-use crate::format::bkey::{Bkey, BtreeId, KeyType, BKEY_U64S};
+use crate::format::bkey::{Bkey, BtreeId, BKEY_U64S};
 use crate::format::jset::EntryType;
 use crate::journal::res::{JournalRes, PinOwner, ResFlags};
 use crate::platform::Vec;
@@ -42,32 +41,6 @@ pub fn key_bytes(k: &Bkey, v: &[u8]) -> Result<Vec<u8>, Errno> {
     let mut out = Vec::with_capacity(k.u64s as usize * 8)?;
     out.extend_from_slice(&k.to_bytes())?;
     out.extend_from_slice(v)?;
-    Ok(out)
-}
-
-/// The journal copy of accounting key `new` replacing `old` in its leaf:
-/// the key with its value the counters' change, `new - old` (C journals
-/// accounting updates as deltas, `BCH_JSET_ENTRY_write_buffer_keys`
-/// written as `btree_keys`, and the btree write buffer adds them to the
-/// btree's key).  Replay, ours and C's, adds every journalled delta whose
-/// `bversion` is newer than the btree key's; a journalled absolute value
-/// would be counted twice.  `old` that is not an accounting key counts
-/// as zero.
-///
-/// Errors: `ENOMEM`.
-pub fn accounting_delta_bytes(new: &Bkey, v: &[u8], old: Option<(Bkey, &[u8])>) -> Result<Vec<u8>, Errno> {
-    let mut out = key_bytes(new, v)?;
-    let Some((_, ov)) = old.filter(|(k, _)| k.key_type == KeyType::Accounting as u8) else {
-        return Ok(out);
-    };
-    let start = out.len() - v.len();
-    for (i, c) in out[start..].chunks_exact_mut(8).enumerate() {
-        let Some(o) = ov.get(8 * i..8 * i + 8) else { break };
-        let (mut a, mut b) = ([0u8; 8], [0u8; 8]);
-        a.copy_from_slice(c);
-        b.copy_from_slice(o);
-        c.copy_from_slice(&u64::from_le_bytes(a).wrapping_sub(u64::from_le_bytes(b)).to_le_bytes());
-    }
     Ok(out)
 }
 
@@ -299,13 +272,8 @@ impl BtreeTrans<'_> {
 
         // 7. Journal, insert, triggers.
         let mut err = None;
-        for (i, u) in self.updates.iter().enumerate() {
-            let kb = if u.btree == BtreeId::Accounting as u8 && u.k.k.key_type == KeyType::Accounting as u8 {
-                let old = ws.get(leaf_path[i]).and_then(|w| w.find(u.k.k.p).and_then(|j| w.key(j)));
-                accounting_delta_bytes(&u.k.k, &u.k.v, old)?
-            } else {
-                key_bytes(&u.k.k, &u.k.v)?
-            };
+        for u in self.updates.iter() {
+            let kb = key_bytes(&u.k.k, &u.k.v)?;
             if let Err(e) = self.c.journal.res_add_entry(&mut res, EntryType::BtreeKeys as u8, u.btree, 0, &kb) {
                 err = Some(e);
                 break;
