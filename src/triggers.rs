@@ -255,11 +255,10 @@ impl<'a> FsTriggers<'a> {
             let n = n.clamp(1, ACCOUNTING_MAX_COUNTERS);
             let lo = self.acct_version.fetch_add(1, Relaxed) + 1;
             let (k, v) = accounting_key_encode(&acc, &sum[..n], BVersion { hi: 0, lo })?;
-            if sum[..n].iter().all(|&x| x == 0) {
-                trans.update(BtreeId::Accounting, BkeyI { k: Bkey::new(KeyType::Deleted, pos, 0), v: Vec::new() })?;
-            } else {
-                trans.update(BtreeId::Accounting, BkeyI { k, v })?;
-            }
+            // A sum of zero stays as a key (C keeps zeroed counters too):
+            // its journal copy is a delta with this version, which a
+            // deletion could not carry.
+            trans.update(BtreeId::Accounting, BkeyI { k, v })?;
         }
         Ok(())
     }

@@ -44,6 +44,37 @@ pub fn key_bytes(k: &Bkey, v: &[u8]) -> Result<Vec<u8>, Errno> {
     Ok(out)
 }
 
+/// The journal copy of an update of the accounting btree: the leaf gets
+/// the counters' new sum, the journal the difference from the key the
+/// leaf holds (`old`), with the new key's position and `bversion`, as an
+/// accounting key (also when the sum is deleted: then the delta is minus
+/// the old counters).  Recovery adds journal accounting keys newer than
+/// the btree's to it (`bch2_journal_replay_accounting_key()`): C journals
+/// deltas (`bch2_accounting_accumulate()`), so a journaled sum would be
+/// counted twice.
+///
+/// Errors: `ENOMEM`.
+pub fn accounting_delta_bytes(k: &Bkey, v: &[u8], old: Option<(Bkey, &[u8])>) -> Result<Vec<u8>, Errno> {
+    use crate::format::bkey::KeyType;
+    let old_v = old.filter(|(ok, _)| ok.key_type == KeyType::Accounting as u8).map_or(&[][..], |(_, ov)| ov);
+    let live = k.key_type == KeyType::Accounting as u8;
+    let new_v = if live { v } else { &[][..] };
+    let n = new_v.len().max(old_v.len()) / 8;
+    let word = |b: &[u8], i: usize| {
+        b.get(i * 8..i * 8 + 8).map_or(0u64, |w| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]))
+    };
+    let mut d = Vec::with_capacity(n * 8)?;
+    for i in 0..n {
+        d.extend_from_slice(&word(new_v, i).wrapping_sub(word(old_v, i)).to_le_bytes())?;
+    }
+    let mut dk = *k;
+    if !live {
+        dk.key_type = KeyType::Accounting as u8;
+        dk.size = 0;
+    }
+    key_bytes(&dk, &d)
+}
+
 impl BtreeTrans<'_> {
     /// Runs the transactional triggers of updates that have not run them
     /// (`bch2_trans_commit_run_triggers()`); a trigger may queue more.
@@ -216,6 +247,10 @@ impl BtreeTrans<'_> {
         let mut u64s = 0u32;
         for u in self.updates.iter() {
             u64s += 1 + (BKEY_U64S + u.k.v.len() / 8) as u32;
+            if u.btree == BtreeId::Accounting as u8 {
+                // Its journal copy is a delta, as long as the old key.
+                u64s += crate::accounting::ACCOUNTING_MAX_COUNTERS as u32;
+            }
         }
         let rf = ResFlags { nonblock: true, reclaim: cflags.journal_reclaim };
         let mut res: JournalRes = match self.c.journal.res_get(u64s, rf) {
@@ -272,8 +307,13 @@ impl BtreeTrans<'_> {
 
         // 7. Journal, insert, triggers.
         let mut err = None;
-        for u in self.updates.iter() {
-            let kb = key_bytes(&u.k.k, &u.k.v)?;
+        for (i, u) in self.updates.iter().enumerate() {
+            let kb = if u.btree == BtreeId::Accounting as u8 {
+                let old = ws.get(leaf_path[i]).and_then(|w| w.find(u.k.k.p).and_then(|j| w.key(j)));
+                accounting_delta_bytes(&u.k.k, &u.k.v, old)?
+            } else {
+                key_bytes(&u.k.k, &u.k.v)?
+            };
             if let Err(e) = self.c.journal.res_add_entry(&mut res, EntryType::BtreeKeys as u8, u.btree, 0, &kb) {
                 err = Some(e);
                 break;
