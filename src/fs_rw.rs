@@ -47,7 +47,7 @@
 //! (`bch2_alloc_read()` reads through the journal keys).  Not done yet:
 //! several devices.
 
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::alloc::foreground::{Allocator, DiscardDev, OpenBuckets as ObRefs, Watermark, WritePointSpec};
 use crate::btree::node::NodeSpace;
@@ -355,6 +355,7 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             btree: &btree,
             triggers: &trig,
             nodes: &nodes,
+            discarding: AtomicBool::new(false),
             now_ns: AtomicI64::new(now_ns),
             rng: AtomicU64::new(seed),
             hints: Mutex::new(hints)?,
@@ -574,6 +575,9 @@ pub struct BchFs<'a, D: BlockDev + Send + Sync> {
     pub triggers: &'a FsTriggers<'a>,
     /// The btree's node allocator ([`FsNodeAlloc`]).
     pub nodes: &'a (dyn NodeReserve + 'a),
+    /// [`do_discards`](Self::do_discards) runs (its commit must not start
+    /// another from [`maybe_reclaim`](Self::maybe_reclaim)).
+    discarding: AtomicBool,
     now_ns: AtomicI64,
     rng: AtomicU64,
     hints: Mutex<Vec<u64>>,
@@ -688,13 +692,24 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     }
 
     /// Writes the dirty nodes when the journal holds more than a few dozen
-    /// unreclaimed entries (what the journal's flusher would ask for).
+    /// unreclaimed entries (what the journal's flusher would ask for);
+    /// then, when buckets wait in `need_discard`, the discards (C queues
+    /// its discard work when the journal flush makes such buckets
+    /// eligible).
     ///
-    /// Errors: those of [`flush`](Self::flush).
+    /// Errors: those of [`flush`](Self::flush) and
+    /// [`do_discards`](Self::do_discards).
     pub fn maybe_reclaim(&self) -> Result<(), Errno> {
         let j = &self.open.journal;
         if j.cur_seq().saturating_sub(j.last_seq()) > 32 {
             self.flush()?;
+            let dev = self.open.info.dev_idx;
+            let waiting = self.open.alloc.with_dev(dev, |d| d.usage[crate::format::val::alloc::data_type::NEED_DISCARD as usize])?;
+            if waiting != 0 && !self.discarding.swap(true, Relaxed) {
+                let r = self.do_discards();
+                self.discarding.store(false, Relaxed);
+                r?;
+            }
         }
         Ok(())
     }
