@@ -301,7 +301,6 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         trig.set_enabled(false);
         btree.triggers = Some(&trig);
         let btree = btree;
-        nodes.set_btree(&btree);
         // The node pointers before anything changes: interior updates made
         // from here on (replay's included) are triggered with their old
         // keys known.
@@ -375,8 +374,8 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
 /// may not take, down to the btree reserve, as C's
 /// `bch2_btree_update_start()` raises the watermark to `btree`).
 ///
-/// It reads the freespace btree through the [`BtreeFs`] it serves (set by
-/// [`set_btree`](Self::set_btree) once that exists).  It keeps a reference
+/// It reads the freespace btree through the [`BtreeFs`] the node is for
+/// ([`BtreeNodeAlloc::alloc_for`]).  It keeps a reference
 /// on the open bucket of every node it hands out
 /// (`bch2_open_bucket_get()` into the update's reserve) until
 /// [`release`](Self::release), which [`BchFs::after_commit`] calls once the
@@ -384,21 +383,15 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
 /// until then the bucket is open and never handed out again.
 pub struct FsNodeAlloc<'a> {
     alloc: &'a Allocator,
-    btree: Mutex<Option<&'a BtreeFs<'a>>>,
     held: Mutex<Vec<ObRefs>>,
 }
 
 impl<'a> FsNodeAlloc<'a> {
-    /// A node allocator over `alloc`, reading no btree yet.
+    /// A node allocator over `alloc`.
     ///
     /// Errors: `ENOMEM`.
     pub fn new(alloc: &'a Allocator) -> Result<Self, Errno> {
-        Ok(FsNodeAlloc { alloc, btree: Mutex::new(None)?, held: Mutex::new(Vec::new())? })
-    }
-
-    /// The btree whose freespace btree the allocator reads.
-    pub fn set_btree(&self, btree: &'a BtreeFs<'a>) {
-        *self.btree.lock() = Some(btree);
+        Ok(FsNodeAlloc { alloc, held: Mutex::new(Vec::new())? })
     }
 
     /// Puts the references on the buckets of the nodes handed out
@@ -436,8 +429,13 @@ impl NodeReserve for FsNodeAlloc<'_> {
 }
 
 impl BtreeNodeAlloc for FsNodeAlloc<'_> {
-    fn alloc(&self, sectors: u32) -> Result<NodeSpace, Errno> {
-        let src = (*self.btree.lock()).ok_or(Errno::EINVAL)?;
+    /// Only [`alloc_for`](BtreeNodeAlloc::alloc_for): the freespace btree
+    /// is read through the btree the node is for.
+    fn alloc(&self, _sectors: u32) -> Result<NodeSpace, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    fn alloc_for(&self, src: &BtreeFs<'_>, sectors: u32) -> Result<NodeSpace, Errno> {
         let (p, mut obs) = self.alloc.alloc_btree_node(src, sectors, Watermark::Btree).map_err(|e| e.errno())?;
         if self.held.lock().push(obs).is_err() {
             self.alloc.open_buckets_put(&mut obs);

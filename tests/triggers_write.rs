@@ -105,8 +105,6 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
     let nodes = FsNodeAlloc::new(&alloc).unwrap();
     let mut fs = BtreeFs::new(&dev, &info, &cache, &tap, &nodes, geo, &roots).unwrap();
     fs.triggers = Some(&trig);
-    let fs = fs;
-    nodes.set_btree(&fs);
     alloc.load(&fs).unwrap();
     trig.node_ptrs_load(&fs).unwrap();
     let free0 = alloc.with_dev(info.dev_idx, |d| d.buckets_free(Watermark::Normal)).unwrap();

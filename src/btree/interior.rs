@@ -100,7 +100,7 @@ fn new_node(
     keys: &[BkeyI],
     journal_seq: u64,
 ) -> Result<Arc<Node>, Errno> {
-    let space = c.alloc.alloc(c.geo.node_sectors())?;
+    let space = c.alloc.alloc_for(c, c.geo.node_sectors())?;
     let mut data = NodeData::default();
     let r = (|| -> Result<Node, Errno> {
         let bytes: usize = keys.iter().map(|k| 40 + k.v.len()).sum();
