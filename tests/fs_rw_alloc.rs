@@ -330,3 +330,27 @@ fn freed_bucket_waits_for_the_journal_flush() {
     });
     assert_clean(&mem);
 }
+
+#[test]
+fn freed_space_is_reused_in_the_same_mount() {
+    let mem = fresh(32 << 20, &[]);
+    let file = 256usize << 10;
+    with_fs(&mem, 2, |fs| {
+        let (files, written1, err) = fill(fs, "a", file, 10_000);
+        assert_eq!(err, Some(Errno::ENOSPC));
+        let mut t = fs.trans();
+        for (name, _) in files.iter() {
+            unlink(&mut t, &SV, ROOT, name.as_bytes(), false)?;
+        }
+        drop(t);
+        // No remount: the allocation that finds nothing flushes the
+        // journal and runs the discards itself.
+        let (files2, written2, err2) = fill(fs, "b", file, files.len());
+        let discarded = fs.open.alloc.with_dev(0, |d| d.nr_discarded)?;
+        eprintln!("same mount: {written1} bytes, deleted, {written2} bytes again ({err2:?}), {discarded} buckets discarded");
+        assert!(written2 + 8 * (file as u64) >= written1, "{written2} of {written1}");
+        assert!(files2.len() + 8 >= files.len());
+        Ok(())
+    });
+    assert_clean(&mem);
+}
