@@ -733,13 +733,17 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     }
 
     /// Clean shutdown (`bch2_fs_read_only()` + `bch2_fs_mark_clean()`):
-    /// every dirty node written, the journal stopped with a last flush
+    /// every dirty node written, the write points' open buckets closed
+    /// (`bch2_open_buckets_stop()`), the journal stopped with a last flush
     /// entry, the superblock's `clean` section (roots, clocks) and clean
     /// flag written.
     ///
     /// Errors: `EBUSY` (journal pins left), `EIO`, `ENOMEM`.
     pub fn shutdown(&self) -> Result<(), Errno> {
         self.flush()?;
+        // bch2_dev_allocator_remove(): the write points give up their
+        // buckets (partly written ones stay as their keys made them).
+        self.open.alloc.open_buckets_stop(None);
         let seq = self.open.journal.stop()?;
         let clean = self.open.journal.clean_section(seq)?;
         let mut sb = self.open.sb.lock();
