@@ -30,7 +30,7 @@
 //! and [`FsTriggers::node_ptrs_catch_up`] runs their triggers in a
 //! following transaction (see the notes in `write-path.rst`).
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::accounting::{accounting_key_encode, accounting_val_decode, AccountingDeltas, DiskAccountingPos, ACCOUNTING_MAX_COUNTERS};
 use crate::alloc::background::{alloc_gens_pos, data_type_is_empty, trigger_alloc, AllocTriggerCtx, BucketGens};
@@ -47,12 +47,37 @@ use crate::format::val::alloc::AllocV4;
 use crate::journal::res::{JournalRes, JournalSink, PinOwner, ResFlags};
 use crate::platform::{log, Mutex, Vec};
 
-/// Which buckets the allocator has open (being written): the alloc trigger
-/// does not bump their gen when they go empty
-/// (`bch2_bucket_is_open_safe()`).
+/// What the triggers ask of and tell the foreground allocator
+/// ([`crate::alloc::foreground::Allocator`] implements it): which buckets
+/// are open (being written: the alloc trigger does not bump their gen when
+/// they go empty, `bch2_bucket_is_open_safe()`), and every alloc key a
+/// commit writes (the allocator's share of the atomic alloc trigger,
+/// `bch2_trigger_alloc()` with `BTREE_TRIGGER_atomic`).
 pub trait OpenBuckets: Sync {
     /// Whether `bucket` (dev:bucket) is open.
     fn is_open(&self, bucket: Bpos) -> bool;
+
+    /// The alloc key of `bucket` (dev:bucket) became `new` in the commit
+    /// of journal sequence number `journal_seq` (a deleted key is passed
+    /// as the all-zero value).  The default does nothing.
+    fn bucket_updated(&self, bucket: Bpos, new: &AllocV4, journal_seq: u64) {
+        let _ = (bucket, new, journal_seq);
+    }
+}
+
+impl OpenBuckets for crate::alloc::foreground::Allocator {
+    fn is_open(&self, bucket: Bpos) -> bool {
+        u8::try_from(bucket.inode).is_ok_and(|d| self.bucket_is_open(d, bucket.offset))
+    }
+
+    fn bucket_updated(&self, bucket: Bpos, new: &AllocV4, journal_seq: u64) {
+        let Ok(dev) = u8::try_from(bucket.inode) else {
+            return;
+        };
+        if let Err(e) = crate::alloc::foreground::Allocator::bucket_updated(self, dev, bucket.offset, new, journal_seq) {
+            log::err_ratelimited!("allocator: alloc key of {}:{} not taken in: {e}", bucket.inode, bucket.offset);
+        }
+    }
 }
 
 /// The triggers of a read-write filesystem (the trigger part of `struct
@@ -80,7 +105,9 @@ pub struct FsTriggers<'a> {
     /// A replicas accounting counter was created or a node pointer moved:
     /// the superblock's replicas section and btree bitmaps may need
     /// marking ([`take_sb_marks_pending`](Self::take_sb_marks_pending)).
-    sb_marks_pending: core::sync::atomic::AtomicBool,
+    sb_marks_pending: AtomicBool,
+    /// Off: the hooks do nothing ([`set_enabled`](Self::set_enabled)).
+    enabled: AtomicBool,
 }
 
 /// What the node pointer bookkeeping keeps: every interior key and root
@@ -148,7 +175,8 @@ impl<'a> FsTriggers<'a> {
             node_ptrs: Mutex::new(NodePtrs { known: Vec::new(), roots, pending: Vec::new() })?,
             open_buckets: None,
             gen_bumps: Mutex::new(Vec::new())?,
-            sb_marks_pending: core::sync::atomic::AtomicBool::new(false),
+            sb_marks_pending: AtomicBool::new(false),
+            enabled: AtomicBool::new(true),
         })
     }
 
@@ -159,6 +187,12 @@ impl<'a> FsTriggers<'a> {
     /// is created, `bch2_dev_btree_bitmap_mark()` when a node is allocated.
     pub fn take_sb_marks_pending(&self) -> bool {
         self.sb_marks_pending.swap(false, Relaxed)
+    }
+
+    /// Turns the [`BtreeTriggers`] hooks on or off (on when made): off,
+    /// commits run no trigger (`BTREE_TRIGGER_norun`, journal replay).
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Relaxed);
     }
 
     /// The accounting counters in memory, normalized (a copy).
@@ -601,6 +635,9 @@ impl BtreeTriggers for FsTriggers<'_> {
         old: Option<&BkeyI>,
         new: &BkeyI,
     ) -> Result<(), BchError> {
+        if !self.enabled.load(Relaxed) {
+            return Ok(());
+        }
         if level == 0 && superseded(trans, btree, new) {
             return Ok(());
         }
@@ -619,7 +656,19 @@ impl BtreeTriggers for FsTriggers<'_> {
         self.apply(trans, &mut out)
     }
 
-    fn atomic_trigger(&self, btree: u8, _level: u8, old: Option<(Bkey, &[u8])>, new: (Bkey, &[u8]), _journal_seq: u64) {
+    fn atomic_trigger(&self, btree: u8, _level: u8, old: Option<(Bkey, &[u8])>, new: (Bkey, &[u8]), journal_seq: u64) {
+        if !self.enabled.load(Relaxed) {
+            return;
+        }
+        if btree == BtreeId::Alloc as u8 {
+            // The allocator's bucket table follows every alloc key written
+            // (C: the key cache and `buckets_waiting_for_journal`).
+            if let Some(ob) = self.open_buckets {
+                let a = if new.0.key_type == KeyType::AllocV4 as u8 { AllocV4::decode(new.1) } else { AllocV4::default() };
+                ob.bucket_updated(new.0.p, &a, journal_seq);
+            }
+            return;
+        }
         if btree != BtreeId::Accounting as u8 {
             return;
         }

@@ -103,7 +103,7 @@ fn new_node(
     journal_seq: u64,
     node_seq: u32,
 ) -> Result<Arc<Node>, Errno> {
-    let space = c.alloc.alloc(c.geo.node_sectors())?;
+    let space = c.alloc.alloc_for(c, c.geo.node_sectors())?;
     let mut data = NodeData::default();
     let r = (|| -> Result<Node, Errno> {
         let bytes: usize = keys.iter().map(|k| 40 + k.v.len()).sum();

@@ -20,7 +20,7 @@ use bcachefs_rs::fs_common::io_write::write_data;
 use bcachefs_rs::fs_common::xattr::xattr_set;
 use bcachefs_rs::fs_common::Subvol;
 use bcachefs_rs::fs_initialize::{ROOT_INO, ROOT_SUBVOL};
-use bcachefs_rs::fs_rw::{BchFs, FsDataAlloc};
+use bcachefs_rs::fs_rw::{writepoint_hashed, BchFs, FsDataAlloc};
 use bcachefs_rs::platform::BlockDev;
 
 /// Bytes read from a host file at a time.
@@ -109,11 +109,18 @@ fn host_xattrs(p: &Path) -> Result<Vec<Xattr>, String> {
     Ok(out)
 }
 
+/// The write point of this process's writes: C hashes the writing task
+/// (`writepoint_hashed((unsigned long) current)`), so one `cp` fills one
+/// write point.
+fn writer() -> bcachefs_rs::alloc::foreground::WritePointSpec {
+    writepoint_hashed(u64::from(std::process::id()))
+}
+
 /// Copies the data of host file `p` into `inum`, leaving all-zero blocks
 /// as holes, and sets the size.
 fn copy_data<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, sv: &Subvol, inum: u64, p: &Path, size: u64) -> Result<(), String> {
     let mut t = fs.trans();
-    let mut a = FsDataAlloc { open: fs.open };
+    let mut a = FsDataAlloc::new(fs, writer());
     let block = fs.open.facts.block_bytes as usize;
     let mut f = fs::File::open(p).map_err(|e| err(p, "open", e))?;
     let mut buf = vec![0u8; CHUNK];
@@ -187,7 +194,7 @@ pub fn copy_fs<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, src: &Path) -> Resu
             let m = fs::symlink_metadata(&p).map_err(|e| err(&p, "stat", e))?;
             let ft = m.file_type();
             let mut t = fs.trans();
-            let mut a = FsDataAlloc { open: fs.open };
+            let mut a = FsDataAlloc::new(fs, writer());
             if !ft.is_dir() && m.nlink() > 1 {
                 if let Some(&inum) = hardlinks.get(&(m.dev(), m.ino())) {
                     link(&mut t, &sv, dinum, inum, name).map_err(|e| err(&p, "link", e))?;
@@ -241,7 +248,7 @@ pub fn copy_fs<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, src: &Path) -> Resu
     let m = fs::metadata(src).map_err(|e| err(src, "stat", e))?;
     dir_attrs.push((ROOT_INO, attrs(&m)));
     let mut t = fs.trans();
-    let mut a = FsDataAlloc { open: fs.open };
+    let mut a = FsDataAlloc::new(fs, writer());
     for (inum, at) in dir_attrs.iter().rev() {
         setattr(&mut t, &mut a, &sv, *inum, at).map_err(|e: Errno| format!("inode {inum}: setattr: {e}"))?;
     }
