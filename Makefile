@@ -6,6 +6,7 @@
 #   make test       everything: host tests, kernel, module, kselftests in a VM
 #   make demo       the main job: boot the VM, format, mount, use, show sysfs
 #   make bench      benchmarks in one VM boot (not part of the tests)
+#   make bench-write  our format --source against C's cp -a, one VM boot
 #   make loom       model-check src/sync with loom (own target directory)
 #   make sync-stress  the 10 s host stress test of six locks
 #   make test-long  the long host tests in release mode: the crash sweep
@@ -19,7 +20,7 @@ KDIR ?= $(shell scripts/kernel >/dev/null && scripts/kernel --path)
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=1 RUSTC=/usr/bin/rustc \
 	BINDGEN=$(shell command -v bindgen || echo $(HOME)/.cargo/bin/bindgen)
 
-.PHONY: all modules check test bench demo clean tool loom sync-stress test-long
+.PHONY: all modules check test bench bench-write demo clean tool loom sync-stress test-long
 
 all: modules
 
@@ -41,6 +42,9 @@ demo:
 
 bench: modules tool
 	scripts/bench
+
+bench-write: tool
+	scripts/bench-write
 
 # Optimised (loom is slow) but with debug assertions on.
 loom:

@@ -174,7 +174,10 @@ pub fn dev_freespace_init<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Resul
         })?;
     }
     let mut sb = fs.open.sb.lock();
-    member_set_freespace_initialized(&mut sb, dev)
+    member_set_freespace_initialized(&mut sb, dev)?;
+    // From here on the allocator takes buckets from the freespace btree,
+    // no longer by scanning its bucket table (bch2_bucket_alloc_early()).
+    fs.open.alloc.set_freespace_initialized(dev, true)
 }
 
 /// Sets `BCH_MEMBER_FREESPACE_INITIALIZED` of member `idx` in both member

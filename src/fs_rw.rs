@@ -1,36 +1,58 @@
 // SPDX-License-Identifier: GPL-2.0
 //! A read-write filesystem on one device: the superblock, the journal's
 //! write side, the btree write side with the commit's triggers, the
-//! (interim) allocator, clean shutdown, and the `fs_common` operations
+//! foreground allocator, clean shutdown, and the `fs_common` operations
 //! over real transactions.
 //!
 //! Matches, in `fs/bcachefs`: `super.c` (`bch2_fs_open()`,
 //! `bch2_fs_read_write()`, `bch2_fs_read_only()`/`__bch2_fs_stop()`),
 //! `sb-clean.c` (`bch2_fs_mark_clean()`), `recovery.c` (the journal start
-//! of `bch2_fs_recovery()`).
+//! of `bch2_fs_recovery()`), `journal.c` (`bch2_dev_journal_alloc()` for
+//! a new volume), `alloc_background.c` (`bch2_do_discards()`).
 //!
 //! # Shape
 //!
 //! [`BchFsOpen::open`] owns what lives as long as the mount (device,
-//! superblock, journal, node cache, allocator); [`BchFsOpen::mount`] builds
-//! the borrowing layers (triggers, the journal tap, [`BtreeFs`]) on its
-//! stack and runs a closure with the [`BchFs`] made of them.  The btree
-//! write side borrows its parts, so the journal cannot hold a
-//! `'static` flusher into it: reclaim is driven from here instead
+//! superblock, journal, node cache, the foreground allocator
+//! [`Allocator`]); [`BchFsOpen::mount`] builds the borrowing layers
+//! (triggers, the journal tap, the node allocator [`FsNodeAlloc`],
+//! [`BtreeFs`]) on its stack and runs a closure with the [`BchFs`] made of
+//! them.  The btree write side borrows its parts, so the journal cannot
+//! hold a `'static` flusher into it: reclaim is driven from here instead
 //! ([`BchFs::maybe_reclaim`] after each commit, [`BchFs::flush`]).
 //!
+//! # Space
+//!
+//! Every bucket comes from the [`Allocator`] (`alloc_foreground.c`):
+//! btree nodes through the btree write point at [`Watermark::Btree`]
+//! ([`FsNodeAlloc`], `__bch2_btree_node_alloc()`), user data through a
+//! hashed write point at [`Watermark::Normal`] ([`FsDataAlloc`],
+//! `bch2_alloc_sectors_start_trans()`), so data and nodes never share a
+//! bucket; the journal's buckets are marked and never free.  The
+//! allocator reads the freespace btree through [`BtreeFs`] (before
+//! `freespace_initialized`, its own bucket table, as
+//! `bch2_bucket_alloc_early()`), and learns every alloc key a commit
+//! writes from the atomic trigger ([`FsTriggers`]).  A bucket emptied by a
+//! commit becomes `need_discard`; it is allocatable again only after the
+//! journal entry of that commit is flushed and [`BchFs::do_discards`]
+//! (`bch2_do_discards()`: the device's discard when the member's `discard`
+//! option is set) has moved it back to the freespace btree.  When a data
+//! allocation finds nothing above its watermark, the journal is flushed
+//! and discards run once before `ENOSPC` is returned (C waits on
+//! `c->freelist_wait` for the same two).
+//!
 //! After an unclean shutdown the journal's leaf keys are replayed
-//! ([`journal_replay`]) before the triggers are enabled.  Not done yet:
-//! several devices, the foreground allocator (`crate::alloc_interim` is in
-//! its place).
+//! ([`journal_replay`]) before the triggers are enabled; the allocator
+//! starts from the alloc btree with the journal's alloc keys laid over it
+//! (`bch2_alloc_read()` reads through the journal keys).  Not done yet:
+//! several devices.
 
-use core::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
-use crate::alloc::buckets::mark_dev_sb;
-use crate::alloc::DerivedUpdates;
-use crate::alloc_interim::InterimAlloc;
+use crate::alloc::foreground::{Allocator, DiscardDev, OpenBuckets as ObRefs, Watermark, WritePointSpec};
+use crate::btree::node::NodeSpace;
 use crate::btree::trans::is_extents;
-use crate::btree::{commit_do, write_dirty_nodes, BtreeCache, BtreeFs, BtreeGeometry, BtreeTrans, CommitFlags};
+use crate::btree::{commit_do, write_dirty_nodes, BtreeCache, BtreeFs, BtreeGeometry, BtreeNodeAlloc, BtreeTrans, CommitFlags};
 use crate::errcode::{BchError, Errno};
 use crate::format::bkey::{BkeyI, BtreeId, NodeType, BKEY_U64S};
 use crate::format::bpos::Bpos;
@@ -38,6 +60,7 @@ use crate::format::list::{FsInfo, Root};
 use crate::format::sb::{read_super, Sb};
 use crate::format::sb_opts::{sb_opt, SbFlag};
 use crate::format::sb_write::SbBuf;
+use crate::format::val::alloc::AllocV4;
 use crate::fs_common::trans::{BtreeTransOps, WriteOpts};
 use crate::fs_common::FsFacts;
 use crate::journal::seq_blacklist::{blacklist_add, mark_clean, mark_dirty};
@@ -69,6 +92,9 @@ impl<D: BlockDev> BlockDev for SharedDev<D> {
     }
     fn flush(&self) -> Result<(), Errno> {
         self.0.flush()
+    }
+    fn discard(&self, sector: u64, nr_sectors: u64) -> Result<(), Errno> {
+        self.0.discard(sector, nr_sectors)
     }
 }
 
@@ -105,55 +131,32 @@ const COMPAT_ALLOC_INFO: u64 = 1 << 0;
 /// `BCH_COMPAT_alloc_metadata`.
 const COMPAT_ALLOC_METADATA: u64 = 1 << 1;
 
-/// `BCH_JOURNAL_BUCKETS_MIN`.
-const JOURNAL_BUCKETS_MIN: u64 = 8;
-
-/// `bch2_dev_journal_alloc()` for a new filesystem: 1/128th of the
-/// buckets, at least 8 and at most 8192 or 8 GiB, taken from
-/// `first_bucket` upwards skipping the superblock buckets
-/// (`bch2_bucket_alloc_new_fs()`, `is_superblock_bucket()`), recorded in
-/// a `journal_v2` field as ranges (`bch2_journal_buckets_to_sb()`).
+/// `bch2_dev_journal_alloc(ca, true)` for a new volume: the journal
+/// buckets [`Allocator::dev_journal_alloc_new_fs`] chooses (1/128th of the
+/// buckets, at least 8 and at most 8192 or 8 GiB, from `first_bucket`
+/// upwards skipping the superblock buckets: `bch2_bucket_alloc_new_fs()`,
+/// which also moves the allocator's `new_fs_bucket_idx` past them),
+/// recorded in `sbuf` as a `journal_v2` field of ranges
+/// (`bch2_journal_buckets_to_sb()`).  `alloc` must be the allocator of
+/// the volume `sbuf` describes, before anything was allocated.
 ///
-/// Errors: `EINVAL` (superblock unusable, too few buckets), `ENOMEM`.
-pub fn dev_journal_alloc(sbuf: &mut SbBuf) -> Result<(), Errno> {
-    let body = {
-        let sb = sbuf.sb().map_err(|_| Errno::EINVAL)?;
-        let m = sb.member(sb.dev_idx()).ok_or(Errno::EINVAL)?;
-        let d = crate::format::val::DevInfo {
-            bucket_size: u32::from(m.bucket_size),
-            first_bucket: u64::from(m.first_bucket),
-            nbuckets: m.nbuckets,
-            durability: 1,
-            failed: false,
-        };
-        let max = (1u64 << 13).min((1u64 << 24) / u64::from(d.bucket_size.max(1)));
-        let nr = (d.nbuckets >> 7).clamp(JOURNAL_BUCKETS_MIN, max.max(JOURNAL_BUCKETS_MIN));
-        let mut meta = DerivedUpdates::new();
-        let layout = sb.layout();
-        mark_dev_sb(sb.dev_idx(), &d, layout.offsets(), layout.sb_max_size_bits, &[], &mut meta)?;
-        let mut ranges: Vec<(u64, u64)> = Vec::new();
-        let mut got = 0u64;
-        let mut b = d.first_bucket;
-        while got < nr {
-            if b >= d.nbuckets {
-                return Err(Errno::EINVAL);
-            }
-            if !meta.meta.iter().any(|m| m.bucket.offset == b) {
-                match ranges.last_mut() {
-                    Some(r) if r.0 + r.1 == b => r.1 += 1,
-                    _ => ranges.push((b, 1))?,
-                }
-                got += 1;
-            }
-            b += 1;
+/// Errors: `EINVAL` (superblock unusable), `ENOSPC` (too few buckets),
+/// `ENOMEM`.
+pub fn dev_journal_alloc(sbuf: &mut SbBuf, alloc: &Allocator) -> Result<(), Errno> {
+    let dev = sbuf.sb().map_err(|_| Errno::EINVAL)?.dev_idx();
+    let buckets = alloc.dev_journal_alloc_new_fs(dev)?;
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    for &b in buckets.iter() {
+        match ranges.last_mut() {
+            Some(r) if r.0 + r.1 == b => r.1 += 1,
+            _ => ranges.push((b, 1))?,
         }
-        let mut body: Vec<u8> = Vec::new();
-        for &(start, n) in ranges.iter() {
-            body.extend_from_slice(&start.to_le_bytes())?;
-            body.extend_from_slice(&n.to_le_bytes())?;
-        }
-        body
-    };
+    }
+    let mut body: Vec<u8> = Vec::new();
+    for &(start, n) in ranges.iter() {
+        body.extend_from_slice(&start.to_le_bytes())?;
+        body.extend_from_slice(&n.to_le_bytes())?;
+    }
     sbuf.set_field(crate::format::sb::FieldType::JournalV2, &body)?;
     Ok(())
 }
@@ -174,13 +177,12 @@ pub struct BchFsOpen<D: BlockDev + Send + Sync> {
     pub journal: Journal<SharedDev<D>>,
     /// The btree node cache.
     pub cache: BtreeCache,
-    /// The allocator (interim).
-    pub alloc: InterimAlloc,
+    /// The foreground allocator (`alloc_foreground.c`): every bucket of
+    /// the mount comes from it.
+    pub alloc: Allocator,
     roots: Vec<Option<Root>>,
     geo: BtreeGeometry,
     acct_version: u64,
-    /// Buckets holding superblocks and the journal, never allocated.
-    meta_buckets: Vec<u64>,
     /// The volume has never been initialized (`bch2_fs_initialize()` must
     /// run).
     pub fresh: bool,
@@ -209,10 +211,11 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             return Err(Errno::EOPNOTSUPP);
         }
         let fresh = sb.flag(SbFlag::Initialized) == 0;
+        let alloc = Allocator::new(&sb)?;
         let mut sbuf = SbBuf::from_sb(&sb)?;
         drop(sbr);
         if fresh {
-            dev_journal_alloc(&mut sbuf)?;
+            dev_journal_alloc(&mut sbuf, &alloc)?;
         }
         let sb = sbuf.sb().map_err(|_| Errno::EINVAL)?;
         let info = FsInfo::from_sb(&sb).map_err(|_| Errno::EINVAL)?;
@@ -239,13 +242,6 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         };
         let acct_version = start.cur_seq << 32;
         let blacklist = start.blacklist;
-        let mut meta = DerivedUpdates::new();
-        let layout = sb.layout();
-        mark_dev_sb(info.dev_idx, &d, layout.offsets(), layout.sb_max_size_bits, &info.journal_buckets, &mut meta)?;
-        let mut meta_buckets = Vec::new();
-        for m in meta.meta.iter() {
-            meta_buckets.push(m.bucket.offset)?;
-        }
         let journal = Journal::new(SharedDev(dev.clone()), jgeo, JournalOpts::default(), start)?;
         for r in roots.iter().flatten() {
             let vlen = r.key.val_bytes().min(r.val.len());
@@ -255,7 +251,6 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             journal.replay_done();
         }
         let geo = BtreeGeometry::from_info(&info, csum, version);
-        let alloc = InterimAlloc::new(info.dev_idx, d.bucket_size)?;
         Ok(BchFsOpen {
             dev,
             sb: Mutex::new(sbuf)?,
@@ -268,7 +263,6 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             roots,
             geo,
             acct_version,
-            meta_buckets,
             fresh,
             replay,
             blacklist,
@@ -277,9 +271,12 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
 
     /// Goes read-write and runs `f` on the filesystem
     /// (`bch2_fs_read_write()`): the superblock is marked dirty and
-    /// written, the allocator loads the free buckets, the triggers learn
-    /// the btree node pointers.  Nothing is shut down afterwards: call
-    /// [`BchFs::shutdown`] in `f` for a clean unmount.
+    /// written, the allocator loads the bucket states (`bch2_alloc_read()`,
+    /// with the journal's alloc keys over the btree's when there is
+    /// replay), the triggers learn the btree node pointers, and the
+    /// discards waiting from the last mount run (`bch2_do_discards()`).
+    /// Nothing is shut down afterwards: call [`BchFs::shutdown`] in `f` for
+    /// a clean unmount.
     ///
     /// Errors: those of `f`, of the superblock write and of the loads.
     pub fn mount<R>(&self, now_ns: i64, seed: u64, f: impl FnOnce(&BchFs<'_, D>) -> Result<R, Errno>) -> Result<R, Errno> {
@@ -293,27 +290,44 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
                 sb.write_super(&*self.dev)?;
             }
         }
-        let d = self.info.devs.get(self.info.dev_idx as usize).copied().flatten().ok_or(Errno::EINVAL)?;
         let mut trig = FsTriggers::new(&self.info, self.acct_version)?;
         trig.open_buckets = Some(&self.alloc);
         let tap = NodePtrTap { inner: &self.journal, triggers: &trig };
         let dev: &(dyn BlockDev + Sync) = &*self.dev;
-        let mut btree = BtreeFs::new(dev, &self.info, &self.cache, &tap, &self.alloc, self.geo, &self.roots)?;
+        let nodes = FsNodeAlloc::new(&self.alloc)?;
+        let mut btree = BtreeFs::new(dev, &self.info, &self.cache, &tap, &nodes, self.geo, &self.roots)?;
+        // Replay runs without triggers (BTREE_TRIGGER_norun): they are
+        // hooked in now, enabled after it.
+        trig.set_enabled(false);
+        btree.triggers = Some(&trig);
+        let btree = btree;
         // The node pointers before anything changes: interior updates made
         // from here on (replay's included) are triggered with their old
         // keys known.
         trig.node_ptrs_load(&btree)?;
+        self.alloc.load(&btree)?;
+        self.alloc.journal_flushed(self.journal.flushed_seq_ondisk());
         if let Some(keys) = &self.replay {
-            // Buckets whose alloc keys are still in the journal are not
-            // known free before replay: keep the node allocator off them.
-            let mut excl: Vec<u64> = Vec::new();
-            excl.extend_from_slice(&self.meta_buckets)?;
-            for i in 0..keys.len() {
-                if let Some(k) = keys.get(i).filter(|k| k.btree == BtreeId::Alloc as u8 && k.level == 0) {
-                    excl.push(k.pos.offset)?;
+            // bch2_alloc_read() reads through the journal keys: buckets
+            // whose alloc keys are still in the journal are known as the
+            // journal has them, so replay's node allocations stay off them.
+            let mut i = 0;
+            while i < keys.len() {
+                let end = keys.slot_end(i).max(i + 1);
+                let slot = i;
+                i = end;
+                let Some(jk) = keys.get(slot).filter(|k| k.btree == BtreeId::Alloc as u8 && k.level == 0) else {
+                    continue;
+                };
+                // The slot's newest key.
+                let Some((k, v)) = keys.key(end - 1) else {
+                    continue;
+                };
+                let a = if k.key_type == crate::format::bkey::KeyType::AllocV4 as u8 { AllocV4::decode(v) } else { AllocV4::default() };
+                if let Ok(dev) = u8::try_from(jk.pos.inode) {
+                    self.alloc.bucket_updated(dev, jk.pos.offset, &a, 0)?;
                 }
             }
-            self.alloc.load(&btree, d.first_bucket, d.nbuckets, &excl)?;
             journal_replay_interior(&btree, &trig, keys)?;
             // Replayed keys carry their derived updates with them: no
             // triggers (BTREE_TRIGGER_norun), as C replays.
@@ -329,22 +343,123 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
                 }
             }
             self.journal.replay_done();
+            // The allocator sees what replay put in the alloc btree.
+            self.alloc.load(&btree)?;
         }
-        // The allocator sees what replay put in the alloc btree.
-        self.alloc.load(&btree, d.first_bucket, d.nbuckets, &self.meta_buckets)?;
         accounting_read(&btree, &trig)?;
-        btree.triggers = Some(&trig);
+        trig.set_enabled(true);
         let mut hints = Vec::new();
         hints.push(0u64)?;
         let fs = BchFs {
             open: self,
             btree: &btree,
             triggers: &trig,
+            nodes: &nodes,
+            discarding: AtomicBool::new(false),
             now_ns: AtomicI64::new(now_ns),
             rng: AtomicU64::new(seed),
             hints: Mutex::new(hints)?,
         };
-        f(&fs)
+        if !self.fresh {
+            fs.do_discards()?;
+        }
+        let r = f(&fs);
+        nodes.release();
+        r
+    }
+}
+
+/// The btree's [`BtreeNodeAlloc`] of a mount: `__bch2_btree_node_alloc()`
+/// through the btree write point of the [`Allocator`], at
+/// [`Watermark::Btree`] (interior updates may dig into the buckets data
+/// may not take, down to the btree reserve, as C's
+/// `bch2_btree_update_start()` raises the watermark to `btree`).
+///
+/// It reads the freespace btree through the [`BtreeFs`] the node is for
+/// ([`BtreeNodeAlloc::alloc_for`]).  It keeps a reference
+/// on the open bucket of every node it hands out
+/// (`bch2_open_bucket_get()` into the update's reserve) until
+/// [`release`](Self::release), which [`BchFs::after_commit`] calls once the
+/// node pointers' triggers have marked the buckets in the alloc btree:
+/// until then the bucket is open and never handed out again.
+pub struct FsNodeAlloc<'a> {
+    alloc: &'a Allocator,
+    held: Mutex<Vec<ObRefs>>,
+}
+
+impl<'a> FsNodeAlloc<'a> {
+    /// A node allocator over `alloc`.
+    ///
+    /// Errors: `ENOMEM`.
+    pub fn new(alloc: &'a Allocator) -> Result<Self, Errno> {
+        Ok(FsNodeAlloc { alloc, held: Mutex::new(Vec::new())? })
+    }
+
+    /// Puts the references on the buckets of the nodes handed out
+    /// (`bch2_open_buckets_put()` of the update's open buckets); call once
+    /// their pointers' triggers are committed.
+    pub fn release(&self) {
+        let mut h = self.held.lock();
+        while let Some(mut o) = h.pop() {
+            self.alloc.open_buckets_put(&mut o);
+        }
+    }
+
+    /// Nodes handed out and not released.
+    pub fn nr_held(&self) -> usize {
+        self.held.lock().len()
+    }
+}
+
+/// What [`BchFs`] needs of its [`FsNodeAlloc`] (a trait object keeps
+/// [`BchFs`] covariant in its lifetime).
+pub trait NodeReserve: Sync {
+    /// [`FsNodeAlloc::release`].
+    fn release(&self);
+    /// [`FsNodeAlloc::nr_held`].
+    fn nr_held(&self) -> usize;
+}
+
+impl NodeReserve for FsNodeAlloc<'_> {
+    fn release(&self) {
+        FsNodeAlloc::release(self)
+    }
+    fn nr_held(&self) -> usize {
+        FsNodeAlloc::nr_held(self)
+    }
+}
+
+impl BtreeNodeAlloc for FsNodeAlloc<'_> {
+    /// Only [`alloc_for`](BtreeNodeAlloc::alloc_for): the freespace btree
+    /// is read through the btree the node is for.
+    fn alloc(&self, _sectors: u32) -> Result<NodeSpace, Errno> {
+        Err(Errno::EINVAL)
+    }
+
+    fn alloc_for(&self, src: &BtreeFs<'_>, sectors: u32) -> Result<NodeSpace, Errno> {
+        let (p, mut obs) = self.alloc.alloc_btree_node(src, sectors, Watermark::Btree).map_err(|e| e.errno())?;
+        if self.held.lock().push(obs).is_err() {
+            self.alloc.open_buckets_put(&mut obs);
+            return Err(Errno::ENOMEM);
+        }
+        Ok(NodeSpace { dev: p.dev, offset: p.offset, gen: p.gen })
+    }
+
+    fn free(&self, space: NodeSpace, journal_seq: u64) {
+        // The sectors come back through the trigger of the pointer's
+        // deletion: the bucket empties in the alloc btree, the commit
+        // reports it to the allocator with its journal seq, and it waits
+        // for that seq to be flushed and for its discard.
+        let _ = (space, journal_seq);
+    }
+}
+
+/// The device's discard for [`Allocator::do_discards`].
+struct DevDiscard<'a>(&'a dyn BlockDev);
+
+impl DiscardDev for DevDiscard<'_> {
+    fn discard(&self, _dev: u8, sector: u64, nr_sectors: u64) -> Result<(), Errno> {
+        self.0.discard(sector, nr_sectors)
     }
 }
 
@@ -522,6 +637,11 @@ pub struct BchFs<'a, D: BlockDev + Send + Sync> {
     pub btree: &'a BtreeFs<'a>,
     /// The triggers.
     pub triggers: &'a FsTriggers<'a>,
+    /// The btree's node allocator ([`FsNodeAlloc`]).
+    pub nodes: &'a (dyn NodeReserve + 'a),
+    /// [`do_discards`](Self::do_discards) runs (its commit must not start
+    /// another from [`maybe_reclaim`](Self::maybe_reclaim)).
+    discarding: AtomicBool,
     now_ns: AtomicI64,
     rng: AtomicU64,
     hints: Mutex<Vec<u64>>,
@@ -553,7 +673,82 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     /// Errors: those of the follow-up commits and node writes.
     pub fn after_commit(&self) -> Result<(), Errno> {
         self.triggers.after_commit(self.btree)?;
+        self.sb_marks_update()?;
+        self.nodes_marked();
         self.maybe_reclaim()
+    }
+
+    /// Writes the superblock when a commit created a replicas accounting
+    /// counter or moved a node outside the member's btree bitmap, so that
+    /// a volume left unclean lists what its keys use (C writes the
+    /// superblock from `bch2_mark_replicas()` and
+    /// `bch2_dev_btree_bitmap_mark()` at the same points).
+    ///
+    /// Errors: `EIO` from the superblock write, `ENOMEM`, `EINVAL`.
+    fn sb_marks_update(&self) -> Result<(), Errno> {
+        if !self.triggers.take_sb_marks_pending() {
+            return Ok(());
+        }
+        let mut sb = self.open.sb.lock();
+        if self.mark_sb(&mut sb)? {
+            sb.write_super(&*self.open.dev)?;
+        }
+        Ok(())
+    }
+
+    /// Once no node pointer waits for its triggers, the nodes handed out
+    /// are marked in the alloc btree: their open bucket references go
+    /// (`bch2_btree_update_free()` putting the update's open buckets), and
+    /// the allocator learns how far the journal is flushed
+    /// (`journal.flushed_seq_ondisk`).
+    fn nodes_marked(&self) {
+        if !self.triggers.node_ptrs_pending() {
+            self.nodes.release();
+        }
+        self.open.alloc.journal_flushed(self.open.journal.flushed_seq_ondisk());
+    }
+
+    /// `bch2_do_discards()` on the device: every `need_discard` bucket
+    /// whose emptying is flushed in the journal and that is not open is
+    /// discarded (the device's discard when the member's `discard` option
+    /// is set: [`BlockDev::discard`]) and moved back to the freespace
+    /// btree in one transaction.  Returns how many.
+    ///
+    /// Errors: `EIO` (a need_discard bucket holding data), those of the
+    /// reads, the discard and the commit.
+    pub fn do_discards(&self) -> Result<usize, Errno> {
+        let dev = self.open.info.dev_idx;
+        self.nodes_marked();
+        let keys = self.open.alloc.do_discards(self.btree, dev, &DevDiscard(&*self.open.dev))?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        self.commit_do(|t| {
+            for &(b, a) in keys.iter() {
+                self.triggers.alloc_mod(t, Bpos::new(u64::from(dev), b, 0), |x| {
+                    *x = a;
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        })?;
+        Ok(keys.len())
+    }
+
+    /// What a data allocation that found no bucket above its watermark
+    /// waits for in C (`c->freelist_wait`): the journal flushed (buckets
+    /// emptied by earlier commits may then be reused) and the discards
+    /// that follow.  Returns how many buckets came back.
+    ///
+    /// Errors: those of [`flush`](Self::flush), the journal flush and
+    /// [`do_discards`](Self::do_discards).
+    pub fn alloc_make_room(&self) -> Result<usize, Errno> {
+        self.flush()?;
+        let j = &self.open.journal;
+        if j.cur_seq() > j.flushed_seq_ondisk() {
+            JournalSink::flush_seq(j, j.cur_seq())?;
+        }
+        self.do_discards()
     }
 
     /// [`commit_do`] on the btree, then [`after_commit`](Self::after_commit).
@@ -580,13 +775,24 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     }
 
     /// Writes the dirty nodes when the journal holds more than a few dozen
-    /// unreclaimed entries (what the journal's flusher would ask for).
+    /// unreclaimed entries (what the journal's flusher would ask for);
+    /// then, when buckets wait in `need_discard`, the discards (C queues
+    /// its discard work when the journal flush makes such buckets
+    /// eligible).
     ///
-    /// Errors: those of [`flush`](Self::flush).
+    /// Errors: those of [`flush`](Self::flush) and
+    /// [`do_discards`](Self::do_discards).
     pub fn maybe_reclaim(&self) -> Result<(), Errno> {
         let j = &self.open.journal;
         if j.cur_seq().saturating_sub(j.last_seq()) > 32 {
             self.flush()?;
+            let dev = self.open.info.dev_idx;
+            let waiting = self.open.alloc.with_dev(dev, |d| d.usage[crate::format::val::alloc::data_type::NEED_DISCARD as usize])?;
+            if waiting != 0 && !self.discarding.swap(true, Relaxed) {
+                let r = self.do_discards();
+                self.discarding.store(false, Relaxed);
+                r?;
+            }
         }
         Ok(())
     }
@@ -604,6 +810,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
             if dirty.is_empty() && !self.triggers.node_ptrs_pending() {
                 self.open.journal.journal_do_work(0);
                 self.open.journal.reclaim();
+                self.nodes_marked();
                 return Ok(());
             }
         }
@@ -611,20 +818,24 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     }
 
     /// Clean shutdown (`bch2_fs_read_only()` + `bch2_fs_mark_clean()`):
-    /// every dirty node written, the journal stopped with a last flush
+    /// every dirty node written, the write points' open buckets closed
+    /// (`bch2_open_buckets_stop()`), the journal stopped with a last flush
     /// entry, the superblock's `clean` section (roots, clocks) and clean
     /// flag written.
     ///
     /// Errors: `EBUSY` (journal pins left), `EIO`, `ENOMEM`.
     pub fn shutdown(&self) -> Result<(), Errno> {
         self.flush()?;
+        // bch2_dev_allocator_remove(): the write points give up their
+        // buckets (partly written ones stay as their keys made them).
+        self.open.alloc.open_buckets_stop(None);
         let seq = self.open.journal.stop()?;
         let clean = self.open.journal.clean_section(seq)?;
         let mut sb = self.open.sb.lock();
         // bch2_fs_mark_clean(): the alloc info is complete.
         let c = sb.sb().map(|s| s.compat()).map_err(|_| Errno::EINVAL)?;
         sb.set_compat([c[0] | COMPAT_ALLOC_INFO | COMPAT_ALLOC_METADATA, c[1]]);
-        self.mark_sb(&mut sb)?;
+        let _ = self.mark_sb(&mut sb)?;
         mark_clean(&mut sb, &clean)?;
         sb.write_super(&*self.open.dev)
     }
@@ -638,16 +849,54 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     /// shutdown.
     ///
     /// Errors: `ENOMEM`, `EINVAL`.
-    fn mark_sb(&self, sb: &mut crate::format::sb_write::SbBuf) -> Result<(), Errno> {
+    fn mark_sb(&self, sb: &mut crate::format::sb_write::SbBuf) -> Result<bool, Errno> {
         crate::sb_marks::sb_mark_written(sb, self.triggers, self.open.info.dev_idx, self.open.info.node_bytes / 512)
     }
 
-    /// Prints the mount's state: the journal
-    /// (`bch2_journal_debug_to_text()`), the triggers and the allocator.
+    /// Prints the mount's state, each part under a heading named as C's
+    /// sysfs/debugfs file that prints it: `journal_debug`
+    /// (`bch2_journal_debug_to_text()`), `journal_pins`
+    /// (`bch2_journal_pins_to_text()`), `alloc_debug`
+    /// (`bch2_fs_alloc_debug_to_text()`), `dev-N/alloc_debug`
+    /// (`bch2_dev_alloc_debug_to_text()`), `open_buckets`
+    /// (`bch2_open_buckets_to_text()`), `write_points`
+    /// (`bch2_write_points_to_text()`), `btree_updates` (the last interior
+    /// update, `bch2_btree_updates_to_text()`, and the dirty nodes), and
+    /// `triggers` (ours: accounting version, node pointer bookkeeping, the
+    /// in-memory accounting counters).
     pub fn to_text(&self, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        writeln!(f, "journal_debug:")?;
         self.open.journal.debug_to_text(f)?;
-        self.triggers.to_text(f)?;
-        self.open.alloc.to_text(f)
+        writeln!(f, "\njournal_pins:")?;
+        self.open.journal.pins_to_text(f)?;
+        writeln!(f, "\nalloc_debug:")?;
+        self.open.alloc.fs_alloc_debug_to_text(f)?;
+        let dev = self.open.info.dev_idx;
+        writeln!(f, "\ndev-{dev}/alloc_debug:")?;
+        self.open.alloc.dev_alloc_debug_to_text(f, dev)?;
+        writeln!(f, "\nopen_buckets:")?;
+        self.open.alloc.open_buckets_to_text(f, None)?;
+        writeln!(f, "\nopen_buckets_partial:")?;
+        self.open.alloc.open_buckets_partial_to_text(f)?;
+        writeln!(f, "\nwrite_points:")?;
+        self.open.alloc.write_points_to_text(f)?;
+        writeln!(f, "\nbtree_updates:")?;
+        match *self.btree.last_update.lock() {
+            Some(u) => writeln!(f, "last: {u}")?,
+            None => writeln!(f, "last: none")?,
+        }
+        writeln!(f, "node reserve: {} nodes held", self.nodes.nr_held())?;
+        match self.open.cache.nodes_with(crate::btree::node::flags::DIRTY) {
+            Ok(dirty) => {
+                writeln!(f, "dirty nodes: {}", dirty.len())?;
+                for n in dirty.iter() {
+                    writeln!(f, "  {n}")?;
+                }
+            }
+            Err(_) => writeln!(f, "dirty nodes: (out of memory)")?,
+        }
+        writeln!(f, "\ntriggers:")?;
+        self.triggers.to_text(f)
     }
 
     /// A transaction for the `fs_common` operations.
@@ -753,23 +1002,95 @@ impl<D: BlockDev + Send + Sync> BtreeTransOps for FsTrans<'_, D> {
     }
 }
 
-/// A [`crate::fs_common::trans::DataAlloc`] over the interim allocator
-/// that writes through the device.
+/// `writepoint_hashed()` of a writer: C hashes the task that dirtied the
+/// pages (`inode->ei_last_dirtied`, or `current` for direct IO), so one
+/// writing process fills one write point; callers pass what stands for
+/// it (the tool its process id).
+pub fn writepoint_hashed(v: u64) -> WritePointSpec {
+    WritePointSpec::Hashed(v)
+}
+
+/// `fs_common`'s [`DataAlloc`](crate::fs_common::trans::DataAlloc) of a
+/// mount: user data through a hashed write point of the [`Allocator`] at
+/// [`Watermark::Normal`] (`bch2_alloc_sectors_start_trans()`,
+/// `bch2_alloc_sectors_append_ptrs()`, `bch2_alloc_sectors_done()`), written
+/// to the device.
+///
+/// It keeps a reference on the open bucket of everything it handed out
+/// (`bch2_open_bucket_get()`, the write op's `open_buckets`) until it is
+/// dropped: use one per write operation (a file's data), dropped after
+/// the extents are committed (C puts them in `bch2_write_done()`).  When
+/// no bucket is left above the watermark it flushes the journal and runs
+/// the discards once ([`BchFs::alloc_make_room`]) before giving `ENOSPC`.
 pub struct FsDataAlloc<'a, D: BlockDev + Send + Sync> {
-    /// The mount.
-    pub open: &'a BchFsOpen<D>,
+    fs: &'a BchFs<'a, D>,
+    /// The write point.
+    pub wp: WritePointSpec,
+    /// `Normal` for user data.
+    pub watermark: Watermark,
+    held: Vec<ObRefs>,
+}
+
+impl<'a, D: BlockDev + Send + Sync> FsDataAlloc<'a, D> {
+    /// Data space for the writer hashed as `wp` ([`writepoint_hashed`]).
+    pub fn new(fs: &'a BchFs<'a, D>, wp: WritePointSpec) -> Self {
+        FsDataAlloc { fs, wp, watermark: Watermark::Normal, held: Vec::new() }
+    }
+
+    fn try_alloc(&mut self, sectors: u32) -> Result<crate::fs_common::trans::DataSpace, Errno> {
+        let alloc = &self.fs.open.alloc;
+        self.held.reserve(1)?;
+        let mut g = alloc.alloc_sectors_start(self.fs.btree, self.wp, 1, self.watermark).map_err(|e| e.errno())?;
+        let n = sectors.min(g.sectors_free());
+        let obs = g.open_bucket_get();
+        // Reserved above: cannot fail.
+        let _ = self.held.push(obs);
+        let p = g.append_ptrs(n)?;
+        g.done();
+        let p = p.get(0).ok_or(Errno::ENOSPC)?;
+        Ok(crate::fs_common::trans::DataSpace { dev: p.dev, offset: p.offset, gen: p.gen, sectors: n })
+    }
+
+    /// Puts the references on the buckets handed out (also done on drop).
+    pub fn release(&mut self) {
+        while let Some(mut o) = self.held.pop() {
+            self.fs.open.alloc.open_buckets_put(&mut o);
+        }
+    }
+}
+
+impl<D: BlockDev + Send + Sync> Drop for FsDataAlloc<'_, D> {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl<D: BlockDev + Send + Sync> crate::fs_common::trans::DataAlloc for FsDataAlloc<'_, D> {
     fn alloc(&mut self, sectors: u32) -> Result<crate::fs_common::trans::DataSpace, Errno> {
-        let (sector, gen, n) = self.open.alloc.alloc_data(sectors.min(self.open.facts.bucket_sectors))?;
-        Ok(crate::fs_common::trans::DataSpace { dev: self.open.info.dev_idx, offset: sector, gen, sectors: n })
+        if sectors == 0 {
+            return Err(Errno::EINVAL);
+        }
+        match self.try_alloc(sectors) {
+            Err(Errno::ENOSPC) => {
+                self.fs.alloc_make_room()?;
+                self.try_alloc(sectors)
+            }
+            r => r,
+        }
+    }
+
+    fn sectors_free(&self) -> u32 {
+        match self.fs.open.alloc.write_point_sectors_free(self.wp) {
+            // The next alloc opens a new bucket.
+            0 => self.fs.open.facts.bucket_sectors,
+            n => n,
+        }
     }
 
     fn write(&mut self, dev: u8, sector: u64, data: &[u8]) -> Result<(), Errno> {
-        if dev != self.open.info.dev_idx {
+        if dev != self.fs.open.info.dev_idx {
             return Err(Errno::EIO);
         }
-        self.open.dev.write_sectors(sector, data, WriteFlags::default())
+        self.fs.open.dev.write_sectors(sector, data, WriteFlags::default())
     }
 }

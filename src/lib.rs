@@ -17,7 +17,6 @@ extern crate std;
 
 pub mod accounting;
 pub mod alloc;
-pub mod alloc_interim;
 pub mod backpointers;
 pub mod bcachefs;
 pub mod btree;

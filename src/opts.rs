@@ -406,6 +406,21 @@ fn opt_parse(o: &OptDesc, val: Option<&str>) -> Result<u64, BadValue> {
     Ok(v)
 }
 
+/// Parses option `name`'s value `val` (`bch2_opt_lookup()` +
+/// `bch2_opt_parse()`, as the `bcachefs.` xattr handler and the mount
+/// parser do): the option's index in [`OPTS`] and its value in option
+/// units (a compression option as `type | level << 4`, a string choice as
+/// its index).
+///
+/// Errors: [`OptParseError::Unknown`] for a name not in [`OPTS`],
+/// [`OptParseError::BadValue`] for a value the option refuses.
+pub fn opt_parse_named(name: &str, val: &str) -> Result<(usize, u64), OptParseError> {
+    let id = opt_lookup(name).ok_or_else(|| OptParseError::Unknown(OptName::new(name)))?;
+    let o = &OPTS[id];
+    let v = opt_parse(o, Some(val)).map_err(|e| OptParseError::BadValue(OptName::new(o.name), e))?;
+    Ok((id, v))
+}
+
 /// The options given at mount: each is unset (`opt_defined()` false) or a
 /// value in option units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

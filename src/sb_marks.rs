@@ -254,10 +254,11 @@ pub fn sb_btree_bitmap_mark(
 /// wrote: the replicas entries of its in-memory accounting and the
 /// journal's on `dev` (`bch2_journal_write()` marks it, not the
 /// accounting), and the btree bitmap over every node pointer `trig` knows
-/// (nodes of `node_sectors`).
+/// (nodes of `node_sectors`).  Returns whether anything changed (the
+/// superblock must then be written).
 ///
 /// Errors: `ENOMEM`, `EINVAL`.
-pub fn sb_mark_written(sb: &mut SbBuf, trig: &crate::triggers::FsTriggers<'_>, dev: u8, node_sectors: u32) -> Result<(), Errno> {
+pub fn sb_mark_written(sb: &mut SbBuf, trig: &crate::triggers::FsTriggers<'_>, dev: u8, node_sectors: u32) -> Result<bool, Errno> {
     use crate::accounting::DiskAccountingPos;
     let mem = trig.accounting_mem()?;
     let mut reps = Vec::new();
@@ -269,11 +270,11 @@ pub fn sb_mark_written(sb: &mut SbBuf, trig: &crate::triggers::FsTriggers<'_>, d
             reps.push(e)?;
         }
     }
-    sb_replicas_mark(sb, &reps)?;
+    let mut changed = sb_replicas_mark(sb, &reps)?;
     for (d, sector) in trig.node_ptr_sectors()?.iter() {
-        sb_btree_bitmap_mark(sb, *d, *sector, node_sectors)?;
+        changed |= sb_btree_bitmap_mark(sb, *d, *sector, node_sectors)?;
     }
-    Ok(())
+    Ok(changed)
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@
 //! and [`FsTriggers::node_ptrs_catch_up`] runs their triggers in a
 //! following transaction (see the notes in `write-path.rst`).
 
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use crate::accounting::{accounting_key_encode, accounting_val_decode, AccountingDeltas, DiskAccountingPos, ACCOUNTING_MAX_COUNTERS};
 use crate::alloc::background::{alloc_gens_pos, data_type_is_empty, trigger_alloc, AllocTriggerCtx, BucketGens};
@@ -47,12 +47,37 @@ use crate::format::val::alloc::AllocV4;
 use crate::journal::res::{JournalRes, JournalSink, PinOwner, ResFlags};
 use crate::platform::{log, Mutex, Vec};
 
-/// Which buckets the allocator has open (being written): the alloc trigger
-/// does not bump their gen when they go empty
-/// (`bch2_bucket_is_open_safe()`).
+/// What the triggers ask of and tell the foreground allocator
+/// ([`crate::alloc::foreground::Allocator`] implements it): which buckets
+/// are open (being written: the alloc trigger does not bump their gen when
+/// they go empty, `bch2_bucket_is_open_safe()`), and every alloc key a
+/// commit writes (the allocator's share of the atomic alloc trigger,
+/// `bch2_trigger_alloc()` with `BTREE_TRIGGER_atomic`).
 pub trait OpenBuckets: Sync {
     /// Whether `bucket` (dev:bucket) is open.
     fn is_open(&self, bucket: Bpos) -> bool;
+
+    /// The alloc key of `bucket` (dev:bucket) became `new` in the commit
+    /// of journal sequence number `journal_seq` (a deleted key is passed
+    /// as the all-zero value).  The default does nothing.
+    fn bucket_updated(&self, bucket: Bpos, new: &AllocV4, journal_seq: u64) {
+        let _ = (bucket, new, journal_seq);
+    }
+}
+
+impl OpenBuckets for crate::alloc::foreground::Allocator {
+    fn is_open(&self, bucket: Bpos) -> bool {
+        u8::try_from(bucket.inode).is_ok_and(|d| self.bucket_is_open(d, bucket.offset))
+    }
+
+    fn bucket_updated(&self, bucket: Bpos, new: &AllocV4, journal_seq: u64) {
+        let Ok(dev) = u8::try_from(bucket.inode) else {
+            return;
+        };
+        if let Err(e) = crate::alloc::foreground::Allocator::bucket_updated(self, dev, bucket.offset, new, journal_seq) {
+            log::err_ratelimited!("allocator: alloc key of {}:{} not taken in: {e}", bucket.inode, bucket.offset);
+        }
+    }
 }
 
 /// The triggers of a read-write filesystem (the trigger part of `struct
@@ -77,6 +102,12 @@ pub struct FsTriggers<'a> {
     /// Buckets a transaction left empty with `need_inc_gen`: their gen is
     /// bumped by [`after_commit`](Self::after_commit).
     gen_bumps: Mutex<Vec<Bpos>>,
+    /// A replicas accounting counter was created or a node pointer moved:
+    /// the superblock's replicas section and btree bitmaps may need
+    /// marking ([`take_sb_marks_pending`](Self::take_sb_marks_pending)).
+    sb_marks_pending: AtomicBool,
+    /// Off: the hooks do nothing ([`set_enabled`](Self::set_enabled)).
+    enabled: AtomicBool,
 }
 
 /// What the node pointer bookkeeping keeps: every interior key and root
@@ -93,6 +124,16 @@ struct NodePtrs {
 
 fn clone_key(k: &BkeyI) -> Result<BkeyI, Errno> {
     bkey_i(&k.k, &k.v).map_err(|_| Errno::ENOMEM)
+}
+
+/// The first device pointer (device, sector) of node pointer `k`.
+fn first_ptr(k: &BkeyI) -> Option<(u8, u64)> {
+    use crate::format::val::extent::{ptrs_start, ExtentEntries, ExtentEntry};
+    let start = ptrs_start(k.k.key_type)?;
+    ExtentEntries::new(k.v.get(start..).unwrap_or(&[])).find_map(|e| match e {
+        Ok(ExtentEntry::Ptr(p)) => Some((p.dev, p.offset)),
+        _ => None,
+    })
 }
 
 fn view(k: &BkeyI) -> (&Bkey, &[u8]) {
@@ -134,7 +175,24 @@ impl<'a> FsTriggers<'a> {
             node_ptrs: Mutex::new(NodePtrs { known: Vec::new(), roots, pending: Vec::new() })?,
             open_buckets: None,
             gen_bumps: Mutex::new(Vec::new())?,
+            sb_marks_pending: AtomicBool::new(false),
+            enabled: AtomicBool::new(true),
         })
+    }
+
+    /// Whether the superblock's marks may be behind (a replicas counter
+    /// was created, a node pointer moved since the last call): then
+    /// [`crate::sb_marks::sb_mark_written`] brings them up to date.  C marks
+    /// at the same points: `bch2_accounting_update_sb_one()` when a counter
+    /// is created, `bch2_dev_btree_bitmap_mark()` when a node is allocated.
+    pub fn take_sb_marks_pending(&self) -> bool {
+        self.sb_marks_pending.swap(false, Relaxed)
+    }
+
+    /// Turns the [`BtreeTriggers`] hooks on or off (on when made): off,
+    /// commits run no trigger (`BTREE_TRIGGER_norun`, journal replay).
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Relaxed);
     }
 
     /// The accounting counters in memory, normalized (a copy).
@@ -384,6 +442,9 @@ impl<'a> FsTriggers<'a> {
             let old = slot.take();
             *slot = Some((key_level, clone_key(&new)?));
             let old = old.map(|(_, k)| k);
+            if old.as_ref().map_or(true, |o| first_ptr(o) != first_ptr(&new)) {
+                self.sb_marks_pending.store(true, Relaxed);
+            }
             if old.as_ref().is_some_and(|o| only_sectors_written_differs(o, &new)) {
                 // The root written again (see below).
                 return Ok(());
@@ -406,6 +467,11 @@ impl<'a> FsTriggers<'a> {
             insert_known(&mut np.known, at, clone_key(&new)?)?;
         }
         let new = if new.k.is_deleted() { None } else { Some(new) };
+        if let Some(n) = new.as_ref() {
+            if old.as_ref().map_or(true, |o| first_ptr(o) != first_ptr(n)) {
+                self.sb_marks_pending.store(true, Relaxed);
+            }
+        }
         if let (Some(o), Some(n)) = (&old, &new) {
             if only_sectors_written_differs(o, n) {
                 // A reachable node written again: C updates the parent
@@ -615,6 +681,9 @@ impl BtreeTriggers for FsTriggers<'_> {
         old: Option<&BkeyI>,
         new: &BkeyI,
     ) -> Result<(), BchError> {
+        if !self.enabled.load(Relaxed) {
+            return Ok(());
+        }
         if level == 0 && superseded(trans, btree, new) {
             return Ok(());
         }
@@ -633,7 +702,19 @@ impl BtreeTriggers for FsTriggers<'_> {
         self.apply(trans, &mut out)
     }
 
-    fn atomic_trigger(&self, btree: u8, _level: u8, old: Option<(Bkey, &[u8])>, new: (Bkey, &[u8]), _journal_seq: u64) {
+    fn atomic_trigger(&self, btree: u8, _level: u8, old: Option<(Bkey, &[u8])>, new: (Bkey, &[u8]), journal_seq: u64) {
+        if !self.enabled.load(Relaxed) {
+            return;
+        }
+        if btree == BtreeId::Alloc as u8 {
+            // The allocator's bucket table follows every alloc key written
+            // (C: the key cache and `buckets_waiting_for_journal`).
+            if let Some(ob) = self.open_buckets {
+                let a = if new.0.key_type == KeyType::AllocV4 as u8 { AllocV4::decode(new.1) } else { AllocV4::default() };
+                ob.bucket_updated(new.0.p, &a, journal_seq);
+            }
+            return;
+        }
         if btree != BtreeId::Accounting as u8 {
             return;
         }
@@ -650,6 +731,10 @@ impl BtreeTriggers for FsTriggers<'_> {
         }
         if nr == 0 {
             return;
+        }
+        let created = !old.is_some_and(|(k, _)| k.key_type == KeyType::Accounting as u8);
+        if created && matches!(DiskAccountingPos::from_bpos(new.0.p), Some(DiskAccountingPos::Replicas(_))) {
+            self.sb_marks_pending.store(true, Relaxed);
         }
         let mut m = self.mem.lock();
         if m.add_raw(new.0.p, d, nr as u8).is_err() {

@@ -366,6 +366,54 @@ fn node_rewrite_moves_a_node_and_keeps_its_keys() {
     assert!(h.journal.entries.lock().unwrap().iter().any(|e| e.1 == EntryType::BtreeKeys as u8 && e.3 == 1));
 }
 
+/// `BTREE_NODE_SEQ` of the root of `btree` as written on the device.
+fn root_node_seq(h: &Harness, fs: &BtreeFs<'_>, btree: BtreeId) -> u32 {
+    use bcachefs_rs::format::val::extent::{ptrs_start, ExtentEntries, ExtentEntry};
+    write_dirty_nodes(fs).unwrap();
+    let r = fs.root(btree as u8).expect("a root");
+    let vlen = r.key.val_bytes().min(r.val.len());
+    let v = &r.val[..vlen];
+    let sector = ExtentEntries::new(&v[ptrs_start(r.key.key_type).unwrap()..])
+        .find_map(|e| match e {
+            Ok(ExtentEntry::Ptr(p)) => Some(p.offset),
+            _ => None,
+        })
+        .unwrap();
+    let mut buf = vec![0u8; h.info.node_bytes as usize];
+    h.dev.read_sectors(sector, &mut buf).unwrap();
+    let o = NodeReadOpts {
+        bset_magic: bset_magic(&UUID),
+        block_bytes: h.info.block_bytes,
+        node_bytes: h.info.node_bytes,
+        expect: None,
+        journal_blacklist: &[],
+        verify_csum: true,
+    };
+    BtreeNode::read(&buf, &o).unwrap().header.node_seq()
+}
+
+/// C's `BTREE_NODE_SEQ`: a rewritten node (and each half of a split) counts
+/// one more than the node it replaces, a new root starts at 0.
+#[test]
+fn node_seq_counts_rewrites() {
+    let h = Harness::new(4096, 512);
+    let fs = h.fs();
+    let mut model = Model::new();
+    let txs: Vec<Vec<Op>> = (0..10).map(|i| vec![Op::Set(i, i, 0)]).collect();
+    run_ops(&h, &fs, &txs, &mut model, 0);
+    let s0 = root_node_seq(&h, &fs, BtreeId::Xattrs);
+    for i in 1..=3 {
+        lockrestart_do(&fs, |t| t.node_rewrite(BtreeId::Xattrs as u8, 0, xpos(5))).unwrap();
+        assert_eq!(root_node_seq(&h, &fs, BtreeId::Xattrs), s0 + i, "after {i} rewrites");
+    }
+    // Enough keys for the root to split: the new root starts again at 0.
+    let txs: Vec<Vec<Op>> = (10..400).map(|i| vec![Op::Set(i, i, 0)]).collect();
+    run_ops(&h, &fs, &txs, &mut model, 0);
+    assert!(fs.root(BtreeId::Xattrs as u8).unwrap().level > 0);
+    assert_eq!(root_node_seq(&h, &fs, BtreeId::Xattrs), 0);
+    check_against_model(&h, &fs, &model);
+}
+
 #[test]
 fn printers_show_state() {
     let h = Harness::new(4096, 512);

@@ -45,7 +45,7 @@ use bcachefs_rs::fs_common::io_write::{truncate, write_data};
 use bcachefs_rs::fs_common::xattr::xattr_set;
 use bcachefs_rs::fs_common::{inode_get, read_data, readdir, readlink, root_subvol, BtreeRead, ExtentCache, Subvol};
 use bcachefs_rs::fs_initialize::{fs_initialize, ROOT_INO, ROOT_SUBVOL};
-use bcachefs_rs::fs_rw::{BchFs, BchFsOpen, FsDataAlloc};
+use bcachefs_rs::fs_rw::{writepoint_hashed, BchFs, BchFsOpen, FsDataAlloc};
 use bcachefs_rs::gc::{check_fs, Mismatch};
 use bcachefs_rs::journal::res::JournalSink;
 use bcachefs_rs::platform::{BlockDev, CrashPolicy, MemImage, RecDev, WriteFlags, SECTOR_SIZE};
@@ -469,7 +469,7 @@ fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
 /// One random operation on `fs` and `m`; returns what it was.
 fn one_op<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, m: &mut Model, rng: &mut Rng, serial: &mut u64) -> Result<(String, Step), Errno> {
     let mut t = fs.trans();
-    let mut a = FsDataAlloc { open: fs.open };
+    let mut a = FsDataAlloc::new(fs, writepoint_hashed(1));
     let mut name = || {
         *serial += 1;
         format!("n{serial}")
@@ -809,14 +809,15 @@ fn check_cut(run: &Run, cut: usize, policy: CrashPolicy, write_again: bool, snap
     let obs = {
         let fs = Fs::open(img.clone(), &OpenOpts::default()).map_err(|e| format!("read-only open: {e}"))?;
         let mm = check_fs(&fs).map_err(|e| format!("check_fs before replay: {e}"))?;
-        // Known, by design for now: the members' btree bitmaps and the
-        // superblock's replicas entries are brought up to date when the
-        // superblock is written at shutdown (`BchFs::mark_sb`), not when a
-        // node is allocated or a counter first uses an entry, as C does
-        // (`bch2_dev_btree_bitmap_mark()`, `bch2_mark_replicas()`); replay's
-        // clean shutdown marks them (checked below, with nothing exempt).
-        let mm: Vec<&Mismatch> =
-            mm.iter().filter(|m| !matches!(m, Mismatch::BtreeBitmap { .. } | Mismatch::ReplicasNotMarked { .. })).collect();
+        // Known, not fixed: the members' btree bitmaps are marked after
+        // the commit that moves a node pointer (`sb_marks_pending`), but a
+        // node made by an interior update during node writes (a new alloc
+        // root, seed 1000 with 16 KiB nodes, device op 277) can reach a
+        // flushed journal entry before the superblock marks it; C marks
+        // it when it allocates the node (`bch2_dev_btree_bitmap_mark()`).
+        // Replay's clean shutdown marks it (checked below, with nothing
+        // exempt).
+        let mm: Vec<&Mismatch> = mm.iter().filter(|m| !matches!(m, Mismatch::BtreeBitmap { .. })).collect();
         if !mm.is_empty() {
             let ms: Vec<String> = mm.iter().take(20).map(|m| m.to_string()).collect();
             return Err(format!("check_fs before replay (journal overlaid): {} mismatches:\n{}", mm.len(), ms.join("\n")));
@@ -850,7 +851,7 @@ fn check_cut(run: &Run, cut: usize, policy: CrashPolicy, write_again: bool, snap
     let mut expect = obs.clone();
     open.mount(T0 + 20_000_000_000, 6, |fs| {
         let mut t = fs.trans();
-        let mut a = FsDataAlloc { open: fs.open };
+        let mut a = FsDataAlloc::new(fs, writepoint_hashed(1));
         let dump = |e: Errno, what: &str| {
             let mut text = String::new();
             let _ = fs.to_text(&mut text);
@@ -1018,7 +1019,7 @@ fn accounting_is_journaled_as_deltas() {
     let open = BchFsOpen::open(RecDev::new("rec", fresh_volume(64, 16 << 10))).unwrap();
     open.mount(T0, 3, |fs| {
         let mut t = fs.trans();
-        let mut a = FsDataAlloc { open: fs.open };
+        let mut a = FsDataAlloc::new(fs, writepoint_hashed(1));
         let new = NewInode { mode: S_IFREG | 0o644, uid: 0, gid: 0, rdev: 0 };
         let u = create(&mut t, &SV, ROOT_INO, b"kept", &new)?;
         write_data(&mut t, &mut a, &SV, u.inum, 0, &[7u8; 20_000])?;
@@ -1065,7 +1066,7 @@ fn node_writes_queue_no_triggers() {
         }
         fs.flush()?;
         let mut t = fs.trans();
-        let mut a = FsDataAlloc { open: fs.open };
+        let mut a = FsDataAlloc::new(fs, writepoint_hashed(1));
         let u = create(&mut t, &SV, ROOT_INO, b"one-more", &NewInode { mode: S_IFREG | 0o644, uid: 0, gid: 0, rdev: 0 })?;
         write_data(&mut t, &mut a, &SV, u.inum, 0, &[5u8; 100_000])?;
         drop(t);

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use bcachefs_rs::alloc_interim::InterimAlloc;
+use bcachefs_rs::alloc::foreground::{Allocator, Watermark, WritePointSpec};
 use bcachefs_rs::bcachefs::{Fs, OpenOpts};
 use bcachefs_rs::btree::testing::MemDev as WMemDev;
 use bcachefs_rs::btree::{commit_do, write_dirty_nodes, BtreeCache, BtreeFs, BtreeGeometry, CommitFlags};
@@ -20,6 +20,7 @@ use bcachefs_rs::format::bpos::Bpos;
 use bcachefs_rs::format::list::FsInfo;
 use bcachefs_rs::format::sb::read_super;
 use bcachefs_rs::format::val::extent::ExtentPtr;
+use bcachefs_rs::fs_rw::FsNodeAlloc;
 use bcachefs_rs::gc::check_fs;
 use bcachefs_rs::journal;
 use bcachefs_rs::journal::types::{JournalGeometry, JournalOpts};
@@ -95,18 +96,18 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
         j.set_btree_root_key(r.btree_id as u8, r.level, &r.key, &r.val[..vlen]).unwrap();
     }
     j.replay_done();
-    let d = info.devs[info.dev_idx as usize].unwrap();
-    let alloc = InterimAlloc::new(info.dev_idx, d.bucket_size).unwrap();
+    let alloc = Allocator::new(&sb).unwrap();
     let mut trig = FsTriggers::new(&info, cur_seq << 32).unwrap();
     trig.open_buckets = Some(&alloc);
     let tap = NodePtrTap { inner: &j, triggers: &trig };
     let cache = BtreeCache::new(64 << 20).unwrap();
     let geo = BtreeGeometry::from_info(&info, csum, version);
-    let mut fs = BtreeFs::new(&dev, &info, &cache, &tap, &alloc, geo, &roots).unwrap();
+    let nodes = FsNodeAlloc::new(&alloc).unwrap();
+    let mut fs = BtreeFs::new(&dev, &info, &cache, &tap, &nodes, geo, &roots).unwrap();
     fs.triggers = Some(&trig);
-    alloc.load(&fs, d.first_bucket, d.nbuckets, &[]).unwrap();
+    alloc.load(&fs).unwrap();
     trig.node_ptrs_load(&fs).unwrap();
-    let free0 = alloc.nr_free();
+    let free0 = alloc.with_dev(info.dev_idx, |d| d.buckets_free(Watermark::Normal)).unwrap();
     assert!(free0 > 100, "{free0} free buckets");
 
     let flush_all = || {
@@ -127,14 +128,17 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
         }
         let nr = 1 + rng.below(4);
         let mut keys = Vec::new();
+        let mut held = Vec::new();
         for _ in 0..nr {
             let inode = 4096 + rng.below(3);
             let start = rng.below(if expect_splits { 1 << 30 } else { 4000 });
             if rng.below(5) == 0 {
                 keys.push(punch(inode, start, start + 1 + rng.below(200)));
             } else {
-                let (sector, gen, n) = alloc.alloc_data(1 + rng.below(16) as u32).unwrap();
-                keys.push(extent(inode, start, n, sector, gen));
+                let (p, n, obs) = alloc.alloc_sectors(&fs, WritePointSpec::Hashed(1), 1 + rng.below(16) as u32, Watermark::Normal).unwrap();
+                let p = p.get(0).unwrap();
+                held.push(obs);
+                keys.push(extent(inode, start, n, p.offset, p.gen));
             }
         }
         commit_do(&fs, CommitFlags::default(), |t| {
@@ -146,12 +150,23 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
         })
         .unwrap();
         trig.after_commit(&fs).unwrap();
+        // The extents are in: their buckets' references go (the write
+        // point keeps its own), and the nodes' once their pointers are
+        // marked.
+        for mut o in held {
+            alloc.open_buckets_put(&mut o);
+        }
+        if !trig.node_ptrs_pending() {
+            nodes.release();
+        }
     }
     flush_all();
+    nodes.release();
     let mut text = String::new();
     trig.to_text(&mut text).unwrap();
-    alloc.to_text(&mut text).unwrap();
-    assert!(text.contains("changes waiting") && text.contains("interim allocator"), "{text}");
+    alloc.open_buckets_to_text(&mut text, None).unwrap();
+    alloc.dev_alloc_debug_to_text(&mut text, info.dev_idx).unwrap();
+    assert!(text.contains("changes waiting") && text.contains("reserves:"), "{text}");
     if expect_splits {
         assert!(fs.stats.splits.load(std::sync::atomic::Ordering::Relaxed) > 0, "no split");
     }
@@ -160,7 +175,6 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
     let mut sbuf = bcachefs_rs::format::sb_write::SbBuf::from_sb(&sb).unwrap();
     bcachefs_rs::sb_marks::sb_mark_written(&mut sbuf, &trig, info.dev_idx, info.node_bytes / 512).unwrap();
     sbuf.write_super(&dev).unwrap();
-    drop(fs);
     let img = wdev.0.lock().unwrap().clone();
     img
 }

@@ -528,6 +528,7 @@ fn read_node<D: BlockDev + ?Sized>(
     let mut data = NodeData::default();
     data.format = f;
     data.written = bn.written_sectors;
+    data.node_seq = bn.header.node_seq();
     data.journal_seq = bn.bsets.iter().filter(|b| !b.blacklisted).map(|b| b.header.journal_seq).max().unwrap_or(0);
     data.reserve(buf.len(), sorted.len())?;
     for k in sorted.iter(&bn) {

@@ -90,7 +90,9 @@ impl core::fmt::Display for BtreeUpdate {
 /// pointer each.
 const UPDATE_JOURNAL_U64S: u32 = 3 * (1 + BTREE_PTR_U64S as u32);
 
-/// A new node with `keys`, allocated and written; not yet reachable.
+/// A new node with `keys` and `BTREE_NODE_SEQ` `node_seq`, allocated and
+/// written; not yet reachable.
+#[allow(clippy::too_many_arguments)]
 fn new_node(
     c: &BtreeFs<'_>,
     btree: u8,
@@ -99,8 +101,9 @@ fn new_node(
     max: Bpos,
     keys: &[BkeyI],
     journal_seq: u64,
+    node_seq: u32,
 ) -> Result<Arc<Node>, Errno> {
-    let space = c.alloc.alloc(c.geo.node_sectors())?;
+    let space = c.alloc.alloc_for(c, c.geo.node_sectors())?;
     let mut data = NodeData::default();
     let r = (|| -> Result<Node, Errno> {
         let bytes: usize = keys.iter().map(|k| 40 + k.v.len()).sum();
@@ -109,6 +112,7 @@ fn new_node(
             data.push_sorted(&k.k, &k.v)?;
         }
         data.journal_seq = journal_seq;
+        data.node_seq = node_seq;
         let mut n = Node::new(btree, level, space, min, max, c.new_seq(), data, flags::WILL_MAKE_REACHABLE);
         write_new_node(c, &mut n)?;
         Ok(n)
@@ -247,6 +251,7 @@ impl BtreeTrans<'_> {
         }
 
         // New nodes, written before anything points to them.
+        let nseq = n.data().node_seq.wrapping_add(1);
         let mut made: Vec<Arc<Node>> = Vec::new();
         let r = (|| -> Result<(), Errno> {
             if split {
@@ -262,17 +267,17 @@ impl BtreeTrans<'_> {
                 }
                 let pivot = keys[k - 1].k.p;
                 let right_min = pivot.successor().ok_or(Errno::EIO)?;
-                made.push(new_node(c, btree, level, n.min_key, pivot, &keys[..k], jseq)?)?;
-                made.push(new_node(c, btree, level, right_min, n.max_key, &keys[k..], jseq)?)?;
+                made.push(new_node(c, btree, level, n.min_key, pivot, &keys[..k], jseq, nseq)?)?;
+                made.push(new_node(c, btree, level, right_min, n.max_key, &keys[k..], jseq, nseq)?)?;
             } else {
-                made.push(new_node(c, btree, level, n.min_key, n.max_key, &keys, jseq)?)?;
+                made.push(new_node(c, btree, level, n.min_key, n.max_key, &keys, jseq, nseq)?)?;
             }
             if is_root && split {
                 let mut ptrs = Vec::new();
                 for m in made.iter() {
                     ptrs.push(BtreeFs::node_ptr(m))?;
                 }
-                made.push(new_node(c, btree, level + 1, POS_MIN, SPOS_MAX, &ptrs, seq)?)?;
+                made.push(new_node(c, btree, level + 1, POS_MIN, SPOS_MAX, &ptrs, seq, 0)?)?;
             }
             Ok(())
         })();
@@ -472,7 +477,8 @@ impl BtreeTrans<'_> {
         }
         let jseq = left.data().journal_seq.max(right.data().journal_seq);
         let (min, max, old_left_max) = (left.min_key, right.max_key, left.max_key);
-        let m = match new_node(c, btree, level, min, max, &keys, jseq) {
+        let nseq = left.data().node_seq.max(right.data().node_seq).wrapping_add(1);
+        let m = match new_node(c, btree, level, min, max, &keys, jseq, nseq) {
             Ok(m) => m,
             Err(e) => {
                 c.journal.res_put(res);

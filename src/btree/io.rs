@@ -55,7 +55,7 @@ fn opts(c: &BtreeFs<'_>, n: &Node) -> NodeWriteOpts {
 /// Errors: `EIO` when the keys do not fit the node's remaining space (a
 /// commit's room check failed to catch it), `ENOMEM`.
 fn build(o: NodeWriteOpts, d: &NodeData) -> Result<(Vec<u8>, Option<crate::format::bkey::BkeyFormat>), Errno> {
-    let o = NodeWriteOpts { journal_seq: d.journal_seq, ..o };
+    let o = NodeWriteOpts { journal_seq: d.journal_seq, node_seq: d.node_seq, ..o };
     if d.written == 0 {
         let mut keys: Vec<(Bkey, &[u8])> = Vec::with_capacity(d.len())?;
         for i in 0..d.len() {

@@ -133,6 +133,12 @@ pub struct NodeData {
     /// Newest journal sequence number of the node's keys (the next bset's
     /// `journal_seq`).
     pub journal_seq: u64,
+    /// `BTREE_NODE_SEQ()`: how many times the node's range was rewritten
+    /// into a new node (the replacement of a node, the halves of a split
+    /// get its count plus one, a merge the larger count plus one; a new
+    /// root starts at 0).  Topology repair and node scan prefer the higher
+    /// count where nodes overlap.
+    pub node_seq: u32,
 }
 
 impl Default for NodeData {
@@ -148,6 +154,7 @@ impl Default for NodeData {
             dirty_u64s: 0,
             journal_pin: 0,
             journal_seq: 0,
+            node_seq: 0,
         }
     }
 }

@@ -59,6 +59,17 @@ pub trait BtreeNodeAlloc: Sync {
     /// Errors: `ENOSPC`.
     fn alloc(&self, sectors: u32) -> Result<NodeSpace, Errno>;
 
+    /// [`alloc`](Self::alloc) for a node of `c` (what interior updates
+    /// call): an allocator that reads the btrees (the freespace btree, as
+    /// C's `bch2_btree_node_alloc()` does through the update's
+    /// transaction) reads them through `c`.  The default ignores `c`.
+    ///
+    /// Errors: `ENOSPC`.
+    fn alloc_for(&self, c: &BtreeFs<'_>, sectors: u32) -> Result<NodeSpace, Errno> {
+        let _ = c;
+        self.alloc(sectors)
+    }
+
     /// The node at `space` is no longer referenced once journal sequence
     /// number `journal_seq` is on disk; its space may be reused after that
     /// (C frees it through the bucket's `journal_seq` in its alloc key).

@@ -789,3 +789,59 @@ pub fn setattr<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
         Ok(u)
     })
 }
+
+/// The names of the inode options, in [`INODE_OPTS`] order (C's
+/// `enum inode_opt_id`): the `bcachefs.<name>` xattrs.
+pub const INODE_OPT_NAMES: [&str; 10] = [
+    "data_checksum",
+    "compression",
+    "project",
+    "background_compression",
+    "data_replicas",
+    "promote_target",
+    "foreground_target",
+    "background_target",
+    "erasure_code",
+    "nocow",
+];
+
+/// Sets (`Some(value)`, the option's text as `bcachefs.<name>` takes it,
+/// e.g. `"lz4"` or `"zstd:3"`) or clears (`None`) inode option `name` of
+/// `inum`: the value is stored as option + 1 and the option's bit in
+/// `bi_fields_set` records that the inode set it itself, so that it is
+/// no longer inherited (`bch2_xattr_bcachefs_set()` and
+/// `inode_opt_set_fn()` in `xattr.c`).  Files and directories created in
+/// a directory afterwards inherit its options.  Returns the inode.
+///
+/// Errors: `EINVAL` (not an inode option, or a value the option refuses;
+/// `project` is set through the project ioctls instead), `ENOENT`, `EIO`,
+/// `ENOMEM`.
+pub fn inode_opt_set<T: BtreeTransOps + ?Sized>(
+    t: &mut T,
+    sv: &Subvol,
+    inum: u64,
+    name: &str,
+    value: Option<&str>,
+) -> Result<InodeUnpacked, Errno> {
+    let id = INODE_OPT_NAMES.iter().position(|n| *n == name && *n != "project").ok_or(Errno::EINVAL)?;
+    let v = match value {
+        Some(s) => Some(crate::opts::opt_parse_named(name, s).map_err(|_| Errno::EINVAL)?.1),
+        None => None,
+    };
+    commit_do(t, |t| {
+        let mut u = inode_peek(t, sv.snapshot, inum)?;
+        let set = u.get(InodeField::FieldsSet);
+        match v {
+            Some(v) => {
+                u.set(InodeField::FieldsSet, set | 1 << id);
+                u.set(INODE_OPTS[id], v + 1);
+            }
+            None => {
+                u.set(InodeField::FieldsSet, set & !(1 << id));
+                u.set(INODE_OPTS[id], 0);
+            }
+        }
+        inode_write(t, &u)?;
+        Ok(u)
+    })
+}

@@ -1365,6 +1365,42 @@ fn compressed_writes_read_back() {
     }
 }
 
+/// `bcachefs.compression` on a directory (`inode_opt_set`): what is
+/// created in it afterwards inherits the option (without setting it
+/// itself) and its data is compressed; clearing the option stops that.
+#[test]
+fn directory_compression_option_is_inherited() {
+    use crate::format::val::extent::{ExtentEntries, ExtentEntry};
+    let mut t = MemTrans::new(4096);
+    t.restart_permille = 20;
+    let mut a = BumpAlloc::new(&t);
+    let s = sv();
+    let d = mkdir(&mut t, ROOT, "comp");
+    assert_eq!(inode_opt_set(&mut t, &s, d, "compression", Some("bogus")).unwrap_err(), Errno::EINVAL);
+    assert_eq!(inode_opt_set(&mut t, &s, d, "no_such_option", Some("1")).unwrap_err(), Errno::EINVAL);
+    let u = inode_opt_set(&mut t, &s, d, "compression", Some("lz4")).unwrap();
+    // lz4 is option value 1, stored plus one; bit 1 of bi_fields_set.
+    assert_eq!((u.get(InodeField::Compression), u.get(InodeField::FieldsSet)), (2, 1 << 1));
+    let sub = mkdir(&mut t, d, "sub");
+    let f = mkfile(&mut t, sub, "f");
+    let uf = inode_unpacked_get(&t, SNAP, f).unwrap();
+    assert_eq!((uf.get(InodeField::Compression), uf.get(InodeField::FieldsSet)), (2, 0));
+    let data = text(100_000, 3);
+    write_data(&mut t, &mut a, &s, f, 0, &data).unwrap();
+    assert_eq!(read_all(&t, f), data);
+    let lz4 = |t: &MemTrans, inum: u64| {
+        t.keys_of(BtreeId::Extents, inum).iter().any(|(_, v)| {
+            ExtentEntries::new(v).any(|e| matches!(e, Ok(ExtentEntry::Crc(c)) if c.compression_type == 3))
+        })
+    };
+    assert!(lz4(&t, f), "data under a compression=lz4 directory is not lz4");
+    let u = inode_opt_set(&mut t, &s, d, "compression", None).unwrap();
+    assert_eq!((u.get(InodeField::Compression), u.get(InodeField::FieldsSet)), (0, 0));
+    let g = mkfile(&mut t, d, "g");
+    write_data(&mut t, &mut a, &s, g, 0, &data).unwrap();
+    assert!(!lz4(&t, g), "the option was cleared");
+}
+
 #[test]
 fn bio_compress_shrinks_its_input_to_fit() {
     use super::compress_write::{bio_compress, Compressed};

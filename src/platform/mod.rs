@@ -98,6 +98,20 @@ pub trait BlockDev {
     fn flush(&self) -> Result<(), Errno> {
         Ok(())
     }
+
+    /// Tells the device that `nr_sectors` 512-byte sectors from `sector`
+    /// hold nothing worth keeping (`blkdev_issue_discard()`, what C's
+    /// discard of a bucket leaving `need_discard` issues when the member's
+    /// `discard` option is set).  Reads of the range may return anything
+    /// afterwards.
+    ///
+    /// Errors: `EIO`.  The default does nothing and succeeds (a device
+    /// without discard; the host's `FileDev` and the kernel's `Bdev` keep
+    /// it for now).
+    fn discard(&self, sector: u64, nr_sectors: u64) -> Result<(), Errno> {
+        let _ = (sector, nr_sectors);
+        Ok(())
+    }
 }
 
 /// Logging, routed to `printk` in the kernel and to stderr on the host.

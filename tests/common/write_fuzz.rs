@@ -16,7 +16,7 @@ use bcachefs_rs::fs_common::io_write::{truncate, write_data};
 use bcachefs_rs::fs_common::xattr::xattr_set;
 use bcachefs_rs::fs_common::{inode_get, readdir, root_subvol, Subvol};
 use bcachefs_rs::fs_initialize::{fs_initialize, ROOT_INO, ROOT_SUBVOL};
-use bcachefs_rs::fs_rw::{BchFs, BchFsOpen, FsDataAlloc};
+use bcachefs_rs::fs_rw::{writepoint_hashed, BchFs, BchFsOpen, FsDataAlloc};
 use bcachefs_rs::journal::res::JournalSink;
 use bcachefs_rs::platform::{BlockDev, MemImage, RecDev, WriteFlags, SECTOR_SIZE};
 
@@ -52,7 +52,7 @@ fn fsync<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Result<(), Errno> {
 /// returned at the end (so that an error does not stop the exercise).
 fn ops<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, round: u32) -> Result<(), Errno> {
     let mut t = fs.trans();
-    let mut a = FsDataAlloc { open: fs.open };
+    let mut a = FsDataAlloc::new(fs, writepoint_hashed(1));
     let mut first: Result<(), Errno> = Ok(());
     let mut note = |r: Result<(), Errno>| {
         if first.is_ok() {

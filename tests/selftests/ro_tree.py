@@ -7,7 +7,11 @@ records/compares what a kernel shows of it through the VFS (stdlib only).
   ro_tree.py generate MNT PROFILE     write the tree (profile: full, small,
                                       bench; source: small without the
                                       bcachefs.compression xattrs, with
-                                      user xattrs, for any filesystem)
+                                      user xattrs, for any filesystem;
+                                      big: 5,000 files and full's large
+                                      and sparse files, with user xattrs,
+                                      compressed directories where the
+                                      filesystem takes bcachefs.compression)
   ro_tree.py manifest MNT OUT         one JSON line per path (see below)
   ro_tree.py compare WANT GOT         diff two manifests; first differences
   ro_tree.py portable MNT OUT         a manifest of what survives a copy
@@ -73,7 +77,8 @@ SIZES = [0, 1, 17, 100, 511, 512, 1000, 2048, 4095, 4096, 4097, 8192, 12000, 163
 
 def generate(mnt, profile):
     j = lambda *p: os.path.join(mnt, *p)
-    nfiles = {"full": 10000, "small": 1500, "bench": 10000, "source": 1500}[profile]
+    nfiles = {"full": 10000, "small": 1500, "bench": 10000, "source": 1500, "big": 5000}[profile]
+    large = profile in ("full", "big")
     # Many files: 100 per directory, two levels (files/dNN/fNNNNN).
     os.mkdir(j("files"))
     for i in range(nfiles):
@@ -98,14 +103,14 @@ def generate(mnt, profile):
         write_file(os.path.join(p, "file"), content("deep%d" % lvl, 100 * lvl))
     # Large files: pseudo-random (incompressible).
     os.mkdir(j("large"))
-    if profile == "full":
+    if large:
         big_file(j("large", "64m"), 64 * MIB, "big64")
         big_file(j("large", "9m-plus-3"), 9 * MIB + 3, "big9")
     else:
         big_file(j("large", "3m-plus-3"), 3 * MIB + 3, "big3")
     # Sparse files.
     os.mkdir(j("sparse"))
-    scale = 1 if profile == "full" else 4
+    scale = 1 if large else 4
     for n, ranges, trunc in [("ends", [(0, 4096), (32 * MIB // scale, 4096)], None),
                              ("holestart", [(MIB + 100, 100)], None),
                              ("truncated", [], 10 * MIB // scale),
@@ -120,11 +125,16 @@ def generate(mnt, profile):
     for algo in ["lz4", "zstd", "gzip"]:
         d = j("comp-" + algo)
         os.mkdir(d)
-        if profile != "source":
+        if profile == "big":
+            try:
+                os.setxattr(d, "bcachefs.compression", algo.encode())
+            except OSError as ex:
+                print("%s: no bcachefs.compression here: %s" % (d, ex))
+        elif profile != "source":
             os.setxattr(d, "bcachefs.compression", algo.encode())
         os.mkdir(os.path.join(d, "sub"))
         for n, size in [("t100", 100), ("t4k", 4096), ("t64k", 65536), ("t300k", 300000),
-                        ("sub/t1m", MIB if profile == "full" else 200000)]:
+                        ("sub/t1m", MIB if large else 200000)]:
             write_file(os.path.join(d, n), content("comp-%s-%s" % (algo, n), size))
     # Symlinks, short and long.
     os.mkdir(j("links"))
@@ -170,7 +180,7 @@ def generate(mnt, profile):
         p = j("misc", n)
         write_file(p, b"time\n")
         os.utime(p, ns=(ns, ns))
-    if profile == "source":
+    if profile in ("source", "big"):
         try:
             os.setxattr(j("hard", "h2"), "user.color", b"blue")
             os.setxattr(j("misc"), "user.a_longer_attribute_name", b"some value")

@@ -98,6 +98,12 @@ struct FormatArgs {
     /// Copy this host directory into the new filesystem.
     #[arg(long, value_name = "dir")]
     source: Option<String>,
+    /// Before the clean shutdown, print the mounted filesystem's state
+    /// (journal, pins, allocator, open buckets, write points, btree
+    /// updates), each under the name of the sysfs/debugfs file C prints
+    /// it in.
+    #[arg(short, long)]
+    verbose: bool,
     /// Device or image file.
     device: String,
 }
@@ -257,6 +263,12 @@ fn format_cmd(a: &FormatArgs) -> Result<(), String> {
                 if let Err(e) = source::copy_fs(fs, std::path::Path::new(src)) {
                     copy_err = Some(e);
                 }
+            }
+            if a.verbose {
+                let mut text = String::new();
+                // Writing into a String cannot fail.
+                let _ = fs.to_text(&mut text);
+                println!("{text}");
             }
             fs.shutdown()
         })

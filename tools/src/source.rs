@@ -15,12 +15,12 @@ use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
 use std::path::Path;
 
 use bcachefs_rs::errcode::Errno;
-use bcachefs_rs::fs_common::fs_ops::{create, link, setattr, symlink, NewInode, SetAttr};
+use bcachefs_rs::fs_common::fs_ops::{create, inode_opt_set, link, setattr, symlink, NewInode, SetAttr};
 use bcachefs_rs::fs_common::io_write::write_data;
 use bcachefs_rs::fs_common::xattr::xattr_set;
 use bcachefs_rs::fs_common::Subvol;
 use bcachefs_rs::fs_initialize::{ROOT_INO, ROOT_SUBVOL};
-use bcachefs_rs::fs_rw::{BchFs, FsDataAlloc};
+use bcachefs_rs::fs_rw::{writepoint_hashed, BchFs, FsDataAlloc};
 use bcachefs_rs::platform::BlockDev;
 
 /// Bytes read from a host file at a time.
@@ -55,11 +55,17 @@ fn err(p: &Path, what: &str, e: impl std::fmt::Display) -> String {
     format!("{}: {what}: {e}", p.display())
 }
 
-/// The extended attributes of host path `p` (not following symlinks):
-/// (name, value) pairs.
 /// An extended attribute: full name and value.
 type Xattr = (Vec<u8>, Vec<u8>);
 
+/// The xattr namespace of bcachefs' inode options (`bcachefs.compression`
+/// and the like): a source tree on bcachefs lists the options set on each
+/// inode itself (not the inherited ones, which are `bcachefs_effective.`).
+const OPT_PREFIX: &[u8] = b"bcachefs.";
+
+/// The extended attributes of host path `p` (not following symlinks):
+/// (name, value) pairs of the `user.`, `trusted.` and `security.`
+/// namespaces and the `bcachefs.` inode options.
 fn host_xattrs(p: &Path) -> Result<Vec<Xattr>, String> {
     use std::os::unix::ffi::OsStrExt as _;
     let c = std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(|e| err(p, "path", e))?;
@@ -78,7 +84,11 @@ fn host_xattrs(p: &Path) -> Result<Vec<Xattr>, String> {
     names.truncate(n as usize);
     let mut out = Vec::new();
     for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
-        if !(name.starts_with(b"user.") || name.starts_with(b"trusted.") || name.starts_with(b"security.")) {
+        if !(name.starts_with(b"user.")
+            || name.starts_with(b"trusted.")
+            || name.starts_with(b"security.")
+            || name.starts_with(OPT_PREFIX))
+        {
             continue;
         }
         let cn = std::ffi::CString::new(name).map_err(|e| err(p, "xattr name", e))?;
@@ -99,11 +109,18 @@ fn host_xattrs(p: &Path) -> Result<Vec<Xattr>, String> {
     Ok(out)
 }
 
+/// The write point of this process's writes: C hashes the writing task
+/// (`writepoint_hashed((unsigned long) current)`), so one `cp` fills one
+/// write point.
+fn writer() -> bcachefs_rs::alloc::foreground::WritePointSpec {
+    writepoint_hashed(u64::from(std::process::id()))
+}
+
 /// Copies the data of host file `p` into `inum`, leaving all-zero blocks
 /// as holes, and sets the size.
 fn copy_data<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, sv: &Subvol, inum: u64, p: &Path, size: u64) -> Result<(), String> {
     let mut t = fs.trans();
-    let mut a = FsDataAlloc { open: fs.open };
+    let mut a = FsDataAlloc::new(fs, writer());
     let block = fs.open.facts.block_bytes as usize;
     let mut f = fs::File::open(p).map_err(|e| err(p, "open", e))?;
     let mut buf = vec![0u8; CHUNK];
@@ -169,10 +186,15 @@ pub fn copy_fs<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, src: &Path) -> Resu
             let p = e.path();
             let name = e.file_name();
             let name = name.as_encoded_bytes();
+            // The new filesystem has its own lost+found (initialize made
+            // it); a source that is a filesystem root has one too.
+            if dinum == ROOT_INO && name == b"lost+found" {
+                continue;
+            }
             let m = fs::symlink_metadata(&p).map_err(|e| err(&p, "stat", e))?;
             let ft = m.file_type();
             let mut t = fs.trans();
-            let mut a = FsDataAlloc { open: fs.open };
+            let mut a = FsDataAlloc::new(fs, writer());
             if !ft.is_dir() && m.nlink() > 1 {
                 if let Some(&inum) = hardlinks.get(&(m.dev(), m.ino())) {
                     link(&mut t, &sv, dinum, inum, name).map_err(|e| err(&p, "link", e))?;
@@ -191,10 +213,21 @@ pub fn copy_fs<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, src: &Path) -> Resu
                     .map_err(|e| err(&p, "create", e))?;
                 u.inum
             };
+            let (opts, xattrs): (Vec<Xattr>, Vec<Xattr>) =
+                host_xattrs(&p)?.into_iter().partition(|(n, _)| n.starts_with(OPT_PREFIX));
+            // Options first: the data is written (compressed, checksummed)
+            // as they say, and a directory's are inherited by what is
+            // created in it.
+            for (xn, xv) in opts {
+                let name = String::from_utf8_lossy(&xn[OPT_PREFIX.len()..]).into_owned();
+                let val = String::from_utf8_lossy(&xv).into_owned();
+                inode_opt_set(&mut t, &sv, inum, &name, Some(val.trim_end_matches('\0')))
+                    .map_err(|e| err(&p, &format!("setting option {name}={val}"), e))?;
+            }
             if ft.is_file() {
                 copy_data(fs, &sv, inum, &p, m.len())?;
             }
-            for (xn, xv) in host_xattrs(&p)? {
+            for (xn, xv) in xattrs {
                 xattr_set(&mut t, &sv, inum, &xn, Some(&xv), 0).map_err(|e| err(&p, "setting an xattr", e))?;
             }
             if !ft.is_dir() && m.nlink() > 1 {
@@ -215,7 +248,7 @@ pub fn copy_fs<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, src: &Path) -> Resu
     let m = fs::metadata(src).map_err(|e| err(src, "stat", e))?;
     dir_attrs.push((ROOT_INO, attrs(&m)));
     let mut t = fs.trans();
-    let mut a = FsDataAlloc { open: fs.open };
+    let mut a = FsDataAlloc::new(fs, writer());
     for (inum, at) in dir_attrs.iter().rev() {
         setattr(&mut t, &mut a, &sv, *inum, at).map_err(|e: Errno| format!("inode {inum}: setattr: {e}"))?;
     }
