@@ -16,7 +16,7 @@ use bcachefs_rs::format::bkey::{BtreeId, KeyType};
 use bcachefs_rs::format::bpos::Bpos;
 use bcachefs_rs::format::jset::{jset_magic, EntryType, Jset};
 use bcachefs_rs::format::sb_write::{format, FormatOpts};
-use bcachefs_rs::fs_common::fs_ops::{create, NewInode};
+use bcachefs_rs::fs_common::fs_ops::{create, unlink, NewInode};
 use bcachefs_rs::fs_common::io_write::write_data;
 use bcachefs_rs::fs_common::Subvol;
 use bcachefs_rs::fs_initialize::fs_initialize;
@@ -263,6 +263,30 @@ fn journal_reclaim_flushes_the_buffer_mid_run() {
         }
         let st = fs.open.write_buffer.stats();
         assert!(st.nr_flushes > 0 && st.nr_flushed >= 100, "no flush by reclaim: {st:?}");
+        fs.shutdown()
+    })
+    .unwrap();
+    assert_clean(image(&mem));
+}
+
+#[test]
+fn the_newest_key_per_position_wins() {
+    let mem = fresh();
+    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    open.mount(NOW, 7, |fs| {
+        write_files(fs, "u", 12);
+        // Inserted then deleted before any flush: both in the buffer, the
+        // deletion newer.
+        let mut t = fs.trans();
+        for i in (0..12).step_by(2) {
+            unlink(&mut t, &SV, ROOT, format!("u{i}").as_bytes(), false)?;
+        }
+        drop(t);
+        fs.open.journal.entry_close();
+        let held = fs.open.write_buffer.stats().nr_keys;
+        assert!(held >= 18, "{held} keys");
+        fs.write_buffer_flush()?;
+        assert_eq!(extent_bps_in_btree(fs), 6);
         fs.shutdown()
     })
     .unwrap();
