@@ -21,6 +21,12 @@
 //! hold a `'static` flusher into it: reclaim is driven from here instead
 //! ([`BchFs::maybe_reclaim`] after each commit, [`BchFs::flush`]).
 //!
+//! The btree write buffer ([`BtreeWriteBuffer`], owned here as an `Arc`
+//! since it is the journal's entry hook) takes the backpointer and lru
+//! updates of the triggers; [`BchFs::flush`] (so [`BchFs::shutdown`]) and
+//! [`BchFs::maybe_reclaim`] flush it, [`BchFs::write_buffer_flush`] on
+//! demand.
+//!
 //! # Space
 //!
 //! Every bucket comes from the [`Allocator`] (`alloc_foreground.c`):

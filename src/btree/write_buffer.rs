@@ -36,7 +36,10 @@
 //! fast path); accounting keys still go through the leaves (the trigger
 //! writes the sum, the commit journals the delta: see
 //! `super::commit::accounting_delta_bytes`); rebalance_work and
-//! deleted_inodes, which C also buffers, are ordinary updates.
+//! deleted_inodes, which C also buffers, are ordinary updates; the node
+//! pointers' triggers (`crate::triggers::FsTriggers::node_ptrs_catch_up`)
+//! bypass the buffer (`BtreeTrans::write_buffer_bypass`), see
+//! `write-path.rst`.
 
 use core::fmt;
 
