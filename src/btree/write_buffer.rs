@@ -50,7 +50,7 @@ use crate::journal::res::PinOwner;
 use crate::journal::write::{EntryWriter, JsetEntryHook};
 use crate::platform::{Mutex, Vec};
 
-use super::trans::{bkey_i, commit_do, BtreeFs, CommitFlags};
+use super::trans::{bkey_i, BtreeFs, BtreeTrans, CommitFlags};
 
 /// Keys inserted per flush commit.
 const FLUSH_BATCH: usize = 64;
@@ -169,7 +169,9 @@ impl BtreeWriteBuffer {
     /// Flushes every buffered key into the btree
     /// (`bch2_btree_write_buffer_flush_locked()`): sorted by (btree,
     /// position), the newest at each position kept, inserted in batches
-    /// by commits with [`CommitFlags::no_journal_res`]; then the write
+    /// (up to 64 keys, halved while a leaf cannot take its share even
+    /// after a split) by commits with [`CommitFlags::no_journal_res`];
+    /// then the write
     /// buffer's journal pins are dropped.  Keys the journal has not
     /// written yet are not here: the caller writes the open journal entry
     /// first when it needs every update (`bch2_btree_write_buffer_flush_sync()`).
@@ -237,19 +239,41 @@ impl BtreeWriteBuffer {
             }
         }
         let flags = CommitFlags { no_journal_res: true, journal_reclaim: true, no_merge: true, ..Default::default() };
-        for batch in keep.chunks(FLUSH_BATCH) {
-            commit_do(c, flags, |t| {
-                for &idx in batch.iter() {
+        // C inserts key by key; here a batch per commit, halved while a
+        // leaf cannot take its share even after a split (small nodes).
+        let mut trans = BtreeTrans::new(c);
+        let (mut at, mut batch, mut restarts) = (0, FLUSH_BATCH, 0u32);
+        while at < keep.len() {
+            let end = (at + batch).min(keep.len());
+            trans.begin();
+            let r = (|| -> Result<(), BchError> {
+                for &idx in keep[at..end].iter() {
                     let wk = &keys[idx];
                     let mut k = bkey_i(&wk.k.k, &wk.k.v)?;
                     if k.k.is_deleted() {
                         k.k.size = 0;
                         k.v.clear();
                     }
-                    t.push_update_journalled(wk.btree, k, wk.journal_seq)?;
+                    trans.push_update_journalled(wk.btree, k, wk.journal_seq)?;
                 }
-                Ok::<(), BchError>(())
-            })?;
+                trans.commit(flags)
+            })();
+            match r {
+                Ok(()) => {
+                    at = end;
+                    restarts = 0;
+                }
+                Err(BchError::Restart(_)) => {
+                    trans.restart_count += 1;
+                    c.stats.restarts.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                    restarts += 1;
+                    if restarts >= 4 && batch > 1 {
+                        batch /= 2;
+                        restarts = 0;
+                    }
+                }
+                Err(BchError::Errno(e)) => return Err(e),
+            }
         }
         Ok(keep.len())
     }
