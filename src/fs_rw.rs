@@ -21,6 +21,12 @@
 //! hold a `'static` flusher into it: reclaim is driven from here instead
 //! ([`BchFs::maybe_reclaim`] after each commit, [`BchFs::flush`]).
 //!
+//! The btree write buffer ([`BtreeWriteBuffer`], owned here as an `Arc`
+//! since it is the journal's entry hook) takes the backpointer and lru
+//! updates of the triggers; [`BchFs::flush`] (so [`BchFs::shutdown`]) and
+//! [`BchFs::maybe_reclaim`] flush it, [`BchFs::write_buffer_flush`] on
+//! demand.
+//!
 //! # Space
 //!
 //! Every bucket comes from the [`Allocator`] (`alloc_foreground.c`):
@@ -51,6 +57,7 @@ use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::alloc::foreground::{Allocator, DiscardDev, OpenBuckets as ObRefs, Watermark, WritePointSpec};
 use crate::btree::node::NodeSpace;
+use crate::btree::write_buffer::BtreeWriteBuffer;
 use crate::btree::trans::is_extents;
 use crate::btree::{commit_do, write_dirty_nodes, BtreeCache, BtreeFs, BtreeGeometry, BtreeNodeAlloc, BtreeTrans, CommitFlags};
 use crate::errcode::{BchError, Errno};
@@ -180,6 +187,9 @@ pub struct BchFsOpen<D: BlockDev + Send + Sync> {
     /// The foreground allocator (`alloc_foreground.c`): every bucket of
     /// the mount comes from it.
     pub alloc: Allocator,
+    /// The btree write buffer (`c->btree_write_buffer`): the journal's
+    /// entry hook, so shared with it.
+    pub write_buffer: Arc<BtreeWriteBuffer>,
     roots: Vec<Option<Root>>,
     geo: BtreeGeometry,
     acct_version: u64,
@@ -251,6 +261,8 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             journal.replay_done();
         }
         let geo = BtreeGeometry::from_info(&info, csum, version);
+        let write_buffer = crate::platform::arc_new(BtreeWriteBuffer::new()?)?;
+        journal.set_entry_hook(write_buffer.clone());
         Ok(BchFsOpen {
             dev,
             sb: Mutex::new(sbuf)?,
@@ -260,6 +272,7 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             journal,
             cache: BtreeCache::new(CACHE_BYTES)?,
             alloc,
+            write_buffer,
             roots,
             geo,
             acct_version,
@@ -300,6 +313,7 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         // hooked in now, enabled after it.
         trig.set_enabled(false);
         btree.triggers = Some(&trig);
+        btree.write_buffer = true;
         let btree = btree;
         // The node pointers before anything changes: interior updates made
         // from here on (replay's included) are triggered with their old
@@ -797,17 +811,55 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
         Ok(())
     }
 
-    /// Writes every dirty node (and the pointer updates that follows), runs
-    /// the triggers of the node pointers that changed, until nothing is
-    /// dirty; then journal reclaim.
+    /// `bch2_btree_write_buffer_flush_sync()`: writes the open journal
+    /// entry (so that its `write_buffer_keys` reach the write buffer), then
+    /// flushes the write buffer into the btree.  Afterwards the
+    /// write-buffered btrees (backpointers, lru) hold every update
+    /// committed before the call.  Returns the keys inserted.
+    ///
+    /// Errors: those of the flush's commits.
+    pub fn write_buffer_flush(&self) -> Result<usize, Errno> {
+        self.open.journal.entry_close();
+        self.open.write_buffer.flush(self.btree)
+    }
+
+    /// Flushes the write buffer and runs the triggers of the node pointers
+    /// its inserts changed, until a flush finds nothing: the keys the
+    /// triggers buffer land in nodes not written yet (a written node
+    /// taking more keys may have to be compacted, which changes its
+    /// pointer again).
+    ///
+    /// Errors: those of the flushes and the trigger commits.
+    fn write_buffer_drain(&self) -> Result<(), Errno> {
+        for _ in 0..16 {
+            let n = self.write_buffer_flush()?;
+            self.triggers.after_commit(self.btree)?;
+            if n == 0 && !self.triggers.node_ptrs_pending() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes the btree write buffer, writes every dirty node (and the
+    /// pointer updates that follows), runs the triggers of the node
+    /// pointers that changed, until nothing is dirty or buffered; then
+    /// journal reclaim.  Journal reclaim's flush of the write buffer's pin
+    /// (`btree_write_buffer_journal_flush()`) is this too
+    /// ([`maybe_reclaim`](Self::maybe_reclaim)).
     ///
     /// Errors: `EIO` from the writes, those of the trigger commits.
     pub fn flush(&self) -> Result<(), Errno> {
         for _ in 0..16 {
+            self.write_buffer_drain()?;
             write_dirty_nodes(self.btree)?;
             self.triggers.after_commit(self.btree)?;
             let dirty = self.open.cache.nodes_with(crate::btree::node::flags::DIRTY)?;
             if dirty.is_empty() && !self.triggers.node_ptrs_pending() {
+                // The node pointers' triggers may have buffered more.
+                if self.write_buffer_flush()? != 0 {
+                    continue;
+                }
                 self.open.journal.journal_do_work(0);
                 self.open.journal.reclaim();
                 self.nodes_marked();
@@ -861,7 +913,8 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     /// (`bch2_dev_alloc_debug_to_text()`), `open_buckets`
     /// (`bch2_open_buckets_to_text()`), `write_points`
     /// (`bch2_write_points_to_text()`), `btree_updates` (the last interior
-    /// update, `bch2_btree_updates_to_text()`, and the dirty nodes), and
+    /// update, `bch2_btree_updates_to_text()`, and the dirty nodes),
+    /// `btree_write_buffer` (keys held, oldest pinned seq, flushes), and
     /// `triggers` (ours: accounting version, node pointer bookkeeping, the
     /// in-memory accounting counters).
     pub fn to_text(&self, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
@@ -895,6 +948,8 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
             }
             Err(_) => writeln!(f, "dirty nodes: (out of memory)")?,
         }
+        writeln!(f, "\nbtree_write_buffer:")?;
+        self.open.write_buffer.to_text(f)?;
         writeln!(f, "\ntriggers:")?;
         self.triggers.to_text(f)
     }

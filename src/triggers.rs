@@ -15,8 +15,10 @@
 //!   again and triggers again (it is a fixed point the second time), and
 //!   only the final key's index updates (freespace, need_discard, lru,
 //!   `bucket_gens`) are queued;
-//! * backpointers inserted and deleted (C: through the btree write buffer;
-//!   here directly, which gives the same btree);
+//! * backpointers inserted and deleted, and lru entries, through the
+//!   btree write buffer ([`BtreeTrans::update_buffered`],
+//!   `bch2_bucket_backpointer_mod()`, `bch2_lru_change()`): in the btree
+//!   after a write buffer flush;
 //! * accounting deltas: read-modify-write of the accounting key, written
 //!   with the sum and a new, larger `bversion`; the atomic trigger adds
 //!   `new - old` of every accounting key to the in-memory counters
@@ -120,6 +122,11 @@ struct NodePtrs {
     roots: Vec<Option<(u8, BkeyI)>>,
     /// (btree, key level, old, new) not triggered yet.
     pending: Vec<(u8, u8, Option<BkeyI>, Option<BkeyI>)>,
+}
+
+/// Whether `a` and `b` are the same key (position and value).
+fn same_key(a: Option<&BkeyI>, b: Option<&BkeyI>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if a.k.p == b.k.p && a.v[..] == b.v[..])
 }
 
 fn clone_key(k: &BkeyI) -> Result<BkeyI, Errno> {
@@ -254,11 +261,13 @@ impl<'a> FsTriggers<'a> {
             if !bp.insert && pending_live(trans, BtreeId::Backpointers, bp.pos) {
                 continue;
             }
-            trans.update(BtreeId::Backpointers, bp.to_key()?)?;
+            trans.update_buffered(BtreeId::Backpointers, bp.to_key()?)?;
         }
         for b in out.bits.iter() {
             if b.btree == BtreeId::Freespace {
                 freespace_mod(trans, b.pos, b.set)?;
+            } else if crate::btree::write_buffer::btree_uses_write_buffer(b.btree as u8) {
+                trans.update_buffered(b.btree, b.to_key()?)?;
             } else {
                 trans.update(b.btree, b.to_key()?)?;
             }
@@ -582,13 +591,31 @@ impl<'a> FsTriggers<'a> {
             if pending.is_empty() {
                 return Ok(());
             }
-            crate::btree::commit_do(fs, CommitFlags { no_merge: true, ..Default::default() }, |t| {
-                let mut out = DerivedUpdates::new();
-                for (b, level, old, new) in pending.iter() {
-                    run_triggers(*b, *level, old.as_ref().map(view), new.as_ref().map(view), true, &self.ctx(), &mut out)?;
+            // A node made and freed again since the last catch-up: its
+            // pointer's insert and deletion go in separate transactions,
+            // in order (in one, the insert would win, see `apply`).
+            let mut start = 0;
+            while start < pending.len() {
+                let mut end = start + 1;
+                while end < pending.len() && !pending[start..end].iter().any(|e| same_key(e.3.as_ref(), pending[end].2.as_ref())) {
+                    end += 1;
                 }
-                self.apply(t, &mut out)
-            })?;
+                let group = &pending[start..end];
+                crate::btree::commit_do(fs, CommitFlags { no_merge: true, ..Default::default() }, |t| {
+                    // Not through the btree write buffer (C buffers
+                    // these too): a node's backpointer inserted only at
+                    // the next flush lands in a leaf already written, and
+                    // with small nodes the writes, compactions and
+                    // pointer changes fed each other without end.
+                    t.write_buffer_bypass = true;
+                    let mut out = DerivedUpdates::new();
+                    for (b, level, old, new) in group.iter() {
+                        run_triggers(*b, *level, old.as_ref().map(view), new.as_ref().map(view), true, &self.ctx(), &mut out)?;
+                    }
+                    self.apply(t, &mut out)
+                })?;
+                start = end;
+            }
         }
         Err(Errno::EIO)
     }

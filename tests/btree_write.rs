@@ -992,3 +992,66 @@ fn written_nodes_and_pinned_journal_recover_the_model_at_any_point() {
     let want: Vec<(Bpos, Vec<u8>)> = model.iter().map(|(p, v)| (*p, v.clone())).collect();
     assert_eq!(recover(&h, &fs, BtreeId::Xattrs), want);
 }
+
+/// The btree write buffer over the btree alone: buffered lru updates are
+/// journalled as `write_buffer_keys` and not inserted; handed to the
+/// write buffer (with the pin the journal's write would take) and
+/// flushed, they reach the leaves without a journal copy, through splits
+/// of tiny nodes, the newest per position winning; the write buffer's
+/// pins go, the nodes' pins go with their writes.
+#[test]
+fn write_buffer_flush_inserts_without_journalling() {
+    use bcachefs_rs::btree::write_buffer::BtreeWriteBuffer;
+    use bcachefs_rs::journal::res::{JournalSink, PinOwner};
+    use bcachefs_rs::journal::write::JsetEntryHook;
+    let h = Harness::new(2048, 512);
+    let mut fs = h.fs();
+    fs.write_buffer = true;
+    let fs = fs;
+    let set = |i: u64| BkeyI { k: Bkey::new(KeyType::Set, Bpos::pos(1, i), 0), v: PVec::new() };
+    let del = |i: u64| BkeyI { k: Bkey::new(KeyType::Deleted, Bpos::pos(1, i), 0), v: PVec::new() };
+    for r in 0..10u64 {
+        commit_do(&fs, CommitFlags::default(), |t| {
+            for i in 0..50 {
+                t.update_buffered(BtreeId::Lru, set(r * 50 + i))?;
+            }
+            if r > 0 {
+                // Deletes a key an earlier commit set.
+                t.update_buffered(BtreeId::Lru, del((r - 1) * 50))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    }
+    assert!(scan(&fs, BtreeId::Lru).is_empty(), "buffered keys inserted at commit");
+    let entries = h.journal.entries.lock().unwrap().clone();
+    assert_eq!(entries.len(), 500 + 9);
+    assert!(entries.iter().all(|e| e.1 == EntryType::WriteBufferKeys as u8 && e.2 == BtreeId::Lru as u8));
+    let wb = BtreeWriteBuffer::new().unwrap();
+    let mut last = 0;
+    for (seq, _, btree, _, data) in entries.iter() {
+        if *seq != last {
+            h.journal.pin_get(*seq, PinOwner::WriteBuffer);
+            last = *seq;
+        }
+        wb.write_buffer_keys(*seq, *btree, data).unwrap();
+    }
+    assert_eq!(wb.stats().nr_keys, 509);
+    let splits = fs.stats.splits.load(Relaxed);
+    assert_eq!(wb.flush(&fs).unwrap(), 500, "one key per position");
+    assert!(fs.stats.splits.load(Relaxed) > splits, "no split");
+    let after = h.journal.entries.lock().unwrap();
+    assert!(
+        after[509..].iter().all(|e| e.3 > 0 || e.1 != EntryType::BtreeKeys as u8),
+        "the flush journalled leaf keys again"
+    );
+    drop(after);
+    let want: Vec<Bpos> = (0..500u64).filter(|i| i % 50 != 0 || *i == 450).map(|i| Bpos::pos(1, i)).collect();
+    let got: Vec<Bpos> = scan(&fs, BtreeId::Lru).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(got, want);
+    assert_eq!(wb.stats().nr_keys, 0);
+    write_dirty_nodes(&fs).unwrap();
+    assert_eq!(h.journal.pins_held(), 0, "pins left: {:?}", h.journal.pins.lock().unwrap());
+    let disk: Vec<Bpos> = reread(&h, &fs, BtreeId::Lru).into_iter().map(|(p, ..)| p).collect();
+    assert_eq!(disk, want);
+}

@@ -20,6 +20,13 @@
 //!    dirty and pins the journal sequence number;
 //! 8. unlock, `res_put`; leaves left underfull are offered to the
 //!    foreground merge.
+//!
+//! Updates queued with [`BtreeTrans::update_buffered`] skip steps 1, 3,
+//! 4, 6 and the insert of 7: they are journalled as `write_buffer_keys`
+//! and reach the leaves through the btree write buffer
+//! ([`super::write_buffer`]).  A [`CommitFlags::no_journal_res`] commit
+//! (the write buffer's flush) skips step 1, the reservation and the
+//! journal copy: its keys are in the journal already.
 
 use core::sync::atomic::Ordering::Relaxed;
 
@@ -161,7 +168,9 @@ impl BtreeTrans<'_> {
             self.read_set.clear();
             return Ok(());
         }
-        self.run_trans_triggers()?;
+        if !cflags.no_journal_res {
+            self.run_trans_triggers()?;
+        }
         self.sort_updates();
         if self.c.take_injected_restart() {
             self.unlock();
@@ -178,6 +187,11 @@ impl BtreeTrans<'_> {
             let (b, pos) = (self.updates[i].btree, self.updates[i].k.k.p);
             if self.updates[i].level != 0 {
                 return Err(Errno::EINVAL.into());
+            }
+            if self.updates[i].buffered {
+                // Journal only: no leaf.
+                leaf_path.push(usize::MAX)?;
+                continue;
             }
             let reuse = leaf_paths.last().copied().filter(|&pi| {
                 let p = &self.paths[pi];
@@ -253,17 +267,25 @@ impl BtreeTrans<'_> {
             }
         }
         let rf = ResFlags { nonblock: true, reclaim: cflags.journal_reclaim };
-        let mut res: JournalRes = match self.c.journal.res_get(u64s, rf) {
-            Ok(r) => r,
-            Err(BchError::Restart(_)) => {
-                drop(leaves);
-                let r = self.c.journal.res_get(u64s, ResFlags { nonblock: false, ..rf })?;
-                self.c.journal.res_put(r);
-                return Err(BchError::Restart(Restart::JournalResGet));
-            }
-            Err(e) => return Err(e),
+        let mut res: Option<JournalRes> = None;
+        if !cflags.no_journal_res {
+            res = Some(match self.c.journal.res_get(u64s, rf) {
+                Ok(r) => r,
+                Err(BchError::Restart(_)) => {
+                    drop(leaves);
+                    let r = self.c.journal.res_get(u64s, ResFlags { nonblock: false, ..rf })?;
+                    self.c.journal.res_put(r);
+                    return Err(BchError::Restart(Restart::JournalResGet));
+                }
+                Err(e) => return Err(e),
+            });
+        }
+        // The journal sequence number of the keys: the reservation's, or
+        // for keys journalled already the newest of theirs.
+        let seq = match res.as_ref() {
+            Some(r) => r.seq,
+            None => self.updates.iter().map(|u| u.journal_seq).max().unwrap_or(0),
         };
-        let seq = res.seq;
 
         // 6. Write locks (waiting only for readers, who never wait while
         // holding a lock), then the other leaves read, relocked by sequence
@@ -301,20 +323,24 @@ impl BtreeTrans<'_> {
             drop(relocked);
             drop(ws);
             drop(leaves);
-            self.c.journal.res_put(res);
+            if let Some(res) = res {
+                self.c.journal.res_put(res);
+            }
             return Err(BchError::Restart(Restart::Relock));
         }
 
         // 7. Journal, insert, triggers.
         let mut err = None;
         for (i, u) in self.updates.iter().enumerate() {
-            let kb = if u.btree == BtreeId::Accounting as u8 {
+            let Some(res) = res.as_mut() else { break };
+            let kb = if u.btree == BtreeId::Accounting as u8 && !u.buffered {
                 let old = ws.get(leaf_path[i]).and_then(|w| w.find(u.k.k.p).and_then(|j| w.key(j)));
                 accounting_delta_bytes(&u.k.k, &u.k.v, old)?
             } else {
                 key_bytes(&u.k.k, &u.k.v)?
             };
-            if let Err(e) = self.c.journal.res_add_entry(&mut res, EntryType::BtreeKeys as u8, u.btree, 0, &kb) {
+            let ty = if u.buffered { EntryType::WriteBufferKeys } else { EntryType::BtreeKeys };
+            if let Err(e) = self.c.journal.res_add_entry(res, ty as u8, u.btree, 0, &kb) {
                 err = Some(e);
                 break;
             }
@@ -326,26 +352,46 @@ impl BtreeTrans<'_> {
             drop(ws);
             drop(relocked);
             drop(leaves);
-            self.c.journal.res_put(res);
+            if let Some(res) = res {
+                self.c.journal.res_put(res);
+            }
             return Err(e.into());
         }
+        // The oldest and newest sequence numbers of each leaf's keys.
+        let mut leaf_seqs: Vec<(u64, u64)> = Vec::with_capacity(ws.len())?;
+        for _ in 0..ws.len() {
+            leaf_seqs.push((seq, seq))?;
+        }
         for (i, u) in self.updates.iter().enumerate() {
-            let Some(w) = ws.get_mut(leaf_path[i]) else { continue };
-            if let Some(t) = self.c.triggers {
+            let li = leaf_path[i];
+            let Some(w) = ws.get_mut(li) else { continue };
+            if cflags.no_journal_res {
+                if let Some(s) = leaf_seqs.get_mut(li) {
+                    s.0 = s.0.min(u.journal_seq);
+                }
+            } else if let Some(t) = self.c.triggers {
                 let old = w.find(u.k.k.p).and_then(|j| w.key(j));
                 t.atomic_trigger(u.btree, 0, old, (u.k.k, &u.k.v), seq);
             }
             // Cannot fail: room was reserved.
             let _ = w.insert(&u.k.k, &u.k.v);
         }
-        for w in ws.iter_mut() {
+        for (li, w) in ws.iter_mut().enumerate() {
             let n = w.node().clone();
             n.set_flags(flags::DIRTY);
+            let (oldest, newest) = leaf_seqs.get(li).copied().unwrap_or((seq, seq));
             if w.journal_pin == 0 {
-                self.c.journal.pin_get(seq, PinOwner::BtreeNode(n.btree, n.level));
-                w.journal_pin = seq;
+                self.c.journal.pin_get(oldest, PinOwner::BtreeNode(n.btree, n.level));
+                w.journal_pin = oldest;
+            } else if oldest < w.journal_pin {
+                // Keys older than the node's pin (the write buffer's):
+                // the pin moves back (`bch2_journal_pin_add()` keeping
+                // the older).
+                self.c.journal.pin_get(oldest, PinOwner::BtreeNode(n.btree, n.level));
+                self.c.journal.pin_put(w.journal_pin, PinOwner::BtreeNode(n.btree, n.level));
+                w.journal_pin = oldest;
             }
-            w.journal_seq = w.journal_seq.max(seq);
+            w.journal_seq = w.journal_seq.max(newest);
         }
         drop(ws);
         drop(relocked);
@@ -359,7 +405,9 @@ impl BtreeTrans<'_> {
             }
         }
         drop(leaves);
-        self.c.journal.res_put(res);
+        if let Some(res) = res {
+            self.c.journal.res_put(res);
+        }
         self.journal_seq = seq;
         self.updates.clear();
         self.read_set.clear();

@@ -20,6 +20,7 @@ pub mod extents;
 pub mod interior;
 pub mod io;
 pub mod trans;
+pub mod write_buffer;
 #[cfg(not(bch_kernel))]
 pub mod testing;
 

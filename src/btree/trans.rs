@@ -198,6 +198,11 @@ pub struct BtreeFs<'a> {
     pub alloc: &'a dyn BtreeNodeAlloc,
     /// Trigger hooks (none: no triggers run).
     pub triggers: Option<&'a dyn BtreeTriggers>,
+    /// A btree write buffer takes the journal's `write_buffer_keys`
+    /// ([`super::write_buffer::BtreeWriteBuffer`] registered as the
+    /// journal's entry hook): [`BtreeTrans::update_buffered`] goes through
+    /// it.  Without one, buffered updates are ordinary updates.
+    pub write_buffer: bool,
     /// Node geometry and checksum.
     pub geo: BtreeGeometry,
     pub(crate) roots: Mutex<Vec<RootSlot>>,
@@ -236,6 +241,7 @@ impl<'a> BtreeFs<'a> {
             journal,
             alloc,
             triggers: None,
+            write_buffer: false,
             geo,
             roots: Mutex::new(slots)?,
             seq_next: AtomicU64::new(0x5eed),
@@ -463,6 +469,13 @@ pub struct InsertEntry {
     pub k: BkeyI,
     /// Its transactional trigger ran.
     pub triggered: bool,
+    /// Queued by [`BtreeTrans::update_buffered`]: the commit journals it
+    /// as a `write_buffer_keys` entry and does not insert it.
+    pub buffered: bool,
+    /// For a [`CommitFlags::no_journal_res`] commit (the write buffer's
+    /// flush): the journal sequence number the key is already in.  0
+    /// otherwise.
+    pub journal_seq: u64,
 }
 
 impl fmt::Display for InsertEntry {
@@ -487,6 +500,12 @@ pub struct CommitFlags {
     /// `BCH_TRANS_COMMIT_no_merge`-like: skip the foreground merge after
     /// the commit.
     pub no_merge: bool,
+    /// `BCH_TRANS_COMMIT_no_journal_res`: the keys are in the journal
+    /// already (the btree write buffer's flush, each update carrying its
+    /// [`InsertEntry::journal_seq`]): no reservation, no journal copy, no
+    /// triggers; each leaf is pinned at the oldest sequence number of the
+    /// keys it gets.
+    pub no_journal_res: bool,
 }
 
 /// A btree transaction (`struct btree_trans`).
@@ -504,6 +523,10 @@ pub struct BtreeTrans<'a> {
     /// Leaves the last commit left under the merge threshold: (btree,
     /// position).
     pub(crate) merge_candidates: Vec<(u8, Bpos)>,
+    /// [`update_buffered`](Self::update_buffered) inserts into the leaves
+    /// as [`update`](Self::update) does (the node pointer triggers'
+    /// updates: see `crate::triggers::FsTriggers::node_ptrs_catch_up`).
+    pub write_buffer_bypass: bool,
 }
 
 fn restart(r: Restart) -> BchError {
@@ -530,6 +553,7 @@ impl<'a> BtreeTrans<'a> {
             restart_count: 0,
             journal_seq: 0,
             merge_candidates: Vec::new(),
+            write_buffer_bypass: false,
         }
     }
 
@@ -933,7 +957,39 @@ impl<'a> BtreeTrans<'a> {
     }
 
     pub(crate) fn push_update(&mut self, btree: u8, level: u8, k: BkeyI) -> Result<(), BchError> {
-        self.updates.push(InsertEntry { btree, level, k, triggered: false })?;
+        self.updates.push(InsertEntry { btree, level, k, triggered: false, buffered: false, journal_seq: 0 })?;
+        Ok(())
+    }
+
+    /// Queues `k` for the write-buffered `btree`
+    /// (`bch2_trans_update_buffered()`): with a btree write buffer
+    /// ([`BtreeFs::write_buffer`]) the commit journals it as a
+    /// `write_buffer_keys` entry and the leaf gets it when the write
+    /// buffer is flushed; no trigger runs.  Without one (or for a btree
+    /// that is not write-buffered,
+    /// [`super::write_buffer::btree_uses_write_buffer`]) it is
+    /// [`update`](Self::update).  Readers of the btree see it only after
+    /// a flush; [`pending_at`](Self::pending_at) sees it.
+    ///
+    /// Errors: `EINVAL` (the key is not valid for the btree), `ENOMEM`.
+    pub fn update_buffered(&mut self, btree: BtreeId, mut k: BkeyI) -> Result<(), BchError> {
+        let b = btree as u8;
+        if !self.c.write_buffer || self.write_buffer_bypass || !super::write_buffer::btree_uses_write_buffer(b) {
+            return self.update(btree, k);
+        }
+        k.k.u64s = (BKEY_U64S + k.v.len() / 8) as u8;
+        k.k.validate(NodeType::Leaf(u32::from(b)), true).map_err(|_| Errno::EINVAL)?;
+        if k.v.len() % 8 != 0 || k.k.val_bytes() != k.v.len() {
+            return Err(Errno::EINVAL.into());
+        }
+        self.updates.push(InsertEntry { btree: b, level: 0, k, triggered: true, buffered: true, journal_seq: 0 })?;
+        Ok(())
+    }
+
+    /// Queues a leaf key already in the journal at `journal_seq`, for a
+    /// [`CommitFlags::no_journal_res`] commit (the write buffer's flush).
+    pub(crate) fn push_update_journalled(&mut self, btree: u8, k: BkeyI, journal_seq: u64) -> Result<(), BchError> {
+        self.updates.push(InsertEntry { btree, level: 0, k, triggered: true, buffered: false, journal_seq })?;
         Ok(())
     }
 

@@ -100,6 +100,18 @@ pub trait JsetEntryHook: Send + Sync {
     fn write_buffer_keys(&self, _seq: u64, _btree_id: u8, _keys: &[u8]) -> Result<(), Errno> {
         Ok(())
     }
+
+    /// Whether the hook keeps the keys [`JsetEntryHook::write_buffer_keys`]
+    /// hands it until they are in the btree (the btree write buffer): the
+    /// journal then takes one [`PinOwner::WriteBuffer`] pin on each entry
+    /// whose `write_buffer_keys` it handed over, before the entry is
+    /// written, which the hook's owner drops with
+    /// [`JournalSink::pin_put`] once the keys are in the btree
+    /// (`bch2_journal_keys_to_write_buffer_start()` pinning the entry).
+    /// The default: no pin.
+    fn pins_write_buffer_keys(&self) -> bool {
+        false
+    }
 }
 
 /// Appends jset entries into a bounded buffer.
@@ -792,6 +804,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         let mut have = [false; NR_BTREES];
         // Callbacks run without the extras lock (they may set roots).
         let hook = self.extras.lock().hook.clone();
+        let mut wb_pinned = false;
         // Compaction: entries move towards the start, never past where
         // they are read from.
         let (mut r, mut w) = (JSET_BYTES, JSET_BYTES);
@@ -807,6 +820,12 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
                 if ty == EntryType::WriteBufferKeys as u8 {
                     // On disk they are plain btree_keys, as C writes them.
                     if let Some(hook) = hook.as_ref() {
+                        if !wb_pinned && hook.pins_write_buffer_keys() {
+                            // The entry is not on disk yet: its pin list
+                            // is still in the FIFO.
+                            self.state.lock().pin.pin_get(job.seq, PinOwner::WriteBuffer);
+                            wb_pinned = true;
+                        }
                         hook.write_buffer_keys(job.seq, btree_id, &job.data[r + JSET_ENTRY_BYTES..r + len])?;
                     }
                     job.data[r + 4] = EntryType::BtreeKeys as u8;
