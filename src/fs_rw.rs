@@ -530,7 +530,7 @@ pub fn journal_replay_interior(btree: &BtreeFs<'_>, trig: &FsTriggers<'_>, keys:
     }
     // Top level first, so that a lower level is reached through the
     // replayed pointers.
-    items.sort_unstable_by(|a, b| (a.0, b.1, a.2.k.p).cmp(&(b.0, a.1, b.2.k.p)));
+    crate::util::sort::sort_by(&mut items, |a, b| (a.0, b.1, a.2.k.p).cmp(&(b.0, a.1, b.2.k.p)));
     let geo = btree.geo;
     let u64s_room = |k: &BkeyI| BKEY_U64S + k.v.len() / 8;
     'keys: for (b, level, k) in items.iter() {
