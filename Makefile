@@ -58,6 +58,7 @@ sync-stress:
 
 test-long:
 	cargo test --release -p bcachefs_rs --test crash_sweep -- --ignored --nocapture
+	cargo test --release -p bcachefs_rs --test fs_rw_alloc -- --ignored --nocapture
 	BCH_WRITE_FUZZ_SEEDS=$${BCH_WRITE_FUZZ_SEEDS:-5000} \
 		cargo test --release -p bcachefs_rs --test write_fuzz -- --nocapture
 	cargo test --release -p bcachefs_rs --test triggers_write -- --ignored --nocapture
