@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bcachefs_rs::bcachefs::{Fs, OpenOpts};
 use bcachefs_rs::btree::testing::MemDev as WMemDev;
-use bcachefs_rs::errcode::Errno;
+use bcachefs_rs::fs_rw::SharedDev;
 use bcachefs_rs::format::bkey::{BtreeId, BtreeIdName, KeyType};
 use bcachefs_rs::format::bpos::POS_MIN;
 use bcachefs_rs::format::sb::read_super;
@@ -26,22 +26,6 @@ use bcachefs_rs::platform::{BlockDev, WriteFlags};
 
 mod common;
 
-struct Dev(Arc<WMemDev>);
-
-impl BlockDev for Dev {
-    fn name(&self) -> &str {
-        "mem"
-    }
-    fn nr_sectors(&self) -> u64 {
-        self.0.nr_sectors()
-    }
-    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.0.read_sectors(sector, buf)
-    }
-    fn write_sectors(&self, sector: u64, buf: &[u8], f: WriteFlags) -> Result<(), Errno> {
-        self.0.write_sectors(sector, buf, f)
-    }
-}
 
 /// Formats an image of `bytes` with default options and initializes it.
 fn make(bytes: usize) -> Vec<u8> {
@@ -51,7 +35,7 @@ fn make(bytes: usize) -> Vec<u8> {
     for (sector, data) in f.writes().unwrap().iter() {
         mem.write_sectors(*sector, data, WriteFlags::default()).unwrap();
     }
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     assert!(open.fresh);
     open.mount(1_700_000_001_000_000_000, 42, |fs| {
         fs_initialize(fs)?;
@@ -180,7 +164,7 @@ fn unclean_c_volume_is_replayed_and_left_clean() {
     let img = common::unpack_image("c-unclean-crc64-lz4.bchimg");
     let before = all_keys(&Fs::open(common::MemDev(img.clone()), &OpenOpts::default()).unwrap());
     let mem = Arc::new(WMemDev(std::sync::Mutex::new(img)));
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     assert!(!open.fresh);
     let nr_inodes = open
         .mount(1_700_000_001_000_000_000, 42, |fs| {
@@ -235,7 +219,7 @@ fn operations_on_our_volume_keep_derived_state_exact() {
     for (sector, data) in f.writes().unwrap().iter() {
         mem.write_sectors(*sector, data, WriteFlags::default()).unwrap();
     }
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     open.mount(1_700_000_001_000_000_000, 9, |fs| {
         fs_initialize(fs)?;
         let sv = Subvol { id: 1, snapshot: u32::MAX, root_inum: 4096 };
@@ -303,7 +287,7 @@ fn unclean_shutdown_of_our_volume_replays_accounting_once() {
     use bcachefs_rs::journal::res::JournalSink as _;
 
     let mem = Arc::new(WMemDev(std::sync::Mutex::new(make(64 << 20))));
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     let crashed = open
         .mount(1_700_000_002_000_000_000, 5, |fs| {
             let sv = Subvol { id: 1, snapshot: u32::MAX, root_inum: 4096 };
@@ -330,7 +314,7 @@ fn unclean_shutdown_of_our_volume_replays_accounting_once() {
     let m = mismatches(crashed.clone());
     assert!(m.is_empty(), "read-only overlay of the crashed volume: {} mismatches:\n{}", m.len(), m.join("\n"));
     let mem = Arc::new(WMemDev(std::sync::Mutex::new(crashed)));
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     let nr_inodes = open
         .mount(1_700_000_003_000_000_000, 6, |fs| {
             let n = fs.triggers.accounting_mem()?.get(&bcachefs_rs::accounting::DiskAccountingPos::NrInodes)[0];

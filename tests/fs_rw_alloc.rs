@@ -14,6 +14,7 @@ use bcachefs_rs::accounting::DiskAccountingPos;
 use bcachefs_rs::alloc::foreground::{dev_buckets_reserved, Watermark};
 use bcachefs_rs::bcachefs::{Fs, OpenOpts};
 use bcachefs_rs::btree::testing::MemDev as WMemDev;
+use bcachefs_rs::fs_rw::SharedDev;
 use bcachefs_rs::btree::lockrestart_do;
 use bcachefs_rs::errcode::Errno;
 use bcachefs_rs::format::bkey::{BtreeId, KeyType};
@@ -33,22 +34,8 @@ use bcachefs_rs::platform::{BlockDev, WriteFlags};
 #[allow(dead_code)]
 mod common;
 
-struct Dev(Arc<WMemDev>);
-
-impl BlockDev for Dev {
-    fn name(&self) -> &str {
-        "mem"
-    }
-    fn nr_sectors(&self) -> u64 {
-        self.0.nr_sectors()
-    }
-    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.0.read_sectors(sector, buf)
-    }
-    fn write_sectors(&self, sector: u64, buf: &[u8], f: WriteFlags) -> Result<(), Errno> {
-        self.0.write_sectors(sector, buf, f)
-    }
-}
+/// The shared in-memory device (`fs_rw::SharedDev`).
+type Dev = SharedDev<WMemDev>;
 
 const NOW: i64 = 1_700_000_001_000_000_000;
 const ROOT: u64 = 4096;
@@ -65,7 +52,7 @@ fn fresh(bytes: usize, opts: &[(&str, u64)]) -> Arc<WMemDev> {
     for (sector, data) in f.writes().unwrap().iter() {
         mem.write_sectors(*sector, data, WriteFlags::default()).unwrap();
     }
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     open.mount(NOW, 1, |fs| {
         fs_initialize(fs)?;
         fs.shutdown()
@@ -76,7 +63,7 @@ fn fresh(bytes: usize, opts: &[(&str, u64)]) -> Arc<WMemDev> {
 
 /// Mounts `mem`, runs `f`, shuts down cleanly.
 fn with_fs<R>(mem: &Arc<WMemDev>, seed: u64, f: impl FnOnce(&BchFs<'_, Dev>) -> Result<R, Errno>) -> R {
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     assert!(!open.fresh);
     open.mount(NOW, seed, |fs| {
         let r = f(fs)?;

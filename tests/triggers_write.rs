@@ -13,8 +13,8 @@ use std::sync::Arc;
 use bcachefs_rs::alloc::foreground::{Allocator, Watermark, WritePointSpec};
 use bcachefs_rs::bcachefs::{Fs, OpenOpts};
 use bcachefs_rs::btree::testing::MemDev as WMemDev;
+use bcachefs_rs::fs_rw::SharedDev;
 use bcachefs_rs::btree::{commit_do, write_dirty_nodes, BtreeCache, BtreeFs, BtreeGeometry, CommitFlags};
-use bcachefs_rs::errcode::Errno;
 use bcachefs_rs::format::bkey::{Bkey, BkeyI, BtreeId, KeyType};
 use bcachefs_rs::format::bpos::Bpos;
 use bcachefs_rs::format::list::FsInfo;
@@ -25,28 +25,12 @@ use bcachefs_rs::gc::check_fs;
 use bcachefs_rs::journal;
 use bcachefs_rs::journal::types::{JournalGeometry, JournalOpts};
 use bcachefs_rs::journal::write::{start_after_read, Journal};
-use bcachefs_rs::platform::{BlockDev, Vec as PVec, WriteFlags};
+use bcachefs_rs::platform::Vec as PVec;
 use bcachefs_rs::triggers::{FsTriggers, NodePtrTap};
 
 mod common;
 
 /// A shared in-memory device (the journal owns its device).
-struct Dev(Arc<WMemDev>);
-
-impl BlockDev for Dev {
-    fn name(&self) -> &str {
-        "mem"
-    }
-    fn nr_sectors(&self) -> u64 {
-        self.0.nr_sectors()
-    }
-    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.0.read_sectors(sector, buf)
-    }
-    fn write_sectors(&self, sector: u64, buf: &[u8], f: WriteFlags) -> Result<(), Errno> {
-        self.0.write_sectors(sector, buf, f)
-    }
-}
 
 struct Lcg(u64);
 impl Lcg {
@@ -80,7 +64,7 @@ fn punch(inode: u64, start: u64, end: u64) -> BkeyI {
 fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
     let img = common::unpack_image("c-fresh.bchimg");
     let wdev = Arc::new(WMemDev(std::sync::Mutex::new(img)));
-    let dev = Dev(wdev.clone());
+    let dev = SharedDev(wdev.clone());
     let sbr = read_super(&dev).unwrap();
     let sb = sbr.sb();
     let info = FsInfo::from_sb(&sb).unwrap();
@@ -90,7 +74,7 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
     let roots = journal::btree_roots(&info, &jr.journal).unwrap();
     let start = start_after_read(&dev, &jgeo, &jr, false).unwrap();
     let cur_seq = start.cur_seq;
-    let j = Journal::new(Dev(wdev.clone()), jgeo, JournalOpts::default(), start).unwrap();
+    let j = Journal::new(SharedDev(wdev.clone()), jgeo, JournalOpts::default(), start).unwrap();
     for r in roots.iter().flatten() {
         let vlen = r.key.val_bytes().min(r.val.len());
         j.set_btree_root_key(r.btree_id as u8, r.level, &r.key, &r.val[..vlen]).unwrap();

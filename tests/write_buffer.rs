@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use bcachefs_rs::bcachefs::{Fs, OpenOpts};
 use bcachefs_rs::btree::testing::MemDev as WMemDev;
+use bcachefs_rs::fs_rw::SharedDev;
 use bcachefs_rs::btree::{lockrestart_do, write_dirty_nodes};
-use bcachefs_rs::errcode::Errno;
 use bcachefs_rs::format::bkey::{BtreeId, KeyType};
 use bcachefs_rs::format::bpos::Bpos;
 use bcachefs_rs::format::jset::{jset_magic, EntryType, Jset};
@@ -28,22 +28,8 @@ use bcachefs_rs::platform::{BlockDev, WriteFlags};
 #[allow(dead_code)]
 mod common;
 
-struct Dev(Arc<WMemDev>);
-
-impl BlockDev for Dev {
-    fn name(&self) -> &str {
-        "mem"
-    }
-    fn nr_sectors(&self) -> u64 {
-        self.0.nr_sectors()
-    }
-    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
-        self.0.read_sectors(sector, buf)
-    }
-    fn write_sectors(&self, sector: u64, buf: &[u8], f: WriteFlags) -> Result<(), Errno> {
-        self.0.write_sectors(sector, buf, f)
-    }
-}
+/// The shared in-memory device (`fs_rw::SharedDev`).
+type Dev = SharedDev<WMemDev>;
 
 const NOW: i64 = 1_700_000_001_000_000_000;
 const ROOT: u64 = 4096;
@@ -65,7 +51,7 @@ fn fresh() -> Arc<WMemDev> {
     for (sector, data) in f.writes().unwrap().iter() {
         mem.write_sectors(*sector, data, WriteFlags::default()).unwrap();
     }
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     open.mount(NOW, 1, |fs| {
         fs_initialize(fs)?;
         fs.shutdown()
@@ -132,7 +118,7 @@ fn extent_bps_in_btree(fs: &BchFs<'_, Dev>) -> usize {
 /// Journal entries on the device: (btree_keys keys for the backpointers
 /// btree, write_buffer_keys entries of any btree).
 fn journal_bp_keys(mem: &Arc<WMemDev>) -> (usize, usize) {
-    let open = BchFsOpen::open(Dev(dev_of(&image(mem)))).unwrap();
+    let open = BchFsOpen::open(SharedDev(dev_of(&image(mem)))).unwrap();
     let jr = bcachefs_rs::journal::read(&*open.dev, &open.info).unwrap();
     let magic = jset_magic(&open.info.uuid);
     let (mut bp, mut wb) = (0, 0);
@@ -155,7 +141,7 @@ fn journal_bp_keys(mem: &Arc<WMemDev>) -> (usize, usize) {
 #[test]
 fn backpointers_reach_the_leaves_only_through_a_flush() {
     let mem = fresh();
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     open.mount(NOW, 2, |fs| {
         assert_eq!(extent_bps_in_btree(fs), 0);
         write_files(fs, "f", 20);
@@ -189,7 +175,7 @@ fn backpointers_reach_the_leaves_only_through_a_flush() {
 #[test]
 fn the_write_buffer_pin_holds_last_seq() {
     let mem = fresh();
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     open.mount(NOW, 3, |fs| {
         let j = &fs.open.journal;
         write_files(fs, "p", 4);
@@ -222,7 +208,7 @@ fn the_write_buffer_pin_holds_last_seq() {
 #[test]
 fn unclean_shutdown_with_buffered_keys_replays_clean() {
     let mem = fresh();
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     let crashed = open
         .mount(NOW, 4, |fs| {
             write_files(fs, "c", 30);
@@ -239,7 +225,7 @@ fn unclean_shutdown_with_buffered_keys_replays_clean() {
     assert_clean(crashed.clone());
     // Replay, then a clean shutdown.
     let mem2 = dev_of(&crashed);
-    let open = BchFsOpen::open(Dev(mem2.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem2.clone())).unwrap();
     open.mount(NOW, 5, |fs| {
         assert_eq!(extent_bps_in_btree(fs), 30, "replay inserted the journal's backpointers");
         write_files(fs, "d", 5);
@@ -253,7 +239,7 @@ fn unclean_shutdown_with_buffered_keys_replays_clean() {
 #[test]
 fn journal_reclaim_flushes_the_buffer_mid_run() {
     let mem = fresh();
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     open.mount(NOW, 6, |fs| {
         for round in 0..40 {
             write_files(fs, &format!("r{round}-"), 10);
@@ -272,7 +258,7 @@ fn journal_reclaim_flushes_the_buffer_mid_run() {
 #[test]
 fn the_newest_key_per_position_wins() {
     let mem = fresh();
-    let open = BchFsOpen::open(Dev(mem.clone())).unwrap();
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     open.mount(NOW, 7, |fs| {
         write_files(fs, "u", 12);
         // Inserted then deleted before any flush: both in the buffer, the
