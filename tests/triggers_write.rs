@@ -30,8 +30,6 @@ use bcachefs_rs::triggers::{FsTriggers, NodePtrTap};
 
 mod common;
 
-/// A shared in-memory device (the journal owns its device).
-
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
