@@ -26,7 +26,6 @@ use bcachefs_rs::platform::{BlockDev, WriteFlags};
 
 mod common;
 
-
 /// Formats an image of `bytes` with default options and initializes it.
 fn make(bytes: usize) -> Vec<u8> {
     let o = FormatOpts::new([1; 16], [2; 16], [3; 16], 1_700_000_000_000_000_000);
