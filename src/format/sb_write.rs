@@ -347,14 +347,17 @@ impl SbBuf {
             return Err(Errno::EINVAL);
         }
         self.set_seq(seq.wrapping_add(1));
-        for &o in offsets.iter() {
+        // One cache flush before the first copy makes what the superblock
+        // describes durable first; each copy is then durable on its own
+        // (FUA).
+        for (i, &o) in offsets.iter().enumerate() {
             self.set_offset(o);
             self.update_csum().map_err(|_| Errno::EINVAL)?;
             let mut buf: Vec<u8> = Vec::new();
             buf.extend_from_slice(&self.b)?;
             let len = buf.len().next_multiple_of(block);
             buf.resize(len, 0)?;
-            dev.write_sectors(o, &buf, crate::platform::WriteFlags::FLUSH_FUA)?;
+            dev.write_sectors(o, &buf, crate::platform::WriteFlags { preflush: i == 0, fua: true })?;
         }
         Ok(())
     }
