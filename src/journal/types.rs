@@ -179,7 +179,7 @@ pub struct JournalStart {
     pub cur_seq: u64,
     /// Oldest entry still needed (the replay range's `last_seq`):
     /// `[last_seq, cur_seq)` start pinned once each until replay drops
-    /// them ([`super::Journal::replay_done`]).
+    /// them ([`super::write::Journal::replay_done`]).
     pub last_seq: u64,
     /// Bucket being written and sectors free in it.
     pub cur_idx: usize,
