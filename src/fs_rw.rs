@@ -544,7 +544,7 @@ pub fn journal_replay_interior(btree: &BtreeFs<'_>, trig: &FsTriggers<'_>, keys:
                 Err(BchError::Restart(_)) => continue,
                 Err(e) => return Err(e.errno()),
             }
-            let g = t.paths[pi].l[usize::from(*level)].lock.as_mut().ok_or(Errno::EINVAL)?;
+            let g = t.paths[pi].l.get_mut(usize::from(*level)).and_then(|l| l.lock.as_mut()).ok_or(Errno::EINVAL)?;
             if !g.node().covers(k.k.p) {
                 continue 'keys;
             }
