@@ -25,26 +25,15 @@ use bcachefs_rs::gc::check_fs;
 use bcachefs_rs::platform::{BlockDev, WriteFlags};
 
 mod common;
+#[path = "common/volume.rs"]
+mod volume;
 
 /// Formats an image of `bytes` with default options and initializes it.
 fn make(bytes: usize) -> Vec<u8> {
-    let o = FormatOpts::new([1; 16], [2; 16], [3; 16], 1_700_000_000_000_000_000);
-    let f = format(bytes as u64, &o).unwrap();
-    let mem = Arc::new(WMemDev::new(bytes));
-    for (sector, data) in f.writes().unwrap().iter() {
-        mem.write_sectors(*sector, data, WriteFlags::default()).unwrap();
-    }
-    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
-    assert!(open.fresh);
-    open.mount(1_700_000_001_000_000_000, 42, |fs| {
-        fs_initialize(fs)?;
-        fs.shutdown()
-    })
-    .unwrap();
-    drop(open);
-    let img = mem.0.lock().unwrap().clone();
+    let img = volume::initialized(bytes, &[], 42).0.lock().unwrap().clone();
     img
 }
+
 
 /// Keys by btree: (position or a stand-in, type) for comparison with C.
 fn shape(fs: &Fs<common::MemDev>) -> BTreeMap<String, Vec<String>> {

@@ -19,20 +19,24 @@ use bcachefs_rs::btree::lockrestart_do;
 use bcachefs_rs::errcode::Errno;
 use bcachefs_rs::format::bkey::{BtreeId, KeyType};
 use bcachefs_rs::format::bpos::Bpos;
-use bcachefs_rs::format::sb_write::{format, FormatOpts};
 use bcachefs_rs::format::val::alloc::{data_type, AllocV4};
 use bcachefs_rs::format::val::extent::{ptrs_start, ExtentEntries, ExtentEntry};
 use bcachefs_rs::fs_common::fs_ops::{create, setattr, unlink, NewInode, SetAttr};
 use bcachefs_rs::fs_common::io_write::write_data;
 use bcachefs_rs::fs_common::Subvol;
-use bcachefs_rs::fs_initialize::fs_initialize;
 use bcachefs_rs::fs_rw::{writepoint_hashed, BchFs, BchFsOpen, FsDataAlloc};
 use bcachefs_rs::gc::check_fs;
 use bcachefs_rs::journal::res::JournalSink;
-use bcachefs_rs::platform::{BlockDev, WriteFlags};
 
 #[allow(dead_code)]
 mod common;
+#[path = "common/volume.rs"]
+mod volume;
+
+/// A volume of `bytes` made by our `format` with `opts` and initialized.
+fn fresh(bytes: usize, opts: &[(&str, u64)]) -> Arc<WMemDev> {
+    volume::initialized(bytes, opts, 1)
+}
 
 /// The shared in-memory device (`fs_rw::SharedDev`).
 type Dev = SharedDev<WMemDev>;
@@ -41,25 +45,6 @@ const NOW: i64 = 1_700_000_001_000_000_000;
 const ROOT: u64 = 4096;
 const SV: Subvol = Subvol { id: 1, snapshot: u32::MAX, root_inum: ROOT };
 
-/// A volume of `bytes` made by our `format` with `opts` and initialized.
-fn fresh(bytes: usize, opts: &[(&str, u64)]) -> Arc<WMemDev> {
-    let mut o = FormatOpts::new([1; 16], [2; 16], [3; 16], 1_700_000_000_000_000_000);
-    for (name, v) in opts {
-        o.set(name, *v).unwrap();
-    }
-    let f = format(bytes as u64, &o).unwrap();
-    let mem = Arc::new(WMemDev::new(bytes));
-    for (sector, data) in f.writes().unwrap().iter() {
-        mem.write_sectors(*sector, data, WriteFlags::default()).unwrap();
-    }
-    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
-    open.mount(NOW, 1, |fs| {
-        fs_initialize(fs)?;
-        fs.shutdown()
-    })
-    .unwrap();
-    mem
-}
 
 /// Mounts `mem`, runs `f`, shuts down cleanly.
 fn with_fs<R>(mem: &Arc<WMemDev>, seed: u64, f: impl FnOnce(&BchFs<'_, Dev>) -> Result<R, Errno>) -> R {
@@ -238,21 +223,26 @@ fn enospc_then_freed_buckets_are_reused() {
     assert_eq!(v[1] as u64, written2 >> 9, "user sectors on disk");
 }
 
+/// 600 files of 4 to 20 KiB with long names: the inodes, dirents and
+/// extents btrees split, data allocations in between.
+fn many_small_files(fs: &BchFs<'_, Dev>) -> Result<(), Errno> {
+    let mut t = fs.trans();
+    let mut a = FsDataAlloc::new(fs, writepoint_hashed(3));
+    for i in 0..600u32 {
+        let name = format!("file-with-a-longish-name-{i:05}");
+        let u = create(&mut t, &SV, ROOT, name.as_bytes(), &NewInode { mode: 0o100644, uid: i, gid: 0, rdev: 0 })?;
+        write_data(&mut t, &mut a, &SV, u.inum, 0, &data(u.inum, 4096 * (1 + i as usize % 5)))?;
+    }
+    Ok(())
+}
+
 #[test]
 fn data_and_btree_nodes_never_share_a_bucket() {
     let mem = fresh(64 << 20, &[("btree_node_size", 32 << 10)]);
     with_fs(&mem, 2, |fs| {
         // Many small files (inodes, dirents and extents btrees split) with
         // data in between.
-        let mut t = fs.trans();
-        let mut a = FsDataAlloc::new(fs, writepoint_hashed(3));
-        for i in 0..600u32 {
-            let name = format!("file-with-a-longish-name-{i:05}");
-            let u = create(&mut t, &SV, ROOT, name.as_bytes(), &NewInode { mode: 0o100644, uid: i, gid: 0, rdev: 0 })?;
-            write_data(&mut t, &mut a, &SV, u.inum, 0, &data(u.inum, 4096 * (1 + i as usize % 5)))?;
-        }
-        drop(t);
-        drop(a);
+        many_small_files(fs)?;
         fs.flush()?;
         let (d, n) = data_and_node_buckets(fs);
         assert!(d.len() > 4 && n.len() > 4, "{} data buckets, {} node buckets", d.len(), n.len());
@@ -276,15 +266,7 @@ fn data_and_btree_nodes_never_share_a_bucket() {
 fn known_bug_flush_never_settles_on_8k_nodes() {
     let mem = fresh(64 << 20, &[("btree_node_size", 8 << 10)]);
     with_fs(&mem, 2, |fs| {
-        let mut t = fs.trans();
-        let mut a = FsDataAlloc::new(fs, writepoint_hashed(3));
-        for i in 0..600u32 {
-            let name = format!("file-with-a-longish-name-{i:05}");
-            let u = create(&mut t, &SV, ROOT, name.as_bytes(), &NewInode { mode: 0o100644, uid: i, gid: 0, rdev: 0 })?;
-            write_data(&mut t, &mut a, &SV, u.inum, 0, &data(u.inum, 4096 * (1 + i as usize % 5)))?;
-        }
-        drop(t);
-        drop(a);
+        many_small_files(fs)?;
         fs.flush()
     });
 }

@@ -15,11 +15,9 @@ use bcachefs_rs::btree::{lockrestart_do, write_dirty_nodes};
 use bcachefs_rs::format::bkey::{BtreeId, KeyType};
 use bcachefs_rs::format::bpos::Bpos;
 use bcachefs_rs::format::jset::{jset_magic, EntryType, Jset};
-use bcachefs_rs::format::sb_write::{format, FormatOpts};
 use bcachefs_rs::fs_common::fs_ops::{create, unlink, NewInode};
 use bcachefs_rs::fs_common::io_write::write_data;
 use bcachefs_rs::fs_common::Subvol;
-use bcachefs_rs::fs_initialize::fs_initialize;
 use bcachefs_rs::fs_rw::{writepoint_hashed, BchFs, BchFsOpen, FsDataAlloc};
 use bcachefs_rs::gc::check_fs;
 use bcachefs_rs::journal::res::JournalSink;
@@ -27,6 +25,13 @@ use bcachefs_rs::platform::{BlockDev, WriteFlags};
 
 #[allow(dead_code)]
 mod common;
+#[path = "common/volume.rs"]
+mod volume;
+
+/// A volume made by our `format` and initialized.
+fn fresh() -> Arc<WMemDev> {
+    volume::initialized(BYTES, &[], 1)
+}
 
 /// The shared in-memory device (`fs_rw::SharedDev`).
 type Dev = SharedDev<WMemDev>;
@@ -43,22 +48,6 @@ fn dev_of(img: &[u8]) -> Arc<WMemDev> {
     mem
 }
 
-/// A volume made by our `format` and initialized.
-fn fresh() -> Arc<WMemDev> {
-    let o = FormatOpts::new([1; 16], [2; 16], [3; 16], 1_700_000_000_000_000_000);
-    let f = format(BYTES as u64, &o).unwrap();
-    let mem = Arc::new(WMemDev::new(BYTES));
-    for (sector, data) in f.writes().unwrap().iter() {
-        mem.write_sectors(*sector, data, WriteFlags::default()).unwrap();
-    }
-    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
-    open.mount(NOW, 1, |fs| {
-        fs_initialize(fs)?;
-        fs.shutdown()
-    })
-    .unwrap();
-    mem
-}
 
 /// `gc::check_fs` of `img` through the read-only mount (journal keys
 /// overlaid): nothing.
