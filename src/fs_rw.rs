@@ -15,7 +15,7 @@
 //! [`BchFsOpen::open`] owns what lives as long as the mount (device,
 //! superblock, journal, node cache, the foreground allocator
 //! [`Allocator`]); [`BchFsOpen::mount`] builds the borrowing layers
-//! (triggers, the journal tap, the node allocator [`FsNodeAlloc`],
+//! (triggers, the journal tap, the node allocator [`BtreeNodeReserve`],
 //! [`BtreeFs`]) on its stack and runs a closure with the [`BchFs`] made of
 //! them.  The btree write side borrows its parts, so the journal cannot
 //! hold a `'static` flusher into it: reclaim is driven from here instead
@@ -31,7 +31,7 @@
 //!
 //! Every bucket comes from the [`Allocator`] (`alloc_foreground.c`):
 //! btree nodes through the btree write point at [`Watermark::Btree`]
-//! ([`FsNodeAlloc`], `__bch2_btree_node_alloc()`), user data through a
+//! ([`NodeReserve`], `__bch2_btree_node_alloc()`), user data through a
 //! hashed write point at [`Watermark::Normal`] ([`FsDataAlloc`],
 //! `bch2_alloc_sectors_start_trans()`), so data and nodes never share a
 //! bucket; the journal's buckets are marked and never free.  The
@@ -55,11 +55,11 @@
 
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
+use crate::alloc::adapters::BtreeNodeReserve;
 use crate::alloc::foreground::{Allocator, DiscardDev, OpenBuckets as ObRefs, Watermark, WritePointSpec};
-use crate::btree::node::NodeSpace;
 use crate::btree::write_buffer::BtreeWriteBuffer;
 use crate::btree::trans::is_extents;
-use crate::btree::{commit_do, write_dirty_nodes, BtreeCache, BtreeFs, BtreeGeometry, BtreeNodeAlloc, BtreeTrans, CommitFlags};
+use crate::btree::{commit_do, write_dirty_nodes, BtreeCache, BtreeFs, BtreeGeometry, BtreeTrans, CommitFlags};
 use crate::errcode::{BchError, Errno};
 use crate::format::bkey::{BkeyI, BtreeId, NodeType, BKEY_U64S};
 use crate::format::bpos::Bpos;
@@ -307,7 +307,7 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         trig.open_buckets = Some(&self.alloc);
         let tap = NodePtrTap { inner: &self.journal, triggers: &trig };
         let dev: &(dyn BlockDev + Sync) = &*self.dev;
-        let nodes = FsNodeAlloc::new(&self.alloc)?;
+        let nodes = BtreeNodeReserve::new(&self.alloc, None, Watermark::Btree)?;
         let mut btree = BtreeFs::new(dev, &self.info, &self.cache, &tap, &nodes, self.geo, &self.roots)?;
         // Replay runs without triggers (BTREE_TRIGGER_norun): they are
         // hooked in now, enabled after it.
@@ -383,88 +383,38 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
     }
 }
 
-/// The btree's [`BtreeNodeAlloc`] of a mount: `__bch2_btree_node_alloc()`
-/// through the btree write point of the [`Allocator`], at
-/// [`Watermark::Btree`] (interior updates may dig into the buckets data
-/// may not take, down to the btree reserve, as C's
-/// `bch2_btree_update_start()` raises the watermark to `btree`).
-///
-/// It reads the freespace btree through the [`BtreeFs`] the node is for
-/// ([`BtreeNodeAlloc::alloc_for`]).  It keeps a reference
-/// on the open bucket of every node it hands out
-/// (`bch2_open_bucket_get()` into the update's reserve) until
-/// [`release`](Self::release), which [`BchFs::after_commit`] calls once the
-/// node pointers' triggers have marked the buckets in the alloc btree:
-/// until then the bucket is open and never handed out again.
-pub struct FsNodeAlloc<'a> {
-    alloc: &'a Allocator,
-    held: Mutex<Vec<ObRefs>>,
-}
-
-impl<'a> FsNodeAlloc<'a> {
-    /// A node allocator over `alloc`.
-    ///
-    /// Errors: `ENOMEM`.
-    pub fn new(alloc: &'a Allocator) -> Result<Self, Errno> {
-        Ok(FsNodeAlloc { alloc, held: Mutex::new(Vec::new())? })
-    }
-
-    /// Puts the references on the buckets of the nodes handed out
-    /// (`bch2_open_buckets_put()` of the update's open buckets); call once
-    /// their pointers' triggers are committed.
-    pub fn release(&self) {
-        let mut h = self.held.lock();
-        while let Some(mut o) = h.pop() {
-            self.alloc.open_buckets_put(&mut o);
-        }
-    }
-
-    /// Nodes handed out and not released.
-    pub fn nr_held(&self) -> usize {
-        self.held.lock().len()
-    }
-}
-
-/// What [`BchFs`] needs of its [`FsNodeAlloc`] (a trait object keeps
+/// What [`BchFs`] needs of its node allocator, a
+/// [`BtreeNodeReserve`] without a source of its own (a trait object keeps
 /// [`BchFs`] covariant in its lifetime).
+///
+/// The mount's node allocator is `__bch2_btree_node_alloc()` through the
+/// btree write point of the [`Allocator`], at [`Watermark::Btree`]
+/// (interior updates may dig into the buckets data may not take, down to
+/// the btree reserve, as C's `bch2_btree_update_start()` raises the
+/// watermark to `btree`).  It reads the freespace btree through the
+/// [`BtreeFs`] the node is for
+/// ([`crate::btree::BtreeNodeAlloc::alloc_for`]), and keeps
+/// a reference on the open bucket of every node it hands out
+/// (`bch2_open_bucket_get()` into the update's reserve) until
+/// [`release`](NodeReserve::release), which [`BchFs::after_commit`] calls
+/// once the node pointers' triggers have marked the buckets in the alloc
+/// btree: until then the bucket is open and never handed out again.  The
+/// sectors of a freed node come back through the trigger of its pointer's
+/// deletion (the bucket empties, waits for that journal seq to be flushed
+/// and for its discard).
 pub trait NodeReserve: Sync {
-    /// [`FsNodeAlloc::release`].
+    /// [`BtreeNodeReserve::release`].
     fn release(&self);
-    /// [`FsNodeAlloc::nr_held`].
+    /// [`BtreeNodeReserve::nr_held`].
     fn nr_held(&self) -> usize;
 }
 
-impl NodeReserve for FsNodeAlloc<'_> {
+impl NodeReserve for BtreeNodeReserve<'_> {
     fn release(&self) {
-        FsNodeAlloc::release(self)
+        BtreeNodeReserve::release(self)
     }
     fn nr_held(&self) -> usize {
-        FsNodeAlloc::nr_held(self)
-    }
-}
-
-impl BtreeNodeAlloc for FsNodeAlloc<'_> {
-    /// Only [`alloc_for`](BtreeNodeAlloc::alloc_for): the freespace btree
-    /// is read through the btree the node is for.
-    fn alloc(&self, _sectors: u32) -> Result<NodeSpace, Errno> {
-        Err(Errno::EINVAL)
-    }
-
-    fn alloc_for(&self, src: &BtreeFs<'_>, sectors: u32) -> Result<NodeSpace, Errno> {
-        let (p, mut obs) = self.alloc.alloc_btree_node(src, sectors, Watermark::Btree).map_err(|e| e.errno())?;
-        if self.held.lock().push(obs).is_err() {
-            self.alloc.open_buckets_put(&mut obs);
-            return Err(Errno::ENOMEM);
-        }
-        Ok(NodeSpace { dev: p.dev, offset: p.offset, gen: p.gen })
-    }
-
-    fn free(&self, space: NodeSpace, journal_seq: u64) {
-        // The sectors come back through the trigger of the pointer's
-        // deletion: the bucket empties in the alloc btree, the commit
-        // reports it to the allocator with its journal seq, and it waits
-        // for that seq to be flushed and for its discard.
-        let _ = (space, journal_seq);
+        BtreeNodeReserve::nr_held(self)
     }
 }
 
@@ -651,7 +601,7 @@ pub struct BchFs<'a, D: BlockDev + Send + Sync> {
     pub btree: &'a BtreeFs<'a>,
     /// The triggers.
     pub triggers: &'a FsTriggers<'a>,
-    /// The btree's node allocator ([`FsNodeAlloc`]).
+    /// The btree's node allocator ([`NodeReserve`]).
     pub nodes: &'a (dyn NodeReserve + 'a),
     /// [`do_discards`](Self::do_discards) runs (its commit must not start
     /// another from [`maybe_reclaim`](Self::maybe_reclaim)).

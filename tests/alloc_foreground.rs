@@ -702,7 +702,7 @@ fn btree_node_alloc_trait() {
     let fs = open("c-clean-siphash.bchimg");
     let t = Truth::read(&fs);
     let a = Allocator::open(&fs).unwrap();
-    let r = BtreeNodeReserve::new(&a, &fs, Watermark::Btree).unwrap();
+    let r = BtreeNodeReserve::new(&a, Some(&fs), Watermark::Btree).unwrap();
     let na: &dyn BtreeNodeAlloc = &r;
     let ns = t.btree_node_sectors;
     let mut spaces = Vec::new();

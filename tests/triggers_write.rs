@@ -20,7 +20,7 @@ use bcachefs_rs::format::bpos::Bpos;
 use bcachefs_rs::format::list::FsInfo;
 use bcachefs_rs::format::sb::read_super;
 use bcachefs_rs::format::val::extent::ExtentPtr;
-use bcachefs_rs::fs_rw::FsNodeAlloc;
+use bcachefs_rs::alloc::adapters::BtreeNodeReserve;
 use bcachefs_rs::gc::check_fs;
 use bcachefs_rs::journal;
 use bcachefs_rs::journal::types::{JournalGeometry, JournalOpts};
@@ -84,7 +84,7 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
     let tap = NodePtrTap { inner: &j, triggers: &trig };
     let cache = BtreeCache::new(64 << 20).unwrap();
     let geo = BtreeGeometry::from_info(&info, csum, version);
-    let nodes = FsNodeAlloc::new(&alloc).unwrap();
+    let nodes = BtreeNodeReserve::new(&alloc, None, bcachefs_rs::alloc::foreground::Watermark::Btree).unwrap();
     let mut fs = BtreeFs::new(&dev, &info, &cache, &tap, &nodes, geo, &roots).unwrap();
     fs.triggers = Some(&trig);
     alloc.load(&fs).unwrap();

@@ -25,8 +25,11 @@ use crate::platform::{BlockDev, Mutex, Vec, WriteFlags};
 pub struct BtreeNodeReserve<'a> {
     /// The allocator.
     pub alloc: &'a Allocator,
-    /// The btrees it reads.
-    pub src: &'a (dyn FreespaceSource + Sync),
+    /// The btrees it reads for [`BtreeNodeAlloc::alloc`]; `None`: only
+    /// [`BtreeNodeAlloc::alloc_for`], which reads through the btree the
+    /// node is for (a mount's node allocator cannot hold a reference to
+    /// the btree that holds it).
+    pub src: Option<&'a (dyn FreespaceSource + Sync)>,
     /// [`Watermark::Btree`] normally; `InteriorUpdates` for a split that
     /// must not fail.
     pub watermark: Watermark,
@@ -37,7 +40,7 @@ impl<'a> BtreeNodeReserve<'a> {
     /// A reserve over `alloc`.
     ///
     /// Errors: `ENOMEM`.
-    pub fn new(alloc: &'a Allocator, src: &'a (dyn FreespaceSource + Sync), watermark: Watermark) -> Result<Self, Errno> {
+    pub fn new(alloc: &'a Allocator, src: Option<&'a (dyn FreespaceSource + Sync)>, watermark: Watermark) -> Result<Self, Errno> {
         Ok(BtreeNodeReserve { alloc, src, watermark, held: Mutex::new(Vec::new())? })
     }
 
@@ -56,14 +59,30 @@ impl<'a> BtreeNodeReserve<'a> {
     }
 }
 
-impl BtreeNodeAlloc for BtreeNodeReserve<'_> {
-    fn alloc(&self, sectors: u32) -> Result<NodeSpace, Errno> {
-        let (p, mut obs) = self.alloc.alloc_btree_node(self.src, sectors, self.watermark).map_err(|e| e.errno())?;
+impl BtreeNodeReserve<'_> {
+    /// A node from the btree write point, free space read from `src`; its
+    /// open bucket references are held.
+    fn take(&self, src: &(dyn FreespaceSource + Sync), sectors: u32) -> Result<NodeSpace, Errno> {
+        let (p, mut obs) = self.alloc.alloc_btree_node(src, sectors, self.watermark).map_err(|e| e.errno())?;
         if self.held.lock().push(obs).is_err() {
             self.alloc.open_buckets_put(&mut obs);
             return Err(Errno::ENOMEM);
         }
         Ok(NodeSpace { dev: p.dev, offset: p.offset, gen: p.gen })
+    }
+}
+
+impl BtreeNodeAlloc for BtreeNodeReserve<'_> {
+    /// Errors: `EINVAL` without a source of its own (see [`Self::src`]).
+    fn alloc(&self, sectors: u32) -> Result<NodeSpace, Errno> {
+        self.take(self.src.ok_or(Errno::EINVAL)?, sectors)
+    }
+
+    fn alloc_for(&self, c: &crate::btree::BtreeFs<'_>, sectors: u32) -> Result<NodeSpace, Errno> {
+        match self.src {
+            Some(src) => self.take(src, sectors),
+            None => self.take(c, sectors),
+        }
     }
 
     fn free(&self, space: NodeSpace, journal_seq: u64) {
