@@ -14,27 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bcachefs_rs::bcachefs::{Fs, OpenOpts};
-use bcachefs_rs::errcode::Errno;
 use bcachefs_rs::fs_common::{inode_get, read_data, readdir, readlink, root_subvol, ExtentCache, InodeAttrs, Subvol};
-use bcachefs_rs::platform::BlockDev;
 
-/// A volume image in memory, read-only.
-struct Img(Vec<u8>);
+#[allow(dead_code)]
+#[path = "../../tests/common/mod.rs"]
+mod common;
 
-impl BlockDev for Img {
-    fn name(&self) -> &str {
-        "img"
-    }
-    fn nr_sectors(&self) -> u64 {
-        (self.0.len() / 512) as u64
-    }
-    fn read_sectors(&self, s: u64, b: &mut [u8]) -> Result<(), Errno> {
-        let off = usize::try_from(s).map_err(|_| Errno::EIO)? * 512;
-        let src = self.0.get(off..off + b.len()).ok_or(Errno::EIO)?;
-        b.copy_from_slice(src);
-        Ok(())
-    }
-}
+use common::MemDev as Img;
 
 /// FNV-1a, enough to tell file contents apart here.
 fn fnv1a(b: &[u8]) -> u64 {
