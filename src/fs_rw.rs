@@ -650,11 +650,13 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     ///
     /// Errors: `EIO` from the superblock write, `ENOMEM`, `EINVAL`.
     fn sb_marks_update(&self) -> Result<(), Errno> {
-        if !self.triggers.take_sb_marks_pending() {
+        let (replicas, ptrs) = self.triggers.take_sb_marks();
+        if !replicas && ptrs.is_empty() {
             return Ok(());
         }
+        let info = &self.open.info;
         let mut sb = self.open.sb.lock();
-        if self.mark_sb(&mut sb)? {
+        if crate::sb_marks::sb_mark_new(&mut sb, self.triggers, info.dev_idx, info.node_bytes / 512, replicas, &ptrs)? {
             sb.write_super(&*self.open.dev)?;
         }
         Ok(())

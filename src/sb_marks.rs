@@ -250,15 +250,13 @@ pub fn sb_btree_bitmap_mark(
     Ok(true)
 }
 
-/// Brings the superblock's marks up to what a mount with triggers `trig`
-/// wrote: the replicas entries of its in-memory accounting and the
-/// journal's on `dev` (`bch2_journal_write()` marks it, not the
-/// accounting), and the btree bitmap over every node pointer `trig` knows
-/// (nodes of `node_sectors`).  Returns whether anything changed (the
-/// superblock must then be written).
+/// Adds to the superblock's replicas section the entries of the
+/// in-memory accounting of `trig` and the journal's on `dev`
+/// (`bch2_journal_write()` marks it, not the accounting).  Returns
+/// whether it changed.
 ///
 /// Errors: `ENOMEM`, `EINVAL`.
-pub fn sb_mark_written(sb: &mut SbBuf, trig: &crate::triggers::FsTriggers<'_>, dev: u8, node_sectors: u32) -> Result<bool, Errno> {
+fn sb_mark_replicas(sb: &mut SbBuf, trig: &crate::triggers::FsTriggers<'_>, dev: u8) -> Result<bool, Errno> {
     use crate::accounting::DiskAccountingPos;
     let mem = trig.accounting_mem()?;
     let mut reps = Vec::new();
@@ -270,11 +268,51 @@ pub fn sb_mark_written(sb: &mut SbBuf, trig: &crate::triggers::FsTriggers<'_>, d
             reps.push(e)?;
         }
     }
-    let mut changed = sb_replicas_mark(sb, &reps)?;
-    for (d, sector) in trig.node_ptr_sectors()?.iter() {
-        changed |= sb_btree_bitmap_mark(sb, *d, *sector, node_sectors)?;
+    sb_replicas_mark(sb, &reps)
+}
+
+/// Sets the members' btree bitmap bits over nodes of `node_sectors` at
+/// `ptrs` (device, sector).  Returns whether anything changed.
+///
+/// Errors: `ENOMEM`, `EINVAL`.
+fn sb_mark_btree_ptrs(sb: &mut SbBuf, ptrs: &[(u8, u64)], node_sectors: u32) -> Result<bool, Errno> {
+    let mut changed = false;
+    for &(d, sector) in ptrs.iter() {
+        changed |= sb_btree_bitmap_mark(sb, d, sector, node_sectors)?;
     }
     Ok(changed)
+}
+
+/// Brings the superblock's marks up to what a mount with triggers `trig`
+/// wrote: the replicas entries of its in-memory accounting and the
+/// journal's on `dev`, and the btree bitmap over every node pointer `trig`
+/// knows (nodes of `node_sectors`).  Returns whether anything changed
+/// (the superblock must then be written).
+///
+/// Errors: `ENOMEM`, `EINVAL`.
+pub fn sb_mark_written(sb: &mut SbBuf, trig: &crate::triggers::FsTriggers<'_>, dev: u8, node_sectors: u32) -> Result<bool, Errno> {
+    let replicas = sb_mark_replicas(sb, trig, dev)?;
+    let bitmap = sb_mark_btree_ptrs(sb, &trig.node_ptr_sectors()?, node_sectors)?;
+    Ok(replicas || bitmap)
+}
+
+/// What a commit may have added since the last call
+/// ([`crate::triggers::FsTriggers::take_sb_marks`]): the replicas entries
+/// when `replicas` (a counter was created), and the btree bitmap bits of
+/// the new node pointers `ptrs` only.  Returns whether anything changed.
+///
+/// Errors: `ENOMEM`, `EINVAL`.
+pub fn sb_mark_new(
+    sb: &mut SbBuf,
+    trig: &crate::triggers::FsTriggers<'_>,
+    dev: u8,
+    node_sectors: u32,
+    replicas: bool,
+    ptrs: &[(u8, u64)],
+) -> Result<bool, Errno> {
+    let r = replicas && sb_mark_replicas(sb, trig, dev)?;
+    let b = sb_mark_btree_ptrs(sb, ptrs, node_sectors)?;
+    Ok(r || b)
 }
 
 #[cfg(test)]

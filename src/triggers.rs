@@ -104,10 +104,13 @@ pub struct FsTriggers<'a> {
     /// Buckets a transaction left empty with `need_inc_gen`: their gen is
     /// bumped by [`after_commit`](Self::after_commit).
     gen_bumps: Mutex<Vec<Bpos>>,
-    /// A replicas accounting counter was created or a node pointer moved:
-    /// the superblock's replicas section and btree bitmaps may need
-    /// marking ([`take_sb_marks_pending`](Self::take_sb_marks_pending)).
-    sb_marks_pending: AtomicBool,
+    /// A replicas accounting counter was created: the superblock's
+    /// replicas section may need an entry ([`take_sb_marks`](Self::take_sb_marks)).
+    sb_replicas_pending: AtomicBool,
+    /// Device pointers (device, sector) of nodes pointed to since the last
+    /// [`take_sb_marks`](Self::take_sb_marks): the members' btree bitmaps
+    /// may need their bits.
+    sb_new_node_ptrs: Mutex<Vec<(u8, u64)>>,
     /// Off: the hooks do nothing ([`set_enabled`](Self::set_enabled)).
     enabled: AtomicBool,
 }
@@ -133,14 +136,19 @@ fn clone_key(k: &BkeyI) -> Result<BkeyI, Errno> {
     bkey_i(&k.k, &k.v).map_err(|_| Errno::ENOMEM)
 }
 
-/// The first device pointer (device, sector) of node pointer `k`.
-fn first_ptr(k: &BkeyI) -> Option<(u8, u64)> {
+/// The device pointers (device, sector) of node pointer `k`.
+fn key_ptrs(k: &BkeyI) -> impl Iterator<Item = (u8, u64)> + '_ {
     use crate::format::val::extent::{ptrs_start, ExtentEntries, ExtentEntry};
-    let start = ptrs_start(k.k.key_type)?;
-    ExtentEntries::new(k.v.get(start..).unwrap_or(&[])).find_map(|e| match e {
+    let v = ptrs_start(k.k.key_type).and_then(|start| k.v.get(start..)).unwrap_or(&[]);
+    ExtentEntries::new(v).filter_map(|e| match e {
         Ok(ExtentEntry::Ptr(p)) => Some((p.dev, p.offset)),
         _ => None,
     })
+}
+
+/// The first device pointer (device, sector) of node pointer `k`.
+fn first_ptr(k: &BkeyI) -> Option<(u8, u64)> {
+    key_ptrs(k).next()
 }
 
 fn view(k: &BkeyI) -> (&Bkey, &[u8]) {
@@ -182,18 +190,31 @@ impl<'a> FsTriggers<'a> {
             node_ptrs: Mutex::new(NodePtrs { known: Vec::new(), roots, pending: Vec::new() })?,
             open_buckets: None,
             gen_bumps: Mutex::new(Vec::new())?,
-            sb_marks_pending: AtomicBool::new(false),
+            sb_replicas_pending: AtomicBool::new(false),
+            sb_new_node_ptrs: Mutex::new(Vec::new())?,
             enabled: AtomicBool::new(true),
         })
     }
 
-    /// Whether the superblock's marks may be behind (a replicas counter
-    /// was created, a node pointer moved since the last call): then
-    /// [`crate::sb_marks::sb_mark_written`] brings them up to date.  C marks
-    /// at the same points: `bch2_accounting_update_sb_one()` when a counter
-    /// is created, `bch2_dev_btree_bitmap_mark()` when a node is allocated.
-    pub fn take_sb_marks_pending(&self) -> bool {
-        self.sb_marks_pending.swap(false, Relaxed)
+    /// What the superblock's marks may lack since the last call: whether a
+    /// replicas counter was created, and the device pointers (device,
+    /// sector) of nodes pointed to ([`crate::sb_marks::sb_mark_new`] marks
+    /// them).  C marks at the same points: `bch2_accounting_update_sb_one()`
+    /// when a counter is created, `bch2_dev_btree_bitmap_mark()` when a
+    /// node is allocated.
+    pub fn take_sb_marks(&self) -> (bool, Vec<(u8, u64)>) {
+        let ptrs = core::mem::take(&mut *self.sb_new_node_ptrs.lock());
+        (self.sb_replicas_pending.swap(false, Relaxed), ptrs)
+    }
+
+    /// Records the device pointers of node pointer `k` for
+    /// [`take_sb_marks`](Self::take_sb_marks).
+    fn sb_note_node_ptr(&self, k: &BkeyI) -> Result<(), Errno> {
+        let mut v = self.sb_new_node_ptrs.lock();
+        for p in key_ptrs(k) {
+            v.push(p)?;
+        }
+        Ok(())
     }
 
     /// Turns the [`BtreeTriggers`] hooks on or off (on when made): off,
@@ -452,7 +473,7 @@ impl<'a> FsTriggers<'a> {
             *slot = Some((key_level, clone_key(&new)?));
             let old = old.map(|(_, k)| k);
             if old.as_ref().map_or(true, |o| first_ptr(o) != first_ptr(&new)) {
-                self.sb_marks_pending.store(true, Relaxed);
+                self.sb_note_node_ptr(&new)?;
             }
             if old.as_ref().is_some_and(|o| only_sectors_written_differs(o, &new)) {
                 // The root written again (see below).
@@ -478,7 +499,7 @@ impl<'a> FsTriggers<'a> {
         let new = if new.k.is_deleted() { None } else { Some(new) };
         if let Some(n) = new.as_ref() {
             if old.as_ref().map_or(true, |o| first_ptr(o) != first_ptr(n)) {
-                self.sb_marks_pending.store(true, Relaxed);
+                self.sb_note_node_ptr(n)?;
             }
         }
         if let (Some(o), Some(n)) = (&old, &new) {
@@ -556,16 +577,12 @@ impl<'a> FsTriggers<'a> {
     ///
     /// Errors: `ENOMEM`.
     pub fn node_ptr_sectors(&self) -> Result<Vec<(u8, u64)>, Errno> {
-        use crate::format::val::extent::{ptrs_start, ExtentEntries, ExtentEntry};
         let np = self.node_ptrs.lock();
         let mut out = Vec::new();
         let keys = np.known.iter().map(|e| &e.1).chain(np.roots.iter().filter_map(|r| r.as_ref().map(|r| &r.1)));
         for k in keys {
-            let Some(start) = ptrs_start(k.k.key_type) else { continue };
-            for e in ExtentEntries::new(k.v.get(start..).unwrap_or(&[])) {
-                if let Ok(ExtentEntry::Ptr(p)) = e {
-                    out.push((p.dev, p.offset))?;
-                }
+            for p in key_ptrs(k) {
+                out.push(p)?;
             }
         }
         Ok(out)
@@ -761,7 +778,7 @@ impl BtreeTriggers for FsTriggers<'_> {
         }
         let created = !old.is_some_and(|(k, _)| k.key_type == KeyType::Accounting as u8);
         if created && matches!(DiskAccountingPos::from_bpos(new.0.p), Some(DiskAccountingPos::Replicas(_))) {
-            self.sb_marks_pending.store(true, Relaxed);
+            self.sb_replicas_pending.store(true, Relaxed);
         }
         let mut m = self.mem.lock();
         if m.add_raw(new.0.p, d, nr as u8).is_err() {
