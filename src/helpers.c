@@ -41,3 +41,66 @@ void bch_rs_sysfs_attr_init(struct attribute *attr)
 {
 	sysfs_attr_init(attr);
 }
+
+/*
+ * The owner of a new inode in @dir (inode_init_owner() as numbers in the
+ * initial namespace): the caller's fsuid through the mount's idmap; the
+ * directory's group when it is setgid (and a new directory inherits the
+ * bit), else the caller's fsgid.
+ */
+void bch_rs_new_owner(struct mnt_idmap *idmap, struct inode *dir,
+		      umode_t *mode, u32 *uid, u32 *gid)
+{
+	kuid_t u = mapped_fsuid(idmap, i_user_ns(dir));
+	kgid_t g;
+
+	if (dir->i_mode & S_ISGID) {
+		g = dir->i_gid;
+		if (S_ISDIR(*mode))
+			*mode |= S_ISGID;
+	} else {
+		g = mapped_fsgid(idmap, i_user_ns(dir));
+	}
+	*uid = from_kuid(&init_user_ns, u);
+	*gid = from_kgid(&init_user_ns, g);
+}
+
+/*
+ * What setattr_copy() would store from @attr, as numbers in the initial
+ * namespace: the owner and group through the mount's idmap, the mode with
+ * S_ISGID dropped when the caller may not keep it.  Fields @attr does not
+ * set are left alone.
+ */
+void bch_rs_iattr_ids(struct mnt_idmap *idmap, struct inode *inode,
+		      const struct iattr *attr, u32 *uid, u32 *gid,
+		      umode_t *mode)
+{
+	unsigned int v = attr->ia_valid;
+
+	if (v & ATTR_UID)
+		*uid = from_kuid(&init_user_ns,
+				 from_vfsuid(idmap, i_user_ns(inode), attr->ia_vfsuid));
+	if (v & ATTR_GID)
+		*gid = from_kgid(&init_user_ns,
+				 from_vfsgid(idmap, i_user_ns(inode), attr->ia_vfsgid));
+	if (v & ATTR_MODE) {
+		umode_t m = attr->ia_mode;
+		vfsgid_t g = (v & ATTR_GID) ? attr->ia_vfsgid :
+			i_gid_into_vfsgid(idmap, inode);
+
+		if (!in_group_or_capable(idmap, inode, g))
+			m &= ~S_ISGID;
+		*mode = m;
+	}
+}
+
+/* i_uid_read()/i_gid_read() in the initial namespace. */
+unsigned long bch_rs_i_uid(const struct inode *inode)
+{
+	return from_kuid(&init_user_ns, inode->i_uid);
+}
+
+unsigned long bch_rs_i_gid(const struct inode *inode)
+{
+	return from_kgid(&init_user_ns, inode->i_gid);
+}

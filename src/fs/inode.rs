@@ -18,10 +18,10 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
-use super::{FsInfo, NofsScope};
+use super::{FsInfo, NofsScope, Reader};
 use crate::bindings;
 use crate::errcode::Errno;
-use crate::fs_common::{self, BtreeRead, ExtentCache, InodeAttrs};
+use crate::fs_common::{self, ExtentCache, InodeAttrs};
 use crate::platform::Vec;
 
 const PAGE_SIZE: usize = 4096;
@@ -37,13 +37,16 @@ const S_IFLNK: u16 = bindings::S_IFLNK as u16;
 ///
 /// Allocated by [`bch_alloc_inode`] from [`INODE_CACHE`], which
 /// initialises every field; `vfs` is first, so a pointer to it is a
-/// pointer to the whole.  `attrs` and `link` are written only while the
-/// inode is `I_NEW` (by [`iget`]); after that they are read-only.
-/// `cache` is accessed only by the holder of `cache_busy`.
+/// pointer to the whole.  `link` is written only while the inode is
+/// `I_NEW` (by [`iget`]); after that it is read-only.  `attrs` is written
+/// while the inode is `I_NEW`, and after that only on a read-write mount
+/// by a holder of the mount's operation lock; it is read through a
+/// [`Reader`] (which holds that lock on a read-write mount).  `cache` is
+/// accessed only by the holder of `cache_busy`.
 #[repr(C)]
 pub(crate) struct BchInode {
     vfs: bindings::inode,
-    attrs: InodeAttrs,
+    attrs: UnsafeCell<InodeAttrs>,
     cache_busy: AtomicBool,
     cache: UnsafeCell<ExtentCache>,
     /// A symlink's target, NUL-terminated (`i_link` points into it).
@@ -61,6 +64,15 @@ impl BchInode {
         // SAFETY: `vfs` is the first field of a `repr(C)` struct, so the
         // pointers are the same; the caller guarantees the allocation.
         unsafe { &*inode.cast::<BchInode>() }
+    }
+
+    /// The inode's attributes as last read or written; `_r` proves the
+    /// mount's operation lock is held on a read-write mount.
+    pub(super) fn attrs(&self, _r: &Reader<'_>) -> InodeAttrs {
+        // SAFETY: writers hold the operation lock (type invariant), which
+        // the reader holds on a read-write mount; on a read-only one
+        // nobody writes after `I_NEW`.
+        unsafe { *self.attrs.get() }
     }
 
     /// Runs `f` with this inode's extent cache, or with a fresh one when
@@ -147,7 +159,7 @@ pub(super) unsafe extern "C" fn bch_alloc_inode(sb: *mut bindings::super_block) 
     // constructor (the VFS does the rest), our fields are written here
     // without reading or dropping what was there.
     unsafe {
-        ptr::addr_of_mut!((*p).attrs).write(InodeAttrs::default());
+        ptr::addr_of_mut!((*p).attrs).write(UnsafeCell::new(InodeAttrs::default()));
         ptr::addr_of_mut!((*p).cache_busy).write(AtomicBool::new(false));
         ptr::addr_of_mut!((*p).cache).write(UnsafeCell::new(ExtentCache::default()));
         ptr::addr_of_mut!((*p).link).write(Vec::new());
@@ -222,16 +234,17 @@ pub(super) unsafe fn iget(sb: *mut bindings::super_block, inum: u64) -> Result<*
 unsafe fn init_new(sb: *mut bindings::super_block, inode: *mut bindings::inode, inum: u64) -> Result<(), Errno> {
     // SAFETY: caller's contract.
     let info = unsafe { FsInfo::of(sb) };
-    let attrs = fs_common::inode_get(&info.fs, &info.sv, inum)?;
+    let r = info.read();
+    let attrs = fs_common::inode_get(&*r, &info.sv, inum)?;
     let p = inode.cast::<BchInode>();
     let mode = attrs.mode;
     // SAFETY: the inode is `I_NEW`: nobody else reads or writes it until
     // `unlock_new_inode`.  The operation tables are static.
     unsafe {
-        (*p).attrs = attrs;
+        *(*p).attrs.get() = attrs;
         if mode & S_IFMT == S_IFLNK {
             let mut link = Vec::new();
-            fs_common::readlink(&info.fs, &info.sv, &attrs, &mut link)?;
+            fs_common::readlink(&*r, &info.sv, &attrs, &mut link)?;
             // The target ends at its first NUL (C strings), which we add.
             link.push(0)?;
             (*p).link = link;
@@ -344,7 +357,11 @@ unsafe extern "C" fn bch_lookup(dir: *mut bindings::inode, dentry: *mut bindings
         let d = BchInode::from_vfs(dir);
         let q = &(*dentry).d_name;
         let name = core::slice::from_raw_parts(q.name, q.__bindgen_anon_1.__bindgen_anon_1.len as usize);
-        match fs_common::lookup(&info.fs, &info.sv, &d.attrs, name) {
+        let found = {
+            let r = info.read();
+            fs_common::lookup(&*r, &info.sv, &d.attrs(&r), name)
+        };
+        match found {
             Ok(Some((inum, _))) => iget(sb, inum).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(e),
@@ -378,10 +395,11 @@ unsafe extern "C" fn bch_getattr(
         let inode = (*(*path).dentry).d_inode;
         bindings::generic_fillattr(idmap, request_mask, inode, stat);
         let info = FsInfo::of((*inode).i_sb);
-        (*stat).blksize = info.fs.facts().block_bytes;
+        (*stat).blksize = info.facts.block_bytes;
         if request_mask & bindings::STATX_BTIME != 0 {
             (*stat).result_mask |= bindings::STATX_BTIME;
-            (*stat).btime = timespec(BchInode::from_vfs(inode).attrs.otime_ns);
+            let otime = BchInode::from_vfs(inode).attrs(&info.read()).otime_ns;
+            (*stat).btime = timespec(otime);
         }
     }
     0
@@ -407,24 +425,54 @@ unsafe extern "C" fn bch_readdir(file: *mut bindings::file, ctx: *mut bindings::
         let inode = (*file).f_inode;
         (FsInfo::of((*inode).i_sb), BchInode::from_vfs(inode))
     };
-    // SAFETY: `ctx` is valid for the call.
-    let pos = unsafe { (*ctx).pos } as u64;
-    let r = fs_common::readdir(&info.fs, &info.sv, &d.attrs, pos, &mut |e| {
-        // SAFETY: `ctx` is valid; `e.name` is valid for its length.
-        unsafe {
-            (*ctx).pos = e.next_pos.saturating_sub(1) as i64;
-            if !bindings::dir_emit(ctx, e.name.as_ptr().cast(), e.name.len() as c_int, e.inum, c_uint::from(e.d_type)) {
-                return false;
-            }
-            (*ctx).pos = e.next_pos as i64;
+    // Entries are read a batch at a time and emitted with no lock held:
+    // `dir_emit` copies to user memory, whose fault may read a page of a
+    // file of ours.
+    let mut names: Vec<u8> = Vec::new();
+    let mut ents: Vec<(usize, usize, u64, u8, u64)> = Vec::new();
+    loop {
+        names.clear();
+        ents.clear();
+        // SAFETY: `ctx` is valid for the call.
+        let pos = unsafe { (*ctx).pos } as u64;
+        let mut oom = false;
+        let r = {
+            let rd = info.read();
+            let attrs = d.attrs(&rd);
+            fs_common::readdir(&*rd, &info.sv, &attrs, pos, &mut |e| {
+                let start = names.len();
+                if names.extend_from_slice(e.name).is_err() || ents.push((start, e.name.len(), e.inum, e.d_type, e.next_pos)).is_err() {
+                    oom = true;
+                    return false;
+                }
+                ents.len() < READDIR_BATCH
+            })
+        };
+        if let Err(e) = r {
+            return e.to_kernel();
         }
-        true
-    });
-    match r {
-        Ok(()) => 0,
-        Err(e) => e.to_kernel(),
+        if oom && ents.is_empty() {
+            return Errno::ENOMEM.to_kernel();
+        }
+        for &(start, len, inum, d_type, next_pos) in ents.iter() {
+            let Some(name) = names.get(start..start + len) else { return Errno::EINVAL.to_kernel() };
+            // SAFETY: `ctx` is valid; `name` is valid for its length.
+            unsafe {
+                (*ctx).pos = next_pos.saturating_sub(1) as i64;
+                if !bindings::dir_emit(ctx, name.as_ptr().cast(), len as c_int, inum, c_uint::from(d_type)) {
+                    return 0;
+                }
+                (*ctx).pos = next_pos as i64;
+            }
+        }
+        if ents.len() < READDIR_BATCH && !oom {
+            return 0;
+        }
     }
 }
+
+/// Directory entries read per hold of the mount's lock in `readdir`.
+const READDIR_BATCH: usize = 64;
 
 /// Fills a locked, not uptodate folio of a regular file with its data
 /// (zeros past the end of the file).
@@ -449,7 +497,11 @@ unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
         let r = unsafe {
             let p = bindings::kmap_local_folio(folio, off);
             let buf = core::slice::from_raw_parts_mut(p.cast::<u8>(), len);
-            let r = bi.with_cache(|cache| fs_common::read_data(&info.fs, &info.sv, &bi.attrs, pos + off as u64, buf, cache));
+            let r = {
+                let rd = info.read();
+                let attrs = bi.attrs(&rd);
+                bi.with_cache(|cache| fs_common::read_data(&*rd, &info.sv, &attrs, pos + off as u64, buf, cache))
+            };
             bindings::kunmap_local(p);
             r
         };
@@ -459,7 +511,7 @@ unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
     // A reader that reached the end of the file needs the decoded extent
     // no more: free it rather than keep it for as long as the inode is
     // cached (thousands of inodes may be).
-    if pos + size as u64 >= bi.attrs.size {
+    if pos + size as u64 >= bi.attrs(&info.read()).size {
         bi.with_cache(|cache| *cache = ExtentCache::default());
     }
     Ok(())

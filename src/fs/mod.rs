@@ -45,16 +45,39 @@ const SHRINK_STOP: c_ulong = !0 - 1;
 const BCH_NAME_MAX: i64 = 512;
 const NSEC_PER_SEC: i64 = 1_000_000_000;
 
-/// The filesystem as mounted: the core's [`Fs`] over the superblock's
-/// block device.
-pub(crate) type MountedFs = Fs<SbBdev>;
+/// The read-only core over the superblock's block device (`-o ro`,
+/// `norecovery`, `nochanges`).
+pub(crate) type RoFs = Fs<SbBdev>;
 
 // Every VFS callback may run on any CPU concurrently with the others, all
-// sharing one `MountedFs` by reference: it must be `Send + Sync`.
+// sharing one filesystem by reference: it must be `Send + Sync`.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
-    send_sync::<MountedFs>()
+    send_sync::<RoFs>()
 };
+
+/// The filesystem of a mount: the read-only core, or the read-write one.
+/// Each is boxed on its own (both are large), so that [`FsInfo`] stays
+/// small and neither is ever moved through a stack frame.
+pub(crate) enum Mounted {
+    /// Read-only.
+    Ro(KBox<RoFs>),
+}
+
+/// A reader of the mounted filesystem (`&dyn BtreeRead`): on a read-write
+/// mount it holds the mount's operation lock, so drop it before calling
+/// anything that may take it again (`iget` of a new inode, `dir_emit`
+/// copying to user memory that may fault in a page of ours).
+pub(crate) struct Reader<'a> {
+    r: &'a (dyn BtreeRead + Sync),
+}
+
+impl<'a> core::ops::Deref for Reader<'a> {
+    type Target = dyn BtreeRead + Sync + 'a;
+    fn deref(&self) -> &Self::Target {
+        self.r
+    }
+}
 
 /// Per-mount state, owned by `sb->s_fs_info` (a leaked [`KBox`]) from
 /// [`fill_super`] until [`bch_kill_sb`].  Fields drop in declaration order:
@@ -64,11 +87,15 @@ pub(crate) struct FsInfo {
     sysfs: Option<crate::sysfs::FsDir>,
     shrinker: Option<Shrinker>,
     /// The filesystem.
-    pub(crate) fs: MountedFs,
+    pub(crate) fs: Mounted,
     /// The subvolume every inode of this mount belongs to.
     pub(crate) sv: Subvol,
     /// The options this mount was given.
     pub(crate) opts: MountOpts,
+    /// Superblock facts (block size, time units), fixed at mount.
+    pub(crate) facts: fs_common::FsFacts,
+    /// The filesystem's user-visible uuid.
+    pub(crate) uuid: [u8; 16],
 }
 
 impl FsInfo {
@@ -83,6 +110,55 @@ impl FsInfo {
         // SAFETY: by the caller's contract `s_fs_info` points to a live
         // `FsInfo` that nobody mutates.
         unsafe { &*(*sb).s_fs_info.cast::<FsInfo>() }
+    }
+
+    /// A reader of the filesystem (see [`Reader`]).
+    pub(crate) fn read(&self) -> Reader<'_> {
+        match &self.fs {
+            Mounted::Ro(fs) => Reader { r: &**fs },
+        }
+    }
+
+    /// Runs `f` on the superblock as last written (or as read at mount).
+    pub(crate) fn with_sb_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match &self.fs {
+            Mounted::Ro(fs) => f(fs.sb_bytes()),
+        }
+    }
+
+    /// Btree nodes in the cache.
+    pub(crate) fn btree_cache_count(&self) -> usize {
+        match &self.fs {
+            Mounted::Ro(fs) => fs.btree_cache_count(),
+        }
+    }
+
+    /// Bytes of btree nodes in the cache.
+    pub(crate) fn btree_cache_bytes(&self) -> usize {
+        match &self.fs {
+            Mounted::Ro(fs) => fs.btree_cache_bytes(),
+        }
+    }
+
+    /// Frees up to `nr` cached btree nodes; how many were freed.
+    pub(crate) fn btree_cache_shrink(&self, nr: usize) -> usize {
+        match &self.fs {
+            Mounted::Ro(fs) => fs.btree_cache_shrink(nr),
+        }
+    }
+
+    /// `bch2_journal_debug_to_text()`.
+    pub(crate) fn journal_debug_to_text(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        match &self.fs {
+            Mounted::Ro(fs) => fs.journal_debug_to_text(w),
+        }
+    }
+
+    /// The I/O counters of a read-only mount.
+    pub(crate) fn io_done(&self) -> Option<crate::bcachefs::IoDone> {
+        match &self.fs {
+            Mounted::Ro(fs) => Some(fs.io_done()),
+        }
     }
 }
 
@@ -398,9 +474,9 @@ unsafe extern "C" fn fill_super(sb: *mut bindings::super_block, fc: *mut binding
 ///
 /// # Safety
 ///
-/// `slot` is valid for writing a `MountedFs`; on `Ok` it is initialised.
+/// `slot` is valid for writing a `RoFs`; on `Ok` it is initialised.
 #[inline(never)]
-unsafe fn open_into(slot: *mut MountedFs, dev: SbBdev, oo: &crate::bcachefs::OpenOpts) -> Result<(), OpenError> {
+unsafe fn open_into(slot: *mut RoFs, dev: SbBdev, oo: &crate::bcachefs::OpenOpts) -> Result<(), OpenError> {
     let fs = Fs::open(dev, oo)?;
     // SAFETY: caller's contract.
     unsafe { slot.write(fs) };
@@ -423,30 +499,35 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
     if oo.verbose {
         bch_info!("{name}: mounting read-only{}", if oo.norecovery { ", norecovery" } else { "" });
     }
-    // The per-mount state is allocated first and the filesystem opened
-    // into it, so that no `Fs` is ever moved through this frame.
-    let mut b = KBox::<FsInfo>::new_uninit(GFP_KERNEL).map_err(|_| {
+    // The filesystem is allocated first and opened into its box, so that
+    // no `Fs` is ever moved through this frame.
+    let mut b = KBox::<RoFs>::new_uninit(GFP_KERNEL).map_err(|_| {
         bch_err!("{name}: out of memory");
         Errno::ENOMEM
     })?;
-    let p = b.as_mut_ptr();
-    // SAFETY: `p` points to the box's memory, valid for writes.
-    unsafe { open_into(ptr::addr_of_mut!((*p).fs), dev, &oo) }.map_err(|e| {
+    // SAFETY: the box's memory is valid for writes.
+    unsafe { open_into(b.as_mut_ptr(), dev, &oo) }.map_err(|e| {
         bch_err!("{name}: {e}");
         e.errno()
     })?;
-    // SAFETY: `fs` is initialised by `open_into`; the other fields are
-    // written here, so the whole value is initialised before
-    // `assume_init`.
-    let mut info = unsafe {
-        ptr::addr_of_mut!((*p).sysfs).write(None);
-        ptr::addr_of_mut!((*p).shrinker).write(None);
-        ptr::addr_of_mut!((*p).sv).write(Subvol { id: 0, snapshot: 0, root_inum: 0 });
-        ptr::addr_of_mut!((*p).opts).write(*opts);
-        b.assume_init()
+    // SAFETY: initialised by `open_into`.
+    let fs = unsafe { b.assume_init() };
+    let facts = *fs.facts();
+    let lbs = fs.dev().logical_block_size();
+    let uuid = fs.user_uuid();
+    let info = FsInfo {
+        sysfs: None,
+        shrinker: None,
+        fs: Mounted::Ro(fs),
+        sv: Subvol { id: 0, snapshot: 0, root_inum: 0 },
+        opts: *opts,
+        facts,
+        uuid,
     };
-    let facts = *info.fs.facts();
-    let lbs = info.fs.dev().logical_block_size();
+    let mut info = KBox::new(info, GFP_KERNEL).map_err(|_| {
+        bch_err!("{name}: out of memory");
+        Errno::ENOMEM
+    })?;
     if facts.block_bytes < lbs || !facts.block_bytes.is_power_of_two() {
         bch_err!("{name}: filesystem block size {} is smaller than the device's logical block size {lbs}", facts.block_bytes);
         return Err(Errno::EINVAL);
@@ -455,11 +536,10 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
         bch_err!("{name}: invalid time precision {} ns", facts.time_precision_ns);
         return Err(Errno::EINVAL);
     }
-    info.sv = fs_common::root_subvol(&info.fs).inspect_err(|e| {
+    info.sv = fs_common::root_subvol(&*info.read()).inspect_err(|e| {
         bch_err!("{name}: cannot read the root subvolume: {e}");
     })?;
     let sv = info.sv;
-    let uuid = info.fs.user_uuid();
     let info = KBox::into_raw(info);
     // SAFETY: `sb` is new and locked: nobody else looks at it yet.  From
     // here `s_fs_info` owns the box; `bch_kill_sb` frees it, on failure
@@ -553,12 +633,12 @@ unsafe extern "C" fn bch_statfs(dentry: *mut bindings::dentry, buf: *mut kernel:
     let buf = buf.cast::<bindings::kstatfs>();
     // SAFETY: the superblock is mounted, so `s_fs_info` is live.
     let info = unsafe { FsInfo::of((*dentry).d_sb) };
-    let facts = *info.fs.facts();
-    let st = match fs_common::statfs(&info.fs, &facts) {
+    let facts = info.facts;
+    let st = match fs_common::statfs(&*info.read(), &facts) {
         Ok(st) => st,
         Err(e) => return e.to_kernel(),
     };
-    let mut uuid = info.fs.user_uuid();
+    let mut uuid = info.uuid;
     // SAFETY: `buf` is valid for writing; `uuid` is 16 bytes.
     unsafe {
         (*buf).f_type = BCACHEFS_STATFS_MAGIC as _;
@@ -596,8 +676,10 @@ impl fmt::Write for SeqWriter {
 unsafe extern "C" fn bch_show_options(seq: *mut bindings::seq_file, root: *mut bindings::dentry) -> c_int {
     // SAFETY: the superblock is mounted, so `s_fs_info` is live.
     let info = unsafe { FsInfo::of((*root).d_sb) };
-    let sbp = sb::Sb::parse(info.fs.sb_bytes()).ok();
-    let _ = info.opts.show_options(sbp.as_ref(), &mut SeqWriter(seq));
+    info.with_sb_bytes(|b| {
+        let sbp = sb::Sb::parse(b).ok();
+        let _ = info.opts.show_options(sbp.as_ref(), &mut SeqWriter(seq));
+    });
     0
 }
 
@@ -656,7 +738,7 @@ impl Drop for Shrinker {
 unsafe extern "C" fn bch_cache_count(s: *mut bindings::shrinker, _sc: *mut bindings::shrink_control) -> c_ulong {
     // SAFETY: `private_data` is the live owner (type invariant).
     let info = unsafe { &*(*s).private_data.cast::<FsInfo>() };
-    info.fs.btree_cache_count() as c_ulong
+    info.btree_cache_count() as c_ulong
 }
 
 /// `scan_objects`: frees up to `nr_to_scan` nodes; stops for allocations
@@ -672,7 +754,7 @@ unsafe extern "C" fn bch_cache_scan(s: *mut bindings::shrinker, sc: *mut binding
     if gfp & bindings::BCH_RS_GFP_FS == 0 {
         return SHRINK_STOP;
     }
-    info.fs.btree_cache_shrink(nr as usize) as c_ulong
+    info.btree_cache_shrink(nr as usize) as c_ulong
 }
 
 /// Formats a uuid for `{}`.

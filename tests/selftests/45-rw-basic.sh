@@ -1,0 +1,202 @@
+# SPDX-License-Identifier: GPL-2.0
+# The read-write mount of bcachefs_rs: our format, a read-write mount by
+# our module, then through the VFS: mkdir, create, small and large writes,
+# overwrites in the middle, appends, mmap writes, fsync, symlinks, hard
+# links, a fifo, rename (plain, over an existing file, RENAME_NOREPLACE,
+# RENAME_EXCHANGE), unlink, rmdir, truncate down and up, chmod, chown,
+# utimes.  What the files hold is recorded (type, mode, owner, size,
+# sha256, link target); it must read back the same after an unmount and
+# a read-only mount by us, after a second read-write mount (which adds and
+# removes more), and under the C module, whose fsck (-o
+# ro,nochanges,fsck,fix_errors=no) must report nothing.
+# BCH_RW_DAMAGE=1 proves the check can fail: the expected content of one
+# file is changed before the last comparison.
+. "$(dirname "$0")/lib.sh"
+[ -x "$TOOL" ] || skip "$TOOL missing: cargo build --release -p bcachefs-tools-rs"
+loop= mounted= img=$RO_WORK/rw.img
+trap ro_cleanup EXIT
+W=$RO_WORK/rw-work
+rm -rf "$W"
+mkdir -p "$W"
+rs_unload
+c_unload
+rm -f "$img"
+truncate -s 256M "$img"
+"$TOOL" format --force "$img" >/dev/null || fail "our format of $img failed"
+loop=$(loop_attach "$img")
+rs_load
+
+# manifest DIR OUT: one line per path, sorted.
+manifest() {
+	python3 - "$1" "$2" <<'PY'
+import hashlib, os, stat, sys
+root, out = sys.argv[1], sys.argv[2]
+lines = []
+for d, dirs, files in os.walk(root):
+    for n in sorted(dirs + files):
+        p = os.path.join(d, n)
+        rel = os.path.relpath(p, root)
+        if rel == "lost+found":
+            continue
+        st = os.lstat(p)
+        kind = stat.S_IFMT(st.st_mode)
+        extra = ""
+        if stat.S_ISREG(kind):
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                for b in iter(lambda: f.read(1 << 20), b""):
+                    h.update(b)
+            extra = h.hexdigest()
+        elif stat.S_ISLNK(kind):
+            extra = os.readlink(p)
+        nlink = st.st_nlink if not stat.S_ISDIR(kind) else 0
+        lines.append(f"{rel} {oct(st.st_mode)} {st.st_uid}:{st.st_gid} {st.st_size if not stat.S_ISDIR(kind) else 0} {nlink} {int(st.st_mtime)} {extra}")
+with open(out, "w") as f:
+    f.write("\n".join(sorted(lines)) + "\n")
+PY
+}
+same() { # label expected got
+	diff -u "$2" "$3" >&2 || fail "$1: content differs from what was written (diff above)"
+}
+
+r=$(vfs_mount "$loop" "$MNT" rw)
+[ "$r" = OK ] || fail "read-write mount by bcachefs_rs failed: $r; dmesg: $(dmesg_text | tail -n 5)"
+mounted=1
+grep -q " $MNT bcachefs rw" /proc/mounts || fail "not mounted read-write: $(grep " $MNT " /proc/mounts)"
+note "mounted read-write by bcachefs_rs"
+
+# Namespace and data.
+mkdir "$MNT/d1" "$MNT/d1/sub" "$MNT/gone-dir" || fail "mkdir failed"
+printf 'hello, world\n' >"$MNT/small" || fail "writing small failed"
+head -c 4096 /dev/urandom >"$MNT/d1/page"
+head -c 300000 /dev/urandom >"$MNT/d1/big"
+head -c 2000000 /dev/urandom >"$MNT/d1/sub/bigger"
+python3 - "$MNT" <<'PY' || fail "python writes failed"
+import mmap, os, sys, ctypes
+m = sys.argv[1]
+# An overwrite in the middle of a file, across a page boundary.
+fd = os.open(f"{m}/d1/big", os.O_RDWR)
+os.pwrite(fd, b"X" * 5000, 10000)
+os.fsync(fd)
+os.close(fd)
+# Appends, then fsync.
+with open(f"{m}/appended", "ab") as f:
+    for i in range(200):
+        f.write(f"line {i}\n".encode())
+    f.flush()
+    os.fsync(f.fileno())
+# A sparse file: a hole, then data.
+with open(f"{m}/sparse", "wb") as f:
+    f.seek(1 << 20)
+    f.write(b"after the hole")
+# mmap write.
+with open(f"{m}/mapped", "wb") as f:
+    f.truncate(3 * 4096)
+with open(f"{m}/mapped", "r+b") as f:
+    mm = mmap.mmap(f.fileno(), 3 * 4096)
+    mm[100:110] = b"mmapwrite!"
+    mm[5000:5004] = b"MMAP"
+    mm.flush()
+    mm.close()
+# renameat2 flags.
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD = -100
+def renameat2(a, b, flags):
+    r = libc.renameat2(AT_FDCWD, a.encode(), AT_FDCWD, b.encode(), flags)
+    return 0 if r == 0 else ctypes.get_errno()
+open(f"{m}/ex-a", "w").write("content a\n")
+open(f"{m}/ex-b", "w").write("content b\n")
+assert renameat2(f"{m}/ex-a", f"{m}/ex-b", 1) == 17, "RENAME_NOREPLACE over an existing file"
+assert renameat2(f"{m}/ex-a", f"{m}/ex-b", 2) == 0, "RENAME_EXCHANGE"
+assert open(f"{m}/ex-a").read() == "content b\n"
+assert open(f"{m}/ex-b").read() == "content a\n"
+assert renameat2(f"{m}/ex-a", f"{m}/ex-c", 1) == 0, "RENAME_NOREPLACE to a new name"
+PY
+ln -s d1/big "$MNT/link-to-big" || fail "symlink failed"
+ln -s "$(printf 'long/%.0s' $(seq 1 100))target" "$MNT/long-link" || fail "long symlink failed"
+ln "$MNT/small" "$MNT/d1/hardlink" || fail "link failed"
+mkfifo "$MNT/fifo" || fail "mkfifo failed"
+echo "to be replaced" >"$MNT/victim"
+echo "replacement" >"$MNT/replacer"
+mv "$MNT/replacer" "$MNT/victim" || fail "rename over an existing file failed"
+mv "$MNT/d1/page" "$MNT/d1/sub/page-moved" || fail "rename across directories failed"
+echo "short-lived" >"$MNT/d1/tmp"
+rm "$MNT/d1/tmp" || fail "unlink failed"
+rmdir "$MNT/gone-dir" || fail "rmdir failed"
+rmdir "$MNT/d1" 2>/dev/null && fail "rmdir of a non-empty directory succeeded"
+head -c 100000 /dev/urandom >"$MNT/shrunk"
+truncate -s 5000 "$MNT/shrunk" || fail "truncate down failed"
+truncate -s 70000 "$MNT/shrunk" || fail "truncate up failed"
+chmod 640 "$MNT/small" || fail "chmod failed"
+chown 1234:5678 "$MNT/d1/big" || fail "chown failed"
+touch -d "2001-02-03 04:05:06" "$MNT/d1/sub/bigger" || fail "utimes failed"
+# An open file that is unlinked stays readable until closed.
+python3 - "$MNT" <<'PY' || fail "open-unlinked file"
+import os, sys
+m = sys.argv[1]
+with open(f"{m}/open-unlinked", "w+b") as f:
+    f.write(b"still here")
+    f.flush()
+    os.unlink(f"{m}/open-unlinked")
+    f.seek(0)
+    assert f.read() == b"still here"
+PY
+sync
+manifest "$MNT" "$W/written"
+note "wrote $(wc -l <"$W/written") paths; $(df -P "$MNT" | tail -n 1 | awk '{print $3}') KiB used"
+echo 3 >/proc/sys/vm/drop_caches
+manifest "$MNT" "$W/after-drop"
+same "after dropping the page cache" "$W/written" "$W/after-drop"
+umount "$MNT" || fail "umount of the read-write mount failed"
+mounted=
+
+# Our read-only mount sees the same.
+r=$(vfs_mount "$loop" "$MNT" ro)
+[ "$r" = OK ] || fail "read-only mount after the read-write one failed: $r; $(dmesg_text | tail -n 5)"
+mounted=1
+manifest "$MNT" "$W/ro"
+same "our read-only mount" "$W/written" "$W/ro"
+umount "$MNT"
+mounted=
+note "our read-only mount reads back all $(wc -l <"$W/written") paths"
+
+# A second read-write mount: more changes, remount ro and rw.
+r=$(vfs_mount "$loop" "$MNT" rw)
+[ "$r" = OK ] || fail "second read-write mount failed: $r; $(dmesg_text | tail -n 5)"
+mounted=1
+manifest "$MNT" "$W/rw2"
+same "second read-write mount" "$W/written" "$W/rw2"
+echo "second mount" >>"$MNT/appended"
+rm "$MNT/d1/hardlink"
+mkdir "$MNT/d2"
+head -c 50000 /dev/urandom >"$MNT/d2/new"
+mount -o remount,ro "$MNT" || fail "remount,ro failed"
+grep -q " $MNT bcachefs ro" /proc/mounts || fail "not read-only after remount,ro"
+touch "$MNT/nope" 2>/dev/null && fail "created a file on a read-only remount"
+manifest "$MNT" "$W/final"
+mount -o remount,rw "$MNT" || fail "remount,rw after remount,ro failed"
+echo "after remount" >"$MNT/d2/after-remount"
+sync
+manifest "$MNT" "$W/final"
+umount "$MNT" || fail "second umount failed"
+mounted=
+rs_unload
+note "second read-write mount: appended, unlinked, mkdir, remount ro and rw"
+
+# C reads it all back and its fsck finds nothing.
+[ "${BCH_RW_DAMAGE:-0}" = 1 ] && sed -i '0,/^small /s/ [0-9a-f]\{64\}$/ 0000000000000000000000000000000000000000000000000000000000000000/' "$W/final"
+c_load
+dmesg -C
+FSCK_OPTS=ro,nochanges,fsck,fix_errors=no,verbose
+r=$(vfs_mount "$loop" "$MNT" "$FSCK_OPTS")
+[ "$r" = OK ] || fail "C did not mount our read-write mount's volume with $FSCK_OPTS: $r; $(dmesg_text | tail -n 8)"
+mounted=1
+errs=$(dmesg_text | grep -Ei 'error|inconsisten|incorrect|wrong|missing|mismatch|not fixing|fix\?|bad |invalid|unexpected' | grep -v 'fix_errors' || true)
+[ -z "$errs" ] || fail "C's fsck of the volume reports: $(echo "$errs" | head -n 8)"
+manifest "$MNT" "$W/c"
+same "C's mount" "$W/final" "$W/c"
+umount "$MNT"
+mounted=
+c_unload
+note "C's fsck reports nothing; C reads the $(wc -l <"$W/final") paths as written"
+exit 0
