@@ -65,7 +65,7 @@ fn key(ty: KeyType, p: Bpos, v: &[u8]) -> Result<BkeyI, Errno> {
 /// (1: snapshot `U32_MAX`, inode 4096), as C lays out their values.
 ///
 /// Errors: those of the commits.
-pub fn initialize_subvolumes<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Result<(), Errno> {
+pub fn initialize_subvolumes<D: BlockDev + Send + Sync>(fs: &BchFs<D>) -> Result<(), Errno> {
     // struct bch_snapshot_tree: master_subvol, root_snapshot.
     let mut tree = [0u8; 8];
     tree[..4].copy_from_slice(&1u32.to_le_bytes());
@@ -96,7 +96,7 @@ pub fn initialize_subvolumes<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Re
 /// (`dev_data_type` accounting, data type free).
 ///
 /// Errors: `EINVAL` (no member entry), those of the commit.
-pub fn dev_usage_init<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Result<(), Errno> {
+pub fn dev_usage_init<D: BlockDev + Send + Sync>(fs: &BchFs<D>) -> Result<(), Errno> {
     let info = &fs.open.info;
     let d = info.devs.get(info.dev_idx as usize).copied().flatten().ok_or(Errno::EINVAL)?;
     let n = i64::try_from(d.nbuckets.saturating_sub(d.first_bucket)).map_err(|_| Errno::EINVAL)?;
@@ -109,7 +109,7 @@ pub fn dev_usage_init<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Result<()
 /// sectors), one transaction per bucket as C commits them.
 ///
 /// Errors: `EINVAL` (no member entry), those of the commits.
-pub fn trans_mark_dev_sb<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Result<(), Errno> {
+pub fn trans_mark_dev_sb<D: BlockDev + Send + Sync>(fs: &BchFs<D>) -> Result<(), Errno> {
     let info = &fs.open.info;
     let d = info.devs.get(info.dev_idx as usize).copied().flatten().ok_or(Errno::EINVAL)?;
     let mut out = DerivedUpdates::new();
@@ -135,12 +135,12 @@ pub fn trans_mark_dev_sb<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Result
 /// the alloc trigger).
 ///
 /// Errors: those of the reads and commits.
-pub fn dev_freespace_init<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Result<(), Errno> {
+pub fn dev_freespace_init<D: BlockDev + Send + Sync>(fs: &BchFs<D>) -> Result<(), Errno> {
     let info = &fs.open.info;
     let dev = info.dev_idx;
     let d = info.devs.get(dev as usize).copied().flatten().ok_or(Errno::EINVAL)?;
     let mut keyed: Vec<u64> = Vec::new();
-    crate::btree::lockrestart_do(fs.btree, |t| {
+    crate::btree::lockrestart_do(&fs.btree, |t| {
         keyed.clear();
         let it = t.iter(BtreeId::Alloc, Bpos::pos(u64::from(dev), 0), false)?;
         while let Some(k) = t.iter_next(it)? {
@@ -223,7 +223,7 @@ pub fn member_set_freespace_initialized(sb: &mut SbBuf, idx: u8) -> Result<(), E
 ///
 /// Errors: `EINVAL` (the volume was initialized already), those of the
 /// steps.
-pub fn fs_initialize<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Result<(), Errno> {
+pub fn fs_initialize<D: BlockDev + Send + Sync>(fs: &BchFs<D>) -> Result<(), Errno> {
     if !fs.open.fresh {
         return Err(Errno::EINVAL);
     }

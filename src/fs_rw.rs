@@ -12,14 +12,16 @@
 //!
 //! # Shape
 //!
-//! [`BchFsOpen::open`] owns what lives as long as the mount (device,
+//! [`BchFsOpen::open`] reads what lives as long as the mount (device,
 //! superblock, journal, node cache, the foreground allocator
-//! [`Allocator`]); [`BchFsOpen::mount`] builds the borrowing layers
-//! (triggers, the journal tap, the node allocator [`BtreeNodeReserve`],
-//! [`BtreeFs`]) on its stack and runs a closure with the [`BchFs`] made of
-//! them.  The btree write side borrows its parts, so the journal cannot
-//! hold a `'static` flusher into it: reclaim is driven from here instead
-//! ([`BchFs::maybe_reclaim`] after each commit, [`BchFs::flush`]).
+//! [`Allocator`]) into an `Arc`; [`BchFs::start`] goes read-write on it and
+//! returns the [`BchFs`], which owns its layers (triggers, the journal
+//! tap, the node allocator [`BtreeNodeReserve`], the btree write side
+//! [`BtreeFs`]) as `Shared::Owned` parts, so that a mount keeps it for as
+//! long as it lives (`sb->s_fs_info`).  [`BchFsOpen::mount`] runs a closure
+//! on one, for the tool and the tests.  Reclaim is still driven from here
+//! ([`BchFs::maybe_reclaim`] after each commit, [`BchFs::flush`]), not by
+//! a journal-owned flusher.
 //!
 //! The btree write buffer ([`BtreeWriteBuffer`], owned here as an `Arc`
 //! since it is the journal's entry hook) takes the backpointer and lru
@@ -75,7 +77,8 @@ use crate::recovery::JournalKeys;
 use crate::journal::res::JournalSink;
 use crate::journal::types::{JournalGeometry, JournalOpts, JournalStart};
 use crate::journal::write::{start_after_read, Journal};
-use crate::platform::{Arc, BlockDev, Mutex, Vec, WriteFlags};
+use crate::platform::{arc_new, Arc, BlockDev, Mutex, Vec, WriteFlags};
+use crate::util::Shared;
 use crate::triggers::{FsTriggers, NodePtrTap};
 
 /// A device shared by the journal (which owns its device) and the btree.
@@ -175,18 +178,18 @@ pub struct BchFsOpen<D: BlockDev + Send + Sync> {
     /// The superblock as it will be written back.
     pub sb: Mutex<SbBuf>,
     /// Superblock facts for the btree and journal.
-    pub info: FsInfo,
+    pub info: Arc<FsInfo>,
     /// Filesystem facts for the operations.
     pub facts: FsFacts,
     /// Write options.
     pub opts: WriteOpts,
     /// The journal.
-    pub journal: Journal<SharedDev<D>>,
+    pub journal: Arc<Journal<SharedDev<D>>>,
     /// The btree node cache.
-    pub cache: BtreeCache,
+    pub cache: Arc<BtreeCache>,
     /// The foreground allocator (`alloc_foreground.c`): every bucket of
     /// the mount comes from it.
-    pub alloc: Allocator,
+    pub alloc: Arc<Allocator>,
     /// The btree write buffer (`c->btree_write_buffer`): the journal's
     /// entry hook, so shared with it.
     pub write_buffer: Arc<BtreeWriteBuffer>,
@@ -205,7 +208,7 @@ pub struct BchFsOpen<D: BlockDev + Send + Sync> {
 /// Node cache size of a read-write mount, bytes.
 const CACHE_BYTES: usize = 64 << 20;
 
-impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
+impl<D: BlockDev + Send + Sync + 'static> BchFsOpen<D> {
     /// Opens `dev` for writing (`bch2_fs_open()` up to going read-write):
     /// reads the superblock, the journal (unless the volume was never
     /// initialized) and the roots, and starts the journal after the newest
@@ -213,7 +216,7 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
     ///
     /// Errors: `EINVAL` (superblock unusable), `EOPNOTSUPP` (several
     /// devices, encryption), `EIO`, `ENOMEM`.
-    pub fn open(dev: D) -> Result<Self, Errno> {
+    pub fn open(dev: D) -> Result<Arc<Self>, Errno> {
         let dev = crate::platform::arc_new(dev)?;
         let sbr = read_super(&*dev).map_err(|_| Errno::EINVAL)?;
         let sb = sbr.sb();
@@ -252,7 +255,7 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         };
         let acct_version = start.cur_seq << 32;
         let blacklist = start.blacklist;
-        let journal = Journal::new(SharedDev(dev.clone()), jgeo, JournalOpts::default(), start)?;
+        let journal = arc_new(Journal::new(SharedDev(dev.clone()), jgeo, JournalOpts::default(), start)?)?;
         for r in roots.iter().flatten() {
             let vlen = r.key.val_bytes().min(r.val.len());
             journal.set_btree_root_key(r.btree_id as u8, r.level, &r.key, &r.val[..vlen])?;
@@ -263,15 +266,15 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
         let geo = BtreeGeometry::from_info(&info, csum, version);
         let write_buffer = crate::platform::arc_new(BtreeWriteBuffer::new()?)?;
         journal.set_entry_hook(write_buffer.clone());
-        Ok(BchFsOpen {
+        Ok(arc_new(BchFsOpen {
             dev,
             sb: Mutex::new(sbuf)?,
-            info,
+            info: arc_new(info)?,
             facts,
             opts,
             journal,
-            cache: BtreeCache::new(CACHE_BYTES)?,
-            alloc,
+            cache: arc_new(BtreeCache::new(CACHE_BYTES)?)?,
+            alloc: arc_new(alloc)?,
             write_buffer,
             roots,
             geo,
@@ -279,142 +282,18 @@ impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
             fresh,
             replay,
             blacklist,
-        })
+        })?)
     }
 
-    /// Goes read-write and runs `f` on the filesystem
-    /// (`bch2_fs_read_write()`): the superblock is marked dirty and
-    /// written, the allocator loads the bucket states (`bch2_alloc_read()`,
-    /// with the journal's alloc keys over the btree's when there is
-    /// replay), the triggers learn the btree node pointers, and the
-    /// discards waiting from the last mount run (`bch2_do_discards()`).
+    /// Goes read-write ([`BchFs::start`]) and runs `f` on the filesystem.
     /// Nothing is shut down afterwards: call [`BchFs::shutdown`] in `f` for
-    /// a clean unmount.
+    /// a clean unmount.  The tool's and the host tests' way in; a mount
+    /// keeps the [`BchFs`] instead.
     ///
-    /// Errors: those of `f`, of the superblock write and of the loads.
-    pub fn mount<R>(&self, now_ns: i64, seed: u64, f: impl FnOnce(&BchFs<'_, D>) -> Result<R, Errno>) -> Result<R, Errno> {
-        {
-            let mut sb = self.sb.lock();
-            if !self.fresh {
-                if let Some((a, b)) = self.blacklist {
-                    blacklist_add(&mut sb, a, b)?;
-                }
-                mark_dirty(&mut sb);
-                sb.write_super(&*self.dev)?;
-            }
-        }
-        let mut trig = FsTriggers::new(&self.info, self.acct_version)?;
-        trig.open_buckets = Some(&self.alloc);
-        let tap = NodePtrTap { inner: &self.journal, triggers: &trig };
-        let dev: &(dyn BlockDev + Sync) = &*self.dev;
-        let nodes = BtreeNodeReserve::new(&self.alloc, None, Watermark::Btree)?;
-        let mut btree = BtreeFs::new(dev, &self.info, &self.cache, &tap, &nodes, self.geo, &self.roots)?;
-        // Replay runs without triggers (BTREE_TRIGGER_norun): they are
-        // hooked in now, enabled after it.
-        trig.set_enabled(false);
-        btree.triggers = Some(&trig);
-        btree.write_buffer = true;
-        let btree = btree;
-        // The node pointers before anything changes: interior updates made
-        // from here on (replay's included) are triggered with their old
-        // keys known.
-        trig.node_ptrs_load(&btree)?;
-        self.alloc.load(&btree)?;
-        self.alloc.journal_flushed(self.journal.flushed_seq_ondisk());
-        if let Some(keys) = &self.replay {
-            // bch2_alloc_read() reads through the journal keys: buckets
-            // whose alloc keys are still in the journal are known as the
-            // journal has them, so replay's node allocations stay off them.
-            let mut i = 0;
-            while i < keys.len() {
-                let end = keys.slot_end(i).max(i + 1);
-                let slot = i;
-                i = end;
-                let Some(jk) = keys.get(slot).filter(|k| k.btree == BtreeId::Alloc as u8 && k.level == 0) else {
-                    continue;
-                };
-                // The slot's newest key.
-                let Some((k, v)) = keys.key(end - 1) else {
-                    continue;
-                };
-                let a = if k.key_type == crate::format::bkey::KeyType::AllocV4 as u8 { AllocV4::decode(v) } else { AllocV4::default() };
-                if let Ok(dev) = u8::try_from(jk.pos.inode) {
-                    self.alloc.bucket_updated(dev, jk.pos.offset, &a, 0)?;
-                }
-            }
-            journal_replay_interior(&btree, &trig, keys)?;
-            // Replayed keys carry their derived updates with them: no
-            // triggers (BTREE_TRIGGER_norun), as C replays.
-            journal_replay(&btree, keys)?;
-            // The nodes replay split or made have no alloc keys,
-            // backpointers or accounting yet.
-            trig.after_commit(&btree)?;
-            for _ in 0..16 {
-                write_dirty_nodes(&btree)?;
-                trig.after_commit(&btree)?;
-                if self.cache.nodes_with(crate::btree::node::flags::DIRTY)?.is_empty() {
-                    break;
-                }
-            }
-            self.journal.replay_done();
-            // The allocator sees what replay put in the alloc btree.
-            self.alloc.load(&btree)?;
-        }
-        accounting_read(&btree, &trig)?;
-        trig.set_enabled(true);
-        let mut hints = Vec::new();
-        hints.push(0u64)?;
-        let fs = BchFs {
-            open: self,
-            btree: &btree,
-            triggers: &trig,
-            nodes: &nodes,
-            discarding: AtomicBool::new(false),
-            now_ns: AtomicI64::new(now_ns),
-            rng: AtomicU64::new(seed),
-            hints: Mutex::new(hints)?,
-        };
-        if !self.fresh {
-            fs.do_discards()?;
-        }
-        let r = f(&fs);
-        nodes.release();
-        r
-    }
-}
-
-/// What [`BchFs`] needs of its node allocator, a
-/// [`BtreeNodeReserve`] without a source of its own (a trait object keeps
-/// [`BchFs`] covariant in its lifetime).
-///
-/// The mount's node allocator is `__bch2_btree_node_alloc()` through the
-/// btree write point of the [`Allocator`], at [`Watermark::Btree`]
-/// (interior updates may dig into the buckets data may not take, down to
-/// the btree reserve, as C's `bch2_btree_update_start()` raises the
-/// watermark to `btree`).  It reads the freespace btree through the
-/// [`BtreeFs`] the node is for
-/// ([`crate::btree::BtreeNodeAlloc::alloc_for`]), and keeps
-/// a reference on the open bucket of every node it hands out
-/// (`bch2_open_bucket_get()` into the update's reserve) until
-/// [`release`](NodeReserve::release), which [`BchFs::after_commit`] calls
-/// once the node pointers' triggers have marked the buckets in the alloc
-/// btree: until then the bucket is open and never handed out again.  The
-/// sectors of a freed node come back through the trigger of its pointer's
-/// deletion (the bucket empties, waits for that journal seq to be flushed
-/// and for its discard).
-pub trait NodeReserve: Sync {
-    /// [`BtreeNodeReserve::release`].
-    fn release(&self);
-    /// [`BtreeNodeReserve::nr_held`].
-    fn nr_held(&self) -> usize;
-}
-
-impl NodeReserve for BtreeNodeReserve<'_> {
-    fn release(&self) {
-        BtreeNodeReserve::release(self)
-    }
-    fn nr_held(&self) -> usize {
-        BtreeNodeReserve::nr_held(self)
+    /// Errors: those of [`BchFs::start`] and of `f`.
+    pub fn mount<R>(self: &Arc<Self>, now_ns: i64, seed: u64, f: impl FnOnce(&BchFs<D>) -> Result<R, Errno>) -> Result<R, Errno> {
+        let fs = BchFs::start(self.clone(), now_ns, seed)?;
+        f(&fs)
     }
 }
 
@@ -593,16 +472,34 @@ fn replay_batch(btree: &BtreeFs<'_>, keys: &JournalKeys, batch: &[(usize, usize)
     }
 }
 
-/// A mounted read-write filesystem (see the module documentation).
-pub struct BchFs<'a, D: BlockDev + Send + Sync> {
+/// A mounted read-write filesystem (the write half of C's `struct
+/// bch_fs`; see the module documentation).  Owns its parts, so it lives as
+/// long as the mount does (`sb->s_fs_info` in the kernel): `Send + Sync`.
+pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     /// What the mount owns.
-    pub open: &'a BchFsOpen<D>,
+    pub open: Arc<BchFsOpen<D>>,
     /// The btree write side.
-    pub btree: &'a BtreeFs<'a>,
+    pub btree: BtreeFs<'static>,
     /// The triggers.
-    pub triggers: &'a FsTriggers<'a>,
-    /// The btree's node allocator ([`NodeReserve`]).
-    pub nodes: &'a (dyn NodeReserve + 'a),
+    pub triggers: Arc<FsTriggers<'static>>,
+    /// The btree's node allocator: `__bch2_btree_node_alloc()` through the
+    /// btree write point of the [`Allocator`], at [`Watermark::Btree`]
+    /// (interior updates may dig into the buckets data may not take, down
+    /// to the btree reserve, as C's `bch2_btree_update_start()` raises the
+    /// watermark to `btree`).  It reads the freespace btree through the
+    /// [`BtreeFs`] the node is for
+    /// ([`crate::btree::BtreeNodeAlloc::alloc_for`]), and keeps a reference
+    /// on the open bucket of every node it hands out
+    /// (`bch2_open_bucket_get()` into the update's reserve) until
+    /// [`BtreeNodeReserve::release`], which [`BchFs::after_commit`] calls
+    /// once the node pointers' triggers have marked the buckets in the
+    /// alloc btree: until then the bucket is open and never handed out
+    /// again.  The sectors of a freed node come back through the trigger
+    /// of its pointer's deletion (the bucket empties, waits for that
+    /// journal seq to be flushed and for its discard).
+    pub nodes: Arc<BtreeNodeReserve<'static>>,
+    /// Serializes the operations of a mount ([`op_lock`](Self::op_lock)).
+    op_lock: Mutex<()>,
     /// [`do_discards`](Self::do_discards) runs (its commit must not start
     /// another from [`maybe_reclaim`](Self::maybe_reclaim)).
     discarding: AtomicBool,
@@ -611,7 +508,140 @@ pub struct BchFs<'a, D: BlockDev + Send + Sync> {
     hints: Mutex<Vec<u64>>,
 }
 
-impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
+impl<D: BlockDev + Send + Sync + 'static> Drop for BchFs<D> {
+    fn drop(&mut self) {
+        self.nodes.release();
+    }
+}
+
+impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
+    /// Goes read-write (`bch2_fs_read_write()`): the superblock is marked
+    /// dirty and written, the allocator loads the bucket states
+    /// (`bch2_alloc_read()`, with the journal's alloc keys over the
+    /// btree's when there is replay), the triggers learn the btree node
+    /// pointers, the journal is replayed after an unclean shutdown, and
+    /// the discards waiting from the last mount run (`bch2_do_discards()`).
+    /// A volume never initialized is not initialized here: that is
+    /// [`crate::fs_initialize::fs_initialize`] on the result (when
+    /// `open.fresh`).
+    ///
+    /// Errors: those of the superblock write, the loads, replay and the
+    /// discards; `ENOMEM`.
+    pub fn start(open: Arc<BchFsOpen<D>>, now_ns: i64, seed: u64) -> Result<Self, Errno> {
+        {
+            let mut sb = open.sb.lock();
+            if !open.fresh {
+                if let Some((a, b)) = open.blacklist {
+                    blacklist_add(&mut sb, a, b)?;
+                }
+                mark_dirty(&mut sb);
+                sb.write_super(&*open.dev)?;
+            }
+        }
+        let mut trig = FsTriggers::new(open.info.clone(), open.acct_version)?;
+        trig.open_buckets = Some(Shared::Owned(open.alloc.clone()));
+        // Replay runs without triggers (BTREE_TRIGGER_norun): they are
+        // hooked in now, enabled after it.
+        trig.set_enabled(false);
+        let trig = arc_new(trig)?;
+        let tap = arc_new(NodePtrTap { inner: Shared::Owned(open.journal.clone()), triggers: Shared::Owned(trig.clone()) })?;
+        let nodes = arc_new(BtreeNodeReserve::new(open.alloc.clone(), None, Watermark::Btree)?)?;
+        let dev: Arc<D> = open.dev.clone();
+        let mut btree = BtreeFs::new_shared(
+            Shared::Owned(dev),
+            Shared::Owned(open.info.clone()),
+            Shared::Owned(open.cache.clone()),
+            Shared::Owned(tap),
+            Shared::Owned(nodes.clone()),
+            open.geo,
+            &open.roots,
+        )?;
+        btree.triggers = Some(Shared::Owned(trig.clone()));
+        btree.write_buffer = true;
+        let mut hints = Vec::new();
+        hints.push(0u64)?;
+        let fs = BchFs {
+            open,
+            btree,
+            triggers: trig,
+            nodes,
+            op_lock: Mutex::new(())?,
+            discarding: AtomicBool::new(false),
+            now_ns: AtomicI64::new(now_ns),
+            rng: AtomicU64::new(seed),
+            hints: Mutex::new(hints)?,
+        };
+        fs.recover()?;
+        if !fs.open.fresh {
+            fs.do_discards()?;
+        }
+        Ok(fs)
+    }
+
+    /// The part of [`start`](Self::start) after the write side is built:
+    /// the node pointers, the allocator, replay and accounting.
+    fn recover(&self) -> Result<(), Errno> {
+        let (open, btree, trig) = (&*self.open, &self.btree, &*self.triggers);
+        // The node pointers before anything changes: interior updates made
+        // from here on (replay's included) are triggered with their old
+        // keys known.
+        trig.node_ptrs_load(btree)?;
+        open.alloc.load(btree)?;
+        open.alloc.journal_flushed(open.journal.flushed_seq_ondisk());
+        if let Some(keys) = &open.replay {
+            // bch2_alloc_read() reads through the journal keys: buckets
+            // whose alloc keys are still in the journal are known as the
+            // journal has them, so replay's node allocations stay off them.
+            let mut i = 0;
+            while i < keys.len() {
+                let end = keys.slot_end(i).max(i + 1);
+                let slot = i;
+                i = end;
+                let Some(jk) = keys.get(slot).filter(|k| k.btree == BtreeId::Alloc as u8 && k.level == 0) else {
+                    continue;
+                };
+                // The slot's newest key.
+                let Some((k, v)) = keys.key(end - 1) else {
+                    continue;
+                };
+                let a = if k.key_type == crate::format::bkey::KeyType::AllocV4 as u8 { AllocV4::decode(v) } else { AllocV4::default() };
+                if let Ok(dev) = u8::try_from(jk.pos.inode) {
+                    open.alloc.bucket_updated(dev, jk.pos.offset, &a, 0)?;
+                }
+            }
+            journal_replay_interior(btree, trig, keys)?;
+            // Replayed keys carry their derived updates with them: no
+            // triggers (BTREE_TRIGGER_norun), as C replays.
+            journal_replay(btree, keys)?;
+            // The nodes replay split or made have no alloc keys,
+            // backpointers or accounting yet.
+            trig.after_commit(btree)?;
+            for _ in 0..16 {
+                write_dirty_nodes(btree)?;
+                trig.after_commit(btree)?;
+                if open.cache.nodes_with(crate::btree::node::flags::DIRTY)?.is_empty() {
+                    break;
+                }
+            }
+            open.journal.replay_done();
+            // The allocator sees what replay put in the alloc btree.
+            open.alloc.load(btree)?;
+        }
+        accounting_read(btree, trig)?;
+        trig.set_enabled(true);
+        Ok(())
+    }
+
+    /// The mount-wide operation lock: the kernel glue holds it around every
+    /// call into the core (reads and writes), so operations run one at a
+    /// time.  The transactions themselves lock nodes (six locks) and are
+    /// safe to run concurrently, but the lock order of several writers
+    /// with the follow-ups of [`after_commit`](Self::after_commit) is not
+    /// settled yet (`write-path.rst`); C has no such lock.
+    pub fn op_lock(&self) -> crate::platform::MutexGuard<'_, ()> {
+        self.op_lock.lock()
+    }
+
     /// Sets the time operations stamp, ns since the epoch.
     pub fn set_time(&self, ns: i64) {
         self.now_ns.store(ns, Relaxed);
@@ -636,7 +666,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     ///
     /// Errors: those of the follow-up commits and node writes.
     pub fn after_commit(&self) -> Result<(), Errno> {
-        self.triggers.after_commit(self.btree)?;
+        self.triggers.after_commit(&self.btree)?;
         self.sb_marks_update()?;
         self.nodes_marked();
         self.maybe_reclaim()
@@ -656,7 +686,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
         }
         let info = &self.open.info;
         let mut sb = self.open.sb.lock();
-        if crate::sb_marks::sb_mark_new(&mut sb, self.triggers, info.dev_idx, info.node_bytes / 512, replicas, &ptrs)? {
+        if crate::sb_marks::sb_mark_new(&mut sb, &self.triggers, info.dev_idx, info.node_bytes / 512, replicas, &ptrs)? {
             sb.write_super(&*self.open.dev)?;
         }
         Ok(())
@@ -685,7 +715,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     pub fn do_discards(&self) -> Result<usize, Errno> {
         let dev = self.open.info.dev_idx;
         self.nodes_marked();
-        let keys = self.open.alloc.do_discards(self.btree, dev, &DevDiscard(&*self.open.dev))?;
+        let keys = self.open.alloc.do_discards(&self.btree, dev, &DevDiscard(&*self.open.dev))?;
         if keys.is_empty() {
             return Ok(0);
         }
@@ -712,7 +742,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
         self.flush()?;
         let j = &self.open.journal;
         if j.cur_seq() > j.flushed_seq_ondisk() {
-            JournalSink::flush_seq(j, j.cur_seq())?;
+            JournalSink::flush_seq(&**j, j.cur_seq())?;
         }
         self.do_discards()
     }
@@ -728,7 +758,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     pub fn commit_do<T>(&self, mut f: impl FnMut(&mut BtreeTrans<'_>) -> Result<T, BchError>) -> Result<T, Errno> {
         let mut tries = 0;
         let r = loop {
-            match commit_do(self.btree, CommitFlags::default(), &mut f) {
+            match commit_do(&self.btree, CommitFlags::default(), &mut f) {
                 Err(Errno::ENOSPC) if tries < 2 => {
                     tries += 1;
                     self.flush()?;
@@ -772,7 +802,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     /// Errors: those of the flush's commits.
     pub fn write_buffer_flush(&self) -> Result<usize, Errno> {
         self.open.journal.entry_close();
-        self.open.write_buffer.flush(self.btree)
+        self.open.write_buffer.flush(&self.btree)
     }
 
     /// Flushes the write buffer and runs the triggers of the node pointers
@@ -785,7 +815,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     fn write_buffer_drain(&self) -> Result<(), Errno> {
         for _ in 0..16 {
             let n = self.write_buffer_flush()?;
-            self.triggers.after_commit(self.btree)?;
+            self.triggers.after_commit(&self.btree)?;
             if n == 0 && !self.triggers.node_ptrs_pending() {
                 break;
             }
@@ -804,8 +834,8 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     pub fn flush(&self) -> Result<(), Errno> {
         for _ in 0..16 {
             self.write_buffer_drain()?;
-            write_dirty_nodes(self.btree)?;
-            self.triggers.after_commit(self.btree)?;
+            write_dirty_nodes(&self.btree)?;
+            self.triggers.after_commit(&self.btree)?;
             let dirty = self.open.cache.nodes_with(crate::btree::node::flags::DIRTY)?;
             if dirty.is_empty() && !self.triggers.node_ptrs_pending() {
                 // The node pointers' triggers may have buffered more.
@@ -854,7 +884,7 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     ///
     /// Errors: `ENOMEM`, `EINVAL`.
     fn mark_sb(&self, sb: &mut crate::format::sb_write::SbBuf) -> Result<bool, Errno> {
-        crate::sb_marks::sb_mark_written(sb, self.triggers, self.open.info.dev_idx, self.open.info.node_bytes / 512)
+        crate::sb_marks::sb_mark_written(sb, &self.triggers, self.open.info.dev_idx, self.open.info.node_bytes / 512)
     }
 
     /// Prints the mount's state, each part under a heading named as C's
@@ -907,8 +937,8 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
     }
 
     /// A transaction for the `fs_common` operations.
-    pub fn trans(&'a self) -> FsTrans<'a, D> {
-        FsTrans { fs: self, t: BtreeTrans::new(self.btree), enospc_retries: 0 }
+    pub fn trans(&self) -> FsTrans<'_, D> {
+        FsTrans { fs: self, t: BtreeTrans::new(&self.btree), enospc_retries: 0 }
     }
 }
 
@@ -916,14 +946,14 @@ impl<'a, D: BlockDev + Send + Sync> BchFs<'a, D> {
 /// transaction's updates, updates replace exactly the key at their
 /// position (the operations cut extents themselves), a commit is followed
 /// by [`BchFs::after_commit`].
-pub struct FsTrans<'a, D: BlockDev + Send + Sync> {
-    fs: &'a BchFs<'a, D>,
+pub struct FsTrans<'a, D: BlockDev + Send + Sync + 'static> {
+    fs: &'a BchFs<D>,
     /// The transaction.
     pub t: BtreeTrans<'a>,
     enospc_retries: u32,
 }
 
-impl<D: BlockDev + Send + Sync> BtreeTransOps for FsTrans<'_, D> {
+impl<D: BlockDev + Send + Sync + 'static> BtreeTransOps for FsTrans<'_, D> {
     fn peek_upto(&mut self, btree: BtreeId, from: Bpos, to: Bpos, whiteouts: bool) -> Result<Option<BkeyI>, BchError> {
         let it = self.t.iter(btree, from, false)?;
         self.t.iter_with_updates(it, true);
@@ -1009,6 +1039,36 @@ impl<D: BlockDev + Send + Sync> BtreeTransOps for FsTrans<'_, D> {
     }
 }
 
+/// Reads through the write side: every key a commit made is seen, dirty
+/// nodes included (what the read-only [`crate::bcachefs::Fs`] offers a
+/// read-only mount).  Each call is its own transaction, retried on
+/// restarts; for a consistent view of several reads, use a transaction
+/// ([`BchFs::trans`] under [`crate::fs_common::trans::trans_read`]).
+impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::BtreeRead for BchFs<D> {
+    fn peek_upto(&self, btree: BtreeId, from: Bpos, to: Bpos, whiteouts: bool) -> Result<Option<BkeyI>, Errno> {
+        crate::btree::lockrestart_do(&self.btree, |t| {
+            let it = t.iter(btree, from, false)?;
+            t.iter_whiteouts(it, whiteouts);
+            Ok(t.iter_peek(it)?.filter(|k| k.k.p <= to))
+        })
+    }
+
+    fn read_data(&self, dev: u8, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        if dev != self.open.info.dev_idx {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        self.open.dev.read_sectors(sector, buf)
+    }
+
+    fn dev_name(&self) -> &str {
+        self.open.dev.name()
+    }
+
+    fn facts(&self) -> &FsFacts {
+        &self.open.facts
+    }
+}
+
 /// `writepoint_hashed()` of a writer: C hashes the task that dirtied the
 /// pages (`inode->ei_last_dirtied`, or `current` for direct IO), so one
 /// writing process fills one write point; callers pass what stands for
@@ -1029,8 +1089,8 @@ pub fn writepoint_hashed(v: u64) -> WritePointSpec {
 /// the extents are committed (C puts them in `bch2_write_done()`).  When
 /// no bucket is left above the watermark it flushes the journal and runs
 /// the discards once ([`BchFs::alloc_make_room`]) before giving `ENOSPC`.
-pub struct FsDataAlloc<'a, D: BlockDev + Send + Sync> {
-    fs: &'a BchFs<'a, D>,
+pub struct FsDataAlloc<'a, D: BlockDev + Send + Sync + 'static> {
+    fs: &'a BchFs<D>,
     /// The write point.
     pub wp: WritePointSpec,
     /// `Normal` for user data.
@@ -1038,16 +1098,16 @@ pub struct FsDataAlloc<'a, D: BlockDev + Send + Sync> {
     held: Vec<ObRefs>,
 }
 
-impl<'a, D: BlockDev + Send + Sync> FsDataAlloc<'a, D> {
+impl<'a, D: BlockDev + Send + Sync + 'static> FsDataAlloc<'a, D> {
     /// Data space for the writer hashed as `wp` ([`writepoint_hashed`]).
-    pub fn new(fs: &'a BchFs<'a, D>, wp: WritePointSpec) -> Self {
+    pub fn new(fs: &'a BchFs<D>, wp: WritePointSpec) -> Self {
         FsDataAlloc { fs, wp, watermark: Watermark::Normal, held: Vec::new() }
     }
 
     fn try_alloc(&mut self, sectors: u32) -> Result<crate::fs_common::trans::DataSpace, Errno> {
         let alloc = &self.fs.open.alloc;
         self.held.reserve(1)?;
-        let mut g = alloc.alloc_sectors_start(self.fs.btree, self.wp, 1, self.watermark).map_err(|e| e.errno())?;
+        let mut g = alloc.alloc_sectors_start(&self.fs.btree, self.wp, 1, self.watermark).map_err(|e| e.errno())?;
         let n = sectors.min(g.sectors_free());
         let obs = g.open_bucket_get();
         // Reserved above: cannot fail.
@@ -1066,13 +1126,13 @@ impl<'a, D: BlockDev + Send + Sync> FsDataAlloc<'a, D> {
     }
 }
 
-impl<D: BlockDev + Send + Sync> Drop for FsDataAlloc<'_, D> {
+impl<D: BlockDev + Send + Sync + 'static> Drop for FsDataAlloc<'_, D> {
     fn drop(&mut self) {
         self.release();
     }
 }
 
-impl<D: BlockDev + Send + Sync> crate::fs_common::trans::DataAlloc for FsDataAlloc<'_, D> {
+impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::trans::DataAlloc for FsDataAlloc<'_, D> {
     fn alloc(&mut self, sectors: u32) -> Result<crate::fs_common::trans::DataSpace, Errno> {
         if sectors == 0 {
             return Err(Errno::EINVAL);

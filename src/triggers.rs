@@ -40,6 +40,7 @@ use crate::alloc::buckets::{mark_pointer, run_triggers, TriggerCtx};
 use crate::alloc::{alloc_v4_key, bucket_gens_key, DerivedUpdates};
 use crate::btree::trans::bkey_i;
 use crate::btree::{BtreeFs, BtreeTrans, BtreeTriggers, CommitFlags};
+use crate::util::Shared;
 use crate::errcode::{BchError, Errno};
 use crate::format::bkey::{Bkey, BkeyI, BtreeId, KeyType};
 use crate::format::bpos::{BVersion, Bpos};
@@ -86,7 +87,7 @@ impl OpenBuckets for crate::alloc::foreground::Allocator {
 /// bch_fs`): member geometry, the IO clocks, the accounting version
 /// counter and the in-memory accounting counters.
 pub struct FsTriggers<'a> {
-    info: &'a FsInfo,
+    info: Shared<'a, FsInfo>,
     /// Btree node size, 512-byte sectors.
     node_sectors: u32,
     /// IO clocks (read, write), `bch2_current_io_time()`.
@@ -100,7 +101,7 @@ pub struct FsTriggers<'a> {
     /// [`node_ptrs_catch_up`](Self::node_ptrs_catch_up).
     node_ptrs: Mutex<NodePtrs>,
     /// The allocator's open buckets.
-    pub open_buckets: Option<&'a dyn OpenBuckets>,
+    pub open_buckets: Option<Shared<'a, dyn OpenBuckets + Send>>,
     /// Buckets a transaction left empty with `need_inc_gen`: their gen is
     /// bumped by [`after_commit`](Self::after_commit).
     gen_bumps: Mutex<Vec<Bpos>>,
@@ -176,14 +177,16 @@ impl<'a> FsTriggers<'a> {
     /// number shifted as C's `journal_pos_to_bversion()`).
     ///
     /// Errors: `ENOMEM`.
-    pub fn new(info: &'a FsInfo, acct_version: u64) -> Result<Self, Errno> {
+    pub fn new(info: impl Into<Shared<'a, FsInfo>>, acct_version: u64) -> Result<Self, Errno> {
+        let info: Shared<'a, FsInfo> = info.into();
+        let node_sectors = info.node_bytes / 512;
         let mut roots = Vec::new();
         for _ in 0..crate::journal::NR_BTREES {
             roots.push(None)?;
         }
         Ok(FsTriggers {
             info,
-            node_sectors: info.node_bytes / 512,
+            node_sectors,
             io_clock: [AtomicU64::new(0), AtomicU64::new(0)],
             acct_version: AtomicU64::new(acct_version),
             mem: Mutex::new(AccountingDeltas::new())?,
@@ -374,7 +377,7 @@ impl<'a> FsTriggers<'a> {
             // transaction (a piece of a cut extent inserted after the
             // deletion of the whole): C runs the alloc trigger once on the
             // final value.  Here the gen bump waits for after_commit().
-            bucket_is_open: !bump || self.open_buckets.is_some_and(|o| o.is_open(bucket)),
+            bucket_is_open: !bump || self.open_buckets.as_deref().is_some_and(|o| o.is_open(bucket)),
             invalidate: false,
         };
         let mut out = DerivedUpdates::new();
@@ -424,7 +427,7 @@ impl<'a> FsTriggers<'a> {
                 continue;
             }
             let p = NodePtr { btree: b, level, key: &k.k, val: &k.v };
-            let n = fs.cache.get_node(fs.dev, fs.info, p, k.k.p).map_err(|e| e.errno())?;
+            let n = fs.cache.get_node(&*fs.dev, &fs.info, p, k.k.p).map_err(|e| e.errno())?;
             let g = NodeLock::lock(n, SixLockType::Read);
             for i in 0..g.len() {
                 let Some((ck, cv)) = g.key(i) else { continue };
@@ -753,7 +756,7 @@ impl BtreeTriggers for FsTriggers<'_> {
         if btree == BtreeId::Alloc as u8 {
             // The allocator's bucket table follows every alloc key written
             // (C: the key cache and `buckets_waiting_for_journal`).
-            if let Some(ob) = self.open_buckets {
+            if let Some(ob) = self.open_buckets.as_deref() {
                 let a = if new.0.key_type == KeyType::AllocV4 as u8 { AllocV4::decode(new.1) } else { AllocV4::default() };
                 ob.bucket_updated(new.0.p, &a, journal_seq);
             }
@@ -793,9 +796,9 @@ impl BtreeTriggers for FsTriggers<'_> {
 /// and passes everything on.
 pub struct NodePtrTap<'a> {
     /// The journal.
-    pub inner: &'a dyn JournalSink,
+    pub inner: Shared<'a, dyn JournalSink + Send>,
     /// Where the changes are recorded.
-    pub triggers: &'a FsTriggers<'a>,
+    pub triggers: Shared<'a, FsTriggers<'a>>,
 }
 
 impl JournalSink for NodePtrTap<'_> {

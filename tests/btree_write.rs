@@ -665,7 +665,7 @@ fn triggers_run_and_queue_more_updates() {
     let m = Mirror { atomic: Default::default(), atomic_deletes: Default::default() };
     let h = Harness::new(4096, 512);
     let mut fs = h.fs();
-    fs.triggers = Some(&m);
+    fs.triggers = Some(bcachefs_rs::util::Shared::Borrowed(&m));
     let mut model = Model::new();
     let txs: Vec<Vec<Op>> = (0..200).map(|i| vec![Op::Set(i, i, 0), Op::Del(i / 3)]).collect();
     run_ops(&h, &fs, &txs, &mut model, 50);

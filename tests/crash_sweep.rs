@@ -447,7 +447,7 @@ fn fresh_volume(mib: u64, node: u64, opts: &str) -> MemImage {
 
 /// C's `bch2_journal_flush()`: everything committed so far is durable
 /// when this returns (the journal's flush write carries PREFLUSH + FUA).
-fn fsync<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Result<(), Errno> {
+fn fsync<D: BlockDev + Send + Sync>(fs: &BchFs<D>) -> Result<(), Errno> {
     let j = &fs.open.journal;
     j.flush_seq(j.cur_seq())
 }
@@ -465,7 +465,7 @@ fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
 }
 
 /// One random operation on `fs` and `m`; returns what it was.
-fn one_op<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, m: &mut Model, rng: &mut Rng, serial: &mut u64) -> Result<(String, Step), Errno> {
+fn one_op<D: BlockDev + Send + Sync>(fs: &BchFs<D>, m: &mut Model, rng: &mut Rng, serial: &mut u64) -> Result<(String, Step), Errno> {
     let mut t = fs.trans();
     let mut a = FsDataAlloc::new(fs, writepoint_hashed(1));
     let mut name = || {
@@ -1074,7 +1074,7 @@ fn node_writes_queue_no_triggers() {
         write_data(&mut t, &mut a, &SV, u.inum, 0, &[5u8; 100_000])?;
         drop(t);
         assert!(!fs.triggers.node_ptrs_pending());
-        bcachefs_rs::btree::write_dirty_nodes(fs.btree)?;
+        bcachefs_rs::btree::write_dirty_nodes(&fs.btree)?;
         let mut text = String::new();
         fs.triggers.to_text(&mut text).unwrap();
         assert!(!fs.triggers.node_ptrs_pending(), "node writes queued pointer changes:\n{text}");

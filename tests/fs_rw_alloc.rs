@@ -47,7 +47,7 @@ const SV: Subvol = Subvol { id: 1, snapshot: u32::MAX, root_inum: ROOT };
 
 
 /// Mounts `mem`, runs `f`, shuts down cleanly.
-fn with_fs<R>(mem: &Arc<WMemDev>, seed: u64, f: impl FnOnce(&BchFs<'_, Dev>) -> Result<R, Errno>) -> R {
+fn with_fs<R>(mem: &Arc<WMemDev>, seed: u64, f: impl FnOnce(&BchFs<Dev>) -> Result<R, Errno>) -> R {
     let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
     assert!(!open.fresh);
     open.mount(NOW, seed, |fs| {
@@ -85,7 +85,7 @@ fn data(seed: u64, len: usize) -> Vec<u8> {
 /// says `ENOSPC` (or `max` files); returns the files written whole, their
 /// bytes and the error that stopped it.  The file being written when it
 /// stopped is removed.
-fn fill(fs: &BchFs<'_, Dev>, prefix: &str, size: usize, max: usize) -> (Vec<(String, u64)>, u64, Option<Errno>) {
+fn fill(fs: &BchFs<Dev>, prefix: &str, size: usize, max: usize) -> (Vec<(String, u64)>, u64, Option<Errno>) {
     let mut files = Vec::new();
     let mut bytes = 0u64;
     for i in 0..max {
@@ -108,17 +108,17 @@ fn fill(fs: &BchFs<'_, Dev>, prefix: &str, size: usize, max: usize) -> (Vec<(Str
 
 /// The user data sectors the in-memory accounting counts on device 0
 /// (`dev_data_type` user: buckets, sectors, fragmented).
-fn user_usage(fs: &BchFs<'_, Dev>) -> [i64; 3] {
+fn user_usage(fs: &BchFs<Dev>) -> [i64; 3] {
     let m = fs.triggers.accounting_mem().unwrap();
     let v = m.get(&DiskAccountingPos::DevDataType { dev: 0, data_type: data_type::USER });
     [v[0], v[1], v[2]]
 }
 
 /// Buckets (dev 0) holding extents' data, and buckets holding btree nodes.
-fn data_and_node_buckets(fs: &BchFs<'_, Dev>) -> (BTreeSet<u64>, BTreeSet<u64>) {
+fn data_and_node_buckets(fs: &BchFs<Dev>) -> (BTreeSet<u64>, BTreeSet<u64>) {
     let bs = u64::from(fs.open.facts.bucket_sectors);
     let mut data = BTreeSet::new();
-    lockrestart_do(fs.btree, |t| {
+    lockrestart_do(&fs.btree, |t| {
         data.clear();
         let it = t.iter(BtreeId::Extents, Bpos::new(0, 0, 0), false)?;
         while let Some(k) = t.iter_next(it)? {
@@ -225,7 +225,7 @@ fn enospc_then_freed_buckets_are_reused() {
 
 /// 600 files of 4 to 20 KiB with long names: the inodes, dirents and
 /// extents btrees split, data allocations in between.
-fn many_small_files(fs: &BchFs<'_, Dev>) -> Result<(), Errno> {
+fn many_small_files(fs: &BchFs<Dev>) -> Result<(), Errno> {
     let mut t = fs.trans();
     let mut a = FsDataAlloc::new(fs, writepoint_hashed(3));
     for i in 0..600u32 {
@@ -281,7 +281,7 @@ fn freed_bucket_waits_for_the_journal_flush() {
         let (before, _) = data_and_node_buckets(fs);
         assert!(!before.is_empty());
         fs.flush()?;
-        JournalSink::flush_seq(j, j.cur_seq())?;
+        JournalSink::flush_seq(&**j, j.cur_seq())?;
         // Truncate the file: its buckets empty in this commit.
         let mut t = fs.trans();
         let mut a = FsDataAlloc::new(fs, writepoint_hashed(7));
@@ -305,10 +305,10 @@ fn freed_bucket_waits_for_the_journal_flush() {
         assert!(j.flushed_seq_ondisk() < seq || reused.is_empty());
         assert!(reused.is_empty(), "buckets reused before the journal flush of their free: {reused:?}");
         // Flushed: the discards take them back to the freespace btree.
-        JournalSink::flush_seq(j, seq)?;
+        JournalSink::flush_seq(&**j, seq)?;
         let n = fs.do_discards()?;
         assert!(n >= before.len() - 1, "{n} discarded of {}", before.len());
-        let free = lockrestart_do(fs.btree, |t| {
+        let free = lockrestart_do(&fs.btree, |t| {
             let mut n = 0;
             for &b in before.iter() {
                 let k = t.get(BtreeId::Alloc, Bpos::new(0, b, 0))?;

@@ -8,6 +8,7 @@
 //! accounting, freespace, lru and bucket_gens from the keys and must find
 //! every stored value right.
 
+use bcachefs_rs::util::Shared;
 use std::sync::Arc;
 
 use bcachefs_rs::alloc::foreground::{Allocator, Watermark, WritePointSpec};
@@ -80,13 +81,13 @@ fn run(ops: usize, seed: u64, expect_splits: bool) -> Vec<u8> {
     j.replay_done();
     let alloc = Allocator::new(&sb).unwrap();
     let mut trig = FsTriggers::new(&info, cur_seq << 32).unwrap();
-    trig.open_buckets = Some(&alloc);
-    let tap = NodePtrTap { inner: &j, triggers: &trig };
+    trig.open_buckets = Some(Shared::Borrowed(&alloc));
+    let tap = NodePtrTap { inner: Shared::Borrowed(&j), triggers: Shared::Borrowed(&trig) };
     let cache = BtreeCache::new(64 << 20).unwrap();
     let geo = BtreeGeometry::from_info(&info, csum, version);
     let nodes = BtreeNodeReserve::new(&alloc, None, bcachefs_rs::alloc::foreground::Watermark::Btree).unwrap();
     let mut fs = BtreeFs::new(&dev, &info, &cache, &tap, &nodes, geo, &roots).unwrap();
-    fs.triggers = Some(&trig);
+    fs.triggers = Some(Shared::Borrowed(&trig));
     alloc.load(&fs).unwrap();
     trig.node_ptrs_load(&fs).unwrap();
     let free0 = alloc.with_dev(info.dev_idx, |d| d.buckets_free(Watermark::Normal)).unwrap();

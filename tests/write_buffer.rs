@@ -76,7 +76,7 @@ fn data(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Creates `n` files `{prefix}{i}` of 8 KiB of data each.
-fn write_files(fs: &BchFs<'_, Dev>, prefix: &str, n: usize) {
+fn write_files(fs: &BchFs<Dev>, prefix: &str, n: usize) {
     let mut t = fs.trans();
     let mut a = FsDataAlloc::new(fs, writepoint_hashed(5));
     for i in 0..n {
@@ -87,9 +87,9 @@ fn write_files(fs: &BchFs<'_, Dev>, prefix: &str, n: usize) {
 }
 
 /// Backpointers in the btree's leaves that point at extents (user data).
-fn extent_bps_in_btree(fs: &BchFs<'_, Dev>) -> usize {
+fn extent_bps_in_btree(fs: &BchFs<Dev>) -> usize {
     let mut n = 0;
-    lockrestart_do(fs.btree, |t| {
+    lockrestart_do(&fs.btree, |t| {
         n = 0;
         let it = t.iter(BtreeId::Backpointers, Bpos::new(0, 0, 0), false)?;
         while let Some(k) = t.iter_next(it)? {
@@ -141,7 +141,7 @@ fn backpointers_reach_the_leaves_only_through_a_flush() {
         let st = fs.open.write_buffer.stats();
         assert!(st.nr_keys >= 20, "{st:?}");
         assert!(st.oldest_seq > 0);
-        JournalSink::flush_seq(j, j.cur_seq())?;
+        JournalSink::flush_seq(&**j, j.cur_seq())?;
         let (bp, wb) = journal_bp_keys(&mem);
         assert!(bp >= 20, "{bp} backpointer keys in the journal");
         assert_eq!(wb, 0, "write_buffer_keys entries are written as btree_keys");
@@ -176,16 +176,16 @@ fn the_write_buffer_pin_holds_last_seq() {
         for round in 0..6 {
             write_files(fs, &format!("q{round}-"), 1);
             j.entry_close();
-            write_dirty_nodes(fs.btree)?;
+            write_dirty_nodes(&fs.btree)?;
             j.journal_do_work(0);
         }
         assert!(j.cur_seq() > pinned + 3);
         assert!(j.last_seq() <= pinned, "last_seq {} passed the write buffer's seq {pinned}", j.last_seq());
-        JournalSink::flush_seq(j, j.cur_seq())?;
+        JournalSink::flush_seq(&**j, j.cur_seq())?;
         assert!(j.last_seq() <= pinned);
         // Flushed: the pin goes with the nodes written.
         fs.flush()?;
-        JournalSink::flush_seq(j, j.cur_seq())?;
+        JournalSink::flush_seq(&**j, j.cur_seq())?;
         j.journal_do_work(0);
         assert!(j.last_seq() > pinned, "last_seq {} still at {pinned}", j.last_seq());
         fs.shutdown()
@@ -203,7 +203,7 @@ fn unclean_shutdown_with_buffered_keys_replays_clean() {
             write_files(fs, "c", 30);
             let j = &fs.open.journal;
             j.entry_close();
-            JournalSink::flush_seq(j, j.cur_seq())?;
+            JournalSink::flush_seq(&**j, j.cur_seq())?;
             assert!(fs.open.write_buffer.stats().nr_keys >= 30);
             // Crash: the journal is on disk, the write buffer is not.
             Ok(image(&mem))

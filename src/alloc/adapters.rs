@@ -15,6 +15,7 @@
 
 use super::foreground::{Allocator, OpenBuckets, Watermark, WritePointSpec};
 use super::source::FreespaceSource;
+use crate::util::Shared;
 use crate::btree::node::NodeSpace;
 use crate::btree::BtreeNodeAlloc;
 use crate::errcode::Errno;
@@ -24,7 +25,7 @@ use crate::platform::{BlockDev, Mutex, Vec, WriteFlags};
 /// Space for btree nodes from the btree write point.
 pub struct BtreeNodeReserve<'a> {
     /// The allocator.
-    pub alloc: &'a Allocator,
+    pub alloc: Shared<'a, Allocator>,
     /// The btrees it reads for [`BtreeNodeAlloc::alloc`]; `None`: only
     /// [`BtreeNodeAlloc::alloc_for`], which reads through the btree the
     /// node is for (a mount's node allocator cannot hold a reference to
@@ -40,8 +41,8 @@ impl<'a> BtreeNodeReserve<'a> {
     /// A reserve over `alloc`.
     ///
     /// Errors: `ENOMEM`.
-    pub fn new(alloc: &'a Allocator, src: Option<&'a (dyn FreespaceSource + Sync)>, watermark: Watermark) -> Result<Self, Errno> {
-        Ok(BtreeNodeReserve { alloc, src, watermark, held: Mutex::new(Vec::new())? })
+    pub fn new(alloc: impl Into<Shared<'a, Allocator>>, src: Option<&'a (dyn FreespaceSource + Sync)>, watermark: Watermark) -> Result<Self, Errno> {
+        Ok(BtreeNodeReserve { alloc: alloc.into(), src, watermark, held: Mutex::new(Vec::new())? })
     }
 
     /// Puts the references on the buckets of the nodes handed out so far;

@@ -86,7 +86,7 @@ impl BtreeTrans<'_> {
     /// Runs the transactional triggers of updates that have not run them
     /// (`bch2_trans_commit_run_triggers()`); a trigger may queue more.
     fn run_trans_triggers(&mut self) -> Result<(), BchError> {
-        let Some(t) = self.c.triggers else { return Ok(()) };
+        let Some(t) = self.c.triggers.as_deref() else { return Ok(()) };
         let mut i = 0;
         while i < self.updates.len() {
             if !self.updates[i].triggered {
@@ -369,7 +369,7 @@ impl BtreeTrans<'_> {
                 if let Some(s) = leaf_seqs.get_mut(li) {
                     s.0 = s.0.min(u.journal_seq);
                 }
-            } else if let Some(t) = self.c.triggers {
+            } else if let Some(t) = self.c.triggers.as_deref() {
                 let old = w.find(u.k.k.p).and_then(|j| w.key(j));
                 t.atomic_trigger(u.btree, 0, old, (u.k.k, &u.k.v), seq);
             }

@@ -446,7 +446,7 @@ impl BtreeTrans<'_> {
             }
         }
         let np = NodePtr { btree, level, key: &sib_key, val: &sib_val };
-        let sib = c.cache.get_node(c.dev, c.info, np, pos).map_err(|e| e.errno())?;
+        let sib = c.cache.get_node(&*c.dev, &c.info, np, pos).map_err(|e| e.errno())?;
         let sg = self.lock_node(&sib, SixLockType::Intent)?;
         if sib.has(flags::FREED) || sib.level != level {
             drop(sg);

@@ -39,6 +39,7 @@ use crate::journal::res::JournalSink;
 use crate::journal::NR_BTREES;
 use crate::platform::{arc_new, Arc, BlockDev, Mutex, Vec};
 use crate::sync::SixLockType;
+use crate::util::Shared;
 use crate::checksum::CsumType;
 
 use super::cache::{flags, BtreeCache, Node, NodeData, NodeLock, NodePtr, NodeSpace};
@@ -187,17 +188,17 @@ pub(crate) struct RootSlot {
 /// and trigger hooks.
 pub struct BtreeFs<'a> {
     /// The device.
-    pub dev: &'a (dyn BlockDev + Sync),
+    pub dev: Shared<'a, dyn BlockDev + Send + Sync>,
     /// Superblock facts (for reading nodes).
-    pub info: &'a FsInfo,
+    pub info: Shared<'a, FsInfo>,
     /// The node cache, shared with the read side.
-    pub cache: &'a BtreeCache,
+    pub cache: Shared<'a, BtreeCache>,
     /// The journal.
-    pub journal: &'a dyn JournalSink,
+    pub journal: Shared<'a, dyn JournalSink + Send>,
     /// Where new nodes get their space.
-    pub alloc: &'a dyn BtreeNodeAlloc,
+    pub alloc: Shared<'a, dyn BtreeNodeAlloc + Send>,
     /// Trigger hooks (none: no triggers run).
-    pub triggers: Option<&'a dyn BtreeTriggers>,
+    pub triggers: Option<Shared<'a, dyn BtreeTriggers + Send>>,
     /// A btree write buffer takes the journal's `write_buffer_keys`
     /// ([`super::write_buffer::BtreeWriteBuffer`] registered as the
     /// journal's entry hook): [`BtreeTrans::update_buffered`] goes through
@@ -217,16 +218,35 @@ pub struct BtreeFs<'a> {
 
 impl<'a> BtreeFs<'a> {
     /// The write side over `roots` (indexed by btree id; `None`: the btree
-    /// is empty and gets a fake root).
+    /// is empty and gets a fake root), its parts borrowed for `'a`
+    /// ([`BtreeFs::new_shared`] takes them owned or borrowed).
     ///
     /// Errors: `ENOMEM`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        dev: &'a (dyn BlockDev + Sync),
+        dev: &'a (dyn BlockDev + Send + Sync),
         info: &'a FsInfo,
         cache: &'a BtreeCache,
-        journal: &'a dyn JournalSink,
-        alloc: &'a dyn BtreeNodeAlloc,
+        journal: &'a (dyn JournalSink + Send),
+        alloc: &'a (dyn BtreeNodeAlloc + Send),
+        geo: BtreeGeometry,
+        roots: &[Option<Root>],
+    ) -> Result<Self, Errno> {
+        let (dev, info, cache) = (Shared::Borrowed(dev), Shared::Borrowed(info), Shared::Borrowed(cache));
+        Self::new_shared(dev, info, cache, Shared::Borrowed(journal), Shared::Borrowed(alloc), geo, roots)
+    }
+
+    /// [`BtreeFs::new`] over parts each borrowed or owned: a mount's write
+    /// side owns them all (`BtreeFs<'static>`).
+    ///
+    /// Errors: `ENOMEM`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new_shared(
+        dev: Shared<'a, dyn BlockDev + Send + Sync>,
+        info: Shared<'a, FsInfo>,
+        cache: Shared<'a, BtreeCache>,
+        journal: Shared<'a, dyn JournalSink + Send>,
+        alloc: Shared<'a, dyn BtreeNodeAlloc + Send>,
         geo: BtreeGeometry,
         roots: &[Option<Root>],
     ) -> Result<Self, Errno> {
@@ -313,7 +333,7 @@ impl<'a> BtreeFs<'a> {
         };
         let vlen = ptr.key.val_bytes().min(ptr.val.len());
         let np = NodePtr { btree, level: ptr.level, key: &ptr.key, val: &ptr.val[..vlen] };
-        let n = self.cache.get_node(self.dev, self.info, np, POS_MIN).map_err(|e| e.errno())?;
+        let n = self.cache.get_node(&*self.dev, &self.info, np, POS_MIN).map_err(|e| e.errno())?;
         n.set_flags(flags::ROOT);
         let mut r = self.roots.lock();
         let slot = r.get_mut(btree as usize).ok_or(Errno::EINVAL)?;
@@ -661,7 +681,7 @@ impl<'a> BtreeTrans<'a> {
                 (k, (cur - 1) as u8)
             };
             let np = NodePtr { btree, level: child_level, key: &key, val: &vbuf };
-            let child = self.c.cache.get_node(self.c.dev, self.c.info, np, pos).map_err(|e| e.errno())?;
+            let child = self.c.cache.get_node(&*self.c.dev, &self.c.info, np, pos).map_err(|e| e.errno())?;
             let g = self.lock_node(&child, ty(child_level))?;
             if child.has(flags::FREED) || !child.covers(pos) {
                 drop(g);

@@ -3,4 +3,7 @@
 //! form the kernel wants (`fs/bcachefs/util.[ch]`).
 
 pub mod le;
+pub mod shared;
 pub mod sort;
+
+pub use shared::Shared;

@@ -43,14 +43,14 @@ pub struct Base {
 }
 
 /// C's `bch2_journal_flush()`.
-fn fsync<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>) -> Result<(), Errno> {
+fn fsync<D: BlockDev + Send + Sync>(fs: &BchFs<D>) -> Result<(), Errno> {
     let j = &fs.open.journal;
     j.flush_seq(j.cur_seq())
 }
 
 /// Some namespace and data operations, errors ignored but the first
 /// returned at the end (so that an error does not stop the exercise).
-fn ops<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, round: u32) -> Result<(), Errno> {
+fn ops<D: BlockDev + Send + Sync>(fs: &BchFs<D>, round: u32) -> Result<(), Errno> {
     let mut t = fs.trans();
     let mut a = FsDataAlloc::new(fs, writepoint_hashed(1));
     let mut first: Result<(), Errno> = Ok(());

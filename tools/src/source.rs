@@ -129,7 +129,7 @@ fn is_zero(b: &[u8]) -> bool {
 /// buffer, reused from file to file (a fresh zeroed megabyte per file was
 /// the tool's largest cost on a tree of small files).
 fn copy_data<D: BlockDev + Send + Sync>(
-    fs: &BchFs<'_, D>,
+    fs: &BchFs<D>,
     sv: &Subvol,
     inum: u64,
     p: &Path,
@@ -186,7 +186,7 @@ fn copy_data<D: BlockDev + Send + Sync>(
 /// mode, owner and times.
 ///
 /// Errors: a message naming the host path and what failed.
-pub fn copy_fs<D: BlockDev + Send + Sync>(fs: &BchFs<'_, D>, src: &Path) -> Result<(), String> {
+pub fn copy_fs<D: BlockDev + Send + Sync>(fs: &BchFs<D>, src: &Path) -> Result<(), String> {
     let sv = Subvol { id: ROOT_SUBVOL, snapshot: u32::MAX, root_inum: ROOT_INO };
     let mut buf = vec![0u8; CHUNK];
     let mut hardlinks: HashMap<(u64, u64), u64> = HashMap::new();

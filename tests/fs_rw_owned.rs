@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The read-write filesystem as a mount keeps it (`BchFs::start`): an
+//! owned, `'static`, `Send + Sync` value, not a closure's borrow.  It is
+//! moved to other threads, read through its `BtreeRead` (what the kernel's
+//! lookup, readdir and read_folio use on a read-write mount), shut down,
+//! and the volume then reads the same through the read-only `Fs` with
+//! `check_fs` clean.
+
+#[path = "common/volume.rs"]
+mod volume;
+
+use std::sync::Arc;
+
+use bcachefs_rs::bcachefs::{Fs, OpenOpts};
+use bcachefs_rs::btree::testing::MemDev;
+use bcachefs_rs::fs_common::fs_ops::{create, NewInode};
+use bcachefs_rs::fs_common::io_write::write_data;
+use bcachefs_rs::fs_common::{inode_get, lookup, read_data, root_subvol, BtreeRead, ExtentCache};
+use bcachefs_rs::fs_rw::{writepoint_hashed, BchFs, BchFsOpen, FsDataAlloc, SharedDev};
+use bcachefs_rs::gc::check_fs;
+
+fn content(i: u64, len: usize) -> Vec<u8> {
+    (0..len).map(|j| (i as usize * 131 + j * 7) as u8).collect()
+}
+
+/// Creates `f<i>` in the root with `len` bytes, through `fs`.
+fn write_file<D: bcachefs_rs::platform::BlockDev + Send + Sync + 'static>(fs: &BchFs<D>, i: u64, len: usize) {
+    let _g = fs.op_lock();
+    let sv = root_subvol(fs).unwrap();
+    let mut t = fs.trans();
+    let name = format!("f{i}");
+    let n = NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 };
+    let u = create(&mut t, &sv, sv.root_inum, name.as_bytes(), &n).unwrap();
+    let mut a = FsDataAlloc::new(fs, writepoint_hashed(i));
+    write_data(&mut t, &mut a, &sv, u.inum, 0, &content(i, len)).unwrap();
+}
+
+/// Reads `f<i>` back through any `BtreeRead`.
+fn read_file(r: &(impl BtreeRead + ?Sized), i: u64) -> Vec<u8> {
+    let sv = root_subvol(r).unwrap();
+    let root = inode_get(r, &sv, sv.root_inum).unwrap();
+    let (inum, _) = lookup(r, &sv, &root, format!("f{i}").as_bytes()).unwrap().expect("file missing");
+    let ino = inode_get(r, &sv, inum).unwrap();
+    let mut buf = vec![0u8; (ino.size as usize).next_multiple_of(512)];
+    read_data(r, &sv, &ino, 0, &mut buf, &mut ExtentCache::default()).unwrap();
+    buf.truncate(ino.size as usize);
+    buf
+}
+
+#[test]
+fn an_owned_mount_moves_between_threads_and_reads_its_own_writes() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 7);
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
+    let fs = Arc::new(BchFs::start(open, volume::INIT_NS + 1, 9).unwrap());
+    let threads: Vec<_> = (0..4u64)
+        .map(|w| {
+            let fs = fs.clone();
+            std::thread::spawn(move || {
+                for i in 0..8 {
+                    let n = w * 100 + i;
+                    write_file(&*fs, n, 1000 + 3000 * i as usize);
+                    let _g = fs.op_lock();
+                    assert_eq!(read_file(&*fs, n), content(n, 1000 + 3000 * i as usize), "file {n} read back through the write side");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    fs.shutdown().unwrap();
+    drop(fs);
+    let ro = Fs::open(SharedDev(mem), &OpenOpts::default()).unwrap();
+    for w in 0..4u64 {
+        for i in 0..8 {
+            let n = w * 100 + i;
+            assert_eq!(read_file(&ro, n), content(n, 1000 + 3000 * i as usize), "file {n} after the clean shutdown");
+        }
+    }
+    let m = check_fs(&ro).unwrap();
+    assert!(m.is_empty(), "derived state after the owned mount: {} mismatches", m.len());
+}
