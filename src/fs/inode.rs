@@ -60,7 +60,7 @@ impl BchInode {
     ///
     /// `inode` is an inode of one of our superblocks (allocated by
     /// [`bch_alloc_inode`]), alive for `'a`.
-    unsafe fn from_vfs<'a>(inode: *const bindings::inode) -> &'a BchInode {
+    pub(super) unsafe fn from_vfs<'a>(inode: *const bindings::inode) -> &'a BchInode {
         // SAFETY: `vfs` is the first field of a `repr(C)` struct, so the
         // pointers are the same; the caller guarantees the allocation.
         unsafe { &*inode.cast::<BchInode>() }
@@ -73,6 +73,14 @@ impl BchInode {
         // the reader holds on a read-write mount; on a read-only one
         // nobody writes after `I_NEW`.
         unsafe { *self.attrs.get() }
+    }
+
+    /// Replaces the attributes after a write; `_op` proves the mount's
+    /// operation lock is held.
+    pub(super) fn set_attrs(&self, _op: &super::rw::Op<'_>, a: InodeAttrs) {
+        // SAFETY: the operation lock is held (type invariant: writers and
+        // readers of a read-write mount hold it).
+        unsafe { *self.attrs.get() = a };
     }
 
     /// Runs `f` with this inode's extent cache, or with a fresh one when
@@ -185,7 +193,7 @@ pub(super) unsafe extern "C" fn bch_free_inode(inode: *mut bindings::inode) {
     }
 }
 
-fn timespec(ns: i64) -> bindings::timespec64 {
+pub(super) fn timespec(ns: i64) -> bindings::timespec64 {
     bindings::timespec64 { tv_sec: ns.div_euclid(NSEC_PER_SEC), tv_nsec: ns.rem_euclid(NSEC_PER_SEC) as _ }
 }
 
@@ -250,36 +258,55 @@ unsafe fn init_new(sb: *mut bindings::super_block, inode: *mut bindings::inode, 
             (*p).link = link;
             (*inode).__bindgen_anon_4.i_link = (*p).link.as_ptr().cast_mut().cast::<c_char>();
         }
-        (*inode).i_mode = mode;
-        bindings::i_uid_write(inode, attrs.uid);
-        bindings::i_gid_write(inode, attrs.gid);
-        bindings::set_nlink(inode, attrs.nlink);
-        (*inode).i_size = attrs.size as i64;
-        (*inode).i_blocks = attrs.sectors;
-        (*inode).i_generation = attrs.generation;
-        bindings::inode_set_atime_to_ts(inode, timespec(attrs.atime_ns));
-        bindings::inode_set_mtime_to_ts(inode, timespec(attrs.mtime_ns));
-        bindings::inode_set_ctime_to_ts(inode, timespec(attrs.ctime_ns));
+        set_vfs_attrs(inode, &attrs, true);
+        let rw = info.is_rw();
         match mode & S_IFMT {
             S_IFREG => {
-                (*inode).i_op = &FILE_IOPS;
-                (*inode).__bindgen_anon_3.i_fop = &FILE_FOPS.0;
-                (*inode).i_data.a_ops = &AOPS;
+                (*inode).i_op = if rw { &super::rw::FILE_IOPS } else { &FILE_IOPS };
+                (*inode).__bindgen_anon_3.i_fop = if rw { &super::rw::FILE_FOPS.0 } else { &FILE_FOPS.0 };
+                (*inode).i_data.a_ops = if rw { &super::rw::AOPS } else { &AOPS };
             }
             S_IFDIR => {
-                (*inode).i_op = &DIR_IOPS;
+                (*inode).i_op = if rw { &super::rw::DIR_IOPS } else { &DIR_IOPS };
                 (*inode).__bindgen_anon_3.i_fop = &DIR_FOPS.0;
             }
             S_IFLNK => {
-                (*inode).i_op = &SYMLINK_IOPS;
+                (*inode).i_op = if rw { &super::rw::SYMLINK_IOPS } else { &SYMLINK_IOPS };
             }
             _ => {
-                (*inode).i_op = &SPECIAL_IOPS;
+                (*inode).i_op = if rw { &super::rw::SPECIAL_IOPS } else { &SPECIAL_IOPS };
                 bindings::init_special_inode(inode, mode, attrs.rdev);
             }
         }
     }
     Ok(())
+}
+
+/// Sets the VFS inode's fields from `attrs` (`bch2_inode_update_after_write()`
+/// for the fields the VFS keeps): mode, owner, link count, blocks,
+/// generation, times, and the size when `size` (a regular file's size is
+/// led by the page cache on a read-write mount).
+///
+/// # Safety
+///
+/// `inode` is an inode of ours that is `I_NEW`, or whose VFS locks the
+/// caller holds as the VFS requires for changing these fields.
+pub(super) unsafe fn set_vfs_attrs(inode: *mut bindings::inode, attrs: &InodeAttrs, size: bool) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        (*inode).i_mode = attrs.mode;
+        bindings::i_uid_write(inode, attrs.uid);
+        bindings::i_gid_write(inode, attrs.gid);
+        bindings::set_nlink(inode, attrs.nlink);
+        if size {
+            (*inode).i_size = attrs.size as i64;
+        }
+        (*inode).i_blocks = attrs.sectors;
+        (*inode).i_generation = attrs.generation;
+        bindings::inode_set_atime_to_ts(inode, timespec(attrs.atime_ns));
+        bindings::inode_set_mtime_to_ts(inode, timespec(attrs.mtime_ns));
+        bindings::inode_set_ctime_to_ts(inode, timespec(attrs.ctime_ns));
+    }
 }
 
 static DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
@@ -310,7 +337,7 @@ static SPECIAL_IOPS: bindings::inode_operations = bindings::inode_operations {
 
 /// `file_operations` holds the owner module pointer, which makes it
 /// `!Sync` in Rust; ours is constant and only read by the kernel.
-struct Fops(bindings::file_operations);
+pub(super) struct Fops(pub(super) bindings::file_operations);
 // SAFETY: never written after compilation; `owner` is null.
 unsafe impl Sync for Fops {}
 
@@ -346,7 +373,7 @@ static AOPS: bindings::address_space_operations = bindings::address_space_operat
 ///
 /// Called by the VFS with a directory inode of ours and a negative dentry
 /// under it.
-unsafe extern "C" fn bch_lookup(dir: *mut bindings::inode, dentry: *mut bindings::dentry, _flags: c_uint) -> *mut bindings::dentry {
+pub(super) unsafe extern "C" fn bch_lookup(dir: *mut bindings::inode, dentry: *mut bindings::dentry, _flags: c_uint) -> *mut bindings::dentry {
     let _nofs = NofsScope::new();
     // SAFETY: `dir` is ours and referenced by the caller; its superblock
     // is mounted.  `d_name` is stable while the caller holds the parent's
@@ -382,7 +409,7 @@ unsafe extern "C" fn bch_lookup(dir: *mut bindings::inode, dentry: *mut bindings
 /// # Safety
 ///
 /// Called by the VFS with valid arguments for an inode of ours.
-unsafe extern "C" fn bch_getattr(
+pub(super) unsafe extern "C" fn bch_getattr(
     idmap: *mut bindings::mnt_idmap,
     path: *const bindings::path,
     stat: *mut bindings::kstat,
@@ -480,7 +507,7 @@ const READDIR_BATCH: usize = 64;
 /// # Safety
 ///
 /// `folio` is locked and belongs to the page cache of a file of ours.
-unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
+pub(super) unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
     // SAFETY: a locked page-cache folio has a stable mapping whose host
     // is the inode; the inode is referenced by whoever reads through it.
     let (info, bi, pos, size) = unsafe {
@@ -499,8 +526,17 @@ unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
             let buf = core::slice::from_raw_parts_mut(p.cast::<u8>(), len);
             let r = {
                 let rd = info.read();
-                let attrs = bi.attrs(&rd);
-                bi.with_cache(|cache| fs_common::read_data(&*rd, &info.sv, &attrs, pos + off as u64, buf, cache))
+                if info.is_rw() {
+                    // The size on disk grows with every write back: read
+                    // it fresh, and decode extents afresh (no cache).
+                    // The inode is referenced (see above).
+                    let inum = (*(*(*folio).__bindgen_anon_1.__bindgen_anon_1.mapping).host).i_ino as u64;
+                    fs_common::inode_get(&*rd, &info.sv, inum)
+                        .and_then(|attrs| fs_common::read_data(&*rd, &info.sv, &attrs, pos + off as u64, buf, &mut ExtentCache::default()))
+                } else {
+                    let attrs = bi.attrs(&rd);
+                    bi.with_cache(|cache| fs_common::read_data(&*rd, &info.sv, &attrs, pos + off as u64, buf, cache))
+                }
             };
             bindings::kunmap_local(p);
             r
@@ -511,7 +547,7 @@ unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
     // A reader that reached the end of the file needs the decoded extent
     // no more: free it rather than keep it for as long as the inode is
     // cached (thousands of inodes may be).
-    if pos + size as u64 >= bi.attrs(&info.read()).size {
+    if !info.is_rw() && pos + size as u64 >= bi.attrs(&info.read()).size {
         bi.with_cache(|cache| *cache = ExtentCache::default());
     }
     Ok(())
@@ -523,7 +559,7 @@ unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
 /// # Safety
 ///
 /// Called by the page cache with a locked folio of a file of ours.
-unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio: *mut bindings::folio) -> c_int {
+pub(super) unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio: *mut bindings::folio) -> c_int {
     let _nofs = NofsScope::new();
     // SAFETY: caller's contract.
     let r = unsafe { fill_folio(folio) };
@@ -541,7 +577,7 @@ unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio: *mut bind
 ///
 /// Called by the page cache with a valid readahead control of a file of
 /// ours.
-unsafe extern "C" fn bch_readahead(rac: *mut bindings::readahead_control) {
+pub(super) unsafe extern "C" fn bch_readahead(rac: *mut bindings::readahead_control) {
     let _nofs = NofsScope::new();
     loop {
         // SAFETY: `rac` is valid; each folio returned is locked and ours

@@ -4,21 +4,28 @@
 //! `bch2_fs_parse_param`, `bch2_fs_get_tree`, `bch2_statfs`,
 //! `bch2_show_options` and `bch2_kill_sb` in `fs/bcachefs/fs.c`).
 //!
-//! Mounts are read-only.  `get_tree` refuses a read-write request with
-//! `EROFS` (after checking that the device is bcachefs at all, so that a
-//! foreign device still gets `EINVAL`), then lets `get_tree_bdev()` open the
-//! device exclusively, with the superblock as holder, and calls
-//! [`fill_super`].  Every mount failure logs one line naming the device and
-//! the reason.
+//! `get_tree` lets `get_tree_bdev()` open the device exclusively, with
+//! the superblock as holder (for writing unless `-o ro`), and calls
+//! [`fill_super`].  A read-only mount (`ro`, or `norecovery`/`nochanges`,
+//! which force it) runs on the read-only core [`Fs`]; a read-write one on
+//! the write core [`crate::fs_rw::BchFs`] (see [`rw`]).  Every mount
+//! failure logs one line naming the device and the reason.
 //!
-//! Inodes, directories, files and symlinks are in [`inode`]; the
-//! `/sys/fs/bcachefs/<uuid>/` directory in [`crate::sysfs`].
+//! Remounting: read-write to read-only syncs the filesystem and flushes
+//! the journal (the write core stays up, so going read-write again is
+//! allowed); a mount that started read-only stays read-only (`EROFS`).
+//!
+//! Inodes, directories, files and symlinks are in [`inode`], their write
+//! side in [`rw`]; the `/sys/fs/bcachefs/<uuid>/` directory in
+//! [`crate::sysfs`].
 
 mod inode;
+mod rw;
 
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::ptr;
+use core::sync::atomic::AtomicBool;
 
 use kernel::alloc::{flags::GFP_KERNEL, KBox};
 use kernel::ffi::{c_char, c_int, c_uint, c_ulong};
@@ -27,7 +34,7 @@ use kernel::ThisModule;
 
 use crate::bcachefs::{Fs, OpenError};
 use crate::bindings;
-use crate::block::{Bdev, SbBdev};
+use crate::block::SbBdev;
 use crate::errcode::Errno;
 use crate::format::sb;
 use crate::fs_common::{self, BtreeRead, Subvol};
@@ -62,6 +69,8 @@ const _: () = {
 pub(crate) enum Mounted {
     /// Read-only.
     Ro(KBox<RoFs>),
+    /// Read-write.
+    Rw(KBox<rw::RwFs>),
 }
 
 /// A reader of the mounted filesystem (`&dyn BtreeRead`): on a read-write
@@ -70,6 +79,7 @@ pub(crate) enum Mounted {
 /// copying to user memory that may fault in a page of ours).
 pub(crate) struct Reader<'a> {
     r: &'a (dyn BtreeRead + Sync),
+    _g: Option<crate::platform::MutexGuard<'a, ()>>,
 }
 
 impl<'a> core::ops::Deref for Reader<'a> {
@@ -92,6 +102,9 @@ pub(crate) struct FsInfo {
     pub(crate) sv: Subvol,
     /// The options this mount was given.
     pub(crate) opts: MountOpts,
+    /// A read-write mount was shut down cleanly (`put_super`): nothing may
+    /// call into the write core any more.
+    pub(crate) shut: AtomicBool,
     /// Superblock facts (block size, time units), fixed at mount.
     pub(crate) facts: fs_common::FsFacts,
     /// The filesystem's user-visible uuid.
@@ -115,14 +128,25 @@ impl FsInfo {
     /// A reader of the filesystem (see [`Reader`]).
     pub(crate) fn read(&self) -> Reader<'_> {
         match &self.fs {
-            Mounted::Ro(fs) => Reader { r: &**fs },
+            Mounted::Ro(fs) => Reader { r: &**fs, _g: None },
+            Mounted::Rw(fs) => {
+                let g = fs.op_lock();
+                Reader { r: &**fs, _g: Some(g) }
+            }
         }
+    }
+
+    /// Whether this is a read-write mount (the write core is up, even if
+    /// remounted read-only since).
+    pub(crate) fn is_rw(&self) -> bool {
+        matches!(self.fs, Mounted::Rw(_))
     }
 
     /// Runs `f` on the superblock as last written (or as read at mount).
     pub(crate) fn with_sb_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         match &self.fs {
             Mounted::Ro(fs) => f(fs.sb_bytes()),
+            Mounted::Rw(fs) => f(fs.open.sb.lock().bytes()),
         }
     }
 
@@ -130,6 +154,7 @@ impl FsInfo {
     pub(crate) fn btree_cache_count(&self) -> usize {
         match &self.fs {
             Mounted::Ro(fs) => fs.btree_cache_count(),
+            Mounted::Rw(fs) => fs.open.cache.count(),
         }
     }
 
@@ -137,13 +162,17 @@ impl FsInfo {
     pub(crate) fn btree_cache_bytes(&self) -> usize {
         match &self.fs {
             Mounted::Ro(fs) => fs.btree_cache_bytes(),
+            Mounted::Rw(fs) => fs.open.cache.bytes(),
         }
     }
 
-    /// Frees up to `nr` cached btree nodes; how many were freed.
+    /// Frees up to `nr` cached btree nodes; how many were freed.  Nothing
+    /// on a read-write mount: its cache holds dirty nodes, which the
+    /// cache's shrink does not tell apart (it is bounded in size anyway).
     pub(crate) fn btree_cache_shrink(&self, nr: usize) -> usize {
         match &self.fs {
             Mounted::Ro(fs) => fs.btree_cache_shrink(nr),
+            Mounted::Rw(_) => 0,
         }
     }
 
@@ -151,6 +180,10 @@ impl FsInfo {
     pub(crate) fn journal_debug_to_text(&self, w: &mut dyn fmt::Write) -> fmt::Result {
         match &self.fs {
             Mounted::Ro(fs) => fs.journal_debug_to_text(w),
+            Mounted::Rw(fs) => {
+                let _g = fs.op_lock();
+                fs.open.journal.debug_to_text(w)
+            }
         }
     }
 
@@ -158,6 +191,7 @@ impl FsInfo {
     pub(crate) fn io_done(&self) -> Option<crate::bcachefs::IoDone> {
         match &self.fs {
             Mounted::Ro(fs) => Some(fs.io_done()),
+            Mounted::Rw(_) => None,
         }
     }
 }
@@ -209,6 +243,10 @@ static BCH_FC_OPS: bindings::fs_context_operations = bindings::fs_context_operat
 static BCH_SUPER_OPS: bindings::super_operations = bindings::super_operations {
     alloc_inode: Some(inode::bch_alloc_inode),
     free_inode: Some(inode::bch_free_inode),
+    evict_inode: Some(rw::bch_evict_inode),
+    write_inode: Some(rw::bch_write_inode),
+    sync_fs: Some(rw::bch_sync_fs),
+    put_super: Some(rw::bch_put_super),
     statfs: Some(bch_statfs),
     show_options: Some(bch_show_options),
     // SAFETY: all other members are optional callbacks; `None` is zero.
@@ -368,67 +406,65 @@ unsafe extern "C" fn bch_parse_param(fc: *mut bindings::fs_context, param: *mut 
     }
 }
 
-/// `reconfigure` (remount): options are checked by `parse_param` and
-/// otherwise ignored; going read-write is refused.
+/// `reconfigure` (remount, `bch2_fs_reconfigure()`): options are checked
+/// by `parse_param` and otherwise ignored.  Read-write to read-only syncs
+/// the filesystem and flushes the journal; read-only to read-write works
+/// only for a mount that started read-write (`EROFS` otherwise).
 ///
 /// # Safety
 ///
 /// Called by the VFS with a valid `fs_context` for reconfiguration.
 unsafe extern "C" fn bch_reconfigure(fc: *mut bindings::fs_context) -> c_int {
-    // SAFETY: `fc` is valid for the call.
-    let (flags, mask) = unsafe { ((*fc).sb_flags, (*fc).sb_flags_mask) };
-    if mask & bindings::BCH_RS_SB_RDONLY != 0 && flags & bindings::BCH_RS_SB_RDONLY == 0 {
-        // SAFETY: `fc->root` is set for a reconfiguration; its superblock
-        // is one of ours and alive while `fc` holds the root.
-        let id = unsafe { SbId(&(*(*(*fc).root).d_sb).s_id) };
-        bch_err!("{id}: read-write mounts are not supported yet; the filesystem stays read-only");
+    let _nofs = NofsScope::new();
+    // SAFETY: `fc` is valid for the call; `fc->root` is set for a
+    // reconfiguration, its superblock one of ours, mounted and alive
+    // while `fc` holds the root.
+    let (flags, mask, sb) = unsafe { ((*fc).sb_flags, (*fc).sb_flags_mask, (*(*fc).root).d_sb) };
+    // SAFETY: as above.
+    let (info, id, was_ro) = unsafe { (FsInfo::of(sb), SbId(&(*sb).s_id), (*sb).s_flags & bindings::BCH_RS_SB_RDONLY as c_ulong != 0) };
+    if mask & bindings::BCH_RS_SB_RDONLY == 0 {
+        return 0;
+    }
+    let want_ro = flags & bindings::BCH_RS_SB_RDONLY != 0;
+    if !want_ro && !info.is_rw() {
+        bch_err!("{id}: mounted read-only (or norecovery/nochanges); remount read-write is not supported, unmount and mount again");
         return Errno::EROFS.to_kernel();
+    }
+    if want_ro && !was_ro && info.is_rw() {
+        // SAFETY: `sb` is mounted and its `s_umount` is held by the caller.
+        let r = unsafe { bindings::sync_filesystem(sb) };
+        if r != 0 {
+            return r;
+        }
+        if let Err(e) = rw::flush_all(info) {
+            bch_err!("{id}: flushing for remount,ro: {e}");
+            return e.to_kernel();
+        }
     }
     0
 }
 
-/// `get_tree`: refuses read-write, then mounts through `get_tree_bdev()`.
+/// `get_tree`: mounts through `get_tree_bdev()`, which opens the device
+/// (for writing unless `SB_RDONLY`) and calls [`fill_super`].
 ///
 /// # Safety
 ///
 /// Called by the VFS with a valid, exclusively owned `fs_context`.
 unsafe extern "C" fn bch_get_tree(fc: *mut bindings::fs_context) -> c_int {
     // SAFETY: `fc` is valid for the duration of the call.
-    let (source, flags) = unsafe { ((*fc).source, (*fc).sb_flags) };
+    let source = unsafe { (*fc).source };
     if source.is_null() {
         bch_err!("mount: no device given");
         return Errno::EINVAL.to_kernel();
-    }
-    if flags & bindings::BCH_RS_SB_RDONLY == 0 {
-        // SAFETY: `source` is a NUL-terminated string owned by `fc`,
-        // which outlives this call.
-        let path = unsafe { CStr::from_char_ptr(source) };
-        return match refuse_rw(path) {
-            Ok(()) => 0,
-            Err(e) => e.to_kernel(),
-        };
     }
     // SAFETY: `fc` is valid; `fill_super` has the signature expected.
     unsafe { bindings::get_tree_bdev(fc, Some(fill_super)) }
 }
 
-/// A read-write mount: a device that is not bcachefs fails as it would
-/// read-only (`EINVAL`, one line), a bcachefs one with `EROFS`.  The device
-/// is only opened for reading, shared, and never written.
-fn refuse_rw(path: &CStr) -> Result<(), Errno> {
-    let name = path.to_str().unwrap_or("(non-UTF-8 path)");
-    let dev = Bdev::open_read(path).inspect_err(|e| {
-        bch_err!("{name}: cannot open device: {e}");
-    })?;
-    read_super(&dev)?;
-    bch_err!("{name}: read-write mounts are not supported yet; mount with -o ro");
-    Err(Errno::EROFS)
-}
-
-/// For a read-write request: reads the superblock as `Fs::open` would
-/// (the primary at sector 8, else the backups the layout lists), so that a
-/// device that is not bcachefs fails with `EINVAL` and one line rather
-/// than `EROFS`.
+/// Reads the superblock as `Fs::open` would (the primary at sector 8,
+/// else the backups the layout lists), so that a device that is not
+/// bcachefs fails with `EINVAL` and one line naming the device and the
+/// reason, before the write core opens it.
 fn read_super<D: BlockDev + ?Sized>(dev: &D) -> Result<(), Errno> {
     let name = dev.name();
     let need = sb::SB_SECTOR + (sb::SB_PROBE_BYTES / SECTOR_SIZE) as u64;
@@ -447,7 +483,7 @@ fn read_super<D: BlockDev + ?Sized>(dev: &D) -> Result<(), Errno> {
 }
 
 /// `fill_super` for `get_tree_bdev()`: the device is open (exclusively,
-/// read-only); read the filesystem and set the superblock up.  On failure
+/// for writing unless the mount is read-only); read the filesystem and set the superblock up.  On failure
 /// `get_tree_bdev()` calls [`bch_kill_sb`], which frees whatever
 /// `s_fs_info` holds.
 ///
@@ -491,14 +527,66 @@ unsafe fn open_into(slot: *mut RoFs, dev: SbBdev, oo: &crate::bcachefs::OpenOpts
 /// As [`fill_super`]: `sb` is a new superblock of ours with `bdev` open.
 #[inline(never)]
 unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_device, name: &str, opts: &MountOpts) -> Result<(), Errno> {
-    // SAFETY: `bdev` stays open while the superblock lives (caller).
+    let oo = opts.open_opts();
+    // SAFETY: `sb` is valid.
+    let sb_ro = unsafe { (*sb).s_flags } & bindings::BCH_RS_SB_RDONLY as c_ulong != 0;
+    let rw = !sb_ro && !oo.norecovery && !opts.nochanges();
+    if oo.verbose {
+        bch_info!("{name}: mounting {}{}", if rw { "read-write" } else { "read-only" }, if oo.norecovery { ", norecovery" } else { "" });
+    }
+    let (fs, facts, lbs, uuid) = if rw {
+        // SAFETY: `bdev` stays open while the superblock lives, opened
+        // for writing since the superblock is not `SB_RDONLY` (caller).
+        unsafe { rw::open_rw(bdev, name) }?
+    } else {
+        // SAFETY: `bdev` stays open while the superblock lives (caller).
+        unsafe { open_ro(bdev, name, &oo) }?
+    };
+    let info = FsInfo {
+        sysfs: None,
+        shrinker: None,
+        fs,
+        sv: Subvol { id: 0, snapshot: 0, root_inum: 0 },
+        opts: *opts,
+        shut: AtomicBool::new(false),
+        facts,
+        uuid,
+    };
+    let info = KBox::new(info, GFP_KERNEL).map_err(|_| {
+        bch_err!("{name}: out of memory");
+        // Dropping a write core without its shutdown leaves the volume
+        // unclean (replayed at the next mount), as a crash would.
+        Errno::ENOMEM
+    })?;
+    // SAFETY: as for this function.
+    let r = unsafe { mount_finish(sb, name, opts, info, lbs, rw) };
+    if r.is_err() && rw {
+        // SAFETY: `s_fs_info` is set once `mount_finish` got that far;
+        // else the write core was dropped already (unclean, see above).
+        unsafe {
+            if !(*sb).s_fs_info.is_null() {
+                rw::shutdown(FsInfo::of(sb), &name);
+            }
+        }
+    }
+    r
+}
+
+/// Opens the read-only core into a box.
+///
+/// # Safety
+///
+/// `bdev` stays open until the returned filesystem is dropped.
+#[inline(never)]
+unsafe fn open_ro(
+    bdev: *mut bindings::block_device,
+    name: &str,
+    oo: &crate::bcachefs::OpenOpts,
+) -> Result<(Mounted, fs_common::FsFacts, u32, [u8; 16]), Errno> {
+    // SAFETY: the caller's contract.
     let dev = unsafe { SbBdev::new(bdev, name) }.inspect_err(|_| bch_err!("{name}: out of memory"))?;
     // No separate superblock probe: `Fs::open` reads it (with the backup
     // fallback) and its error names a foreign device in one line.
-    let oo = opts.open_opts();
-    if oo.verbose {
-        bch_info!("{name}: mounting read-only{}", if oo.norecovery { ", norecovery" } else { "" });
-    }
     // The filesystem is allocated first and opened into its box, so that
     // no `Fs` is ever moved through this frame.
     let mut b = KBox::<RoFs>::new_uninit(GFP_KERNEL).map_err(|_| {
@@ -515,19 +603,19 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
     let facts = *fs.facts();
     let lbs = fs.dev().logical_block_size();
     let uuid = fs.user_uuid();
-    let info = FsInfo {
-        sysfs: None,
-        shrinker: None,
-        fs: Mounted::Ro(fs),
-        sv: Subvol { id: 0, snapshot: 0, root_inum: 0 },
-        opts: *opts,
-        facts,
-        uuid,
-    };
-    let mut info = KBox::new(info, GFP_KERNEL).map_err(|_| {
-        bch_err!("{name}: out of memory");
-        Errno::ENOMEM
-    })?;
+    Ok((Mounted::Ro(fs), facts, lbs, uuid))
+}
+
+/// The rest of [`mount`] once the filesystem is open: checks, the
+/// superblock's fields, the shrinker, sysfs and the root.
+///
+/// # Safety
+///
+/// As [`mount`].
+#[inline(never)]
+unsafe fn mount_finish(sb: *mut bindings::super_block, name: &str, opts: &MountOpts, mut info: KBox<FsInfo>, lbs: u32, rw: bool) -> Result<(), Errno> {
+    let facts = info.facts;
+    let uuid = info.uuid;
     if facts.block_bytes < lbs || !facts.block_bytes.is_power_of_two() {
         bch_err!("{name}: filesystem block size {} is smaller than the device's logical block size {lbs}", facts.block_bytes);
         return Err(Errno::EINVAL);
@@ -536,9 +624,10 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
         bch_err!("{name}: invalid time precision {} ns", facts.time_precision_ns);
         return Err(Errno::EINVAL);
     }
-    info.sv = fs_common::root_subvol(&*info.read()).inspect_err(|e| {
+    let sv = fs_common::root_subvol(&*info.read()).inspect_err(|e| {
         bch_err!("{name}: cannot read the root subvolume: {e}");
     })?;
+    info.sv = sv;
     let sv = info.sv;
     let info = KBox::into_raw(info);
     // SAFETY: `sb` is new and locked: nobody else looks at it yet.  From
@@ -555,7 +644,9 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
         (*sb).s_time_min = i64::MIN / units_per_sec + 1;
         (*sb).s_time_max = i64::MAX / units_per_sec;
         (*sb).s_op = &BCH_SUPER_OPS;
-        (*sb).s_flags |= bindings::BCH_RS_SB_RDONLY as c_ulong;
+        if !rw {
+            (*sb).s_flags |= bindings::BCH_RS_SB_RDONLY as c_ulong;
+        }
         (*sb).s_uuid.b = uuid;
         (*sb).s_uuid_len = 16;
         // As C: the superblock's id is the filesystem's name, its uuid
@@ -595,8 +686,8 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
     if opts.fsck() {
         bch_warn!("{name}: fsck is not implemented; option ignored");
     }
-    if oo.verbose {
-        bch_info!("{name}: mounted read-only, uuid {}", UuidFmt(&uuid));
+    if opts.verbose() {
+        bch_info!("{name}: mounted {}, uuid {}", if rw { "read-write" } else { "read-only" }, UuidFmt(&uuid));
     }
     Ok(())
 }

@@ -1,0 +1,934 @@
+// SPDX-License-Identifier: GPL-2.0
+//! The write side of a read-write mount (`fs/bcachefs/fs.c`: `bch2_create`,
+//! `bch2_mknod`, `bch2_mkdir`, `bch2_symlink`, `bch2_link`, `bch2_unlink`,
+//! `bch2_rmdir`, `bch2_rename2`, `bch2_setattr`, `bch2_vfs_write_inode`,
+//! `bch2_evict_inode`, `bch2_sync_fs`, `bch2_put_super`;
+//! `fs-io-buffered.c`: `bch2_write_begin`, `bch2_write_end`,
+//! `bch2_writepages`; `fs-io.c`: `bch2_fsync`).
+//!
+//! The filesystem is the write core [`crate::fs_rw::BchFs`], owned by the
+//! mount.  Every call into it holds its operation lock (`op_lock`, one
+//! sleeping mutex per mount: [`Op`]), reads included ([`super::Reader`]).
+//! Lock order: the VFS's locks (`i_rwsem`, folio locks) before the
+//! operation lock; nothing holding it waits for a folio, an inode lock or
+//! writeback, and user memory is never touched under it.
+//!
+//! Each operation calls the `fs_common` one and then re-reads the inodes
+//! it changed into the VFS inodes.  A regular file's size is led by the
+//! page cache: buffered writes only dirty folios; `writepages` writes
+//! each dirty folio through `fs_common::io_write::write_data` (its own
+//! extent, synchronously, under the operation lock), with the VFS's
+//! `i_size`.  An inode whose last link goes is removed from the btree when
+//! the VFS evicts it (`bch2_evict_inode()`), so open unlinked files stay
+//! readable.
+
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+use kernel::ffi::{c_char, c_int, c_uint, c_void};
+use kernel::str::CStr;
+
+use super::inode::{self, BchInode};
+use super::{FsInfo, Mounted, NofsScope, Reader, SbId};
+use crate::bindings;
+use crate::block::SbBdev;
+use crate::errcode::Errno;
+use crate::fs_common::fs_ops::{self, NewInode, RenameMode, SetAttr};
+use crate::fs_common::trans::commit_do;
+use crate::fs_common::{self, FsFacts};
+use crate::fs_rw::{writepoint_hashed, BchFs, BchFsOpen, FsDataAlloc};
+use crate::journal::res::JournalSink;
+use crate::platform::{BlockDev, MutexGuard};
+use crate::{bch_err, bch_info};
+
+/// The write core over the superblock's block device.
+pub(crate) type RwFs = BchFs<SbBdev>;
+
+// As the read-only core: every callback shares it by reference.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<RwFs>()
+};
+
+const PAGE_SIZE: usize = 4096;
+const PAGE_SHIFT: u32 = 12;
+const NSEC_PER_SEC: i64 = 1_000_000_000;
+const S_IFMT: u16 = bindings::S_IFMT as u16;
+const S_IFREG: u16 = bindings::S_IFREG as u16;
+const S_IFDIR: u16 = bindings::S_IFDIR as u16;
+const S_IFLNK: u16 = bindings::S_IFLNK as u16;
+/// `MAX_ERRNO`: pointers from `-MAX_ERRNO` up are encoded errors.
+const MAX_ERRNO: usize = 4095;
+
+/// One operation on the write core: holds the mount's operation lock.
+/// The time operations stamp is set when it starts.
+pub(crate) struct Op<'a> {
+    pub(crate) fs: &'a RwFs,
+    _g: MutexGuard<'a, ()>,
+}
+
+impl Op<'_> {
+    /// A reader through the lock this operation holds.
+    pub(crate) fn reader(&self) -> Reader<'_> {
+        Reader { r: self.fs, _g: None }
+    }
+}
+
+/// The current time, ns since the epoch.
+fn now_ns() -> i64 {
+    // SAFETY: reads the clock.
+    unsafe { bindings::ktime_get_real_ns() as i64 }
+}
+
+impl FsInfo {
+    /// Starts an operation on the write core.  Errors: `EROFS` on a
+    /// read-only mount or once the write core is shut down.
+    pub(crate) fn op(&self) -> Result<Op<'_>, Errno> {
+        let Mounted::Rw(fs) = &self.fs else {
+            return Err(Errno::EROFS);
+        };
+        let g = fs.op_lock();
+        if self.shut.load(Ordering::Acquire) {
+            return Err(Errno::EROFS);
+        }
+        fs.set_time(now_ns());
+        Ok(Op { fs, _g: g })
+    }
+}
+
+/// Opens the write core on `bdev` (`bch2_fs_open()` + `bch2_fs_start()`):
+/// the superblock probe (one line naming a foreign device), the journal
+/// and roots, going read-write (replay after an unclean shutdown), and
+/// `bch2_fs_initialize()` for a volume never initialized.  Returns it
+/// boxed with the facts [`FsInfo`] keeps.
+///
+/// # Safety
+///
+/// `bdev` was opened for writing and stays open until the returned
+/// filesystem is dropped.
+#[inline(never)]
+pub(super) unsafe fn open_rw(
+    bdev: *mut bindings::block_device,
+    name: &str,
+) -> Result<(Mounted, FsFacts, u32, [u8; 16]), Errno> {
+    // SAFETY: the caller's contract.
+    let dev = unsafe { SbBdev::with_mode(bdev, name, true) }.inspect_err(|_| bch_err!("{name}: out of memory"))?;
+    super::read_super(&dev)?;
+    let lbs = dev.logical_block_size();
+    let open = BchFsOpen::open(dev).inspect_err(|e| bch_err!("{name}: opening read-write: {e}"))?;
+    let facts = open.facts;
+    if facts.block_bytes as usize > PAGE_SIZE {
+        bch_err!("{name}: block size {} is larger than a page: read-write mounts need blocks of at most {PAGE_SIZE} bytes", facts.block_bytes);
+        return Err(Errno::EINVAL);
+    }
+    let uuid = open.sb.lock().sb().map(|s| s.user_uuid()).map_err(|_| Errno::EINVAL)?;
+    let fresh = open.fresh;
+    // SAFETY: returns random bits.
+    let seed = unsafe { bindings::get_random_u64() };
+    let fs = start_boxed(open, seed).inspect_err(|e| bch_err!("{name}: going read-write: {e}"))?;
+    if fresh {
+        let _g = fs.op_lock();
+        fs.set_time(now_ns());
+        if let Err(e) = crate::fs_initialize::fs_initialize(&fs) {
+            bch_err!("{name}: initializing the new filesystem: {e}");
+            let _ = fs.shutdown();
+            return Err(e);
+        }
+        bch_info!("{name}: initialized a new filesystem");
+    }
+    Ok((Mounted::Rw(fs), facts, lbs, uuid))
+}
+
+/// [`BchFs::start`] into a box, in a frame of its own (the value is large).
+#[inline(never)]
+fn start_boxed(open: crate::platform::Arc<BchFsOpen<SbBdev>>, seed: u64) -> Result<kernel::alloc::KBox<RwFs>, Errno> {
+    let fs = BchFs::start(open, now_ns(), seed)?;
+    kernel::alloc::KBox::new(fs, kernel::alloc::flags::GFP_KERNEL).map_err(|_| Errno::ENOMEM)
+}
+
+/// Clean shutdown of a read-write mount (`bch2_fs_read_only()` and
+/// `bch2_fs_mark_clean()`), once; nothing calls into the write core
+/// afterwards.  A failure is logged (the volume is then left as after a
+/// crash: the next mount replays the journal).
+pub(super) fn shutdown(info: &FsInfo, name: &dyn core::fmt::Display) {
+    let Ok(op) = info.op() else { return };
+    if let Err(e) = op.fs.shutdown() {
+        bch_err!("{name}: clean shutdown failed: {e}; the journal will be replayed at the next mount");
+    }
+    info.shut.store(true, Ordering::Release);
+}
+
+/// Everything committed so far made durable: the write buffer and dirty
+/// nodes written (`fs.flush()`), then the journal flushed up to its
+/// current entry (`bch2_journal_flush_seq()`).
+pub(super) fn flush_all(info: &FsInfo) -> Result<(), Errno> {
+    let op = match info.op() {
+        Ok(op) => op,
+        Err(Errno::EROFS) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    op.fs.flush()?;
+    let j = &op.fs.open.journal;
+    if j.cur_seq() > j.flushed_seq_ondisk() {
+        JournalSink::flush_seq(&**j, j.cur_seq())?;
+    }
+    Ok(())
+}
+
+fn to_kernel(r: Result<(), Errno>) -> c_int {
+    match r {
+        Ok(()) => 0,
+        Err(e) => e.to_kernel(),
+    }
+}
+
+fn ts_ns(t: bindings::timespec64) -> i64 {
+    t.tv_sec.saturating_mul(NSEC_PER_SEC).saturating_add(t.tv_nsec as i64)
+}
+
+/// A dentry's name.
+///
+/// # Safety
+///
+/// `d` is valid and its name stable (the VFS holds the parent's lock) for
+/// `'a`.
+unsafe fn dname<'a>(d: *const bindings::dentry) -> &'a [u8] {
+    // SAFETY: the caller's contract; `name` is valid for `len` bytes.
+    unsafe {
+        let q = &(*d).d_name;
+        core::slice::from_raw_parts(q.name, q.__bindgen_anon_1.__bindgen_anon_1.len as usize)
+    }
+}
+
+/// Re-reads `inode` from the btree into our attributes and the VFS inode
+/// (`bch2_inode_update_after_write()`); a regular file's size stays the
+/// page cache's.
+///
+/// # Safety
+///
+/// `inode` is ours, referenced, and the caller holds the VFS locks that
+/// allow changing its attributes.
+unsafe fn refresh(info: &FsInfo, op: &Op<'_>, inode: *mut bindings::inode) -> Result<(), Errno> {
+    // SAFETY: the caller's contract.
+    let (bi, inum, mode) = unsafe { (BchInode::from_vfs(inode), (*inode).i_ino as u64, (*inode).i_mode) };
+    let a = fs_common::inode_get(&*op.reader(), &info.sv, inum)?;
+    bi.set_attrs(op, a);
+    // SAFETY: the caller's contract.
+    unsafe { inode::set_vfs_attrs(inode, &a, mode & S_IFMT != S_IFREG) };
+    Ok(())
+}
+
+/// The inode `inum` just made, attached to `dentry`.
+///
+/// # Safety
+///
+/// `dentry` is a negative dentry of `sb` the VFS handed to a create
+/// operation.
+unsafe fn instantiate(sb: *mut bindings::super_block, dentry: *mut bindings::dentry, inum: u64) -> Result<(), Errno> {
+    // SAFETY: `sb` is mounted.
+    let inode = unsafe { inode::iget(sb, inum) }?;
+    // SAFETY: `d_instantiate` takes our reference.
+    unsafe { bindings::d_instantiate(dentry, inode) };
+    Ok(())
+}
+
+// ---- directory operations ---------------------------------------------
+
+/// `create` (`bch2_create`).
+///
+/// # Safety
+///
+/// Called by the VFS with a directory of ours (locked) and a negative
+/// dentry under it.
+unsafe extern "C" fn bch_create(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+    _excl: bool,
+) -> c_int {
+    // SAFETY: as this function.
+    unsafe { bch_mknod(idmap, dir, dentry, mode, 0) }
+}
+
+/// `mkdir` (`bch2_mkdir`).
+///
+/// # Safety
+///
+/// As [`bch_create`].
+unsafe extern "C" fn bch_mkdir(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+) -> c_int {
+    // SAFETY: as this function.
+    unsafe { bch_mknod(idmap, dir, dentry, mode | bindings::S_IFDIR as bindings::umode_t, 0) }
+}
+
+/// `mknod` (`bch2_mknod`): any file type.
+///
+/// # Safety
+///
+/// As [`bch_create`].
+unsafe extern "C" fn bch_mknod(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+    rdev: bindings::dev_t,
+) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: as this function.
+    to_kernel(unsafe { mknod(idmap, dir, dentry, mode, rdev) })
+}
+
+#[inline(never)]
+unsafe fn mknod(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    mode: bindings::umode_t,
+    rdev: bindings::dev_t,
+) -> Result<(), Errno> {
+    let (mut m, mut uid, mut gid) = (mode, 0u32, 0u32);
+    // SAFETY: the VFS's arguments are valid (caller); the outputs are
+    // locals.
+    let (sb, info, name, dinum) = unsafe {
+        bindings::bch_rs_new_owner(idmap, dir, &mut m, &mut uid, &mut gid);
+        let sb = (*dir).i_sb;
+        (sb, FsInfo::of(sb), dname(dentry), (*dir).i_ino as u64)
+    };
+    let inum = {
+        let op = info.op()?;
+        let n = NewInode { mode: m, uid, gid, rdev };
+        let u = fs_ops::create(&mut op.fs.trans(), &info.sv, dinum, name, &n)?;
+        // SAFETY: the VFS holds the directory's lock.
+        unsafe { refresh(info, &op, dir) }?;
+        u.inum
+    };
+    // SAFETY: the VFS's negative dentry.
+    unsafe { instantiate(sb, dentry, inum) }
+}
+
+/// `symlink` (`bch2_symlink`).
+///
+/// # Safety
+///
+/// As [`bch_create`]; `target` is a NUL-terminated string.
+unsafe extern "C" fn bch_symlink(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    target: *const c_char,
+) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: as this function.
+    to_kernel(unsafe { symlink(idmap, dir, dentry, target) })
+}
+
+#[inline(never)]
+unsafe fn symlink(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    dentry: *mut bindings::dentry,
+    target: *const c_char,
+) -> Result<(), Errno> {
+    let (mut m, mut uid, mut gid) = ((S_IFLNK | 0o777) as bindings::umode_t, 0u32, 0u32);
+    // SAFETY: as `mknod`; `target` is a C string the VFS owns.
+    let (sb, info, name, dinum, target) = unsafe {
+        bindings::bch_rs_new_owner(idmap, dir, &mut m, &mut uid, &mut gid);
+        let sb = (*dir).i_sb;
+        (sb, FsInfo::of(sb), dname(dentry), (*dir).i_ino as u64, CStr::from_char_ptr(target).as_bytes())
+    };
+    let inum = {
+        let op = info.op()?;
+        let mut a = FsDataAlloc::new(op.fs, writepoint_hashed(dinum));
+        let u = fs_ops::symlink(&mut op.fs.trans(), &mut a, &info.sv, dinum, name, target, uid, gid)?;
+        drop(a);
+        // SAFETY: the VFS holds the directory's lock.
+        unsafe { refresh(info, &op, dir) }?;
+        u.inum
+    };
+    // SAFETY: the VFS's negative dentry.
+    unsafe { instantiate(sb, dentry, inum) }
+}
+
+/// `link` (`bch2_link`).
+///
+/// # Safety
+///
+/// Called by the VFS with an existing dentry of ours, a directory of ours
+/// (locked) and a negative dentry under it; the inode is locked.
+unsafe extern "C" fn bch_link(old: *mut bindings::dentry, dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: as this function.
+    to_kernel(unsafe { link(old, dir, dentry) })
+}
+
+#[inline(never)]
+unsafe fn link(old: *mut bindings::dentry, dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> Result<(), Errno> {
+    // SAFETY: the VFS's arguments are valid; `old` is positive.
+    let (info, inode, name, dinum) = unsafe { (FsInfo::of((*dir).i_sb), (*old).d_inode, dname(dentry), (*dir).i_ino as u64) };
+    {
+        let op = info.op()?;
+        // SAFETY: `inode` is referenced by `old`.
+        let inum = unsafe { (*inode).i_ino as u64 };
+        fs_ops::link(&mut op.fs.trans(), &info.sv, dinum, inum, name)?;
+        // SAFETY: the VFS holds both inodes' locks.
+        unsafe {
+            refresh(info, &op, dir)?;
+            refresh(info, &op, inode)?;
+        }
+    }
+    // SAFETY: a new reference for the new dentry, which takes it.
+    unsafe {
+        bindings::ihold(inode);
+        bindings::d_instantiate(dentry, inode);
+    }
+    Ok(())
+}
+
+/// `unlink` (`bch2_unlink`).
+///
+/// # Safety
+///
+/// Called by the VFS with a directory of ours and a positive dentry under
+/// it, both locked.
+unsafe extern "C" fn bch_unlink(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: as this function.
+    to_kernel(unsafe { unlink(dir, dentry) })
+}
+
+/// `rmdir` (`bch2_rmdir`): `unlink` of an empty directory (`ENOTEMPTY`
+/// otherwise).
+///
+/// # Safety
+///
+/// As [`bch_unlink`].
+unsafe extern "C" fn bch_rmdir(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: as this function.
+    to_kernel(unsafe { unlink(dir, dentry) })
+}
+
+#[inline(never)]
+unsafe fn unlink(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> Result<(), Errno> {
+    // SAFETY: the VFS's arguments are valid; the dentry is positive.
+    let (info, inode, name, dinum) = unsafe { (FsInfo::of((*dir).i_sb), (*dentry).d_inode, dname(dentry), (*dir).i_ino as u64) };
+    let op = info.op()?;
+    // The inode itself goes when the VFS evicts it (it may be open).
+    commit_do(&mut op.fs.trans(), |t| fs_ops::unlink_trans(t, &info.sv, dinum, name))?;
+    // SAFETY: the VFS holds both inodes' locks.
+    unsafe {
+        refresh(info, &op, dir)?;
+        refresh(info, &op, inode)
+    }
+}
+
+/// `rename` (`bch2_rename2`): `RENAME_NOREPLACE` (the VFS checked the
+/// target is absent) and `RENAME_EXCHANGE`; `RENAME_WHITEOUT` is not
+/// supported (`EINVAL`).
+///
+/// # Safety
+///
+/// Called by the VFS with the directories and dentries of a rename on our
+/// filesystem, locked as `vfs_rename()` locks them.
+unsafe extern "C" fn bch_rename(
+    _idmap: *mut bindings::mnt_idmap,
+    src_dir: *mut bindings::inode,
+    src: *mut bindings::dentry,
+    dst_dir: *mut bindings::inode,
+    dst: *mut bindings::dentry,
+    flags: c_uint,
+) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: as this function.
+    to_kernel(unsafe { rename(src_dir, src, dst_dir, dst, flags) })
+}
+
+#[inline(never)]
+unsafe fn rename(
+    src_dir: *mut bindings::inode,
+    src: *mut bindings::dentry,
+    dst_dir: *mut bindings::inode,
+    dst: *mut bindings::dentry,
+    flags: c_uint,
+) -> Result<(), Errno> {
+    if flags & !(bindings::RENAME_NOREPLACE | bindings::RENAME_EXCHANGE) != 0 {
+        return Err(Errno::EINVAL);
+    }
+    // SAFETY: the VFS's arguments are valid; `src` is positive, `dst`
+    // may be negative.
+    let (info, src_inode, dst_inode, src_name, dst_name, sdir, ddir) = unsafe {
+        (
+            FsInfo::of((*src_dir).i_sb),
+            (*src).d_inode,
+            (*dst).d_inode,
+            dname(src),
+            dname(dst),
+            (*src_dir).i_ino as u64,
+            (*dst_dir).i_ino as u64,
+        )
+    };
+    let mode = if flags & bindings::RENAME_EXCHANGE != 0 {
+        RenameMode::Exchange
+    } else if dst_inode.is_null() {
+        RenameMode::Rename
+    } else {
+        RenameMode::Overwrite
+    };
+    let op = info.op()?;
+    // A replaced inode that lost its last link goes when it is evicted.
+    commit_do(&mut op.fs.trans(), |t| fs_ops::rename_trans(t, &info.sv, sdir, src_name, ddir, dst_name, mode))?;
+    // SAFETY: the VFS holds the locks of all of them.
+    unsafe {
+        refresh(info, &op, src_dir)?;
+        if dst_dir != src_dir {
+            refresh(info, &op, dst_dir)?;
+        }
+        refresh(info, &op, src_inode)?;
+        if !dst_inode.is_null() {
+            refresh(info, &op, dst_inode)?;
+        }
+    }
+    Ok(())
+}
+
+/// `setattr` (`bch2_setattr`): owner, mode, times and size.  The page
+/// cache is cut (`truncate_setsize()`) before the operation lock is
+/// taken.
+///
+/// # Safety
+///
+/// Called by the VFS with a positive dentry of ours whose inode is locked
+/// and a valid `iattr`.
+unsafe extern "C" fn bch_setattr(idmap: *mut bindings::mnt_idmap, dentry: *mut bindings::dentry, attr: *mut bindings::iattr) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: as this function.
+    to_kernel(unsafe { setattr(idmap, dentry, attr) })
+}
+
+#[inline(never)]
+unsafe fn setattr(idmap: *mut bindings::mnt_idmap, dentry: *mut bindings::dentry, attr: *mut bindings::iattr) -> Result<(), Errno> {
+    // SAFETY: the VFS's arguments are valid (caller).
+    let r = unsafe { bindings::setattr_prepare(idmap, dentry, attr) };
+    if r != 0 {
+        return Err(Errno(-r));
+    }
+    // SAFETY: as above; the dentry is positive.
+    let (inode, info, valid) = unsafe {
+        let inode = (*dentry).d_inode;
+        (inode, FsInfo::of((*inode).i_sb), (*attr).ia_valid)
+    };
+    // SAFETY: `inode` is valid and locked.
+    let (mut uid, mut gid, mut mode) = unsafe { (bindings::bch_rs_i_uid(inode) as u32, bindings::bch_rs_i_gid(inode) as u32, (*inode).i_mode) };
+    // SAFETY: as above; the outputs are locals.
+    unsafe { bindings::bch_rs_iattr_ids(idmap, inode, attr, &mut uid, &mut gid, &mut mode) };
+    let mut sa = SetAttr::default();
+    if valid & bindings::ATTR_UID != 0 {
+        sa.uid = Some(uid);
+    }
+    if valid & bindings::ATTR_GID != 0 {
+        sa.gid = Some(gid);
+    }
+    if valid & bindings::ATTR_MODE != 0 {
+        sa.mode = Some(mode);
+    }
+    // SAFETY: `attr` is valid.
+    unsafe {
+        if valid & bindings::ATTR_ATIME != 0 {
+            sa.atime_ns = Some(ts_ns((*attr).ia_atime));
+        }
+        if valid & bindings::ATTR_MTIME != 0 {
+            sa.mtime_ns = Some(ts_ns((*attr).ia_mtime));
+        }
+        if valid & bindings::ATTR_CTIME != 0 {
+            sa.ctime_ns = Some(ts_ns((*attr).ia_ctime));
+        }
+    }
+    if valid & bindings::ATTR_SIZE != 0 {
+        // SAFETY: as above.
+        let size = unsafe { (*attr).ia_size };
+        // SAFETY: the inode is locked; this waits for writeback of the
+        // folios it drops and zeroes the partial one.
+        unsafe { bindings::truncate_setsize(inode, size) };
+        sa.size = Some(size as u64);
+    }
+    let op = info.op()?;
+    // SAFETY: `inode` is valid.
+    let inum = unsafe { (*inode).i_ino as u64 };
+    {
+        let mut a = FsDataAlloc::new(op.fs, writepoint_hashed(inum));
+        fs_ops::setattr(&mut op.fs.trans(), &mut a, &info.sv, inum, &sa)?;
+    }
+    // SAFETY: the inode is locked.
+    unsafe { refresh(info, &op, inode) }
+}
+
+/// `write_inode` (`bch2_vfs_write_inode`): the times the VFS changed
+/// (`file_update_time()`, `touch_atime()`) written to the btree.
+///
+/// # Safety
+///
+/// Called by writeback with a referenced inode of ours.
+pub(super) unsafe extern "C" fn bch_write_inode(inode: *mut bindings::inode, _wbc: *mut bindings::writeback_control) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: `inode` is ours and referenced; its superblock mounted.
+    let (info, inum, sa) = unsafe {
+        let sa = SetAttr {
+            atime_ns: Some(ts_ns(bindings::inode_get_atime(inode))),
+            mtime_ns: Some(ts_ns(bindings::inode_get_mtime(inode))),
+            ctime_ns: Some(ts_ns(bindings::inode_get_ctime(inode))),
+            ..SetAttr::default()
+        };
+        (FsInfo::of((*inode).i_sb), (*inode).i_ino as u64, sa)
+    };
+    let op = match info.op() {
+        Ok(op) => op,
+        Err(_) => return 0,
+    };
+    let mut a = FsDataAlloc::new(op.fs, writepoint_hashed(inum));
+    match fs_ops::setattr(&mut op.fs.trans(), &mut a, &info.sv, inum, &sa) {
+        Ok(u) => {
+            // SAFETY: `inode` is ours.
+            let bi = unsafe { BchInode::from_vfs(inode) };
+            bi.set_attrs(&op, fs_common::attrs_from_unpacked(&info.facts, &u));
+            0
+        }
+        // Removed meanwhile.
+        Err(Errno::ENOENT) => 0,
+        Err(e) => e.to_kernel(),
+    }
+}
+
+/// `evict_inode` (`bch2_evict_inode`): the page cache goes; an inode with
+/// no link left is removed from the btree (`bch2_inode_rm()`).
+///
+/// # Safety
+///
+/// Called by the VFS once per inode of ours being evicted.
+pub(super) unsafe extern "C" fn bch_evict_inode(inode: *mut bindings::inode) {
+    let _nofs = NofsScope::new();
+    // SAFETY: the inode is being evicted: ours alone.
+    let (info, inum, remove) = unsafe {
+        bindings::truncate_inode_pages_final(&mut (*inode).i_data);
+        bindings::clear_inode(inode);
+        let remove = (*inode).__bindgen_anon_1.i_nlink == 0 && !bindings::is_bad_inode(inode);
+        (FsInfo::of((*inode).i_sb), (*inode).i_ino as u64, remove)
+    };
+    if !remove {
+        return;
+    }
+    let Ok(op) = info.op() else { return };
+    if let Err(e) = fs_common::inode_write::inode_rm(&mut op.fs.trans(), &info.sv, inum) {
+        bch_err!("{}: removing unlinked inode {inum}: {e}", op.fs.open.dev.name());
+    }
+}
+
+/// `sync_fs` (`bch2_sync_fs`): with `wait`, everything committed made
+/// durable ([`flush_all`]).
+///
+/// # Safety
+///
+/// Called by the VFS with a mounted superblock of ours.
+pub(super) unsafe extern "C" fn bch_sync_fs(sb: *mut bindings::super_block, wait: c_int) -> c_int {
+    if wait == 0 {
+        return 0;
+    }
+    let _nofs = NofsScope::new();
+    // SAFETY: mounted: `s_fs_info` is live.
+    let info = unsafe { FsInfo::of(sb) };
+    to_kernel(flush_all(info))
+}
+
+/// `put_super` (`bch2_put_super`): after the inodes are evicted and before
+/// the device is released, the clean shutdown of a read-write mount.
+///
+/// # Safety
+///
+/// Called by `generic_shutdown_super()` for a superblock of ours.
+pub(super) unsafe extern "C" fn bch_put_super(sb: *mut bindings::super_block) {
+    let _nofs = NofsScope::new();
+    // SAFETY: `s_fs_info` is live until `kill_sb` frees it after this.
+    let (info, id) = unsafe { (FsInfo::of(sb), SbId(&(*sb).s_id)) };
+    if info.is_rw() {
+        shutdown(info, &id);
+    }
+}
+
+// ---- file data ----------------------------------------------------------
+
+/// `fsync` (`bch2_fsync`): the range written back, the inode's times,
+/// then [`flush_all`].
+///
+/// # Safety
+///
+/// Called by the VFS with an open file of ours.
+unsafe extern "C" fn bch_fsync(file: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, _datasync: c_int) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: `file` is open; its inode ours.
+    let (r, inode) = unsafe { (bindings::file_write_and_wait_range(file, start, end), (*file).f_inode) };
+    if r != 0 {
+        return r;
+    }
+    // SAFETY: `inode` is referenced by the open file.
+    let r = unsafe { bindings::sync_inode_metadata(inode, 1) };
+    if r != 0 {
+        return r;
+    }
+    // SAFETY: as above.
+    let info = unsafe { FsInfo::of((*inode).i_sb) };
+    to_kernel(flush_all(info))
+}
+
+/// Whether `p` is an encoded error (`IS_ERR()`).
+fn is_err<T>(p: *mut T) -> bool {
+    p as usize >= (-(MAX_ERRNO as isize)) as usize
+}
+
+/// `write_begin` (`bch2_write_begin`): the folio at `pos`, locked and
+/// referenced; unless the write covers all of it, uptodate (read, or
+/// zeroed past the end of the file).
+///
+/// # Safety
+///
+/// Called by `generic_perform_write()` with the inode locked.
+unsafe extern "C" fn bch_write_begin(
+    _file: *mut bindings::file,
+    mapping: *mut bindings::address_space,
+    pos: bindings::loff_t,
+    len: c_uint,
+    foliop: *mut *mut bindings::folio,
+    _fsdata: *mut *mut c_void,
+) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: `mapping` is a file mapping of ours.
+    let folio = unsafe {
+        bindings::__filemap_get_folio(mapping, (pos >> PAGE_SHIFT) as kernel::ffi::c_ulong, bindings::BCH_RS_FGP_WRITEBEGIN, bindings::mapping_gfp_mask(mapping))
+    };
+    if is_err(folio) {
+        return folio as isize as c_int;
+    }
+    // SAFETY: `folio` is locked and referenced: ours to fill.
+    unsafe {
+        if !bindings::folio_test_uptodate(folio) {
+            let fpos = bindings::folio_pos(folio);
+            let fsize = bindings::folio_size(folio);
+            let whole = pos == fpos && len as usize >= fsize;
+            if !whole {
+                if fpos >= bindings::i_size_read((*mapping).host) {
+                    bindings::folio_zero_segment(folio, 0, fsize);
+                    bindings::folio_mark_uptodate(folio);
+                } else {
+                    match inode::fill_folio(folio) {
+                        Ok(()) => bindings::folio_mark_uptodate(folio),
+                        Err(e) => {
+                            bindings::folio_unlock(folio);
+                            bindings::folio_put(folio);
+                            return e.to_kernel();
+                        }
+                    }
+                }
+            }
+        }
+        *foliop = folio;
+    }
+    0
+}
+
+/// `write_end` (`bch2_write_end`): the folio dirtied, `i_size` grown.  A
+/// short copy into a folio that was not uptodate writes nothing (the
+/// caller retries).
+///
+/// # Safety
+///
+/// Called by `generic_perform_write()` with the folio of `write_begin`.
+unsafe extern "C" fn bch_write_end(
+    _file: *mut bindings::file,
+    mapping: *mut bindings::address_space,
+    pos: bindings::loff_t,
+    len: c_uint,
+    copied: c_uint,
+    folio: *mut bindings::folio,
+    _fsdata: *mut c_void,
+) -> c_int {
+    let mut copied = copied;
+    // SAFETY: the folio is locked and referenced (from `write_begin`);
+    // the inode is locked.
+    unsafe {
+        if !bindings::folio_test_uptodate(folio) {
+            if copied < len {
+                copied = 0;
+            } else {
+                bindings::folio_mark_uptodate(folio);
+            }
+        }
+        if copied > 0 {
+            let inode = (*mapping).host;
+            let end = pos + bindings::loff_t::from(copied);
+            if end > bindings::i_size_read(inode) {
+                bindings::i_size_write(inode, end);
+            }
+            bindings::folio_mark_dirty(folio);
+        }
+        bindings::folio_unlock(folio);
+        bindings::folio_put(folio);
+    }
+    copied as c_int
+}
+
+/// `writepages` (`bch2_writepages`): each dirty folio written
+/// synchronously through `write_data` (its own extent), up to `i_size`.
+///
+/// # Safety
+///
+/// Called by writeback with a file mapping of ours.
+unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: *mut bindings::writeback_control) -> c_int {
+    let _nofs = NofsScope::new();
+    let mut folio: *mut bindings::folio = ptr::null_mut();
+    let mut err: c_int = 0;
+    loop {
+        // SAFETY: the iteration protocol of `writeback_iter()`: it takes
+        // back the previous folio and the error of its write.
+        folio = unsafe { bindings::writeback_iter(mapping, wbc, folio, &mut err) };
+        if folio.is_null() {
+            break;
+        }
+        // SAFETY: `folio` is locked, cleared for I/O, of this mapping.
+        err = to_kernel(unsafe { write_folio(mapping, folio) });
+    }
+    err
+}
+
+/// Writes one folio locked by `writeback_iter()`; unlocks it.
+///
+/// # Safety
+///
+/// As [`bch_writepages`]'s loop body.
+#[inline(never)]
+unsafe fn write_folio(mapping: *mut bindings::address_space, folio: *mut bindings::folio) -> Result<(), Errno> {
+    // SAFETY: the folio is locked: its mapping and host are stable.
+    let (inode, pos, size, isize) = unsafe {
+        let inode = (*mapping).host;
+        (inode, bindings::folio_pos(folio), bindings::folio_size(folio), bindings::i_size_read(inode))
+    };
+    if pos >= isize || size > PAGE_SIZE {
+        // Past the end (a truncate raced us; it drops the folio), or a
+        // large folio, which this mapping never makes.
+        // SAFETY: ours to unlock.
+        unsafe { bindings::folio_unlock(folio) };
+        return if size > PAGE_SIZE { Err(Errno::EIO) } else { Ok(()) };
+    }
+    let len = usize::try_from(isize - pos).map_or(size, |n| n.min(size));
+    // SAFETY: locked; writeback is set before the lock goes, so truncate
+    // and reclaim wait for it.
+    unsafe {
+        if len < size {
+            bindings::folio_zero_segment(folio, len, size);
+        }
+        bindings::__folio_start_writeback(folio, false);
+        bindings::folio_unlock(folio);
+    }
+    // SAFETY: the folio is under writeback: it stays in the mapping.  Its
+    // memory may be written (mmap) meanwhile; `write_data` copies it
+    // before checksumming.
+    let r = unsafe {
+        let p = bindings::kmap_local_folio(folio, 0);
+        let data = core::slice::from_raw_parts(p.cast::<u8>(), len);
+        let r = write_data(inode, pos as u64, data);
+        bindings::kunmap_local(p);
+        r
+    };
+    // SAFETY: as above.
+    unsafe {
+        if let Err(e) = r {
+            bindings::mapping_set_error(mapping, e.to_kernel());
+        }
+        bindings::folio_end_writeback(folio);
+    }
+    r
+}
+
+/// `write_data` of file `inode` at `pos` (block aligned), under the
+/// operation lock.
+///
+/// # Safety
+///
+/// `inode` is ours and referenced.
+unsafe fn write_data(inode: *mut bindings::inode, pos: u64, data: &[u8]) -> Result<(), Errno> {
+    // SAFETY: the caller's contract.
+    let (info, inum) = unsafe { (FsInfo::of((*inode).i_sb), (*inode).i_ino as u64) };
+    let op = info.op()?;
+    let mut a = FsDataAlloc::new(op.fs, writepoint_hashed(inum));
+    fs_common::io_write::write_data(&mut op.fs.trans(), &mut a, &info.sv, inum, pos, data).inspect_err(|e| {
+        bch_err!("{}: writing inode {inum} at {pos}: {e}", op.fs.open.dev.name());
+    })
+}
+
+// ---- operation tables ---------------------------------------------------
+
+pub(super) static DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
+    lookup: Some(inode::bch_lookup),
+    getattr: Some(inode::bch_getattr),
+    create: Some(bch_create),
+    mkdir: Some(bch_mkdir),
+    mknod: Some(bch_mknod),
+    symlink: Some(bch_symlink),
+    link: Some(bch_link),
+    unlink: Some(bch_unlink),
+    rmdir: Some(bch_rmdir),
+    rename: Some(bch_rename),
+    setattr: Some(bch_setattr),
+    // SAFETY: the other members are optional callbacks; `None` is zero.
+    ..unsafe { core::mem::zeroed() }
+};
+
+pub(super) static FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
+    getattr: Some(inode::bch_getattr),
+    setattr: Some(bch_setattr),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+};
+
+pub(super) static SYMLINK_IOPS: bindings::inode_operations = bindings::inode_operations {
+    get_link: Some(bindings::simple_get_link),
+    getattr: Some(inode::bch_getattr),
+    setattr: Some(bch_setattr),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+};
+
+pub(super) static SPECIAL_IOPS: bindings::inode_operations = bindings::inode_operations {
+    getattr: Some(inode::bch_getattr),
+    setattr: Some(bch_setattr),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+};
+
+pub(super) static FILE_FOPS: inode::Fops = inode::Fops(bindings::file_operations {
+    open: Some(bindings::generic_file_open),
+    llseek: Some(bindings::generic_file_llseek),
+    read_iter: Some(bindings::generic_file_read_iter),
+    write_iter: Some(bindings::generic_file_write_iter),
+    mmap: Some(bindings::generic_file_mmap),
+    fsync: Some(bch_fsync),
+    splice_read: Some(bindings::filemap_splice_read),
+    splice_write: Some(bindings::iter_file_splice_write),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+});
+
+pub(super) static AOPS: bindings::address_space_operations = bindings::address_space_operations {
+    read_folio: Some(inode::bch_read_folio),
+    readahead: Some(inode::bch_readahead),
+    write_begin: Some(bch_write_begin),
+    write_end: Some(bch_write_end),
+    dirty_folio: Some(bindings::filemap_dirty_folio),
+    writepages: Some(bch_writepages),
+    // SAFETY: as above.
+    ..unsafe { core::mem::zeroed() }
+};
+
+const _: () = assert!(S_IFDIR != 0 && PAGE_SIZE == 1 << PAGE_SHIFT);
