@@ -33,6 +33,7 @@
 #include <linux/zlib.h>
 #include <linux/timekeeping.h>
 #include <linux/writeback.h>
+#include <linux/xattr.h>
 #include <linux/zstd.h>
 
 /*

@@ -312,12 +312,14 @@ pub(super) unsafe fn set_vfs_attrs(inode: *mut bindings::inode, attrs: &InodeAtt
 static DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
     lookup: Some(bch_lookup),
     getattr: Some(bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     // SAFETY: the other members are optional callbacks; `None` is zero.
     ..unsafe { core::mem::zeroed() }
 };
 
 static FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
     getattr: Some(bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };
@@ -325,12 +327,14 @@ static FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
 static SYMLINK_IOPS: bindings::inode_operations = bindings::inode_operations {
     get_link: Some(bindings::simple_get_link),
     getattr: Some(bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };
 
 static SPECIAL_IOPS: bindings::inode_operations = bindings::inode_operations {
     getattr: Some(bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };

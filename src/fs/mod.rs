@@ -21,6 +21,7 @@
 
 mod inode;
 mod rw;
+mod xattr;
 
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -644,6 +645,7 @@ unsafe fn mount_finish(sb: *mut bindings::super_block, name: &str, opts: &MountO
         (*sb).s_time_min = i64::MIN / units_per_sec + 1;
         (*sb).s_time_max = i64::MAX / units_per_sec;
         (*sb).s_op = &BCH_SUPER_OPS;
+        (*sb).s_xattr = xattr::HANDLERS.0.as_ptr().cast();
         if !rw {
             (*sb).s_flags |= bindings::BCH_RS_SB_RDONLY as c_ulong;
         }

@@ -872,6 +872,7 @@ unsafe fn write_data(inode: *mut bindings::inode, pos: u64, data: &[u8]) -> Resu
 pub(super) static DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
     lookup: Some(inode::bch_lookup),
     getattr: Some(inode::bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     create: Some(bch_create),
     mkdir: Some(bch_mkdir),
     mknod: Some(bch_mknod),
@@ -887,6 +888,7 @@ pub(super) static DIR_IOPS: bindings::inode_operations = bindings::inode_operati
 
 pub(super) static FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
     getattr: Some(inode::bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     setattr: Some(bch_setattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
@@ -895,6 +897,7 @@ pub(super) static FILE_IOPS: bindings::inode_operations = bindings::inode_operat
 pub(super) static SYMLINK_IOPS: bindings::inode_operations = bindings::inode_operations {
     get_link: Some(bindings::simple_get_link),
     getattr: Some(inode::bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     setattr: Some(bch_setattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
@@ -902,6 +905,7 @@ pub(super) static SYMLINK_IOPS: bindings::inode_operations = bindings::inode_ope
 
 pub(super) static SPECIAL_IOPS: bindings::inode_operations = bindings::inode_operations {
     getattr: Some(inode::bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     setattr: Some(bch_setattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }

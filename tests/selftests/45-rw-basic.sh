@@ -59,6 +59,38 @@ same() { # label expected got
 	diff -u "$2" "$3" >&2 || fail "$1: content differs from what was written (diff above)"
 }
 
+# c_check LABEL MANIFEST: the C module mounts the volume with every fsck
+# pass and no changes (-o ro,nochanges,fsck,fix_errors=no), must report
+# nothing and read MANIFEST back; our module is loaded again after.  On a
+# failure the image is copied to the scratch disk for a look from the host.
+FSCK_OPTS=ro,nochanges,fsck,fix_errors=no,verbose
+c_check() {
+	local r errs
+	rs_unload
+	c_load
+	dmesg -C
+	r=$(vfs_mount "$loop" "$MNT" "$FSCK_OPTS")
+	if [ "$r" != OK ]; then
+		save_image
+		fail "$1: C did not mount the volume with $FSCK_OPTS: $r; $(dmesg_text | tail -n 8)"
+	fi
+	mounted=1
+	errs=$(dmesg_text | grep -Ei 'error|inconsisten|incorrect|wrong|missing|mismatch|not fixing|fix\?|bad |invalid|unexpected' | grep -v 'fix_errors' || true)
+	[ -z "$errs" ] || { umount "$MNT"; mounted=; save_image; fail "$1: C's fsck of the volume reports: $(echo "$errs" | head -n 8)"; }
+	manifest "$MNT" "$W/c"
+	umount "$MNT"
+	mounted=
+	c_unload
+	same "$1: C's mount" "$2" "$W/c"
+	note "$1: C's fsck reports nothing, C reads the $(wc -l <"$2") paths as written"
+	rs_load
+}
+save_image() {
+	[ -n "${BCH_DISK_SCRATCH:-}" ] || return 0
+	dd if="$img" of="$BCH_DISK_SCRATCH" bs=1M conv=fsync status=none &&
+		note "image saved to the scratch disk ($BCH_DISK_SCRATCH)"
+}
+
 r=$(vfs_mount "$loop" "$MNT" rw)
 [ "$r" = OK ] || fail "read-write mount by bcachefs_rs failed: $r; dmesg: $(dmesg_text | tail -n 5)"
 mounted=1
@@ -159,6 +191,7 @@ same "our read-only mount" "$W/written" "$W/ro"
 umount "$MNT"
 mounted=
 note "our read-only mount reads back all $(wc -l <"$W/written") paths"
+c_check "after the first read-write mount" "$W/written"
 
 # A second read-write mount: more changes, remount ro and rw.
 r=$(vfs_mount "$loop" "$MNT" rw)
@@ -180,23 +213,10 @@ sync
 manifest "$MNT" "$W/final"
 umount "$MNT" || fail "second umount failed"
 mounted=
-rs_unload
 note "second read-write mount: appended, unlinked, mkdir, remount ro and rw"
 
 # C reads it all back and its fsck finds nothing.
 [ "${BCH_RW_DAMAGE:-0}" = 1 ] && sed -i '0,/^small /s/ [0-9a-f]\{64\}$/ 0000000000000000000000000000000000000000000000000000000000000000/' "$W/final"
-c_load
-dmesg -C
-FSCK_OPTS=ro,nochanges,fsck,fix_errors=no,verbose
-r=$(vfs_mount "$loop" "$MNT" "$FSCK_OPTS")
-[ "$r" = OK ] || fail "C did not mount our read-write mount's volume with $FSCK_OPTS: $r; $(dmesg_text | tail -n 8)"
-mounted=1
-errs=$(dmesg_text | grep -Ei 'error|inconsisten|incorrect|wrong|missing|mismatch|not fixing|fix\?|bad |invalid|unexpected' | grep -v 'fix_errors' || true)
-[ -z "$errs" ] || fail "C's fsck of the volume reports: $(echo "$errs" | head -n 8)"
-manifest "$MNT" "$W/c"
-same "C's mount" "$W/final" "$W/c"
-umount "$MNT"
-mounted=
-c_unload
+c_check "after the second read-write mount" "$W/final"
 note "C's fsck reports nothing; C reads the $(wc -l <"$W/final") paths as written"
 exit 0
