@@ -143,6 +143,10 @@ pub(super) unsafe fn open_rw(
 #[inline(never)]
 fn start_boxed(open: crate::platform::Arc<BchFsOpen<SbBdev>>, seed: u64) -> Result<kernel::alloc::KBox<RwFs>, Errno> {
     let fs = BchFs::start(open, now_ns(), seed)?;
+    // New nodes' seqs must not repeat those of an earlier mount's (C
+    // hashes nodes by them).
+    // SAFETY: returns random bits.
+    fs.btree.seed_node_seq(unsafe { bindings::get_random_u64() });
     kernel::alloc::KBox::new(fs, kernel::alloc::flags::GFP_KERNEL).map_err(|_| Errno::ENOMEM)
 }
 
