@@ -16,9 +16,9 @@
 //! Each operation calls the `fs_common` one and then re-reads the inodes
 //! it changed into the VFS inodes.  A regular file's size is led by the
 //! page cache: buffered writes only dirty folios; `writepages` writes
-//! each dirty folio through `fs_common::io_write::write_data` (its own
-//! extent, synchronously, under the operation lock), with the VFS's
-//! `i_size`.  An inode whose last link goes is removed from the btree when
+//! runs of contiguous dirty folios through
+//! `fs_common::io_write::write_data` (synchronously, under the operation
+//! lock), with the VFS's `i_size`.  An inode whose last link goes is removed from the btree when
 //! the VFS evicts it (`bch2_evict_inode()`), so open unlinked files stay
 //! readable.
 
@@ -783,14 +783,31 @@ unsafe extern "C" fn bch_write_end(
     copied as c_int
 }
 
-/// `writepages` (`bch2_writepages`): each dirty folio written
-/// synchronously through `write_data` (its own extent), up to `i_size`.
+/// Folios `writepages` gathers into one `write_data` (one extent, when
+/// contiguous): 64 KiB, `encoded_extent_max`'s default.
+const WRITE_BATCH: usize = 16;
+
+/// Contiguous folios under writeback, not yet written.
+struct Batch {
+    folios: [*mut bindings::folio; WRITE_BATCH],
+    n: usize,
+    /// File offset of the first, bytes.
+    pos: u64,
+    /// Bytes to write (the last folio may end at `i_size`).
+    len: usize,
+}
+
+/// `writepages` (`bch2_writepages`): the dirty folios, up to `i_size`,
+/// gathered into runs of up to [`WRITE_BATCH`] contiguous folios, each
+/// run written synchronously through `write_data`.
 ///
 /// # Safety
 ///
 /// Called by writeback with a file mapping of ours.
 unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: *mut bindings::writeback_control) -> c_int {
     let _nofs = NofsScope::new();
+    let mut b = Batch { folios: [ptr::null_mut(); WRITE_BATCH], n: 0, pos: 0, len: 0 };
+    let mut werr: Result<(), Errno> = Ok(());
     let mut folio: *mut bindings::folio = ptr::null_mut();
     let mut err: c_int = 0;
     loop {
@@ -801,57 +818,114 @@ unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: 
             break;
         }
         // SAFETY: `folio` is locked, cleared for I/O, of this mapping.
-        err = to_kernel(unsafe { write_folio(mapping, folio) });
+        let (pos, size, isize) =
+            unsafe { (bindings::folio_pos(folio), bindings::folio_size(folio), bindings::i_size_read((*mapping).host)) };
+        if pos >= isize || size > PAGE_SIZE {
+            // Past the end (a truncate raced us; it drops the folio), or a
+            // large folio, which this mapping never makes.
+            // SAFETY: ours to unlock.
+            unsafe { bindings::folio_unlock(folio) };
+            err = if size > PAGE_SIZE { Errno::EIO.to_kernel() } else { 0 };
+            continue;
+        }
+        let len = usize::try_from(isize - pos).map_or(size, |n| n.min(size));
+        let pos = pos as u64;
+        // SAFETY: locked; writeback is set before the lock goes, so
+        // truncate and reclaim wait for it.  Its memory may still be
+        // written (mmap) until it is copied; `write_data` checksums its
+        // own copy.
+        unsafe {
+            if len < size {
+                bindings::folio_zero_segment(folio, len, size);
+            }
+            bindings::__folio_start_writeback(folio, false);
+            bindings::folio_unlock(folio);
+        }
+        if b.n > 0 && (b.n == WRITE_BATCH || b.pos + b.len as u64 != pos) {
+            // SAFETY: the batch's folios are ours, under writeback.
+            let r = unsafe { write_batch(mapping, &mut b) };
+            werr = werr.and(r);
+        }
+        if b.n == 0 {
+            b.pos = pos;
+        }
+        if let Some(slot) = b.folios.get_mut(b.n) {
+            *slot = folio;
+            b.n += 1;
+            b.len += len;
+        }
+        err = 0;
     }
-    err
+    if b.n > 0 {
+        // SAFETY: as above.
+        let r = unsafe { write_batch(mapping, &mut b) };
+        werr = werr.and(r);
+    }
+    match werr {
+        Err(e) if err == 0 => e.to_kernel(),
+        _ => err,
+    }
 }
 
-/// Writes one folio locked by `writeback_iter()`; unlocks it.
+/// Writes the folios of `b` (under writeback) and ends their writeback;
+/// empties `b`.  Their data is copied into one buffer and written as one
+/// run; when that buffer cannot be had, folio by folio.
 ///
 /// # Safety
 ///
-/// As [`bch_writepages`]'s loop body.
+/// `b`'s folios belong to `mapping`, are under writeback set by us, and
+/// are contiguous from `b.pos`.
 #[inline(never)]
-unsafe fn write_folio(mapping: *mut bindings::address_space, folio: *mut bindings::folio) -> Result<(), Errno> {
-    // SAFETY: the folio is locked: its mapping and host are stable.
-    let (inode, pos, size, isize) = unsafe {
-        let inode = (*mapping).host;
-        (inode, bindings::folio_pos(folio), bindings::folio_size(folio), bindings::i_size_read(inode))
-    };
-    if pos >= isize || size > PAGE_SIZE {
-        // Past the end (a truncate raced us; it drops the folio), or a
-        // large folio, which this mapping never makes.
-        // SAFETY: ours to unlock.
-        unsafe { bindings::folio_unlock(folio) };
-        return if size > PAGE_SIZE { Err(Errno::EIO) } else { Ok(()) };
-    }
-    let len = usize::try_from(isize - pos).map_or(size, |n| n.min(size));
-    // SAFETY: locked; writeback is set before the lock goes, so truncate
-    // and reclaim wait for it.
-    unsafe {
-        if len < size {
-            bindings::folio_zero_segment(folio, len, size);
+unsafe fn write_batch(mapping: *mut bindings::address_space, b: &mut Batch) -> Result<(), Errno> {
+    // SAFETY: the caller's contract.
+    let inode = unsafe { (*mapping).host };
+    let folios = b.folios.get(..b.n).unwrap_or(&[]);
+    let mut buf: crate::platform::Vec<u8> = crate::platform::Vec::new();
+    let r = if folios.len() > 1 && buf.resize(b.len, 0).is_ok() {
+        let mut off = 0;
+        for &f in folios {
+            let n = (b.len - off).min(PAGE_SIZE);
+            // SAFETY: the folio is under writeback: it stays in the
+            // mapping; one page, mapped for the copy.
+            unsafe {
+                let p = bindings::kmap_local_folio(f, 0);
+                if let Some(d) = buf.get_mut(off..off + n) {
+                    d.copy_from_slice(core::slice::from_raw_parts(p.cast::<u8>(), n));
+                }
+                bindings::kunmap_local(p);
+            }
+            off += n;
         }
-        bindings::__folio_start_writeback(folio, false);
-        bindings::folio_unlock(folio);
-    }
-    // SAFETY: the folio is under writeback: it stays in the mapping.  Its
-    // memory may be written (mmap) meanwhile; `write_data` copies it
-    // before checksumming.
-    let r = unsafe {
-        let p = bindings::kmap_local_folio(folio, 0);
-        let data = core::slice::from_raw_parts(p.cast::<u8>(), len);
-        let r = write_data(inode, pos as u64, data);
-        bindings::kunmap_local(p);
+        // SAFETY: `inode` is the mapping's host, referenced by writeback.
+        unsafe { write_data(inode, b.pos, &buf) }
+    } else {
+        let mut r = Ok(());
+        let mut off = 0;
+        for &f in folios {
+            let n = (b.len - off).min(PAGE_SIZE);
+            // SAFETY: as above.
+            let ri = unsafe {
+                let p = bindings::kmap_local_folio(f, 0);
+                let ri = write_data(inode, b.pos + off as u64, core::slice::from_raw_parts(p.cast::<u8>(), n));
+                bindings::kunmap_local(p);
+                ri
+            };
+            r = r.and(ri);
+            off += n;
+        }
         r
     };
-    // SAFETY: as above.
-    unsafe {
-        if let Err(e) = r {
-            bindings::mapping_set_error(mapping, e.to_kernel());
+    for &f in folios {
+        // SAFETY: ours, under writeback.
+        unsafe {
+            if let Err(e) = r {
+                bindings::mapping_set_error(mapping, e.to_kernel());
+            }
+            bindings::folio_end_writeback(f);
         }
-        bindings::folio_end_writeback(folio);
     }
+    b.n = 0;
+    b.len = 0;
     r
 }
 
@@ -868,7 +942,15 @@ unsafe fn write_data(inode: *mut bindings::inode, pos: u64, data: &[u8]) -> Resu
     let mut a = FsDataAlloc::new(op.fs, writepoint_hashed(inum));
     fs_common::io_write::write_data(&mut op.fs.trans(), &mut a, &info.sv, inum, pos, data).inspect_err(|e| {
         bch_err!("{}: writing inode {inum} at {pos}: {e}", op.fs.open.dev.name());
-    })
+    })?;
+    drop(a);
+    // `i_blocks` follows the sectors now allocated (C accounts them as
+    // folios are dirtied, `bch2_i_sectors_acct()`); a racing `stat` sees
+    // the old or the new value.
+    let sectors = fs_common::inode_unpacked_get(&*op.reader(), info.sv.snapshot, inum)?.sectors;
+    // SAFETY: `inode` is referenced; an aligned u64 store.
+    unsafe { ptr::write_volatile(ptr::addr_of_mut!((*inode).i_blocks), sectors) };
+    Ok(())
 }
 
 // ---- operation tables ---------------------------------------------------
