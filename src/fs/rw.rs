@@ -358,6 +358,53 @@ unsafe fn symlink(
     unsafe { instantiate(sb, dentry, inum) }
 }
 
+/// `tmpfile` (`bch2_tmpfile`): an unlinked inode (`BCH_INODE_unlinked`,
+/// no entry), opened; `linkat()` may give it a name, else it goes when
+/// closed.
+///
+/// # Safety
+///
+/// Called by the VFS with a directory of ours and a file being opened.
+unsafe extern "C" fn bch_tmpfile(
+    idmap: *mut bindings::mnt_idmap,
+    dir: *mut bindings::inode,
+    file: *mut bindings::file,
+    mode: bindings::umode_t,
+) -> c_int {
+    let _nofs = NofsScope::new();
+    // SAFETY: as this function.
+    let r = unsafe { tmpfile(idmap, dir, file, mode) };
+    // SAFETY: the VFS's file, opened on success.
+    unsafe { bindings::finish_open_simple(file, to_kernel(r)) }
+}
+
+#[inline(never)]
+unsafe fn tmpfile(idmap: *mut bindings::mnt_idmap, dir: *mut bindings::inode, file: *mut bindings::file, mode: bindings::umode_t) -> Result<(), Errno> {
+    let (mut m, mut uid, mut gid) = (mode, 0u32, 0u32);
+    // SAFETY: as `mknod`.
+    let (sb, info, dinum) = unsafe {
+        bindings::bch_rs_new_owner(idmap, dir, &mut m, &mut uid, &mut gid);
+        let sb = (*dir).i_sb;
+        (sb, FsInfo::of(sb), (*dir).i_ino as u64)
+    };
+    let inum = {
+        let op = info.op()?;
+        let mut t = op.fs.trans();
+        let new = fs_ops::inode_init_early(&mut t, &NewInode { mode: m, uid, gid, rdev: 0 });
+        commit_do(&mut t, |t| fs_ops::create_trans(t, &info.sv, dinum, b"", &new, true))?.inum
+    };
+    // SAFETY: `sb` is mounted.
+    let inode = unsafe { inode::iget(sb, inum) }?;
+    // SAFETY: the new inode is ours; `d_tmpfile` drops the one link the
+    // VFS expects a new inode to have (it is unlinked on disk already)
+    // and takes our reference for the file's dentry.
+    unsafe {
+        bindings::set_nlink(inode, 1);
+        bindings::d_tmpfile(file, inode);
+    }
+    Ok(())
+}
+
 /// `link` (`bch2_link`).
 ///
 /// # Safety
@@ -968,6 +1015,7 @@ pub(super) static DIR_IOPS: bindings::inode_operations = bindings::inode_operati
     rmdir: Some(bch_rmdir),
     rename: Some(bch_rename),
     setattr: Some(bch_setattr),
+    tmpfile: Some(bch_tmpfile),
     // SAFETY: the other members are optional callbacks; `None` is zero.
     ..unsafe { core::mem::zeroed() }
 };

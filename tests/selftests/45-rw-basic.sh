@@ -4,8 +4,10 @@
 # overwrites in the middle, appends, mmap writes, fsync, symlinks, hard
 # links, a fifo, rename (plain, over an existing file, RENAME_NOREPLACE,
 # RENAME_EXCHANGE), unlink, rmdir, truncate down and up, chmod, chown,
-# utimes.  What the files hold is recorded (type, mode, owner, size,
-# sha256, link target); it must read back the same after an unmount and
+# utimes, xattrs (user., trusted.; replace, remove, XATTR_CREATE),
+# O_TMPFILE (linked in, and dropped).  What the files hold is recorded
+# (type, mode, owner, size, sha256, link target, xattrs); it must read
+# back the same after an unmount and
 # a read-only mount by us, after a second read-write mount (which adds and
 # removes more), and under the C module, whose fsck (-o
 # ro,nochanges,fsck,fix_errors=no) must report nothing.
@@ -50,7 +52,11 @@ for d, dirs, files in os.walk(root):
         elif stat.S_ISLNK(kind):
             extra = os.readlink(p)
         nlink = st.st_nlink if not stat.S_ISDIR(kind) else 0
-        lines.append(f"{rel} {oct(st.st_mode)} {st.st_uid}:{st.st_gid} {st.st_size if not stat.S_ISDIR(kind) else 0} {nlink} {int(st.st_mtime)} {extra}")
+        xa = ""
+        if not stat.S_ISLNK(kind):
+            names = sorted(n for n in os.listxattr(p) if n.startswith(("user.", "trusted.")))
+            xa = ",".join(f"{n}={os.getxattr(p, n).hex()}" for n in names)
+        lines.append(f"{rel} {oct(st.st_mode)} {st.st_uid}:{st.st_gid} {st.st_size if not stat.S_ISDIR(kind) else 0} {nlink} {int(st.st_mtime)} {extra} [{xa}]")
 with open(out, "w") as f:
     f.write("\n".join(sorted(lines)) + "\n")
 PY
@@ -143,6 +149,35 @@ assert renameat2(f"{m}/ex-a", f"{m}/ex-b", 2) == 0, "RENAME_EXCHANGE"
 assert open(f"{m}/ex-a").read() == "content b\n"
 assert open(f"{m}/ex-b").read() == "content a\n"
 assert renameat2(f"{m}/ex-a", f"{m}/ex-c", 1) == 0, "RENAME_NOREPLACE to a new name"
+# Extended attributes: set, replace, remove, the flags, on a file and a
+# directory.
+import errno
+os.setxattr(f"{m}/small", "user.colour", b"blue")
+os.setxattr(f"{m}/small", "user.colour", b"green")
+os.setxattr(f"{m}/small", "user.gone", b"x" * 300)
+os.setxattr(f"{m}/small", "trusted.admin", b"\x00\x01binary")
+os.removexattr(f"{m}/small", "user.gone")
+os.setxattr(f"{m}/d1", "user.dir", b"")
+try:
+    os.setxattr(f"{m}/small", "user.colour", b"red", os.XATTR_CREATE)
+    raise AssertionError("XATTR_CREATE over an existing attribute")
+except OSError as e:
+    assert e.errno == errno.EEXIST, e
+try:
+    os.getxattr(f"{m}/small", "user.gone")
+    raise AssertionError("a removed attribute is still there")
+except OSError as e:
+    assert e.errno == errno.ENODATA, e
+assert os.getxattr(f"{m}/small", "user.colour") == b"green"
+assert sorted(os.listxattr(f"{m}/small")) == ["trusted.admin", "user.colour"], os.listxattr(f"{m}/small")
+# O_TMPFILE: one linked in, one dropped.
+fd = os.open(m, os.O_TMPFILE | os.O_RDWR, 0o600)
+os.write(fd, b"from a tmpfile\n")
+os.link(f"/proc/self/fd/{fd}", f"{m}/from-tmpfile")
+os.close(fd)
+fd = os.open(m, os.O_TMPFILE | os.O_RDWR, 0o600)
+os.write(fd, b"never linked\n")
+os.close(fd)
 PY
 ln -s d1/big "$MNT/link-to-big" || fail "symlink failed"
 ln -s "$(printf 'long/%.0s' $(seq 1 100))target" "$MNT/long-link" || fail "long symlink failed"
