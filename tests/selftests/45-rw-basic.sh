@@ -10,7 +10,9 @@
 # back the same after an unmount and
 # a read-only mount by us, after a second read-write mount (which adds and
 # removes more), and under the C module, whose fsck (-o
-# ro,nochanges,fsck,fix_errors=no) must report nothing.
+# ro,nochanges,fsck,fix_errors=no) must report nothing.  Last, a volume
+# formatted without initializing is initialized by our read-write mount
+# and checked by C the same way.
 # BCH_RW_DAMAGE=1 proves the check can fail: the expected content of one
 # file is changed before the last comparison.
 . "$(dirname "$0")/lib.sh"
@@ -173,7 +175,9 @@ assert sorted(os.listxattr(f"{m}/small")) == ["trusted.admin", "user.colour"], o
 # O_TMPFILE: one linked in, one dropped.
 fd = os.open(m, os.O_TMPFILE | os.O_RDWR, 0o600)
 os.write(fd, b"from a tmpfile\n")
-os.link(f"/proc/self/fd/{fd}", f"{m}/from-tmpfile")
+AT_SYMLINK_FOLLOW = 0x400
+r = libc.linkat(AT_FDCWD, f"/proc/self/fd/{fd}".encode(), AT_FDCWD, f"{m}/from-tmpfile".encode(), AT_SYMLINK_FOLLOW)
+assert r == 0, f"linkat of an O_TMPFILE: errno {ctypes.get_errno()}"
 os.close(fd)
 fd = os.open(m, os.O_TMPFILE | os.O_RDWR, 0o600)
 os.write(fd, b"never linked\n")
@@ -253,5 +257,24 @@ note "second read-write mount: appended, unlinked, mkdir, remount ro and rw"
 # C reads it all back and its fsck finds nothing.
 [ "${BCH_RW_DAMAGE:-0}" = 1 ] && sed -i '0,/^small /s/ [0-9a-f]\{64\}$/ 0000000000000000000000000000000000000000000000000000000000000000/' "$W/final"
 c_check "after the second read-write mount" "$W/final"
-note "C's fsck reports nothing; C reads the $(wc -l <"$W/final") paths as written"
+
+# A volume never initialized: our read-write mount initializes it
+# (bch2_fs_initialize: root, lost+found, alloc info), then C checks it.
+losetup -d "$loop"
+loop=
+rm -f "$img"
+truncate -s 128M "$img"
+"$TOOL" format --force --no_initialize "$img" >/dev/null || fail "our format --no_initialize failed"
+loop=$(loop_attach "$img")
+r=$(vfs_mount "$loop" "$MNT" rw)
+[ "$r" = OK ] || fail "read-write mount of a fresh volume failed: $r; $(dmesg_text | tail -n 5)"
+mounted=1
+[ -d "$MNT/lost+found" ] || fail "no lost+found on the volume our mount initialized"
+mkdir "$MNT/dir"
+head -c 200000 /dev/urandom >"$MNT/dir/data"
+manifest "$MNT" "$W/fresh"
+umount "$MNT" || fail "umount of the fresh volume failed"
+mounted=
+c_check "a fresh volume initialized by our mount" "$W/fresh"
+rs_unload
 exit 0
