@@ -793,6 +793,46 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         Ok(())
     }
 
+    /// `bch2_journal_flush_seq()`: returns once the journal entry `seq`
+    /// (and all before it) is on disk in a flush entry (`REQ_PREFLUSH |
+    /// REQ_FUA`): what `fsync` waits for, with `seq` the last commit that
+    /// changed the file (`FsTrans::t.journal_seq`).  `seq` 0 or already
+    /// flushed: nothing to do.
+    ///
+    /// Errors: `EIO` (the journal failed a write at or before `seq`: the
+    /// caller's data may not be durable), `EINVAL` (`seq` not yet opened).
+    pub fn journal_flush_seq(&self, seq: u64) -> Result<(), Errno> {
+        let j = &*self.open.journal;
+        if seq == 0 || seq <= j.flushed_seq_ondisk() {
+            return Ok(());
+        }
+        JournalSink::flush_seq(j, seq)
+    }
+
+    /// `bch2_journal_flush()`: every commit made so far is on disk
+    /// (`sync_fs`, `syncfs(2)`).
+    ///
+    /// Errors: as [`journal_flush_seq`](Self::journal_flush_seq).
+    pub fn journal_flush(&self) -> Result<(), Errno> {
+        self.journal_flush_seq(self.open.journal.cur_seq())
+    }
+
+    /// The mount's periodic work, for the platform's timer: the journal's
+    /// step (`journal_write_work()`: the open entry is written once its
+    /// `journal_flush_delay` has passed; then reclaim), and the btree side
+    /// of reclaim when the journal fills ([`maybe_reclaim`](Self::maybe_reclaim):
+    /// dirty nodes written, discards).  `now_ms` is a monotonic clock in
+    /// ms (`jiffies`).  Returns in how many ms to call again while an
+    /// entry is open (`None`: when the next commit opens one, or at the
+    /// platform's own pace).  The caller holds [`op_lock`](Self::op_lock).
+    ///
+    /// Errors: those of reclaim's node writes and commits.
+    pub fn do_work(&self, now_ms: u64) -> Result<Option<u64>, Errno> {
+        let next = self.open.journal.journal_do_work(now_ms);
+        self.maybe_reclaim()?;
+        Ok(next.map(|at| at.saturating_sub(now_ms)))
+    }
+
     /// `bch2_btree_write_buffer_flush_sync()`: writes the open journal
     /// entry (so that its `write_buffer_keys` reach the write buffer), then
     /// flushes the write buffer into the btree.  Afterwards the

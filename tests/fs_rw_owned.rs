@@ -80,3 +80,36 @@ fn an_owned_mount_moves_between_threads_and_reads_its_own_writes() {
     let m = check_fs(&ro).unwrap();
     assert!(m.is_empty(), "derived state after the owned mount: {} mismatches", m.len());
 }
+
+#[test]
+fn fsync_and_the_periodic_work_write_the_journal() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 8);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 1, 9).unwrap();
+    let j = &fs.open.journal;
+    let sv = root_subvol(&fs).unwrap();
+    let commit = |name: &str| {
+        let mut t = fs.trans();
+        let n = NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 };
+        create(&mut t, &sv, sv.root_inum, name.as_bytes(), &n).unwrap();
+        t.t.journal_seq
+    };
+    // fsync: the commit's entry reaches the disk as a flush entry.
+    let seq = commit("a");
+    assert!(seq > j.flushed_seq_ondisk(), "the commit's entry is still open");
+    fs.journal_flush_seq(seq).unwrap();
+    assert!(j.flushed_seq_ondisk() >= seq, "journal_flush_seq({seq}) left flushed_seq_ondisk at {}", j.flushed_seq_ondisk());
+    fs.journal_flush_seq(seq).unwrap();
+    fs.journal_flush_seq(0).unwrap();
+    // The timer: nothing written before the flush delay, written after.
+    let seq = commit("b");
+    let _ = fs.do_work(1).unwrap();
+    let before = j.seq_ondisk();
+    assert!(before < seq, "the open entry was written before its delay");
+    let _ = fs.do_work(60_000).unwrap();
+    assert!(j.seq_ondisk() >= seq, "do_work after the delay left seq_ondisk at {} (was {before}), commit at {seq}", j.seq_ondisk());
+    // syncfs.
+    let seq = commit("c");
+    fs.journal_flush().unwrap();
+    assert!(j.flushed_seq_ondisk() >= seq);
+    fs.shutdown().unwrap();
+}
