@@ -46,6 +46,8 @@ mod block;
 #[cfg(bch_kernel)]
 mod fs;
 #[cfg(bch_kernel)]
+mod kthread;
+#[cfg(bch_kernel)]
 mod module;
 #[cfg(bch_kernel)]
 mod sysfs;
