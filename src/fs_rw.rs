@@ -503,6 +503,8 @@ pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     /// [`do_discards`](Self::do_discards) runs (its commit must not start
     /// another from [`maybe_reclaim`](Self::maybe_reclaim)).
     discarding: AtomicBool,
+    /// [`emergency_read_only`](Self::emergency_read_only) ran.
+    emergency_ro: AtomicBool,
     now_ns: AtomicI64,
     rng: AtomicU64,
     hints: Mutex<Vec<u64>>,
@@ -567,6 +569,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             nodes,
             op_lock: Mutex::new(())?,
             discarding: AtomicBool::new(false),
+            emergency_ro: AtomicBool::new(false),
             now_ns: AtomicI64::new(now_ns),
             rng: AtomicU64::new(seed),
             hints: Mutex::new(hints)?,
@@ -779,6 +782,9 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     /// Errors: those of [`flush`](Self::flush) and
     /// [`do_discards`](Self::do_discards).
     pub fn maybe_reclaim(&self) -> Result<(), Errno> {
+        if self.is_emergency_ro() {
+            return Ok(());
+        }
         let j = &self.open.journal;
         if j.cur_seq().saturating_sub(j.last_seq()) > 32 {
             self.flush()?;
@@ -791,6 +797,30 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             }
         }
         Ok(())
+    }
+
+    /// `bch2_fs_emergency_read_only()` (what `FS_IOC_GOINGDOWN` and
+    /// `errors=ro` do): with `flush_journal`, every commit made so far is
+    /// flushed to the journal first (`FSOP_GOING_FLAGS_LOGFLUSH`); then
+    /// the journal halts (`bch2_journal_halt()`), so that nothing more
+    /// reaches the disk: commits fail with `EROFS`, dirty nodes are never
+    /// written, [`flush`](Self::flush) and [`shutdown`](Self::shutdown)
+    /// fail with `EROFS` (the volume stays unclean, and the next mount
+    /// replays the journal as after a power cut).
+    pub fn emergency_read_only(&self, flush_journal: bool) {
+        if flush_journal && !self.is_emergency_ro() {
+            if let Err(e) = self.journal_flush() {
+                crate::platform::log::err!("{}: journal flush before going read-only: {e}", self.open.dev.name());
+            }
+        }
+        if !self.emergency_ro.swap(true, Relaxed) {
+            self.open.journal.emergency_halt();
+        }
+    }
+
+    /// Whether [`emergency_read_only`](Self::emergency_read_only) ran.
+    pub fn is_emergency_ro(&self) -> bool {
+        self.emergency_ro.load(Relaxed)
     }
 
     /// `bch2_journal_flush_seq()`: returns once the journal entry `seq`
@@ -828,6 +858,9 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     ///
     /// Errors: those of reclaim's node writes and commits.
     pub fn do_work(&self, now_ms: u64) -> Result<Option<u64>, Errno> {
+        if self.is_emergency_ro() {
+            return Ok(None);
+        }
         let next = self.open.journal.journal_do_work(now_ms);
         self.maybe_reclaim()?;
         Ok(next.map(|at| at.saturating_sub(now_ms)))
@@ -872,6 +905,9 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     ///
     /// Errors: `EIO` from the writes, those of the trigger commits.
     pub fn flush(&self) -> Result<(), Errno> {
+        if self.is_emergency_ro() {
+            return Err(Errno::EROFS);
+        }
         for _ in 0..16 {
             self.write_buffer_drain()?;
             write_dirty_nodes(&self.btree)?;

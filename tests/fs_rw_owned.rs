@@ -113,3 +113,48 @@ fn fsync_and_the_periodic_work_write_the_journal() {
     assert!(j.flushed_seq_ondisk() >= seq);
     fs.shutdown().unwrap();
 }
+
+/// Names in the root directory, through any reader.
+fn root_names(r: &(impl BtreeRead + ?Sized)) -> Vec<String> {
+    let sv = root_subvol(r).unwrap();
+    let root = inode_get(r, &sv, sv.root_inum).unwrap();
+    let mut names = Vec::new();
+    bcachefs_rs::fs_common::readdir(r, &sv, &root, 0, &mut |e| {
+        names.push(String::from_utf8_lossy(e.name).into_owned());
+        true
+    })
+    .unwrap();
+    names.sort();
+    names
+}
+
+#[test]
+fn emergency_read_only_keeps_what_was_flushed_and_nothing_after() {
+    for flush_journal in [false, true] {
+        let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 12);
+        let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 1, 13).unwrap();
+        let sv = root_subvol(&fs).unwrap();
+        let n = NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 };
+        let seq = {
+            let mut t = fs.trans();
+            create(&mut t, &sv, sv.root_inum, b"synced", &n).unwrap();
+            t.t.journal_seq
+        };
+        fs.journal_flush_seq(seq).unwrap();
+        create(&mut fs.trans(), &sv, sv.root_inum, b"unsynced", &n).unwrap();
+        fs.emergency_read_only(flush_journal);
+        assert!(fs.is_emergency_ro());
+        assert_eq!(create(&mut fs.trans(), &sv, sv.root_inum, b"after", &n).unwrap_err(), bcachefs_rs::errcode::Errno::EROFS);
+        assert_eq!(fs.shutdown().unwrap_err(), bcachefs_rs::errcode::Errno::EROFS);
+        drop(fs);
+        // The next mount replays what reached the journal.
+        let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 2, 14).unwrap();
+        let want: Vec<String> = if flush_journal { vec!["lost+found".into(), "synced".into(), "unsynced".into()] } else { vec!["lost+found".into(), "synced".into()] };
+        assert_eq!(root_names(&fs), want, "after the emergency read-only (journal flushed first: {flush_journal})");
+        fs.shutdown().unwrap();
+        drop(fs);
+        let ro = Fs::open(SharedDev(mem), &OpenOpts::default()).unwrap();
+        let m = check_fs(&ro).unwrap();
+        assert!(m.is_empty(), "{} mismatches after replaying an emergency read-only", m.len());
+    }
+}

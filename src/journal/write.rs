@@ -679,6 +679,20 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         self.do_writes();
     }
 
+    /// `bch2_journal_halt()` for an emergency read-only: nothing more is
+    /// written (entries not yet on disk are lost, as in a power cut), and
+    /// reservations fail with `EROFS`.  Entries already on disk stay
+    /// valid; the next mount replays them.
+    pub fn emergency_halt(&self) {
+        let mut s = self.state.lock();
+        let seq = s.seq;
+        if s.err.is_none() {
+            log::info!("{}: journal halted at seq {seq} (emergency read-only)", self.dev.name());
+            s.err = Some(Errno::EROFS);
+        }
+        self.halt(&mut s, Errno::EROFS, seq);
+    }
+
     fn halt(&self, s: &mut JournalState, e: Errno, seq: u64) {
         if s.err.is_none() {
             log::err!("{}: journal error at seq {seq}: {e}", self.dev.name());
