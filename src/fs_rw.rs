@@ -505,6 +505,8 @@ pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     discarding: AtomicBool,
     /// [`emergency_read_only`](Self::emergency_read_only) ran.
     emergency_ro: AtomicBool,
+    /// The options writes follow now ([`opt_set`](Self::opt_set)).
+    opts: Mutex<WriteOpts>,
     now_ns: AtomicI64,
     rng: AtomicU64,
     hints: Mutex<Vec<u64>>,
@@ -562,6 +564,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         btree.write_buffer = true;
         let mut hints = Vec::new();
         hints.push(0u64)?;
+        let opts = open.opts;
         let fs = BchFs {
             open,
             btree,
@@ -570,6 +573,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             op_lock: Mutex::new(())?,
             discarding: AtomicBool::new(false),
             emergency_ro: AtomicBool::new(false),
+            opts: Mutex::new(opts)?,
             now_ns: AtomicI64::new(now_ns),
             rng: AtomicU64::new(seed),
             hints: Mutex::new(hints)?,
@@ -799,6 +803,55 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         Ok(())
     }
 
+    /// The options writes follow now (`c->opts`).
+    pub fn opts(&self) -> WriteOpts {
+        *self.opts.lock()
+    }
+
+    /// Sets filesystem option `name` to `v` (its stored value, as
+    /// `bch2_opt_parse()` gives it) for the operations that start from now
+    /// on (C's sysfs `options/` store and `-o remount` for the options
+    /// writes follow: `data_checksum`, `compression`, `inline_data`,
+    /// `str_hash`, `encoded_extent_max`, `background_compression`,
+    /// `background_target`), and, with `persist`, in the superblock
+    /// (`bch2_opt_set_sb()`, written at once).  An option with no runtime
+    /// effect here is only persisted.
+    ///
+    /// Errors: `EINVAL` (no such option, or a value the option does not
+    /// take), `EOPNOTSUPP` (nonzero `background_compression` or
+    /// `background_target`: rebalance is not done yet, and every write
+    /// would fail), `EIO` from the superblock write.
+    pub fn opt_set(&self, name: &str, v: u64, persist: bool) -> Result<(), Errno> {
+        let o = sb_opt(name);
+        {
+            let mut w = self.opts.lock();
+            let u8v = || u8::try_from(v).map_err(|_| Errno::EINVAL);
+            match name {
+                "data_checksum" => w.data_checksum = u8v()?,
+                "compression" => w.compression = u8v()?,
+                "inline_data" => w.inline_data = v != 0,
+                "str_hash" => {
+                    // bch2_str_hash_opt_to_type(): siphash is type 3.
+                    w.str_hash = match v {
+                        0 | 1 => v as u8,
+                        2 => 3,
+                        _ => return Err(Errno::EINVAL),
+                    }
+                }
+                "encoded_extent_max" => w.encoded_extent_max_sectors = u32::try_from(v >> 9).map_err(|_| Errno::EINVAL)?.max(1),
+                "background_compression" | "background_target" if v != 0 => return Err(Errno::EOPNOTSUPP),
+                _ if o.is_none() => return Err(Errno::EINVAL),
+                _ => {}
+            }
+        }
+        if let (true, Some(o)) = (persist, o) {
+            let mut sb = self.open.sb.lock();
+            sb.set_opt(o, v);
+            sb.write_super(&*self.open.dev)?;
+        }
+        Ok(())
+    }
+
     /// `bch2_fs_emergency_read_only()` (what `FS_IOC_GOINGDOWN` and
     /// `errors=ro` do): with `flush_journal`, every commit made so far is
     /// flushed to the journal first (`FSOP_GOING_FLAGS_LOGFLUSH`); then
@@ -1014,7 +1067,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
 
     /// A transaction for the `fs_common` operations.
     pub fn trans(&self) -> FsTrans<'_, D> {
-        FsTrans { fs: self, t: BtreeTrans::new(&self.btree), enospc_retries: 0 }
+        FsTrans { fs: self, t: BtreeTrans::new(&self.btree), enospc_retries: 0, opts: *self.opts.lock() }
     }
 }
 
@@ -1027,6 +1080,8 @@ pub struct FsTrans<'a, D: BlockDev + Send + Sync + 'static> {
     /// The transaction.
     pub t: BtreeTrans<'a>,
     enospc_retries: u32,
+    /// The mount's options when the transaction was made.
+    opts: WriteOpts,
 }
 
 impl<D: BlockDev + Send + Sync + 'static> BtreeTransOps for FsTrans<'_, D> {
@@ -1091,7 +1146,7 @@ impl<D: BlockDev + Send + Sync + 'static> BtreeTransOps for FsTrans<'_, D> {
     }
 
     fn opts(&self) -> &WriteOpts {
-        &self.fs.open.opts
+        &self.opts
     }
 
     fn now_ns(&self) -> i64 {

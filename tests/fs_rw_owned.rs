@@ -158,3 +158,43 @@ fn emergency_read_only_keeps_what_was_flushed_and_nothing_after() {
         assert!(m.is_empty(), "{} mismatches after replaying an emergency read-only", m.len());
     }
 }
+
+#[test]
+fn options_set_at_runtime_apply_to_new_writes_and_persist() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 21);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 1, 22).unwrap();
+    assert_eq!(fs.opts().compression, 0);
+    assert_eq!(fs.opt_set("nonsense", 1, true), Err(bcachefs_rs::errcode::Errno::EINVAL));
+    assert_eq!(fs.opt_set("background_compression", 1, true), Err(bcachefs_rs::errcode::Errno::EOPNOTSUPP));
+    fs.opt_set("compression", 1, true).unwrap();
+    assert_eq!(fs.opts().compression, 1);
+    // A compressible file written now is stored compressed: fewer sectors.
+    let sv = root_subvol(&fs).unwrap();
+    let mut t = fs.trans();
+    let n = NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 };
+    let u = create(&mut t, &sv, sv.root_inum, b"zeros-ish", &n).unwrap();
+    let mut a = FsDataAlloc::new(&fs, writepoint_hashed(1));
+    write_data(&mut t, &mut a, &sv, u.inum, 0, &vec![b'x'; 256 << 10]).unwrap();
+    drop(t);
+    drop(a);
+    // Every extent of the file is compressed with lz4
+    // (`BCH_COMPRESSION_TYPE_lz4` is 3).
+    let (mut n, mut lz4) = (0, 0);
+    let mut from = bcachefs_rs::format::bpos::Bpos::new(u.inum, 0, 0);
+    let end = bcachefs_rs::format::bpos::Bpos::new(u.inum, u64::MAX, u32::MAX);
+    while let Some(k) = fs.peek_upto(bcachefs_rs::format::bkey::BtreeId::Extents, from, end, false).unwrap() {
+        let start = bcachefs_rs::format::val::extent::ptrs_start(k.k.key_type).unwrap();
+        for e in bcachefs_rs::format::val::extent::ExtentEntries::new(&k.v[start..]) {
+            if let Ok(bcachefs_rs::format::val::extent::ExtentEntry::Crc(c)) = e {
+                lz4 += usize::from(c.compression_type == 3 && c.compressed_size < c.uncompressed_size);
+            }
+        }
+        n += 1;
+        from = k.k.p.successor().unwrap();
+    }
+    assert!(n > 0 && lz4 == n, "{lz4} of {n} extents compressed with lz4");
+    fs.shutdown().unwrap();
+    drop(fs);
+    let open = BchFsOpen::open(SharedDev(mem)).unwrap();
+    assert_eq!(open.opts.compression, 1, "compression persisted in the superblock");
+}
