@@ -212,5 +212,25 @@ fn seek_data_and_hole_find_extents() {
     assert_eq!(sh(129 << 10), Ok(132 << 10));
     assert_eq!(sh(199 << 10), Ok(199 << 10));
     assert_eq!(sh(200 << 10), Err(Errno::ENXIO));
+    // FIEMAP: the two reservations and the two data extents, the last one
+    // flagged.
+    let mut got = Vec::new();
+    fiemap(&fs, &sv, u.inum, 0, u64::MAX, &mut |e| {
+        got.push(e);
+        true
+    })
+    .unwrap();
+    let shape: Vec<(u64, u64, u32)> = got.iter().map(|e| (e.logical, e.length, e.flags)).collect();
+    let res = FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_UNWRITTEN;
+    assert_eq!(shape, vec![(8 << 10, 8 << 10, res), (64 << 10, 8 << 10, 0), (128 << 10, 4 << 10, 0), (196 << 10, 4 << 10, res | FIEMAP_EXTENT_LAST)]);
+    assert!(got[1].physical != 0 && got[1].physical % 4096 == 0 && got[2].physical != got[1].physical);
+    // A window: only what overlaps it, and not flagged last.
+    let mut got = Vec::new();
+    fiemap(&fs, &sv, u.inum, 60 << 10, 10 << 10, &mut |e| {
+        got.push(e);
+        true
+    })
+    .unwrap();
+    assert_eq!(got.iter().map(|e| (e.logical, e.flags)).collect::<Vec<_>>(), vec![(64 << 10, 0)]);
     fs.shutdown().unwrap();
 }

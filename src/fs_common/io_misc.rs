@@ -378,3 +378,132 @@ pub fn seek_hole<R: BtreeRead + ?Sized>(r: &R, sv: &Subvol, inum: u64, offset: u
     }
     Ok((at * SECTOR).max(offset).min(size))
 }
+
+/// `FIEMAP_EXTENT_LAST`: the last extent of the file.
+pub const FIEMAP_EXTENT_LAST: u32 = 0x0000_0001;
+/// `FIEMAP_EXTENT_DELALLOC`: space reserved, location unknown.
+pub const FIEMAP_EXTENT_DELALLOC: u32 = 0x0000_0004;
+/// `FIEMAP_EXTENT_ENCODED`: compressed (the physical range holds the
+/// encoded form).
+pub const FIEMAP_EXTENT_ENCODED: u32 = 0x0000_0008;
+/// `FIEMAP_EXTENT_NOT_ALIGNED`: not block aligned.
+pub const FIEMAP_EXTENT_NOT_ALIGNED: u32 = 0x0000_0100;
+/// `FIEMAP_EXTENT_DATA_INLINE`: the data is in the metadata.
+pub const FIEMAP_EXTENT_DATA_INLINE: u32 = 0x0000_0200;
+/// `FIEMAP_EXTENT_UNWRITTEN`: allocated, reads as zeros.
+pub const FIEMAP_EXTENT_UNWRITTEN: u32 = 0x0000_0800;
+/// `FIEMAP_EXTENT_SHARED`: shared with another file (reflink).
+pub const FIEMAP_EXTENT_SHARED: u32 = 0x0000_2000;
+
+/// One `struct fiemap_extent` (bytes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FiemapExtent {
+    /// Offset in the file.
+    pub logical: u64,
+    /// Offset on the device (0 for inline data and reservations).
+    pub physical: u64,
+    /// Length.
+    pub length: u64,
+    /// `FIEMAP_EXTENT_*`.
+    pub flags: u32,
+}
+
+/// `bch2_fiemap()` over the btree: the extents of file `inum` overlapping
+/// bytes `[start, start + len)`, one entry per device pointer
+/// (`bch2_fill_extent()`: compressed data `ENCODED` at the start of the
+/// encoded extent, otherwise at the live data; inline data `DATA_INLINE`;
+/// reservations `DELALLOC | UNWRITTEN`; reflinked data (`reflink_p`) is
+/// reported as one `SHARED` extent without a location), passed to `emit`
+/// in file order until it returns `false`.  The last entry of the file
+/// (if reached) carries `FIEMAP_EXTENT_LAST`.
+///
+/// Errors: `EIO`, `ENOMEM`.
+pub fn fiemap<R: BtreeRead + ?Sized>(
+    r: &R,
+    sv: &Subvol,
+    inum: u64,
+    start: u64,
+    len: u64,
+    emit: &mut dyn FnMut(FiemapExtent) -> bool,
+) -> Result<(), Errno> {
+    use crate::format::val::extent::{ptrs_start, ExtentEntries, ExtentEntry};
+    let end_sector = start.saturating_add(len).div_ceil(SECTOR);
+    let block_sectors = u64::from(r.facts().block_bytes.max(512)) / SECTOR;
+    let last = Bpos::new(inum, u64::MAX, u32::MAX);
+    let mut from = Bpos::new(inum, start / SECTOR + 1, 0);
+    // Held back one so that the last can be flagged.
+    let mut pending: Option<FiemapExtent> = None;
+    let mut out = |e: FiemapExtent, pending: &mut Option<FiemapExtent>| -> bool {
+        match pending.replace(e) {
+            Some(p) => emit(p),
+            None => true,
+        }
+    };
+    let mut reached_end = true;
+    while let Some(k) = r.peek_upto(BtreeId::Extents, from, last, false)? {
+        let next = k.k.p.successor();
+        if k.k.p.snapshot == sv.snapshot {
+            if k.k.start_offset() >= end_sector {
+                reached_end = false;
+                break;
+            }
+            let logical = k.k.start_offset() * SECTOR;
+            let length = u64::from(k.k.size) * SECTOR;
+            let ty = k.k.key_type;
+            let mut go = true;
+            if ty == KeyType::Extent as u8 {
+                let mut crc = None;
+                let es = ptrs_start(ty).and_then(|s| k.v.get(s..)).unwrap_or(&[]);
+                for e in ExtentEntries::new(es) {
+                    match e {
+                        Ok(ExtentEntry::Crc(c)) => crc = Some(c),
+                        Ok(ExtentEntry::Ptr(p)) => {
+                            let mut flags = 0;
+                            let mut offset = p.offset;
+                            if p.unwritten {
+                                flags |= FIEMAP_EXTENT_UNWRITTEN;
+                            }
+                            match crc {
+                                Some(c) if c.compression_type != 0 => flags |= FIEMAP_EXTENT_ENCODED,
+                                Some(c) => offset += u64::from(c.offset),
+                                None => {}
+                            }
+                            if offset % block_sectors != 0 || u64::from(k.k.size) % block_sectors != 0 {
+                                flags |= FIEMAP_EXTENT_NOT_ALIGNED;
+                            }
+                            go = out(FiemapExtent { logical, physical: offset * SECTOR, length, flags }, &mut pending);
+                        }
+                        Ok(_) => {}
+                        Err(_) => return Err(Errno::EIO),
+                    }
+                    if !go {
+                        break;
+                    }
+                }
+            } else if ty == KeyType::InlineData as u8 {
+                go = out(FiemapExtent { logical, physical: 0, length, flags: FIEMAP_EXTENT_DATA_INLINE }, &mut pending);
+            } else if ty == KeyType::Reservation as u8 {
+                go = out(FiemapExtent { logical, physical: 0, length, flags: FIEMAP_EXTENT_DELALLOC | FIEMAP_EXTENT_UNWRITTEN }, &mut pending);
+            } else if ty == KeyType::ReflinkP as u8 {
+                go = out(FiemapExtent { logical, physical: 0, length, flags: FIEMAP_EXTENT_SHARED | FIEMAP_EXTENT_UNKNOWN }, &mut pending);
+            }
+            if !go {
+                return Ok(());
+            }
+        }
+        match next {
+            Some(n) => from = n,
+            None => break,
+        }
+    }
+    if let Some(mut p) = pending {
+        if reached_end {
+            p.flags |= FIEMAP_EXTENT_LAST;
+        }
+        emit(p);
+    }
+    Ok(())
+}
+
+/// `FIEMAP_EXTENT_UNKNOWN`: the location is not known.
+pub const FIEMAP_EXTENT_UNKNOWN: u32 = 0x0000_0002;
