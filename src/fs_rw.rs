@@ -507,6 +507,8 @@ pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     emergency_ro: AtomicBool,
     /// The options writes follow now ([`opt_set`](Self::opt_set)).
     opts: Mutex<WriteOpts>,
+    /// `journal_flush_disabled`: fsync does not flush the journal.
+    journal_flush_disabled: AtomicBool,
     now_ns: AtomicI64,
     rng: AtomicU64,
     hints: Mutex<Vec<u64>>,
@@ -574,6 +576,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             discarding: AtomicBool::new(false),
             emergency_ro: AtomicBool::new(false),
             opts: Mutex::new(opts)?,
+            journal_flush_disabled: AtomicBool::new(false),
             now_ns: AtomicI64::new(now_ns),
             rng: AtomicU64::new(seed),
             hints: Mutex::new(hints)?,
@@ -809,21 +812,23 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     }
 
     /// Sets filesystem option `name` to `v` (its stored value, as
-    /// `bch2_opt_parse()` gives it) for the operations that start from now
-    /// on (C's sysfs `options/` store and `-o remount` for the options
-    /// writes follow: `data_checksum`, `compression`, `inline_data`,
-    /// `str_hash`, `encoded_extent_max`, `background_compression`,
-    /// `background_target`), and, with `persist`, in the superblock
-    /// (`bch2_opt_set_sb()`, written at once).  An option with no runtime
-    /// effect here is only persisted.
+    /// `bch2_opt_parse()` gives it) for what happens from now on (C's
+    /// sysfs `options/` store and `-o remount`): the options writes follow
+    /// (`data_checksum`, `compression`, `inline_data`, `str_hash`,
+    /// `encoded_extent_max`; a transaction takes them when it is made),
+    /// `journal_flush_delay` and `journal_flush_disabled`; and, with
+    /// `persist`, the superblock's copy (`bch2_opt_set_sb()`, written at
+    /// once).  Returns whether the option has a runtime effect here; one
+    /// without is only persisted.
     ///
-    /// Errors: `EINVAL` (no such option, or a value the option does not
-    /// take), `EOPNOTSUPP` (nonzero `background_compression` or
-    /// `background_target`: rebalance is not done yet, and every write
-    /// would fail), `EIO` from the superblock write.
-    pub fn opt_set(&self, name: &str, v: u64, persist: bool) -> Result<(), Errno> {
+    /// Errors: `EINVAL` (neither a runtime nor a superblock option, or a
+    /// value the option does not take), `EOPNOTSUPP` (nonzero
+    /// `background_compression` or `background_target`: rebalance is not
+    /// done yet, and every write would fail), `EIO` from the superblock
+    /// write.
+    pub fn opt_set(&self, name: &str, v: u64, persist: bool) -> Result<bool, Errno> {
         let o = sb_opt(name);
-        {
+        let runtime = {
             let mut w = self.opts.lock();
             let u8v = || u8::try_from(v).map_err(|_| Errno::EINVAL);
             match name {
@@ -839,15 +844,42 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
                     }
                 }
                 "encoded_extent_max" => w.encoded_extent_max_sectors = u32::try_from(v >> 9).map_err(|_| Errno::EINVAL)?.max(1),
+                "journal_flush_delay" => self.open.journal.set_flush_delay_ms(u32::try_from(v).map_err(|_| Errno::EINVAL)?),
+                "journal_flush_disabled" => self.journal_flush_disabled.store(v != 0, Relaxed),
                 "background_compression" | "background_target" if v != 0 => return Err(Errno::EOPNOTSUPP),
                 _ if o.is_none() => return Err(Errno::EINVAL),
-                _ => {}
+                _ => return self.opt_persist(o, v, persist).map(|()| false),
             }
-        }
+            true
+        };
+        self.opt_persist(o, v, persist)?;
+        Ok(runtime)
+    }
+
+    fn opt_persist(&self, o: Option<&crate::format::sb_opts::SbOpt>, v: u64, persist: bool) -> Result<(), Errno> {
         if let (true, Some(o)) = (persist, o) {
             let mut sb = self.open.sb.lock();
             sb.set_opt(o, v);
             sb.write_super(&*self.open.dev)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the options a mount (or remount) was given that have a
+    /// runtime effect ([`opt_set`](Self::opt_set) without persisting, as
+    /// C's mount options override the superblock's for the mount only).
+    /// Options without one (`verbose`, `fsck`, `errors`, ...) are the
+    /// caller's.
+    ///
+    /// Errors: those of [`opt_set`](Self::opt_set) other than `EINVAL`.
+    pub fn apply_mount_opts(&self, m: &crate::opts::MountOpts) -> Result<(), Errno> {
+        for (id, o) in crate::opts::OPTS.iter().enumerate() {
+            if let Some(v) = m.get(id) {
+                match self.opt_set(o.name, v, false) {
+                    Ok(_) | Err(Errno::EINVAL) => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
         Ok(())
     }
@@ -862,7 +894,8 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     /// replays the journal as after a power cut).
     pub fn emergency_read_only(&self, flush_journal: bool) {
         if flush_journal && !self.is_emergency_ro() {
-            if let Err(e) = self.journal_flush() {
+            let j = &*self.open.journal;
+            if let Err(e) = JournalSink::flush_seq(j, j.cur_seq()) {
                 crate::platform::log::err!("{}: journal flush before going read-only: {e}", self.open.dev.name());
             }
         }
@@ -884,9 +917,11 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     ///
     /// Errors: `EIO` (the journal failed a write at or before `seq`: the
     /// caller's data may not be durable), `EINVAL` (`seq` not yet opened).
+    /// With `journal_flush_disabled` set, nothing is flushed (C's
+    /// `bch2_flush_inode()` and `bch2_sync_fs()` return at once).
     pub fn journal_flush_seq(&self, seq: u64) -> Result<(), Errno> {
         let j = &*self.open.journal;
-        if seq == 0 || seq <= j.flushed_seq_ondisk() {
+        if seq == 0 || seq <= j.flushed_seq_ondisk() || self.journal_flush_disabled.load(Relaxed) {
             return Ok(());
         }
         JournalSink::flush_seq(j, seq)

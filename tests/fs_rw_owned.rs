@@ -198,3 +198,35 @@ fn options_set_at_runtime_apply_to_new_writes_and_persist() {
     let open = BchFsOpen::open(SharedDev(mem)).unwrap();
     assert_eq!(open.opts.compression, 1, "compression persisted in the superblock");
 }
+
+#[test]
+fn mount_options_apply_for_the_mount_only() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 31);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 1, 32).unwrap();
+    let mut m = bcachefs_rs::opts::MountOpts::new();
+    m.parse("compression=lz4,journal_flush_disabled,journal_flush_delay=50,verbose").unwrap();
+    fs.apply_mount_opts(&m).unwrap();
+    assert_eq!(fs.opts().compression, 1);
+    // journal_flush_disabled: fsync's journal flush does nothing.
+    let sv = root_subvol(&fs).unwrap();
+    let seq = {
+        let mut t = fs.trans();
+        create(&mut t, &sv, sv.root_inum, b"a", &NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 }).unwrap();
+        t.t.journal_seq
+    };
+    fs.journal_flush_seq(seq).unwrap();
+    assert!(fs.open.journal.flushed_seq_ondisk() < seq, "journal_flush_disabled, yet fsync flushed the journal");
+    // journal_flush_delay=50: the entry is written 50 ms after it opened.
+    let _ = fs.do_work(1).unwrap();
+    assert!(fs.open.journal.seq_ondisk() < seq);
+    let _ = fs.do_work(100).unwrap();
+    assert!(fs.open.journal.seq_ondisk() >= seq, "the entry was not written 50 ms after it opened");
+    let mut bad = bcachefs_rs::opts::MountOpts::new();
+    bad.parse("background_compression=lz4").unwrap();
+    assert_eq!(fs.apply_mount_opts(&bad), Err(bcachefs_rs::errcode::Errno::EOPNOTSUPP));
+    fs.shutdown().unwrap();
+    drop(fs);
+    // Not persisted.
+    let open = BchFsOpen::open(SharedDev(mem)).unwrap();
+    assert_eq!(open.opts.compression, 0, "a mount option reached the superblock");
+}
