@@ -509,6 +509,8 @@ pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     opts: Mutex<WriteOpts>,
     /// `journal_flush_disabled`: fsync does not flush the journal.
     journal_flush_disabled: AtomicBool,
+    /// File data read and written, 512-byte sectors (`io_done`).
+    user_sectors: [AtomicU64; 2],
     now_ns: AtomicI64,
     rng: AtomicU64,
     hints: Mutex<Vec<u64>>,
@@ -577,6 +579,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             emergency_ro: AtomicBool::new(false),
             opts: Mutex::new(opts)?,
             journal_flush_disabled: AtomicBool::new(false),
+            user_sectors: [AtomicU64::new(0), AtomicU64::new(0)],
             now_ns: AtomicI64::new(now_ns),
             rng: AtomicU64::new(seed),
             hints: Mutex::new(hints)?,
@@ -1051,6 +1054,61 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         crate::sb_marks::sb_mark_written(sb, &self.triggers, self.open.info.dev_idx, self.open.info.node_bytes / 512)
     }
 
+    /// I/O done on the device since the mount, read and write, in 512-byte
+    /// sectors by data type (sysfs `dev-N/io_done`,
+    /// `dev_io_done_to_text()`): btree node reads and writes, journal
+    /// writes, file data.  Superblock I/O is not counted.
+    pub fn io_done(&self) -> [crate::bcachefs::IoDone; 2] {
+        let o = &self.open;
+        [
+            crate::bcachefs::IoDone {
+                sb: 0,
+                journal: 0,
+                btree: o.cache.sectors_read.load(Relaxed),
+                user: self.user_sectors[0].load(Relaxed),
+            },
+            crate::bcachefs::IoDone {
+                sb: 0,
+                journal: o.journal.bytes_written() / crate::platform::SECTOR_SIZE as u64,
+                btree: self.btree.stats.node_write_bytes.load(Relaxed) / crate::platform::SECTOR_SIZE as u64,
+                user: self.user_sectors[1].load(Relaxed),
+            },
+        ]
+    }
+
+    /// sysfs `btree_write_stats` (`bch2_btree_write_stats_to_text()`):
+    /// node writes by type, count and average size.  Ours are `initial`
+    /// (a node's first write) and `journal_reclaim` (every later one:
+    /// they all come from flushes).
+    pub fn btree_write_stats_to_text(&self, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let st = &self.btree.stats;
+        let (n, b) = (st.node_writes.load(Relaxed), st.node_write_bytes.load(Relaxed));
+        let (ni, bi) = (st.node_writes_initial.load(Relaxed), st.node_write_bytes_initial.load(Relaxed));
+        let rows = [("initial", ni, bi), ("init_next", 0, 0), ("cache_reclaim", 0, 0), ("journal_reclaim", n - ni, b - bi), ("interior", 0, 0)];
+        writeln!(f, "{:<20}{:<10}size", "", "nr")?;
+        for (name, nr, bytes) in rows {
+            let avg = bytes.checked_div(nr).unwrap_or(0);
+            // `{:<20}` of "name:" without an allocation.
+            write!(f, "{name}:{:w$}", "", w = 19usize.saturating_sub(name.len()))?;
+            writeln!(f, "{nr:<10}{}", crate::opts::HumanReadable(avg))?;
+        }
+        Ok(())
+    }
+
+    /// sysfs `dirty_btree_nodes` (`bch2_dirty_btree_nodes_to_text()`):
+    /// every dirty node, its btree, level and position.
+    pub fn dirty_btree_nodes_to_text(&self, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        match self.open.cache.nodes_with(crate::btree::node::flags::DIRTY) {
+            Ok(dirty) => {
+                for n in dirty.iter() {
+                    writeln!(f, "{n}")?;
+                }
+                Ok(())
+            }
+            Err(_) => writeln!(f, "(out of memory)"),
+        }
+    }
+
     /// Prints the mount's state, each part under a heading named as C's
     /// sysfs/debugfs file that prints it: `journal_debug`
     /// (`bch2_journal_debug_to_text()`), `journal_pins`
@@ -1169,6 +1227,7 @@ impl<D: BlockDev + Send + Sync + 'static> BtreeTransOps for FsTrans<'_, D> {
         if dev != self.fs.open.info.dev_idx {
             return Err(Errno::EIO);
         }
+        self.fs.user_sectors[0].fetch_add((buf.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
         self.fs.open.dev.read_sectors(sector, buf)
     }
 
@@ -1223,6 +1282,7 @@ impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::BtreeRead for BchFs<
         if dev != self.open.info.dev_idx {
             return Err(Errno::EOPNOTSUPP);
         }
+        self.user_sectors[0].fetch_add((buf.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
         self.open.dev.read_sectors(sector, buf)
     }
 
@@ -1324,6 +1384,7 @@ impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::trans::DataAlloc for
         if dev != self.fs.open.info.dev_idx {
             return Err(Errno::EIO);
         }
+        self.fs.user_sectors[1].fetch_add((data.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
         self.fs.open.dev.write_sectors(sector, data, WriteFlags::default())
     }
 }

@@ -230,3 +230,25 @@ fn mount_options_apply_for_the_mount_only() {
     let open = BchFsOpen::open(SharedDev(mem)).unwrap();
     assert_eq!(open.opts.compression, 0, "a mount option reached the superblock");
 }
+
+#[test]
+fn io_done_and_write_stats_count_what_was_written() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 41);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem)).unwrap(), volume::INIT_NS + 1, 42).unwrap();
+    write_file(&fs, 1, 100 << 10);
+    fs.flush().unwrap();
+    fs.journal_flush().unwrap();
+    let _ = read_file(&fs, 1);
+    let [r, w] = fs.io_done();
+    assert!(w.user >= (100 << 10) / 512, "user sectors written: {}", w.user);
+    assert!(r.user >= (100 << 10) / 512, "user sectors read: {}", r.user);
+    assert!(w.journal > 0 && w.btree > 0, "journal {} btree {}", w.journal, w.btree);
+    let mut t = String::new();
+    fs.btree_write_stats_to_text(&mut t).unwrap();
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines.len(), 6, "{t}");
+    assert!(lines[0].trim_start().starts_with("nr") && lines[1].starts_with("initial:") && lines[4].starts_with("journal_reclaim:"), "{t}");
+    let initial: u64 = lines[1].split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(initial > 0, "{t}");
+    fs.shutdown().unwrap();
+}

@@ -703,6 +703,11 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         JournalOpts { flush_delay_ms: self.flush_delay_ms.load(Relaxed), ..self.opts }
     }
 
+    /// Bytes of journal entries written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.state.lock().entry_bytes_written
+    }
+
     /// Sets `journal_flush_delay` (ms, at least 1) for the entries opened
     /// from now on.
     pub fn set_flush_delay_ms(&self, ms: u32) {
