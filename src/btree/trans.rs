@@ -290,6 +290,16 @@ impl<'a> BtreeFs<'a> {
             .is_ok()
     }
 
+    /// Seeds the sequence [`new_seq`](Self::new_seq) draws from.  The
+    /// nodes' `seq`s must differ across mounts: C hashes its node cache by
+    /// the `seq` of a `btree_ptr_v2` (`btree_ptr_hash_val()`), and two
+    /// roots with the same one make its `__bch2_btree_root_read()` BUG.
+    /// Every mount starting from the same value gave the nodes a mount
+    /// writes the `seq`s of nodes still reachable from an earlier mount.
+    pub fn seed_node_seq(&self, seed: u64) {
+        self.seq_next.store(seed, Relaxed);
+    }
+
     /// A new nonzero bset `seq` for a node (C uses a random number).
     pub(crate) fn new_seq(&self) -> u64 {
         let n = self.seq_next.fetch_add(1, Relaxed);
