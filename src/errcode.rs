@@ -18,6 +18,8 @@ impl Errno {
     pub const ENOENT: Errno = Errno(2);
     /// I/O error: a read failed or data failed its checksum.
     pub const EIO: Errno = Errno(5);
+    /// No such device or address (`SEEK_DATA`/`SEEK_HOLE` past the data).
+    pub const ENXIO: Errno = Errno(6);
     /// Out of memory.
     pub const ENOMEM: Errno = Errno(12);
     /// Device or resource busy.
@@ -80,6 +82,7 @@ impl Errno {
             Errno::ENAMETOOLONG => "ENAMETOOLONG",
             Errno::EOPNOTSUPP => "EOPNOTSUPP",
             Errno::EUCLEAN => "EUCLEAN",
+            Errno::ENXIO => "ENXIO",
             _ => "E?",
         }
     }

@@ -503,6 +503,14 @@ pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     /// [`do_discards`](Self::do_discards) runs (its commit must not start
     /// another from [`maybe_reclaim`](Self::maybe_reclaim)).
     discarding: AtomicBool,
+    /// [`emergency_read_only`](Self::emergency_read_only) ran.
+    emergency_ro: AtomicBool,
+    /// The options writes follow now ([`opt_set`](Self::opt_set)).
+    opts: Mutex<WriteOpts>,
+    /// `journal_flush_disabled`: fsync does not flush the journal.
+    journal_flush_disabled: AtomicBool,
+    /// File data read and written, 512-byte sectors (`io_done`).
+    user_sectors: [AtomicU64; 2],
     now_ns: AtomicI64,
     rng: AtomicU64,
     hints: Mutex<Vec<u64>>,
@@ -560,6 +568,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         btree.write_buffer = true;
         let mut hints = Vec::new();
         hints.push(0u64)?;
+        let opts = open.opts;
         let fs = BchFs {
             open,
             btree,
@@ -567,6 +576,10 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             nodes,
             op_lock: Mutex::new(())?,
             discarding: AtomicBool::new(false),
+            emergency_ro: AtomicBool::new(false),
+            opts: Mutex::new(opts)?,
+            journal_flush_disabled: AtomicBool::new(false),
+            user_sectors: [AtomicU64::new(0), AtomicU64::new(0)],
             now_ns: AtomicI64::new(now_ns),
             rng: AtomicU64::new(seed),
             hints: Mutex::new(hints)?,
@@ -779,6 +792,9 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     /// Errors: those of [`flush`](Self::flush) and
     /// [`do_discards`](Self::do_discards).
     pub fn maybe_reclaim(&self) -> Result<(), Errno> {
+        if self.is_emergency_ro() {
+            return Ok(());
+        }
         let j = &self.open.journal;
         if j.cur_seq().saturating_sub(j.last_seq()) > 32 {
             self.flush()?;
@@ -791,6 +807,154 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             }
         }
         Ok(())
+    }
+
+    /// The options writes follow now (`c->opts`).
+    pub fn opts(&self) -> WriteOpts {
+        *self.opts.lock()
+    }
+
+    /// Sets filesystem option `name` to `v` (its stored value, as
+    /// `bch2_opt_parse()` gives it) for what happens from now on (C's
+    /// sysfs `options/` store and `-o remount`): the options writes follow
+    /// (`data_checksum`, `compression`, `inline_data`, `str_hash`,
+    /// `encoded_extent_max`; a transaction takes them when it is made),
+    /// `journal_flush_delay` and `journal_flush_disabled`; and, with
+    /// `persist`, the superblock's copy (`bch2_opt_set_sb()`, written at
+    /// once).  Returns whether the option has a runtime effect here; one
+    /// without is only persisted.
+    ///
+    /// Errors: `EINVAL` (neither a runtime nor a superblock option, or a
+    /// value the option does not take), `EOPNOTSUPP` (nonzero
+    /// `background_compression` or `background_target`: rebalance is not
+    /// done yet, and every write would fail), `EIO` from the superblock
+    /// write.
+    pub fn opt_set(&self, name: &str, v: u64, persist: bool) -> Result<bool, Errno> {
+        let o = sb_opt(name);
+        let runtime = {
+            let mut w = self.opts.lock();
+            let u8v = || u8::try_from(v).map_err(|_| Errno::EINVAL);
+            match name {
+                "data_checksum" => w.data_checksum = u8v()?,
+                "compression" => w.compression = u8v()?,
+                "inline_data" => w.inline_data = v != 0,
+                "str_hash" => {
+                    // bch2_str_hash_opt_to_type(): siphash is type 3.
+                    w.str_hash = match v {
+                        0 | 1 => v as u8,
+                        2 => 3,
+                        _ => return Err(Errno::EINVAL),
+                    }
+                }
+                "encoded_extent_max" => w.encoded_extent_max_sectors = u32::try_from(v >> 9).map_err(|_| Errno::EINVAL)?.max(1),
+                "journal_flush_delay" => self.open.journal.set_flush_delay_ms(u32::try_from(v).map_err(|_| Errno::EINVAL)?),
+                "journal_flush_disabled" => self.journal_flush_disabled.store(v != 0, Relaxed),
+                "background_compression" | "background_target" if v != 0 => return Err(Errno::EOPNOTSUPP),
+                _ if o.is_none() => return Err(Errno::EINVAL),
+                _ => return self.opt_persist(o, v, persist).map(|()| false),
+            }
+            true
+        };
+        self.opt_persist(o, v, persist)?;
+        Ok(runtime)
+    }
+
+    fn opt_persist(&self, o: Option<&crate::format::sb_opts::SbOpt>, v: u64, persist: bool) -> Result<(), Errno> {
+        if let (true, Some(o)) = (persist, o) {
+            let mut sb = self.open.sb.lock();
+            sb.set_opt(o, v);
+            sb.write_super(&*self.open.dev)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the options a mount (or remount) was given that have a
+    /// runtime effect ([`opt_set`](Self::opt_set) without persisting, as
+    /// C's mount options override the superblock's for the mount only).
+    /// Options without one (`verbose`, `fsck`, `errors`, ...) are the
+    /// caller's.
+    ///
+    /// Errors: those of [`opt_set`](Self::opt_set) other than `EINVAL`.
+    pub fn apply_mount_opts(&self, m: &crate::opts::MountOpts) -> Result<(), Errno> {
+        for (id, o) in crate::opts::OPTS.iter().enumerate() {
+            if let Some(v) = m.get(id) {
+                match self.opt_set(o.name, v, false) {
+                    Ok(_) | Err(Errno::EINVAL) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `bch2_fs_emergency_read_only()` (what `FS_IOC_GOINGDOWN` and
+    /// `errors=ro` do): with `flush_journal`, every commit made so far is
+    /// flushed to the journal first (`FSOP_GOING_FLAGS_LOGFLUSH`); then
+    /// the journal halts (`bch2_journal_halt()`), so that nothing more
+    /// reaches the disk: commits fail with `EROFS`, dirty nodes are never
+    /// written, [`flush`](Self::flush) and [`shutdown`](Self::shutdown)
+    /// fail with `EROFS` (the volume stays unclean, and the next mount
+    /// replays the journal as after a power cut).
+    pub fn emergency_read_only(&self, flush_journal: bool) {
+        if flush_journal && !self.is_emergency_ro() {
+            let j = &*self.open.journal;
+            if let Err(e) = JournalSink::flush_seq(j, j.cur_seq()) {
+                crate::platform::log::err!("{}: journal flush before going read-only: {e}", self.open.dev.name());
+            }
+        }
+        if !self.emergency_ro.swap(true, Relaxed) {
+            self.open.journal.emergency_halt();
+        }
+    }
+
+    /// Whether [`emergency_read_only`](Self::emergency_read_only) ran.
+    pub fn is_emergency_ro(&self) -> bool {
+        self.emergency_ro.load(Relaxed)
+    }
+
+    /// `bch2_journal_flush_seq()`: returns once the journal entry `seq`
+    /// (and all before it) is on disk in a flush entry (`REQ_PREFLUSH |
+    /// REQ_FUA`): what `fsync` waits for, with `seq` the last commit that
+    /// changed the file (`FsTrans::t.journal_seq`).  `seq` 0 or already
+    /// flushed: nothing to do.
+    ///
+    /// Errors: `EIO` (the journal failed a write at or before `seq`: the
+    /// caller's data may not be durable), `EINVAL` (`seq` not yet opened).
+    /// With `journal_flush_disabled` set, nothing is flushed (C's
+    /// `bch2_flush_inode()` and `bch2_sync_fs()` return at once).
+    pub fn journal_flush_seq(&self, seq: u64) -> Result<(), Errno> {
+        let j = &*self.open.journal;
+        if seq == 0 || seq <= j.flushed_seq_ondisk() || self.journal_flush_disabled.load(Relaxed) {
+            return Ok(());
+        }
+        JournalSink::flush_seq(j, seq)
+    }
+
+    /// `bch2_journal_flush()`: every commit made so far is on disk
+    /// (`sync_fs`, `syncfs(2)`).
+    ///
+    /// Errors: as [`journal_flush_seq`](Self::journal_flush_seq).
+    pub fn journal_flush(&self) -> Result<(), Errno> {
+        self.journal_flush_seq(self.open.journal.cur_seq())
+    }
+
+    /// The mount's periodic work, for the platform's timer: the journal's
+    /// step (`journal_write_work()`: the open entry is written once its
+    /// `journal_flush_delay` has passed; then reclaim), and the btree side
+    /// of reclaim when the journal fills ([`maybe_reclaim`](Self::maybe_reclaim):
+    /// dirty nodes written, discards).  `now_ms` is a monotonic clock in
+    /// ms (`jiffies`).  Returns in how many ms to call again while an
+    /// entry is open (`None`: when the next commit opens one, or at the
+    /// platform's own pace).  The caller holds [`op_lock`](Self::op_lock).
+    ///
+    /// Errors: those of reclaim's node writes and commits.
+    pub fn do_work(&self, now_ms: u64) -> Result<Option<u64>, Errno> {
+        if self.is_emergency_ro() {
+            return Ok(None);
+        }
+        let next = self.open.journal.journal_do_work(now_ms);
+        self.maybe_reclaim()?;
+        Ok(next.map(|at| at.saturating_sub(now_ms)))
     }
 
     /// `bch2_btree_write_buffer_flush_sync()`: writes the open journal
@@ -832,6 +996,9 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     ///
     /// Errors: `EIO` from the writes, those of the trigger commits.
     pub fn flush(&self) -> Result<(), Errno> {
+        if self.is_emergency_ro() {
+            return Err(Errno::EROFS);
+        }
         for _ in 0..16 {
             self.write_buffer_drain()?;
             write_dirty_nodes(&self.btree)?;
@@ -887,6 +1054,61 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         crate::sb_marks::sb_mark_written(sb, &self.triggers, self.open.info.dev_idx, self.open.info.node_bytes / 512)
     }
 
+    /// I/O done on the device since the mount, read and write, in 512-byte
+    /// sectors by data type (sysfs `dev-N/io_done`,
+    /// `dev_io_done_to_text()`): btree node reads and writes, journal
+    /// writes, file data.  Superblock I/O is not counted.
+    pub fn io_done(&self) -> [crate::bcachefs::IoDone; 2] {
+        let o = &self.open;
+        [
+            crate::bcachefs::IoDone {
+                sb: 0,
+                journal: 0,
+                btree: o.cache.sectors_read.load(Relaxed),
+                user: self.user_sectors[0].load(Relaxed),
+            },
+            crate::bcachefs::IoDone {
+                sb: 0,
+                journal: o.journal.bytes_written() / crate::platform::SECTOR_SIZE as u64,
+                btree: self.btree.stats.node_write_bytes.load(Relaxed) / crate::platform::SECTOR_SIZE as u64,
+                user: self.user_sectors[1].load(Relaxed),
+            },
+        ]
+    }
+
+    /// sysfs `btree_write_stats` (`bch2_btree_write_stats_to_text()`):
+    /// node writes by type, count and average size.  Ours are `initial`
+    /// (a node's first write) and `journal_reclaim` (every later one:
+    /// they all come from flushes).
+    pub fn btree_write_stats_to_text(&self, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        let st = &self.btree.stats;
+        let (n, b) = (st.node_writes.load(Relaxed), st.node_write_bytes.load(Relaxed));
+        let (ni, bi) = (st.node_writes_initial.load(Relaxed), st.node_write_bytes_initial.load(Relaxed));
+        let rows = [("initial", ni, bi), ("init_next", 0, 0), ("cache_reclaim", 0, 0), ("journal_reclaim", n - ni, b - bi), ("interior", 0, 0)];
+        writeln!(f, "{:<20}{:<10}size", "", "nr")?;
+        for (name, nr, bytes) in rows {
+            let avg = bytes.checked_div(nr).unwrap_or(0);
+            // `{:<20}` of "name:" without an allocation.
+            write!(f, "{name}:{:w$}", "", w = 19usize.saturating_sub(name.len()))?;
+            writeln!(f, "{nr:<10}{}", crate::opts::HumanReadable(avg))?;
+        }
+        Ok(())
+    }
+
+    /// sysfs `dirty_btree_nodes` (`bch2_dirty_btree_nodes_to_text()`):
+    /// every dirty node, its btree, level and position.
+    pub fn dirty_btree_nodes_to_text(&self, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        match self.open.cache.nodes_with(crate::btree::node::flags::DIRTY) {
+            Ok(dirty) => {
+                for n in dirty.iter() {
+                    writeln!(f, "{n}")?;
+                }
+                Ok(())
+            }
+            Err(_) => writeln!(f, "(out of memory)"),
+        }
+    }
+
     /// Prints the mount's state, each part under a heading named as C's
     /// sysfs/debugfs file that prints it: `journal_debug`
     /// (`bch2_journal_debug_to_text()`), `journal_pins`
@@ -938,7 +1160,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
 
     /// A transaction for the `fs_common` operations.
     pub fn trans(&self) -> FsTrans<'_, D> {
-        FsTrans { fs: self, t: BtreeTrans::new(&self.btree), enospc_retries: 0 }
+        FsTrans { fs: self, t: BtreeTrans::new(&self.btree), enospc_retries: 0, opts: *self.opts.lock() }
     }
 }
 
@@ -951,6 +1173,8 @@ pub struct FsTrans<'a, D: BlockDev + Send + Sync + 'static> {
     /// The transaction.
     pub t: BtreeTrans<'a>,
     enospc_retries: u32,
+    /// The mount's options when the transaction was made.
+    opts: WriteOpts,
 }
 
 impl<D: BlockDev + Send + Sync + 'static> BtreeTransOps for FsTrans<'_, D> {
@@ -1003,6 +1227,7 @@ impl<D: BlockDev + Send + Sync + 'static> BtreeTransOps for FsTrans<'_, D> {
         if dev != self.fs.open.info.dev_idx {
             return Err(Errno::EIO);
         }
+        self.fs.user_sectors[0].fetch_add((buf.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
         self.fs.open.dev.read_sectors(sector, buf)
     }
 
@@ -1015,7 +1240,7 @@ impl<D: BlockDev + Send + Sync + 'static> BtreeTransOps for FsTrans<'_, D> {
     }
 
     fn opts(&self) -> &WriteOpts {
-        &self.fs.open.opts
+        &self.opts
     }
 
     fn now_ns(&self) -> i64 {
@@ -1057,6 +1282,7 @@ impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::BtreeRead for BchFs<
         if dev != self.open.info.dev_idx {
             return Err(Errno::EOPNOTSUPP);
         }
+        self.user_sectors[0].fetch_add((buf.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
         self.open.dev.read_sectors(sector, buf)
     }
 
@@ -1158,6 +1384,7 @@ impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::trans::DataAlloc for
         if dev != self.fs.open.info.dev_idx {
             return Err(Errno::EIO);
         }
+        self.fs.user_sectors[1].fetch_add((data.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
         self.fs.open.dev.write_sectors(sector, data, WriteFlags::default())
     }
 }

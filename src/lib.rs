@@ -30,6 +30,7 @@ pub mod fs_rw;
 pub mod gc;
 pub mod journal;
 pub mod opts;
+pub mod perf_test;
 pub mod platform;
 pub mod recovery;
 pub mod sb_marks;
@@ -44,6 +45,8 @@ mod bindings;
 mod block;
 #[cfg(bch_kernel)]
 mod fs;
+#[cfg(bch_kernel)]
+mod kthread;
 #[cfg(bch_kernel)]
 mod module;
 #[cfg(bch_kernel)]

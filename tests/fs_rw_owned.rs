@@ -80,3 +80,175 @@ fn an_owned_mount_moves_between_threads_and_reads_its_own_writes() {
     let m = check_fs(&ro).unwrap();
     assert!(m.is_empty(), "derived state after the owned mount: {} mismatches", m.len());
 }
+
+#[test]
+fn fsync_and_the_periodic_work_write_the_journal() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 8);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 1, 9).unwrap();
+    let j = &fs.open.journal;
+    let sv = root_subvol(&fs).unwrap();
+    let commit = |name: &str| {
+        let mut t = fs.trans();
+        let n = NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 };
+        create(&mut t, &sv, sv.root_inum, name.as_bytes(), &n).unwrap();
+        t.t.journal_seq
+    };
+    // fsync: the commit's entry reaches the disk as a flush entry.
+    let seq = commit("a");
+    assert!(seq > j.flushed_seq_ondisk(), "the commit's entry is still open");
+    fs.journal_flush_seq(seq).unwrap();
+    assert!(j.flushed_seq_ondisk() >= seq, "journal_flush_seq({seq}) left flushed_seq_ondisk at {}", j.flushed_seq_ondisk());
+    fs.journal_flush_seq(seq).unwrap();
+    fs.journal_flush_seq(0).unwrap();
+    // The timer: nothing written before the flush delay, written after.
+    let seq = commit("b");
+    let _ = fs.do_work(1).unwrap();
+    let before = j.seq_ondisk();
+    assert!(before < seq, "the open entry was written before its delay");
+    let _ = fs.do_work(60_000).unwrap();
+    assert!(j.seq_ondisk() >= seq, "do_work after the delay left seq_ondisk at {} (was {before}), commit at {seq}", j.seq_ondisk());
+    // syncfs.
+    let seq = commit("c");
+    fs.journal_flush().unwrap();
+    assert!(j.flushed_seq_ondisk() >= seq);
+    fs.shutdown().unwrap();
+}
+
+/// Names in the root directory, through any reader.
+fn root_names(r: &(impl BtreeRead + ?Sized)) -> Vec<String> {
+    let sv = root_subvol(r).unwrap();
+    let root = inode_get(r, &sv, sv.root_inum).unwrap();
+    let mut names = Vec::new();
+    bcachefs_rs::fs_common::readdir(r, &sv, &root, 0, &mut |e| {
+        names.push(String::from_utf8_lossy(e.name).into_owned());
+        true
+    })
+    .unwrap();
+    names.sort();
+    names
+}
+
+#[test]
+fn emergency_read_only_keeps_what_was_flushed_and_nothing_after() {
+    for flush_journal in [false, true] {
+        let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 12);
+        let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 1, 13).unwrap();
+        let sv = root_subvol(&fs).unwrap();
+        let n = NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 };
+        let seq = {
+            let mut t = fs.trans();
+            create(&mut t, &sv, sv.root_inum, b"synced", &n).unwrap();
+            t.t.journal_seq
+        };
+        fs.journal_flush_seq(seq).unwrap();
+        create(&mut fs.trans(), &sv, sv.root_inum, b"unsynced", &n).unwrap();
+        fs.emergency_read_only(flush_journal);
+        assert!(fs.is_emergency_ro());
+        assert_eq!(create(&mut fs.trans(), &sv, sv.root_inum, b"after", &n).unwrap_err(), bcachefs_rs::errcode::Errno::EROFS);
+        assert_eq!(fs.shutdown().unwrap_err(), bcachefs_rs::errcode::Errno::EROFS);
+        drop(fs);
+        // The next mount replays what reached the journal.
+        let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 2, 14).unwrap();
+        let want: Vec<String> = if flush_journal { vec!["lost+found".into(), "synced".into(), "unsynced".into()] } else { vec!["lost+found".into(), "synced".into()] };
+        assert_eq!(root_names(&fs), want, "after the emergency read-only (journal flushed first: {flush_journal})");
+        fs.shutdown().unwrap();
+        drop(fs);
+        let ro = Fs::open(SharedDev(mem), &OpenOpts::default()).unwrap();
+        let m = check_fs(&ro).unwrap();
+        assert!(m.is_empty(), "{} mismatches after replaying an emergency read-only", m.len());
+    }
+}
+
+#[test]
+fn options_set_at_runtime_apply_to_new_writes_and_persist() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 21);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 1, 22).unwrap();
+    assert_eq!(fs.opts().compression, 0);
+    assert_eq!(fs.opt_set("nonsense", 1, true), Err(bcachefs_rs::errcode::Errno::EINVAL));
+    assert_eq!(fs.opt_set("background_compression", 1, true), Err(bcachefs_rs::errcode::Errno::EOPNOTSUPP));
+    fs.opt_set("compression", 1, true).unwrap();
+    assert_eq!(fs.opts().compression, 1);
+    // A compressible file written now is stored compressed: fewer sectors.
+    let sv = root_subvol(&fs).unwrap();
+    let mut t = fs.trans();
+    let n = NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 };
+    let u = create(&mut t, &sv, sv.root_inum, b"zeros-ish", &n).unwrap();
+    let mut a = FsDataAlloc::new(&fs, writepoint_hashed(1));
+    write_data(&mut t, &mut a, &sv, u.inum, 0, &vec![b'x'; 256 << 10]).unwrap();
+    drop(t);
+    drop(a);
+    // Every extent of the file is compressed with lz4
+    // (`BCH_COMPRESSION_TYPE_lz4` is 3).
+    let (mut n, mut lz4) = (0, 0);
+    let mut from = bcachefs_rs::format::bpos::Bpos::new(u.inum, 0, 0);
+    let end = bcachefs_rs::format::bpos::Bpos::new(u.inum, u64::MAX, u32::MAX);
+    while let Some(k) = fs.peek_upto(bcachefs_rs::format::bkey::BtreeId::Extents, from, end, false).unwrap() {
+        let start = bcachefs_rs::format::val::extent::ptrs_start(k.k.key_type).unwrap();
+        for e in bcachefs_rs::format::val::extent::ExtentEntries::new(&k.v[start..]) {
+            if let Ok(bcachefs_rs::format::val::extent::ExtentEntry::Crc(c)) = e {
+                lz4 += usize::from(c.compression_type == 3 && c.compressed_size < c.uncompressed_size);
+            }
+        }
+        n += 1;
+        from = k.k.p.successor().unwrap();
+    }
+    assert!(n > 0 && lz4 == n, "{lz4} of {n} extents compressed with lz4");
+    fs.shutdown().unwrap();
+    drop(fs);
+    let open = BchFsOpen::open(SharedDev(mem)).unwrap();
+    assert_eq!(open.opts.compression, 1, "compression persisted in the superblock");
+}
+
+#[test]
+fn mount_options_apply_for_the_mount_only() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 31);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 1, 32).unwrap();
+    let mut m = bcachefs_rs::opts::MountOpts::new();
+    m.parse("compression=lz4,journal_flush_disabled,journal_flush_delay=50,verbose").unwrap();
+    fs.apply_mount_opts(&m).unwrap();
+    assert_eq!(fs.opts().compression, 1);
+    // journal_flush_disabled: fsync's journal flush does nothing.
+    let sv = root_subvol(&fs).unwrap();
+    let seq = {
+        let mut t = fs.trans();
+        create(&mut t, &sv, sv.root_inum, b"a", &NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 }).unwrap();
+        t.t.journal_seq
+    };
+    fs.journal_flush_seq(seq).unwrap();
+    assert!(fs.open.journal.flushed_seq_ondisk() < seq, "journal_flush_disabled, yet fsync flushed the journal");
+    // journal_flush_delay=50: the entry is written 50 ms after it opened.
+    let _ = fs.do_work(1).unwrap();
+    assert!(fs.open.journal.seq_ondisk() < seq);
+    let _ = fs.do_work(100).unwrap();
+    assert!(fs.open.journal.seq_ondisk() >= seq, "the entry was not written 50 ms after it opened");
+    let mut bad = bcachefs_rs::opts::MountOpts::new();
+    bad.parse("background_compression=lz4").unwrap();
+    assert_eq!(fs.apply_mount_opts(&bad), Err(bcachefs_rs::errcode::Errno::EOPNOTSUPP));
+    fs.shutdown().unwrap();
+    drop(fs);
+    // Not persisted.
+    let open = BchFsOpen::open(SharedDev(mem)).unwrap();
+    assert_eq!(open.opts.compression, 0, "a mount option reached the superblock");
+}
+
+#[test]
+fn io_done_and_write_stats_count_what_was_written() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 41);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem)).unwrap(), volume::INIT_NS + 1, 42).unwrap();
+    write_file(&fs, 1, 100 << 10);
+    fs.flush().unwrap();
+    fs.journal_flush().unwrap();
+    let _ = read_file(&fs, 1);
+    let [r, w] = fs.io_done();
+    assert!(w.user >= (100 << 10) / 512, "user sectors written: {}", w.user);
+    assert!(r.user >= (100 << 10) / 512, "user sectors read: {}", r.user);
+    assert!(w.journal > 0 && w.btree > 0, "journal {} btree {}", w.journal, w.btree);
+    let mut t = String::new();
+    fs.btree_write_stats_to_text(&mut t).unwrap();
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(lines.len(), 6, "{t}");
+    assert!(lines[0].trim_start().starts_with("nr") && lines[1].starts_with("initial:") && lines[4].starts_with("journal_reclaim:"), "{t}");
+    let initial: u64 = lines[1].split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(initial > 0, "{t}");
+    fs.shutdown().unwrap();
+}

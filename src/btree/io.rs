@@ -98,6 +98,9 @@ pub(crate) fn write_new_node(c: &BtreeFs<'_>, node: &mut Node) -> Result<(), Err
     };
     c.dev.write_sectors(node.sector, &buf, WriteFlags::NONE)?;
     c.stats.node_writes.fetch_add(1, Relaxed);
+    c.stats.node_write_bytes.fetch_add(buf.len() as u64, Relaxed);
+    c.stats.node_writes_initial.fetch_add(1, Relaxed);
+    c.stats.node_write_bytes_initial.fetch_add(buf.len() as u64, Relaxed);
     let written = u32::try_from(buf.len() / SECTOR_SIZE).map_err(|_| Errno::EIO)?;
     let d = Node::data_unpublished(node);
     if let Some(f) = f {
@@ -145,6 +148,11 @@ pub(crate) fn node_write_locked(c: &BtreeFs<'_>, g: &mut NodeLock) -> Result<Wri
         return Err(e);
     }
     c.stats.node_writes.fetch_add(1, Relaxed);
+    c.stats.node_write_bytes.fetch_add(buf.len() as u64, Relaxed);
+    if g.data().written == 0 {
+        c.stats.node_writes_initial.fetch_add(1, Relaxed);
+        c.stats.node_write_bytes_initial.fetch_add(buf.len() as u64, Relaxed);
+    }
     let sectors = u32::try_from(buf.len() / SECTOR_SIZE).map_err(|_| Errno::EIO)?;
     let mut w = g.write().ok_or(Errno::EINVAL)?;
     if let Some(f) = f {

@@ -169,6 +169,13 @@ pub struct BtreeStats {
     pub new_roots: AtomicU64,
     /// Node writes (whole or appended bsets).
     pub node_writes: AtomicU64,
+    /// Bytes those wrote.
+    pub node_write_bytes: AtomicU64,
+    /// Of the node writes, first writes of a node (C's
+    /// `BTREE_WRITE_initial`).
+    pub node_writes_initial: AtomicU64,
+    /// Bytes those wrote.
+    pub node_write_bytes_initial: AtomicU64,
     /// Transaction restarts.
     pub restarts: AtomicU64,
     /// Commits.

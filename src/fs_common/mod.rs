@@ -227,6 +227,7 @@ pub mod fs_ops;
 mod inode;
 pub mod inode_write;
 mod io_read;
+pub mod io_misc;
 pub mod io_write;
 mod statfs;
 pub mod str_hash_write;

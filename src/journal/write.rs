@@ -53,6 +53,7 @@
 //! zero-padded to a block and placed inside one bucket.
 
 use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use super::reclaim::{JournalDevice, JournalFlusher, JournalSpace, PinFifo, SpaceFrom, SPACE_FROM_NAMES};
 use super::res::{JournalRes, JournalSink, PinOwner, ResFlags};
@@ -432,6 +433,9 @@ pub struct Journal<D: BlockDev + Send + Sync> {
     dev: D,
     geo: JournalGeometry,
     opts: JournalOpts,
+    /// `journal_flush_delay`, ms: changeable at runtime
+    /// ([`set_flush_delay_ms`](Self::set_flush_delay_ms)).
+    flush_delay_ms: AtomicU32,
     io: Mutex<()>,
     state: Mutex<JournalState>,
     extras: Mutex<Extras>,
@@ -533,6 +537,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             dev,
             geo,
             opts,
+            flush_delay_ms: AtomicU32::new(opts.flush_delay_ms.max(1)),
             io: Mutex::new(())?,
             state: Mutex::new(st)?,
             extras: Mutex::new(Extras { roots, hook: None, key_version: 0, io_clock: [0; 2] })?,
@@ -679,6 +684,36 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         self.do_writes();
     }
 
+    /// `bch2_journal_halt()` for an emergency read-only: nothing more is
+    /// written (entries not yet on disk are lost, as in a power cut), and
+    /// reservations fail with `EROFS`.  Entries already on disk stay
+    /// valid; the next mount replays them.
+    pub fn emergency_halt(&self) {
+        let mut s = self.state.lock();
+        let seq = s.seq;
+        if s.err.is_none() {
+            log::info!("{}: journal halted at seq {seq} (emergency read-only)", self.dev.name());
+            s.err = Some(Errno::EROFS);
+        }
+        self.halt(&mut s, Errno::EROFS, seq);
+    }
+
+    /// The options, with the current flush delay.
+    fn cur_opts(&self) -> JournalOpts {
+        JournalOpts { flush_delay_ms: self.flush_delay_ms.load(Relaxed), ..self.opts }
+    }
+
+    /// Bytes of journal entries written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.state.lock().entry_bytes_written
+    }
+
+    /// Sets `journal_flush_delay` (ms, at least 1) for the entries opened
+    /// from now on.
+    pub fn set_flush_delay_ms(&self, ms: u32) {
+        self.flush_delay_ms.store(ms.max(1), Relaxed);
+    }
+
     fn halt(&self, s: &mut JournalState, e: Errno, seq: u64) {
         if s.err.is_none() {
             log::err!("{}: journal error at seq {seq}: {e}", self.dev.name());
@@ -711,7 +746,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             return None;
         }
         let seq = s.seq_ondisk + 1;
-        let (now, delay) = (s.now_ms, u64::from(self.opts.flush_delay_ms));
+        let (now, delay) = (s.now_ms, u64::from(self.flush_delay_ms.load(Relaxed)));
         let skip = s.may_skip_flush && !s.watermark_low() && now < s.last_flush_write_ms.saturating_add(delay);
         let errored = s.err.is_some();
         let b = s.buf(seq);
@@ -1132,7 +1167,7 @@ impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
                 // the others wait for it.
                 Some(JournalErr::JournalFull)
             } else {
-                s.entry_open(&self.opts).err()
+                s.entry_open(&self.cur_opts()).err()
             };
             let others = s.waiting_on_others();
             drop(s);

@@ -51,6 +51,22 @@ enum Cmd {
     /// List a btree's keys, one per line, from the newest btree roots plus
     /// the journal keys newer than the btree.
     List(list::ListArgs),
+    /// Run one of the kernel's btree performance tests (C's `perf_test`
+    /// sysfs file: `rand_insert`, `seq_lookup`, ...) on an image through
+    /// the read-write core, print the result as the kernel prints it, and
+    /// shut down cleanly.
+    #[command(name = "perf-test")]
+    PerfTest {
+        /// Device or image file (formatted and initialized).
+        device: String,
+        /// Test name, as C names it.
+        test: String,
+        /// Operations over all threads.
+        nr: u64,
+        /// Threads.
+        #[arg(default_value_t = 1)]
+        threads: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -515,6 +531,34 @@ fn show_super(device: &str, layout: bool) -> Result<(), String> {
         .map_err(|e| format!("{device}: invalid superblock: {e}"))
 }
 
+/// `perf-test`: C's `bch2_btree_perf_test()` on a mount of `device`.
+fn perf_test(device: &str, test: &str, nr: u64, threads: u32) -> Result<(), String> {
+    use bcachefs_rs::perf_test::{perf_test_run, PerfTest, PerfTestResult};
+    let t = PerfTest::from_name(test).ok_or_else(|| format!("unknown test {test}"))?;
+    if nr == 0 || threads == 0 {
+        return Err("nr of iterations or threads is not allowed to be 0".into());
+    }
+    let dev = FileDev::open_rw(device).map_err(|e| format!("{device}: {e}"))?;
+    let open = bcachefs_rs::fs_rw::BchFsOpen::open(dev).map_err(|e| format!("{device}: opening: {e}"))?;
+    if open.fresh {
+        return Err(format!("{device}: not initialized (format it without --no_initialize)"));
+    }
+    let now_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| e.to_string())?.as_nanos() as i64;
+    let fs = bcachefs_rs::fs_rw::BchFs::start(open, now_ns, now_ns as u64).map_err(|e| format!("{device}: mounting: {e}"))?;
+    let start = std::time::Instant::now();
+    let r: Result<(), bcachefs_rs::errcode::Errno> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads).map(|i| {
+            let fs = &fs;
+            s.spawn(move || perf_test_run(fs, t, nr / u64::from(threads), now_ns as u64 ^ u64::from(i) << 48))
+        }).collect();
+        hs.into_iter().try_for_each(|h| h.join().unwrap_or(Err(bcachefs_rs::errcode::Errno::EIO)))
+    });
+    let ns = start.elapsed().as_nanos() as u64;
+    r.map_err(|e| format!("{test}: error {e}"))?;
+    println!("{}", PerfTestResult { test: t, nr, threads, ns });
+    fs.shutdown().map_err(|e| format!("{device}: shutdown: {e}"))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -522,6 +566,7 @@ fn main() -> ExitCode {
         Cmd::Format(a) => format_cmd(&a),
         Cmd::ShowSuper { device, layout } => show_super(&device, layout),
         Cmd::List(a) => list::list(&a),
+        Cmd::PerfTest { device, test, nr, threads } => perf_test(&device, &test, nr, threads),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
