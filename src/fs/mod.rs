@@ -188,11 +188,11 @@ impl FsInfo {
         }
     }
 
-    /// The I/O counters of a read-only mount.
-    pub(crate) fn io_done(&self) -> Option<crate::bcachefs::IoDone> {
+    /// The I/O counters, read and write (`dev-N/io_done`).
+    pub(crate) fn io_done(&self) -> [crate::bcachefs::IoDone; 2] {
         match &self.fs {
-            Mounted::Ro(fs) => Some(fs.io_done()),
-            Mounted::Rw(_) => None,
+            Mounted::Ro(fs) => [fs.io_done(), crate::bcachefs::IoDone::default()],
+            Mounted::Rw(fs) => fs.io_done(),
         }
     }
 }
@@ -423,6 +423,14 @@ unsafe extern "C" fn bch_reconfigure(fc: *mut bindings::fs_context) -> c_int {
     let (flags, mask, sb) = unsafe { ((*fc).sb_flags, (*fc).sb_flags_mask, (*(*fc).root).d_sb) };
     // SAFETY: as above.
     let (info, id, was_ro) = unsafe { (FsInfo::of(sb), SbId(&(*sb).s_id), (*sb).s_flags & bindings::BCH_RS_SB_RDONLY as c_ulong != 0) };
+    // SAFETY: `fs_private` is our options box (parsed by `parse_param`).
+    let opts = unsafe { &*(*fc).fs_private.cast::<MountOpts>() };
+    if let Ok(op) = info.op() {
+        if let Err(e) = op.fs.apply_mount_opts(opts) {
+            bch_err!("{id}: remount options: {e}");
+            return e.to_kernel();
+        }
+    }
     if mask & bindings::BCH_RS_SB_RDONLY == 0 {
         return 0;
     }
@@ -538,7 +546,7 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
     let (fs, facts, lbs, uuid) = if rw {
         // SAFETY: `bdev` stays open while the superblock lives, opened
         // for writing since the superblock is not `SB_RDONLY` (caller).
-        unsafe { rw::open_rw(bdev, name) }?
+        unsafe { rw::open_rw(bdev, name, opts) }?
     } else {
         // SAFETY: `bdev` stays open while the superblock lives (caller).
         unsafe { open_ro(bdev, name, &oo) }?

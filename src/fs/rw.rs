@@ -110,6 +110,7 @@ impl FsInfo {
 pub(super) unsafe fn open_rw(
     bdev: *mut bindings::block_device,
     name: &str,
+    opts: &crate::opts::MountOpts,
 ) -> Result<(Mounted, FsFacts, u32, [u8; 16]), Errno> {
     // SAFETY: the caller's contract.
     let dev = unsafe { SbBdev::with_mode(bdev, name, true) }.inspect_err(|_| bch_err!("{name}: out of memory"))?;
@@ -126,6 +127,12 @@ pub(super) unsafe fn open_rw(
     // SAFETY: returns random bits.
     let seed = unsafe { bindings::get_random_u64() };
     let fs = start_boxed(open, seed).inspect_err(|e| bch_err!("{name}: going read-write: {e}"))?;
+    // Mount options override the superblock's for this mount.
+    if let Err(e) = fs.apply_mount_opts(opts) {
+        bch_err!("{name}: mount options: {e}");
+        let _ = fs.shutdown();
+        return Err(e);
+    }
     if fresh {
         let _g = fs.op_lock();
         fs.set_time(now_ns());
@@ -425,7 +432,11 @@ unsafe fn link(old: *mut bindings::dentry, dir: *mut bindings::inode, dentry: *m
         let op = info.op()?;
         // SAFETY: `inode` is referenced by `old`.
         let inum = unsafe { (*inode).i_ino as u64 };
-        fs_ops::link(&mut op.fs.trans(), &info.sv, dinum, inum, name)?;
+        // Not `fs_ops::link`, which refuses an unlinked inode: the VFS
+        // has checked (a directory, or an unlinked inode that is not an
+        // `O_TMPFILE` one, never gets here).
+        fs_ops::check_name(name)?;
+        commit_do(&mut op.fs.trans(), |t| fs_ops::link_trans(t, &info.sv, dinum, inum, name))?;
         // SAFETY: the VFS holds both inodes' locks.
         unsafe {
             refresh(info, &op, dir)?;

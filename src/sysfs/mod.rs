@@ -373,18 +373,19 @@ fn show_sb(info: &FsInfo, sb: Option<Sb<'_>>, idx: usize, w: &mut dyn fmt::Write
     }
 }
 
-/// `dev_io_done_to_text`: bytes read and written per data type (we never
-/// write).
+/// `dev_io_done_to_text`: bytes read and written per data type (a
+/// read-only mount writes nothing).
 fn io_done_to_text(info: &FsInfo, w: &mut dyn fmt::Write) -> fmt::Result {
-    let io = info.io_done().unwrap_or_default();
+    let io = info.io_done();
     for (rw, name) in ["read", "write"].iter().enumerate() {
         writeln!(w, "{name}:")?;
+        let d = io.get(rw).copied().unwrap_or_default();
         for (t, tname) in DATA_TYPE_NAMES.iter().enumerate().skip(1) {
-            let sectors = match (rw, t) {
-                (0, 1) => io.sb,
-                (0, 2) => io.journal,
-                (0, 3) => io.btree,
-                (0, 4) => io.user,
+            let sectors = match t {
+                1 => d.sb,
+                2 => d.journal,
+                3 => d.btree,
+                4 => d.user,
                 _ => 0,
             };
             writeln!(w, "{tname:<12}:{:>12}", sectors << 9)?;
