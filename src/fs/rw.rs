@@ -999,7 +999,10 @@ unsafe fn write_data(inode: *mut bindings::inode, pos: u64, data: &[u8]) -> Resu
     let op = info.op()?;
     let mut a = FsDataAlloc::new(op.fs, writepoint_hashed(inum));
     fs_common::io_write::write_data(&mut op.fs.trans(), &mut a, &info.sv, inum, pos, data).inspect_err(|e| {
-        bch_err!("{}: writing inode {inum} at {pos}: {e}", op.fs.open.dev.name());
+        // Writeback retries and fills the log otherwise (ENOSPC).
+        if crate::platform::log_ratelimit() {
+            bch_err!("{}: writing back inode {inum} at {pos}: {e}", op.fs.open.dev.name());
+        }
     })?;
     drop(a);
     // `i_blocks` follows the sectors now allocated (C accounts them as
