@@ -566,6 +566,8 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         )?;
         btree.triggers = Some(Shared::Owned(trig.clone()));
         btree.write_buffer = true;
+        // New nodes' seqs must not repeat those of an earlier mount.
+        btree.seed_node_seq(seed.rotate_left(17) ^ 0x6e6f_6465_7365_7173);
         let mut hints = Vec::new();
         hints.push(0u64)?;
         let opts = open.opts;

@@ -22,13 +22,12 @@ use crate::errcode::{BchError, Errno};
 use crate::format::bkey::{BkeyI, BtreeId, KeyType};
 use crate::format::bpos::Bpos;
 use crate::format::val::inode::InodeField;
-use crate::platform::{Vec, SECTOR_SIZE};
+use crate::platform::SECTOR_SIZE;
 
 use super::inode_write::{current_time, inode_peek, inode_write};
-use super::io_read::read_data;
-use super::io_write::{cut_back, cut_front, extent_update, fpunch, write_data, MAX_FILE_BYTES};
-use super::trans::{clone_key, commit_do, delete_key, new_key, trans_read, BtreeTransOps, DataAlloc};
-use super::{attrs_from_unpacked, BtreeRead, ExtentCache, Subvol};
+use super::io_write::{cut_back, cut_front, extent_update, fpunch, read_block, write_data, MAX_FILE_BYTES};
+use super::trans::{clone_key, commit_do, delete_key, new_key, BtreeTransOps, DataAlloc};
+use super::{BtreeRead, Subvol};
 
 const SECTOR: u64 = SECTOR_SIZE as u64;
 
@@ -132,13 +131,7 @@ fn zero_partial_block<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     if bstart >= u.size {
         return Ok(());
     }
-    let mut blk = Vec::new();
-    blk.resize(block as usize, 0)?;
-    commit_do(t, |t| {
-        let facts = *t.facts();
-        let attrs = attrs_from_unpacked(&facts, &u);
-        trans_read(t, |r| read_data(r, sv, &attrs, bstart, &mut blk, &mut ExtentCache::default()))
-    })?;
+    let mut blk = read_block(t, sv, &u, bstart)?;
     let (lo, hi) = ((from - bstart) as usize, (to - bstart).min(block) as usize);
     let Some(part) = blk.get_mut(lo..hi) else { return Err(Errno::EINVAL) };
     if part.iter().all(|&b| b == 0) {

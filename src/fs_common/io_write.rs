@@ -446,6 +446,22 @@ pub fn fpunch<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, inum: u64, star
     commit_do(t, |t| extent_update(t, inum, sv.snapshot, start, end, None, None)).map(|_| ())
 }
 
+/// The block of file `u` at byte `bstart` (block aligned), as it reads
+/// now.
+///
+/// Errors: those of [`read_data`].
+pub(super) fn read_block<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, u: &InodeUnpacked, bstart: u64) -> Result<Vec<u8>, Errno> {
+    let block = t.facts().block_bytes.max(512) as usize;
+    let mut blk = Vec::new();
+    blk.resize(block, 0)?;
+    commit_do(t, |t| {
+        let facts = *t.facts();
+        let attrs = attrs_from_unpacked(&facts, u);
+        trans_read(t, |r| read_data(r, sv, &attrs, bstart, &mut blk, &mut ExtentCache::default()))
+    })?;
+    Ok(blk)
+}
+
 /// Sets the size of file `inum` to `new_size` bytes (`bch2_truncate()`
 /// and `bch2_truncate_folio()`): shrinking zeroes the rest of the block
 /// `new_size` falls in (rewriting it when it holds data) and punches
@@ -469,13 +485,7 @@ pub fn truncate<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
         // The partial block: its bytes past the new size must read as
         // zeros if the file grows again.
         let bstart = new_size / block * block;
-        let mut blk = Vec::new();
-        blk.resize(block as usize, 0)?;
-        commit_do(t, |t| {
-            let facts = *t.facts();
-            let attrs = attrs_from_unpacked(&facts, &u);
-            trans_read(t, |r| read_data(r, sv, &attrs, bstart, &mut blk, &mut ExtentCache::default()))
-        })?;
+        let blk = read_block(t, sv, &u, bstart)?;
         let keep = (new_size - bstart) as usize;
         if blk.get(keep..).is_some_and(|tail| tail.iter().any(|&b| b != 0)) {
             write_data(t, a, sv, inum, bstart, blk.get(..keep).unwrap_or(&[]))?;
