@@ -18,6 +18,7 @@
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
+#include <linux/fiemap.h>
 #include <linux/highmem.h>
 #include <linux/kobject.h>
 #include <linux/lz4.h>

@@ -20,6 +20,7 @@
 //! [`crate::sysfs`].
 
 mod inode;
+mod io_misc;
 mod rw;
 mod xattr;
 

@@ -219,7 +219,7 @@ unsafe fn dname<'a>(d: *const bindings::dentry) -> &'a [u8] {
 ///
 /// `inode` is ours, referenced, and the caller holds the VFS locks that
 /// allow changing its attributes.
-unsafe fn refresh(info: &FsInfo, op: &Op<'_>, inode: *mut bindings::inode) -> Result<(), Errno> {
+pub(super) unsafe fn refresh(info: &FsInfo, op: &Op<'_>, inode: *mut bindings::inode) -> Result<(), Errno> {
     // SAFETY: the caller's contract.
     let (bi, inum, mode) = unsafe { (BchInode::from_vfs(inode), (*inode).i_ino as u64, (*inode).i_mode) };
     let a = fs_common::inode_get(&*op.reader(), &info.sv, inum)?;
@@ -1038,6 +1038,7 @@ pub(super) static FILE_IOPS: bindings::inode_operations = bindings::inode_operat
     getattr: Some(inode::bch_getattr),
     listxattr: Some(super::xattr::bch_listxattr),
     setattr: Some(bch_setattr),
+    fiemap: Some(super::io_misc::bch_fiemap),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };
@@ -1061,9 +1062,10 @@ pub(super) static SPECIAL_IOPS: bindings::inode_operations = bindings::inode_ope
 
 pub(super) static FILE_FOPS: inode::Fops = inode::Fops(bindings::file_operations {
     open: Some(bindings::generic_file_open),
-    llseek: Some(bindings::generic_file_llseek),
+    llseek: Some(super::io_misc::bch_llseek),
     read_iter: Some(bindings::generic_file_read_iter),
     write_iter: Some(bindings::generic_file_write_iter),
+    fallocate: Some(super::io_misc::bch_fallocate),
     mmap: Some(bindings::generic_file_mmap),
     fsync: Some(bch_fsync),
     splice_read: Some(bindings::filemap_splice_read),

@@ -5,7 +5,8 @@
 # links, a fifo, rename (plain, over an existing file, RENAME_NOREPLACE,
 # RENAME_EXCHANGE), unlink, rmdir, truncate down and up, chmod, chown,
 # utimes, xattrs (user., trusted.; replace, remove, XATTR_CREATE),
-# O_TMPFILE (linked in, and dropped).  What the files hold is recorded
+# O_TMPFILE (linked in, and dropped), fallocate (extend, punch, zero),
+# SEEK_DATA/SEEK_HOLE, FIEMAP.  What the files hold is recorded
 # (type, mode, owner, size, sha256, link target, xattrs); it must read
 # back the same after an unmount and
 # a read-only mount by us, after a second read-write mount (which adds and
@@ -181,6 +182,40 @@ assert r == 0, f"linkat of an O_TMPFILE: errno {ctypes.get_errno()}"
 os.close(fd)
 fd = os.open(m, os.O_TMPFILE | os.O_RDWR, 0o600)
 os.write(fd, b"never linked\n")
+os.close(fd)
+# fallocate: extend, punch a hole, zero a range; the content as a model
+# says.
+model = bytearray(os.urandom(20000))
+fd = os.open(f"{m}/falloc", os.O_CREAT | os.O_RDWR, 0o644)
+os.write(fd, bytes(model))
+libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long]
+def falloc(mode, off, n):
+    if libc.fallocate(fd, mode, off, n) != 0:
+        raise OSError(ctypes.get_errno(), f"fallocate mode {mode:#x} {off} {n}")
+falloc(0, 0, 100000)
+model += bytes(100000 - len(model))
+falloc(0x01 | 0x02, 4096, 8192)
+model[4096:12288] = bytes(8192)
+falloc(0x10, 16384, 100)
+model[16384:16484] = bytes(100)
+assert os.fstat(fd).st_size == 100000, os.fstat(fd).st_size
+assert os.pread(fd, 200000, 0) == bytes(model), "fallocate: content differs from the model"
+os.close(fd)
+# SEEK_DATA/SEEK_HOLE and FIEMAP on the sparse file (a hole, then data
+# at 1 MiB).
+import fcntl, struct
+fd = os.open(f"{m}/sparse", os.O_RDONLY)
+assert os.lseek(fd, 0, os.SEEK_DATA) == 1 << 20, os.lseek(fd, 0, os.SEEK_DATA)
+assert os.lseek(fd, 0, os.SEEK_HOLE) == 0
+assert os.lseek(fd, 1 << 20, os.SEEK_HOLE) == os.fstat(fd).st_size
+FS_IOC_FIEMAP = 0xC020660B
+buf = bytearray(struct.pack("=QQIIII", 0, 2**64 - 1, 0, 0, 8, 0) + bytes(56 * 8))
+fcntl.ioctl(fd, FS_IOC_FIEMAP, buf)
+mapped = struct.unpack_from("=I", buf, 20)[0]
+assert mapped >= 1, "FIEMAP: no extent"
+logical, physical, length = struct.unpack_from("=QQQ", buf, 32)
+flags = struct.unpack_from("=I", buf, 32 + 40)[0]
+assert logical == 1 << 20 and length > 0, (logical, physical, length, flags)
 os.close(fd)
 PY
 ln -s d1/big "$MNT/link-to-big" || fail "symlink failed"
