@@ -1014,6 +1014,30 @@ unsafe fn write_data(inode: *mut bindings::inode, pos: u64, data: &[u8]) -> Resu
     Ok(())
 }
 
+/// `direct_IO` (`bch2_direct_IO`'s checks only): `O_DIRECT` reads and
+/// writes whose file offset, length and memory are aligned to the block
+/// size go through the page cache (0: `generic_file_write_iter` falls back
+/// to a buffered write, which it then writes back and drops
+/// (`direct_write_fallback`); `generic_file_read_iter` to a buffered read
+/// after writing the range back); others fail with `EINVAL`, as C's.
+///
+/// # Safety
+///
+/// Called by the VFS with a valid `kiocb` of a file of ours and its
+/// iterator.
+unsafe extern "C" fn bch_direct_io(iocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter) -> isize {
+    // SAFETY: the VFS's arguments; the file's inode is ours.
+    let (info, pos, count, align) = unsafe {
+        let inode = (*(*iocb).ki_filp).f_inode;
+        (FsInfo::of((*inode).i_sb), (*iocb).ki_pos, bindings::iov_iter_count(iter), bindings::iov_iter_alignment(iter))
+    };
+    let mask = u64::from(info.facts.block_bytes.max(512)) - 1;
+    if (pos as u64 | count as u64 | align as u64) & mask != 0 {
+        return Errno::EINVAL.to_kernel() as isize;
+    }
+    0
+}
+
 // ---- operation tables ---------------------------------------------------
 
 pub(super) static DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
@@ -1081,6 +1105,7 @@ pub(super) static AOPS: bindings::address_space_operations = bindings::address_s
     write_end: Some(bch_write_end),
     dirty_folio: Some(bindings::filemap_dirty_folio),
     writepages: Some(bch_writepages),
+    direct_IO: Some(bch_direct_io),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };

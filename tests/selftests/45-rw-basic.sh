@@ -6,7 +6,7 @@
 # RENAME_EXCHANGE), unlink, rmdir, truncate down and up, chmod, chown,
 # utimes, xattrs (user., trusted.; replace, remove, XATTR_CREATE),
 # O_TMPFILE (linked in, and dropped), fallocate (extend, punch, zero),
-# SEEK_DATA/SEEK_HOLE, FIEMAP.  What the files hold is recorded
+# SEEK_DATA/SEEK_HOLE, FIEMAP, O_DIRECT.  What the files hold is recorded
 # (type, mode, owner, size, sha256, link target, xattrs); it must read
 # back the same after an unmount and
 # a read-only mount by us, after a second read-write mount (which adds and
@@ -216,6 +216,21 @@ assert mapped >= 1, "FIEMAP: no extent"
 logical, physical, length = struct.unpack_from("=QQQ", buf, 32)
 flags = struct.unpack_from("=I", buf, 32 + 40)[0]
 assert logical == 1 << 20 and length > 0, (logical, physical, length, flags)
+os.close(fd)
+# O_DIRECT: aligned I/O works (through the page cache), misaligned is
+# EINVAL.
+fd = os.open(f"{m}/direct", os.O_CREAT | os.O_RDWR | os.O_DIRECT, 0o644)
+wbuf = mmap.mmap(-1, 8192)
+wbuf[:] = os.urandom(8192)
+assert os.pwrite(fd, wbuf, 4096) == 8192
+rbuf = mmap.mmap(-1, 12288)
+assert os.preadv(fd, [rbuf], 0) == 12288
+assert rbuf[:4096] == bytes(4096) and rbuf[4096:] == wbuf[:], "O_DIRECT read back differs"
+try:
+    os.pwrite(fd, b"x" * 100, 1)
+    raise AssertionError("misaligned O_DIRECT write succeeded")
+except OSError as e:
+    assert e.errno == errno.EINVAL, e
 os.close(fd)
 PY
 ln -s d1/big "$MNT/link-to-big" || fail "symlink failed"
