@@ -72,6 +72,10 @@ void bch_rs_new_owner(struct mnt_idmap *idmap, struct inode *dir,
 void bch_rs_iattr_ids(struct mnt_idmap *idmap, struct inode *inode,
 		      const struct iattr *attr, u32 *uid, u32 *gid,
 		      umode_t *mode);
+struct bch_rs_timer;
+struct bch_rs_timer *bch_rs_timer_start(void (*fn)(void *), void *data,
+					unsigned int ms);
+void bch_rs_timer_stop(struct bch_rs_timer *t);
 unsigned long bch_rs_i_uid(const struct inode *inode);
 unsigned long bch_rs_i_gid(const struct inode *inode);
 

@@ -104,3 +104,51 @@ unsigned long bch_rs_i_gid(const struct inode *inode)
 {
 	return from_kgid(&init_user_ns, inode->i_gid);
 }
+
+/*
+ * A periodic work item (the journal's delayed write, bch2_journal_do_work()
+ * from c->journal.write_work in C): @fn(@data) every @ms milliseconds on
+ * system_unbound_wq until bch_rs_timer_stop(), which waits for a running
+ * call.
+ */
+struct bch_rs_timer {
+	struct delayed_work	dw;
+	void			(*fn)(void *);
+	void			*data;
+	unsigned long		period;
+	bool			stopping;
+};
+
+static void bch_rs_timer_work(struct work_struct *w)
+{
+	struct bch_rs_timer *t =
+		container_of(to_delayed_work(w), struct bch_rs_timer, dw);
+
+	t->fn(t->data);
+	if (!READ_ONCE(t->stopping))
+		queue_delayed_work(system_unbound_wq, &t->dw, t->period);
+}
+
+struct bch_rs_timer *bch_rs_timer_start(void (*fn)(void *), void *data,
+					unsigned int ms)
+{
+	struct bch_rs_timer *t = kzalloc(sizeof(*t), GFP_KERNEL);
+
+	if (!t)
+		return NULL;
+	INIT_DELAYED_WORK(&t->dw, bch_rs_timer_work);
+	t->fn = fn;
+	t->data = data;
+	t->period = max(1UL, msecs_to_jiffies(ms));
+	queue_delayed_work(system_unbound_wq, &t->dw, t->period);
+	return t;
+}
+
+void bch_rs_timer_stop(struct bch_rs_timer *t)
+{
+	if (!t)
+		return;
+	WRITE_ONCE(t->stopping, true);
+	cancel_delayed_work_sync(&t->dw);
+	kfree(t);
+}

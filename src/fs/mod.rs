@@ -96,6 +96,8 @@ impl<'a> core::ops::Deref for Reader<'a> {
 /// the sysfs directory and the shrinker go (waiting for running callbacks)
 /// before the filesystem they look at.
 pub(crate) struct FsInfo {
+    /// The journal's periodic work (read-write mounts).
+    journal_timer: Option<rw::JournalTimer>,
     sysfs: Option<crate::sysfs::FsDir>,
     shrinker: Option<Shrinker>,
     /// The filesystem.
@@ -553,6 +555,7 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
         unsafe { open_ro(bdev, name, &oo) }?
     };
     let info = FsInfo {
+        journal_timer: None,
         sysfs: None,
         shrinker: None,
         fs,
@@ -674,6 +677,9 @@ unsafe fn mount_finish(sb: *mut bindings::super_block, name: &str, opts: &MountO
     // mutates it, before the superblock is published.
     let info = unsafe { &mut *info };
     info.shrinker = Some(Shrinker::new(info, name, &uuid)?);
+    if rw {
+        info.journal_timer = rw::JournalTimer::start(info);
+    }
     info.sysfs = Some(crate::sysfs::FsDir::create(info, &uuid).inspect_err(|e| {
         if *e == Errno::EBUSY {
             bch_err!("{name}: a filesystem with uuid {} is already mounted", UuidFmt(&uuid));

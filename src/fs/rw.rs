@@ -80,6 +80,62 @@ fn now_ns() -> i64 {
     unsafe { bindings::ktime_get_real_ns() as i64 }
 }
 
+/// A monotonic clock, ms (the journal's `jiffies`).
+fn mono_ms() -> u64 {
+    // SAFETY: reads the clock.
+    let ns = unsafe { bindings::ktime_get_ns() };
+    ns / 1_000_000
+}
+
+/// The journal's periodic work (`journal_write_work()`): every
+/// [`JOURNAL_WORK_MS`] the open entry is closed and written once its flush
+/// delay (`journal_flush_delay`) has passed, so that what was committed
+/// reaches the disk within about that delay without `sync`; then reclaim.
+/// Stopped (waiting for a running call) on drop.
+pub(crate) struct JournalTimer(*mut bindings::bch_rs_timer);
+
+// SAFETY: the timer may be stopped from any thread.
+unsafe impl Send for JournalTimer {}
+// SAFETY: no `&self` methods.
+unsafe impl Sync for JournalTimer {}
+
+/// How often the journal's periodic work runs, ms.
+const JOURNAL_WORK_MS: u32 = 1000;
+
+impl JournalTimer {
+    /// Starts the work for `info`, which must outlive the returned value
+    /// (it is a field of it, dropped first).  `None` when out of memory
+    /// (the journal is then written only by `sync`, `fsync`, unmount or
+    /// when an entry fills).
+    pub(crate) fn start(info: &FsInfo) -> Option<Self> {
+        // SAFETY: `journal_work` takes the `FsInfo` pointer back; the
+        // timer is stopped before the `FsInfo` is freed (type contract).
+        let t = unsafe { bindings::bch_rs_timer_start(Some(journal_work), (info as *const FsInfo).cast_mut().cast(), JOURNAL_WORK_MS) };
+        (!t.is_null()).then_some(JournalTimer(t))
+    }
+}
+
+impl Drop for JournalTimer {
+    fn drop(&mut self) {
+        // SAFETY: started by `start`, stopped once.
+        unsafe { bindings::bch_rs_timer_stop(self.0) };
+    }
+}
+
+/// The periodic work: `journal_do_work()` under the operation lock.
+///
+/// # Safety
+///
+/// Called by the timer with the `FsInfo` it was started for, alive.
+unsafe extern "C" fn journal_work(data: *mut c_void) {
+    let _nofs = NofsScope::new();
+    // SAFETY: the timer's contract.
+    let info = unsafe { &*data.cast::<FsInfo>() };
+    if let Ok(op) = info.op() {
+        let _ = op.fs.open.journal.journal_do_work(mono_ms());
+    }
+}
+
 impl FsInfo {
     /// Starts an operation on the write core.  Errors: `EROFS` on a
     /// read-only mount or once the write core is shut down.
@@ -91,7 +147,9 @@ impl FsInfo {
         if self.shut.load(Ordering::Acquire) {
             return Err(Errno::EROFS);
         }
-        fs.set_time(now_ns());
+        let now = now_ns();
+        fs.set_time(now);
+        fs.open.journal.set_time(mono_ms(), u64::try_from(now / NSEC_PER_SEC).unwrap_or(0));
         Ok(Op { fs, _g: g })
     }
 }
