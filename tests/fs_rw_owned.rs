@@ -252,3 +252,24 @@ fn io_done_and_write_stats_count_what_was_written() {
     assert!(initial > 0, "{t}");
     fs.shutdown().unwrap();
 }
+
+#[test]
+fn statfs_follows_writes_and_deletes() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 51);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem)).unwrap(), volume::INIT_NS + 1, 52).unwrap();
+    let facts = *fs.facts();
+    let before = bcachefs_rs::fs_common::statfs(&fs, &facts).unwrap();
+    write_file(&fs, 7, 8 << 20);
+    let after = bcachefs_rs::fs_common::statfs(&fs, &facts).unwrap();
+    let used = (before.bfree - after.bfree) * u64::from(after.block_bytes);
+    assert!((8 << 20..(8 << 20) + (1 << 20)).contains(&used), "8 MiB written, statfs says {used} bytes more used");
+    let sv = root_subvol(&fs).unwrap();
+    bcachefs_rs::fs_common::fs_ops::unlink(&mut fs.trans(), &sv, sv.root_inum, b"f7", false).unwrap();
+    let gone = bcachefs_rs::fs_common::statfs(&fs, &facts).unwrap();
+    // The data is free again; btree nodes the writes and the deletion
+    // added (256 KiB each) stay.
+    let freed = (gone.bfree - after.bfree) * u64::from(gone.block_bytes);
+    assert!(freed >= 7 << 20, "the unlink freed {freed} bytes of an 8 MiB file");
+    assert!(gone.bfree + 512 >= before.bfree, "after the unlink: {} free blocks, {} before the write", gone.bfree, before.bfree);
+    fs.shutdown().unwrap();
+}
