@@ -18,10 +18,12 @@
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
+#include <linux/fiemap.h>
 #include <linux/highmem.h>
 #include <linux/kobject.h>
 #include <linux/lz4.h>
 #include <linux/mm.h>
+#include <linux/mnt_idmapping.h>
 #include <linux/pagemap.h>
 #include <linux/sched/mm.h>
 #include <linux/seq_file.h>
@@ -30,6 +32,9 @@
 #include <linux/statfs.h>
 #include <linux/sysfs.h>
 #include <linux/zlib.h>
+#include <linux/timekeeping.h>
+#include <linux/writeback.h>
+#include <linux/xattr.h>
 #include <linux/zstd.h>
 
 /*
@@ -51,6 +56,7 @@ static const int BCH_RS_Z_FINISH = Z_FINISH;
 static const unsigned int BCH_RS_SB_RDONLY = SB_RDONLY;
 static const loff_t BCH_RS_MAX_LFS_FILESIZE = MAX_LFS_FILESIZE;
 static const gfp_t BCH_RS_GFP_FS = __GFP_FS;
+static const fgf_t BCH_RS_FGP_WRITEBEGIN = FGP_WRITEBEGIN;
 
 /* src/helpers.c: macros wrapped as functions */
 struct page *bch_rs_virt_to_page(const void *addr);
@@ -61,5 +67,16 @@ struct kmem_cache *bch_rs_kmem_cache_create(const char *name, unsigned int size,
 struct inode *bch_rs_alloc_inode_sb(struct super_block *sb,
 				    struct kmem_cache *cache);
 void bch_rs_sysfs_attr_init(struct attribute *attr);
+void bch_rs_new_owner(struct mnt_idmap *idmap, struct inode *dir,
+		      umode_t *mode, u32 *uid, u32 *gid);
+void bch_rs_iattr_ids(struct mnt_idmap *idmap, struct inode *inode,
+		      const struct iattr *attr, u32 *uid, u32 *gid,
+		      umode_t *mode);
+struct bch_rs_timer;
+struct bch_rs_timer *bch_rs_timer_start(void (*fn)(void *), void *data,
+					unsigned int ms);
+void bch_rs_timer_stop(struct bch_rs_timer *t);
+unsigned long bch_rs_i_uid(const struct inode *inode);
+unsigned long bch_rs_i_gid(const struct inode *inode);
 
 #endif /* _BCACHEFS_RS_H */

@@ -41,3 +41,114 @@ void bch_rs_sysfs_attr_init(struct attribute *attr)
 {
 	sysfs_attr_init(attr);
 }
+
+/*
+ * The owner of a new inode in @dir (inode_init_owner() as numbers in the
+ * initial namespace): the caller's fsuid through the mount's idmap; the
+ * directory's group when it is setgid (and a new directory inherits the
+ * bit), else the caller's fsgid.
+ */
+void bch_rs_new_owner(struct mnt_idmap *idmap, struct inode *dir,
+		      umode_t *mode, u32 *uid, u32 *gid)
+{
+	kuid_t u = mapped_fsuid(idmap, i_user_ns(dir));
+	kgid_t g;
+
+	if (dir->i_mode & S_ISGID) {
+		g = dir->i_gid;
+		if (S_ISDIR(*mode))
+			*mode |= S_ISGID;
+	} else {
+		g = mapped_fsgid(idmap, i_user_ns(dir));
+	}
+	*uid = from_kuid(&init_user_ns, u);
+	*gid = from_kgid(&init_user_ns, g);
+}
+
+/*
+ * What setattr_copy() would store from @attr, as numbers in the initial
+ * namespace: the owner and group through the mount's idmap, the mode with
+ * S_ISGID dropped when the caller may not keep it.  Fields @attr does not
+ * set are left alone.
+ */
+void bch_rs_iattr_ids(struct mnt_idmap *idmap, struct inode *inode,
+		      const struct iattr *attr, u32 *uid, u32 *gid,
+		      umode_t *mode)
+{
+	unsigned int v = attr->ia_valid;
+
+	if (v & ATTR_UID)
+		*uid = from_kuid(&init_user_ns,
+				 from_vfsuid(idmap, i_user_ns(inode), attr->ia_vfsuid));
+	if (v & ATTR_GID)
+		*gid = from_kgid(&init_user_ns,
+				 from_vfsgid(idmap, i_user_ns(inode), attr->ia_vfsgid));
+	if (v & ATTR_MODE) {
+		umode_t m = attr->ia_mode;
+		vfsgid_t g = (v & ATTR_GID) ? attr->ia_vfsgid :
+			i_gid_into_vfsgid(idmap, inode);
+
+		if (!in_group_or_capable(idmap, inode, g))
+			m &= ~S_ISGID;
+		*mode = m;
+	}
+}
+
+/* i_uid_read()/i_gid_read() in the initial namespace. */
+unsigned long bch_rs_i_uid(const struct inode *inode)
+{
+	return from_kuid(&init_user_ns, inode->i_uid);
+}
+
+unsigned long bch_rs_i_gid(const struct inode *inode)
+{
+	return from_kgid(&init_user_ns, inode->i_gid);
+}
+
+/*
+ * A periodic work item (the journal's delayed write, bch2_journal_do_work()
+ * from c->journal.write_work in C): @fn(@data) every @ms milliseconds on
+ * system_unbound_wq until bch_rs_timer_stop(), which waits for a running
+ * call.
+ */
+struct bch_rs_timer {
+	struct delayed_work	dw;
+	void			(*fn)(void *);
+	void			*data;
+	unsigned long		period;
+	bool			stopping;
+};
+
+static void bch_rs_timer_work(struct work_struct *w)
+{
+	struct bch_rs_timer *t =
+		container_of(to_delayed_work(w), struct bch_rs_timer, dw);
+
+	t->fn(t->data);
+	if (!READ_ONCE(t->stopping))
+		queue_delayed_work(system_unbound_wq, &t->dw, t->period);
+}
+
+struct bch_rs_timer *bch_rs_timer_start(void (*fn)(void *), void *data,
+					unsigned int ms)
+{
+	struct bch_rs_timer *t = kzalloc(sizeof(*t), GFP_KERNEL);
+
+	if (!t)
+		return NULL;
+	INIT_DELAYED_WORK(&t->dw, bch_rs_timer_work);
+	t->fn = fn;
+	t->data = data;
+	t->period = max(1UL, msecs_to_jiffies(ms));
+	queue_delayed_work(system_unbound_wq, &t->dw, t->period);
+	return t;
+}
+
+void bch_rs_timer_stop(struct bch_rs_timer *t)
+{
+	if (!t)
+		return;
+	WRITE_ONCE(t->stopping, true);
+	cancel_delayed_work_sync(&t->dw);
+	kfree(t);
+}

@@ -520,6 +520,11 @@ impl MountOpts {
         self.flag("norecovery")
     }
 
+    /// `nochanges`: nothing may be written (the kernel mounts read-only).
+    pub fn nochanges(&self) -> bool {
+        self.flag("nochanges")
+    }
+
     /// `verbose`.
     pub fn verbose(&self) -> bool {
         self.flag("verbose")

@@ -37,6 +37,10 @@ const BIO_MAX_VECS: usize = 256;
 /// `file` is a file returned by a successful `bdev_file_open_by_path()`,
 /// owned by this value and released in `Drop`; `bdev` is `file_bdev(file)`;
 /// `writable` is true only if the open asked for `BLK_OPEN_WRITE`.
+///
+/// Unused since mounts go through `get_tree_bdev()` only (the read-write
+/// refusal probed the device with it); kept for opening a device by path.
+#[allow(dead_code)]
 pub(crate) struct Bdev<'a> {
     file: *mut bindings::file,
     bdev: *mut bindings::block_device,
@@ -44,6 +48,7 @@ pub(crate) struct Bdev<'a> {
     writable: bool,
 }
 
+#[allow(dead_code)]
 impl<'a> Bdev<'a> {
     /// Opens the block device at `path` for reading only.  Nothing can be
     /// written through the returned handle.

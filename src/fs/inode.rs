@@ -18,10 +18,10 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use kernel::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
-use super::{FsInfo, NofsScope};
+use super::{FsInfo, NofsScope, Reader};
 use crate::bindings;
 use crate::errcode::Errno;
-use crate::fs_common::{self, BtreeRead, ExtentCache, InodeAttrs};
+use crate::fs_common::{self, ExtentCache, InodeAttrs};
 use crate::platform::Vec;
 
 const PAGE_SIZE: usize = 4096;
@@ -37,13 +37,16 @@ const S_IFLNK: u16 = bindings::S_IFLNK as u16;
 ///
 /// Allocated by [`bch_alloc_inode`] from [`INODE_CACHE`], which
 /// initialises every field; `vfs` is first, so a pointer to it is a
-/// pointer to the whole.  `attrs` and `link` are written only while the
-/// inode is `I_NEW` (by [`iget`]); after that they are read-only.
-/// `cache` is accessed only by the holder of `cache_busy`.
+/// pointer to the whole.  `link` is written only while the inode is
+/// `I_NEW` (by [`iget`]); after that it is read-only.  `attrs` is written
+/// while the inode is `I_NEW`, and after that only on a read-write mount
+/// by a holder of the mount's operation lock; it is read through a
+/// [`Reader`] (which holds that lock on a read-write mount).  `cache` is
+/// accessed only by the holder of `cache_busy`.
 #[repr(C)]
 pub(crate) struct BchInode {
     vfs: bindings::inode,
-    attrs: InodeAttrs,
+    attrs: UnsafeCell<InodeAttrs>,
     cache_busy: AtomicBool,
     cache: UnsafeCell<ExtentCache>,
     /// A symlink's target, NUL-terminated (`i_link` points into it).
@@ -57,10 +60,27 @@ impl BchInode {
     ///
     /// `inode` is an inode of one of our superblocks (allocated by
     /// [`bch_alloc_inode`]), alive for `'a`.
-    unsafe fn from_vfs<'a>(inode: *const bindings::inode) -> &'a BchInode {
+    pub(super) unsafe fn from_vfs<'a>(inode: *const bindings::inode) -> &'a BchInode {
         // SAFETY: `vfs` is the first field of a `repr(C)` struct, so the
         // pointers are the same; the caller guarantees the allocation.
         unsafe { &*inode.cast::<BchInode>() }
+    }
+
+    /// The inode's attributes as last read or written; `_r` proves the
+    /// mount's operation lock is held on a read-write mount.
+    pub(super) fn attrs(&self, _r: &Reader<'_>) -> InodeAttrs {
+        // SAFETY: writers hold the operation lock (type invariant), which
+        // the reader holds on a read-write mount; on a read-only one
+        // nobody writes after `I_NEW`.
+        unsafe { *self.attrs.get() }
+    }
+
+    /// Replaces the attributes after a write; `_op` proves the mount's
+    /// operation lock is held.
+    pub(super) fn set_attrs(&self, _op: &super::rw::Op<'_>, a: InodeAttrs) {
+        // SAFETY: the operation lock is held (type invariant: writers and
+        // readers of a read-write mount hold it).
+        unsafe { *self.attrs.get() = a };
     }
 
     /// Runs `f` with this inode's extent cache, or with a fresh one when
@@ -147,7 +167,7 @@ pub(super) unsafe extern "C" fn bch_alloc_inode(sb: *mut bindings::super_block) 
     // constructor (the VFS does the rest), our fields are written here
     // without reading or dropping what was there.
     unsafe {
-        ptr::addr_of_mut!((*p).attrs).write(InodeAttrs::default());
+        ptr::addr_of_mut!((*p).attrs).write(UnsafeCell::new(InodeAttrs::default()));
         ptr::addr_of_mut!((*p).cache_busy).write(AtomicBool::new(false));
         ptr::addr_of_mut!((*p).cache).write(UnsafeCell::new(ExtentCache::default()));
         ptr::addr_of_mut!((*p).link).write(Vec::new());
@@ -173,7 +193,7 @@ pub(super) unsafe extern "C" fn bch_free_inode(inode: *mut bindings::inode) {
     }
 }
 
-fn timespec(ns: i64) -> bindings::timespec64 {
+pub(super) fn timespec(ns: i64) -> bindings::timespec64 {
     bindings::timespec64 { tv_sec: ns.div_euclid(NSEC_PER_SEC), tv_nsec: ns.rem_euclid(NSEC_PER_SEC) as _ }
 }
 
@@ -222,46 +242,39 @@ pub(super) unsafe fn iget(sb: *mut bindings::super_block, inum: u64) -> Result<*
 unsafe fn init_new(sb: *mut bindings::super_block, inode: *mut bindings::inode, inum: u64) -> Result<(), Errno> {
     // SAFETY: caller's contract.
     let info = unsafe { FsInfo::of(sb) };
-    let attrs = fs_common::inode_get(&info.fs, &info.sv, inum)?;
+    let r = info.read();
+    let attrs = fs_common::inode_get(&*r, &info.sv, inum)?;
     let p = inode.cast::<BchInode>();
     let mode = attrs.mode;
     // SAFETY: the inode is `I_NEW`: nobody else reads or writes it until
     // `unlock_new_inode`.  The operation tables are static.
     unsafe {
-        (*p).attrs = attrs;
+        *(*p).attrs.get() = attrs;
         if mode & S_IFMT == S_IFLNK {
             let mut link = Vec::new();
-            fs_common::readlink(&info.fs, &info.sv, &attrs, &mut link)?;
+            fs_common::readlink(&*r, &info.sv, &attrs, &mut link)?;
             // The target ends at its first NUL (C strings), which we add.
             link.push(0)?;
             (*p).link = link;
             (*inode).__bindgen_anon_4.i_link = (*p).link.as_ptr().cast_mut().cast::<c_char>();
         }
-        (*inode).i_mode = mode;
-        bindings::i_uid_write(inode, attrs.uid);
-        bindings::i_gid_write(inode, attrs.gid);
-        bindings::set_nlink(inode, attrs.nlink);
-        (*inode).i_size = attrs.size as i64;
-        (*inode).i_blocks = attrs.sectors;
-        (*inode).i_generation = attrs.generation;
-        bindings::inode_set_atime_to_ts(inode, timespec(attrs.atime_ns));
-        bindings::inode_set_mtime_to_ts(inode, timespec(attrs.mtime_ns));
-        bindings::inode_set_ctime_to_ts(inode, timespec(attrs.ctime_ns));
+        set_vfs_attrs(inode, &attrs, true);
+        let rw = info.is_rw();
         match mode & S_IFMT {
             S_IFREG => {
-                (*inode).i_op = &FILE_IOPS;
-                (*inode).__bindgen_anon_3.i_fop = &FILE_FOPS.0;
-                (*inode).i_data.a_ops = &AOPS;
+                (*inode).i_op = if rw { &super::rw::FILE_IOPS } else { &FILE_IOPS };
+                (*inode).__bindgen_anon_3.i_fop = if rw { &super::rw::FILE_FOPS.0 } else { &FILE_FOPS.0 };
+                (*inode).i_data.a_ops = if rw { &super::rw::AOPS } else { &AOPS };
             }
             S_IFDIR => {
-                (*inode).i_op = &DIR_IOPS;
+                (*inode).i_op = if rw { &super::rw::DIR_IOPS } else { &DIR_IOPS };
                 (*inode).__bindgen_anon_3.i_fop = &DIR_FOPS.0;
             }
             S_IFLNK => {
-                (*inode).i_op = &SYMLINK_IOPS;
+                (*inode).i_op = if rw { &super::rw::SYMLINK_IOPS } else { &SYMLINK_IOPS };
             }
             _ => {
-                (*inode).i_op = &SPECIAL_IOPS;
+                (*inode).i_op = if rw { &super::rw::SPECIAL_IOPS } else { &SPECIAL_IOPS };
                 bindings::init_special_inode(inode, mode, attrs.rdev);
             }
         }
@@ -269,15 +282,44 @@ unsafe fn init_new(sb: *mut bindings::super_block, inode: *mut bindings::inode, 
     Ok(())
 }
 
+/// Sets the VFS inode's fields from `attrs` (`bch2_inode_update_after_write()`
+/// for the fields the VFS keeps): mode, owner, link count, blocks,
+/// generation, times, and the size when `size` (a regular file's size is
+/// led by the page cache on a read-write mount).
+///
+/// # Safety
+///
+/// `inode` is an inode of ours that is `I_NEW`, or whose VFS locks the
+/// caller holds as the VFS requires for changing these fields.
+pub(super) unsafe fn set_vfs_attrs(inode: *mut bindings::inode, attrs: &InodeAttrs, size: bool) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        (*inode).i_mode = attrs.mode;
+        bindings::i_uid_write(inode, attrs.uid);
+        bindings::i_gid_write(inode, attrs.gid);
+        bindings::set_nlink(inode, attrs.nlink);
+        if size {
+            (*inode).i_size = attrs.size as i64;
+        }
+        (*inode).i_blocks = attrs.sectors;
+        (*inode).i_generation = attrs.generation;
+        bindings::inode_set_atime_to_ts(inode, timespec(attrs.atime_ns));
+        bindings::inode_set_mtime_to_ts(inode, timespec(attrs.mtime_ns));
+        bindings::inode_set_ctime_to_ts(inode, timespec(attrs.ctime_ns));
+    }
+}
+
 static DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
     lookup: Some(bch_lookup),
     getattr: Some(bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     // SAFETY: the other members are optional callbacks; `None` is zero.
     ..unsafe { core::mem::zeroed() }
 };
 
 static FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
     getattr: Some(bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };
@@ -285,19 +327,21 @@ static FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
 static SYMLINK_IOPS: bindings::inode_operations = bindings::inode_operations {
     get_link: Some(bindings::simple_get_link),
     getattr: Some(bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };
 
 static SPECIAL_IOPS: bindings::inode_operations = bindings::inode_operations {
     getattr: Some(bch_getattr),
+    listxattr: Some(super::xattr::bch_listxattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };
 
 /// `file_operations` holds the owner module pointer, which makes it
 /// `!Sync` in Rust; ours is constant and only read by the kernel.
-struct Fops(bindings::file_operations);
+pub(super) struct Fops(pub(super) bindings::file_operations);
 // SAFETY: never written after compilation; `owner` is null.
 unsafe impl Sync for Fops {}
 
@@ -333,7 +377,7 @@ static AOPS: bindings::address_space_operations = bindings::address_space_operat
 ///
 /// Called by the VFS with a directory inode of ours and a negative dentry
 /// under it.
-unsafe extern "C" fn bch_lookup(dir: *mut bindings::inode, dentry: *mut bindings::dentry, _flags: c_uint) -> *mut bindings::dentry {
+pub(super) unsafe extern "C" fn bch_lookup(dir: *mut bindings::inode, dentry: *mut bindings::dentry, _flags: c_uint) -> *mut bindings::dentry {
     let _nofs = NofsScope::new();
     // SAFETY: `dir` is ours and referenced by the caller; its superblock
     // is mounted.  `d_name` is stable while the caller holds the parent's
@@ -344,7 +388,11 @@ unsafe extern "C" fn bch_lookup(dir: *mut bindings::inode, dentry: *mut bindings
         let d = BchInode::from_vfs(dir);
         let q = &(*dentry).d_name;
         let name = core::slice::from_raw_parts(q.name, q.__bindgen_anon_1.__bindgen_anon_1.len as usize);
-        match fs_common::lookup(&info.fs, &info.sv, &d.attrs, name) {
+        let found = {
+            let r = info.read();
+            fs_common::lookup(&*r, &info.sv, &d.attrs(&r), name)
+        };
+        match found {
             Ok(Some((inum, _))) => iget(sb, inum).map(Some),
             Ok(None) => Ok(None),
             Err(e) => Err(e),
@@ -365,7 +413,7 @@ unsafe extern "C" fn bch_lookup(dir: *mut bindings::inode, dentry: *mut bindings
 /// # Safety
 ///
 /// Called by the VFS with valid arguments for an inode of ours.
-unsafe extern "C" fn bch_getattr(
+pub(super) unsafe extern "C" fn bch_getattr(
     idmap: *mut bindings::mnt_idmap,
     path: *const bindings::path,
     stat: *mut bindings::kstat,
@@ -378,10 +426,11 @@ unsafe extern "C" fn bch_getattr(
         let inode = (*(*path).dentry).d_inode;
         bindings::generic_fillattr(idmap, request_mask, inode, stat);
         let info = FsInfo::of((*inode).i_sb);
-        (*stat).blksize = info.fs.facts().block_bytes;
+        (*stat).blksize = info.facts.block_bytes;
         if request_mask & bindings::STATX_BTIME != 0 {
             (*stat).result_mask |= bindings::STATX_BTIME;
-            (*stat).btime = timespec(BchInode::from_vfs(inode).attrs.otime_ns);
+            let otime = BchInode::from_vfs(inode).attrs(&info.read()).otime_ns;
+            (*stat).btime = timespec(otime);
         }
     }
     0
@@ -407,24 +456,54 @@ unsafe extern "C" fn bch_readdir(file: *mut bindings::file, ctx: *mut bindings::
         let inode = (*file).f_inode;
         (FsInfo::of((*inode).i_sb), BchInode::from_vfs(inode))
     };
-    // SAFETY: `ctx` is valid for the call.
-    let pos = unsafe { (*ctx).pos } as u64;
-    let r = fs_common::readdir(&info.fs, &info.sv, &d.attrs, pos, &mut |e| {
-        // SAFETY: `ctx` is valid; `e.name` is valid for its length.
-        unsafe {
-            (*ctx).pos = e.next_pos.saturating_sub(1) as i64;
-            if !bindings::dir_emit(ctx, e.name.as_ptr().cast(), e.name.len() as c_int, e.inum, c_uint::from(e.d_type)) {
-                return false;
-            }
-            (*ctx).pos = e.next_pos as i64;
+    // Entries are read a batch at a time and emitted with no lock held:
+    // `dir_emit` copies to user memory, whose fault may read a page of a
+    // file of ours.
+    let mut names: Vec<u8> = Vec::new();
+    let mut ents: Vec<(usize, usize, u64, u8, u64)> = Vec::new();
+    loop {
+        names.clear();
+        ents.clear();
+        // SAFETY: `ctx` is valid for the call.
+        let pos = unsafe { (*ctx).pos } as u64;
+        let mut oom = false;
+        let r = {
+            let rd = info.read();
+            let attrs = d.attrs(&rd);
+            fs_common::readdir(&*rd, &info.sv, &attrs, pos, &mut |e| {
+                let start = names.len();
+                if names.extend_from_slice(e.name).is_err() || ents.push((start, e.name.len(), e.inum, e.d_type, e.next_pos)).is_err() {
+                    oom = true;
+                    return false;
+                }
+                ents.len() < READDIR_BATCH
+            })
+        };
+        if let Err(e) = r {
+            return e.to_kernel();
         }
-        true
-    });
-    match r {
-        Ok(()) => 0,
-        Err(e) => e.to_kernel(),
+        if oom && ents.is_empty() {
+            return Errno::ENOMEM.to_kernel();
+        }
+        for &(start, len, inum, d_type, next_pos) in ents.iter() {
+            let Some(name) = names.get(start..start + len) else { return Errno::EINVAL.to_kernel() };
+            // SAFETY: `ctx` is valid; `name` is valid for its length.
+            unsafe {
+                (*ctx).pos = next_pos.saturating_sub(1) as i64;
+                if !bindings::dir_emit(ctx, name.as_ptr().cast(), len as c_int, inum, c_uint::from(d_type)) {
+                    return 0;
+                }
+                (*ctx).pos = next_pos as i64;
+            }
+        }
+        if ents.len() < READDIR_BATCH && !oom {
+            return 0;
+        }
     }
 }
+
+/// Directory entries read per hold of the mount's lock in `readdir`.
+const READDIR_BATCH: usize = 64;
 
 /// Fills a locked, not uptodate folio of a regular file with its data
 /// (zeros past the end of the file).
@@ -432,7 +511,7 @@ unsafe extern "C" fn bch_readdir(file: *mut bindings::file, ctx: *mut bindings::
 /// # Safety
 ///
 /// `folio` is locked and belongs to the page cache of a file of ours.
-unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
+pub(super) unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
     // SAFETY: a locked page-cache folio has a stable mapping whose host
     // is the inode; the inode is referenced by whoever reads through it.
     let (info, bi, pos, size) = unsafe {
@@ -449,7 +528,20 @@ unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
         let r = unsafe {
             let p = bindings::kmap_local_folio(folio, off);
             let buf = core::slice::from_raw_parts_mut(p.cast::<u8>(), len);
-            let r = bi.with_cache(|cache| fs_common::read_data(&info.fs, &info.sv, &bi.attrs, pos + off as u64, buf, cache));
+            let r = {
+                let rd = info.read();
+                if info.is_rw() {
+                    // The size on disk grows with every write back: read
+                    // it fresh, and decode extents afresh (no cache).
+                    // The inode is referenced (see above).
+                    let inum = (*(*(*folio).__bindgen_anon_1.__bindgen_anon_1.mapping).host).i_ino as u64;
+                    fs_common::inode_get(&*rd, &info.sv, inum)
+                        .and_then(|attrs| fs_common::read_data(&*rd, &info.sv, &attrs, pos + off as u64, buf, &mut ExtentCache::default()))
+                } else {
+                    let attrs = bi.attrs(&rd);
+                    bi.with_cache(|cache| fs_common::read_data(&*rd, &info.sv, &attrs, pos + off as u64, buf, cache))
+                }
+            };
             bindings::kunmap_local(p);
             r
         };
@@ -459,7 +551,7 @@ unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
     // A reader that reached the end of the file needs the decoded extent
     // no more: free it rather than keep it for as long as the inode is
     // cached (thousands of inodes may be).
-    if pos + size as u64 >= bi.attrs.size {
+    if !info.is_rw() && pos + size as u64 >= bi.attrs(&info.read()).size {
         bi.with_cache(|cache| *cache = ExtentCache::default());
     }
     Ok(())
@@ -471,7 +563,7 @@ unsafe fn fill_folio(folio: *mut bindings::folio) -> Result<(), Errno> {
 /// # Safety
 ///
 /// Called by the page cache with a locked folio of a file of ours.
-unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio: *mut bindings::folio) -> c_int {
+pub(super) unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio: *mut bindings::folio) -> c_int {
     let _nofs = NofsScope::new();
     // SAFETY: caller's contract.
     let r = unsafe { fill_folio(folio) };
@@ -489,7 +581,7 @@ unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio: *mut bind
 ///
 /// Called by the page cache with a valid readahead control of a file of
 /// ours.
-unsafe extern "C" fn bch_readahead(rac: *mut bindings::readahead_control) {
+pub(super) unsafe extern "C" fn bch_readahead(rac: *mut bindings::readahead_control) {
     let _nofs = NofsScope::new();
     loop {
         // SAFETY: `rac` is valid; each folio returned is locked and ours

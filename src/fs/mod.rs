@@ -4,21 +4,30 @@
 //! `bch2_fs_parse_param`, `bch2_fs_get_tree`, `bch2_statfs`,
 //! `bch2_show_options` and `bch2_kill_sb` in `fs/bcachefs/fs.c`).
 //!
-//! Mounts are read-only.  `get_tree` refuses a read-write request with
-//! `EROFS` (after checking that the device is bcachefs at all, so that a
-//! foreign device still gets `EINVAL`), then lets `get_tree_bdev()` open the
-//! device exclusively, with the superblock as holder, and calls
-//! [`fill_super`].  Every mount failure logs one line naming the device and
-//! the reason.
+//! `get_tree` lets `get_tree_bdev()` open the device exclusively, with
+//! the superblock as holder (for writing unless `-o ro`), and calls
+//! [`fill_super`].  A read-only mount (`ro`, or `norecovery`/`nochanges`,
+//! which force it) runs on the read-only core [`Fs`]; a read-write one on
+//! the write core [`crate::fs_rw::BchFs`] (see [`rw`]).  Every mount
+//! failure logs one line naming the device and the reason.
 //!
-//! Inodes, directories, files and symlinks are in [`inode`]; the
-//! `/sys/fs/bcachefs/<uuid>/` directory in [`crate::sysfs`].
+//! Remounting: read-write to read-only syncs the filesystem and flushes
+//! the journal (the write core stays up, so going read-write again is
+//! allowed); a mount that started read-only stays read-only (`EROFS`).
+//!
+//! Inodes, directories, files and symlinks are in [`inode`], their write
+//! side in [`rw`]; the `/sys/fs/bcachefs/<uuid>/` directory in
+//! [`crate::sysfs`].
 
 mod inode;
+mod io_misc;
+mod rw;
+mod xattr;
 
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::ptr;
+use core::sync::atomic::AtomicBool;
 
 use kernel::alloc::{flags::GFP_KERNEL, KBox};
 use kernel::ffi::{c_char, c_int, c_uint, c_ulong};
@@ -27,7 +36,7 @@ use kernel::ThisModule;
 
 use crate::bcachefs::{Fs, OpenError};
 use crate::bindings;
-use crate::block::{Bdev, SbBdev};
+use crate::block::SbBdev;
 use crate::errcode::Errno;
 use crate::format::sb;
 use crate::fs_common::{self, BtreeRead, Subvol};
@@ -45,30 +54,65 @@ const SHRINK_STOP: c_ulong = !0 - 1;
 const BCH_NAME_MAX: i64 = 512;
 const NSEC_PER_SEC: i64 = 1_000_000_000;
 
-/// The filesystem as mounted: the core's [`Fs`] over the superblock's
-/// block device.
-pub(crate) type MountedFs = Fs<SbBdev>;
+/// The read-only core over the superblock's block device (`-o ro`,
+/// `norecovery`, `nochanges`).
+pub(crate) type RoFs = Fs<SbBdev>;
 
 // Every VFS callback may run on any CPU concurrently with the others, all
-// sharing one `MountedFs` by reference: it must be `Send + Sync`.
+// sharing one filesystem by reference: it must be `Send + Sync`.
 const _: () = {
     const fn send_sync<T: Send + Sync>() {}
-    send_sync::<MountedFs>()
+    send_sync::<RoFs>()
 };
+
+/// The filesystem of a mount: the read-only core, or the read-write one.
+/// Each is boxed on its own (both are large), so that [`FsInfo`] stays
+/// small and neither is ever moved through a stack frame.
+pub(crate) enum Mounted {
+    /// Read-only.
+    Ro(KBox<RoFs>),
+    /// Read-write.
+    Rw(KBox<rw::RwFs>),
+}
+
+/// A reader of the mounted filesystem (`&dyn BtreeRead`): on a read-write
+/// mount it holds the mount's operation lock, so drop it before calling
+/// anything that may take it again (`iget` of a new inode, `dir_emit`
+/// copying to user memory that may fault in a page of ours).
+pub(crate) struct Reader<'a> {
+    r: &'a (dyn BtreeRead + Sync),
+    _g: Option<crate::platform::MutexGuard<'a, ()>>,
+}
+
+impl<'a> core::ops::Deref for Reader<'a> {
+    type Target = dyn BtreeRead + Sync + 'a;
+    fn deref(&self) -> &Self::Target {
+        self.r
+    }
+}
 
 /// Per-mount state, owned by `sb->s_fs_info` (a leaked [`KBox`]) from
 /// [`fill_super`] until [`bch_kill_sb`].  Fields drop in declaration order:
 /// the sysfs directory and the shrinker go (waiting for running callbacks)
 /// before the filesystem they look at.
 pub(crate) struct FsInfo {
+    /// The journal's periodic work (read-write mounts).
+    journal_timer: Option<rw::JournalTimer>,
     sysfs: Option<crate::sysfs::FsDir>,
     shrinker: Option<Shrinker>,
     /// The filesystem.
-    pub(crate) fs: MountedFs,
+    pub(crate) fs: Mounted,
     /// The subvolume every inode of this mount belongs to.
     pub(crate) sv: Subvol,
     /// The options this mount was given.
     pub(crate) opts: MountOpts,
+    /// A read-write mount was shut down cleanly (`put_super`): nothing may
+    /// call into the write core any more.
+    pub(crate) shut: AtomicBool,
+    /// Superblock facts (block size, time units), fixed at mount.
+    pub(crate) facts: fs_common::FsFacts,
+    /// The filesystem's user-visible uuid.
+    pub(crate) uuid: [u8; 16],
 }
 
 impl FsInfo {
@@ -83,6 +127,76 @@ impl FsInfo {
         // SAFETY: by the caller's contract `s_fs_info` points to a live
         // `FsInfo` that nobody mutates.
         unsafe { &*(*sb).s_fs_info.cast::<FsInfo>() }
+    }
+
+    /// A reader of the filesystem (see [`Reader`]).
+    pub(crate) fn read(&self) -> Reader<'_> {
+        match &self.fs {
+            Mounted::Ro(fs) => Reader { r: &**fs, _g: None },
+            Mounted::Rw(fs) => {
+                let g = fs.op_lock();
+                Reader { r: &**fs, _g: Some(g) }
+            }
+        }
+    }
+
+    /// Whether this is a read-write mount (the write core is up, even if
+    /// remounted read-only since).
+    pub(crate) fn is_rw(&self) -> bool {
+        matches!(self.fs, Mounted::Rw(_))
+    }
+
+    /// Runs `f` on the superblock as last written (or as read at mount).
+    pub(crate) fn with_sb_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        match &self.fs {
+            Mounted::Ro(fs) => f(fs.sb_bytes()),
+            Mounted::Rw(fs) => f(fs.open.sb.lock().bytes()),
+        }
+    }
+
+    /// Btree nodes in the cache.
+    pub(crate) fn btree_cache_count(&self) -> usize {
+        match &self.fs {
+            Mounted::Ro(fs) => fs.btree_cache_count(),
+            Mounted::Rw(fs) => fs.open.cache.count(),
+        }
+    }
+
+    /// Bytes of btree nodes in the cache.
+    pub(crate) fn btree_cache_bytes(&self) -> usize {
+        match &self.fs {
+            Mounted::Ro(fs) => fs.btree_cache_bytes(),
+            Mounted::Rw(fs) => fs.open.cache.bytes(),
+        }
+    }
+
+    /// Frees up to `nr` cached btree nodes; how many were freed.  Nothing
+    /// on a read-write mount: its cache holds dirty nodes, which the
+    /// cache's shrink does not tell apart (it is bounded in size anyway).
+    pub(crate) fn btree_cache_shrink(&self, nr: usize) -> usize {
+        match &self.fs {
+            Mounted::Ro(fs) => fs.btree_cache_shrink(nr),
+            Mounted::Rw(_) => 0,
+        }
+    }
+
+    /// `bch2_journal_debug_to_text()`.
+    pub(crate) fn journal_debug_to_text(&self, w: &mut dyn fmt::Write) -> fmt::Result {
+        match &self.fs {
+            Mounted::Ro(fs) => fs.journal_debug_to_text(w),
+            Mounted::Rw(fs) => {
+                let _g = fs.op_lock();
+                fs.open.journal.debug_to_text(w)
+            }
+        }
+    }
+
+    /// The I/O counters, read and write (`dev-N/io_done`).
+    pub(crate) fn io_done(&self) -> [crate::bcachefs::IoDone; 2] {
+        match &self.fs {
+            Mounted::Ro(fs) => [fs.io_done(), crate::bcachefs::IoDone::default()],
+            Mounted::Rw(fs) => fs.io_done(),
+        }
     }
 }
 
@@ -133,6 +247,10 @@ static BCH_FC_OPS: bindings::fs_context_operations = bindings::fs_context_operat
 static BCH_SUPER_OPS: bindings::super_operations = bindings::super_operations {
     alloc_inode: Some(inode::bch_alloc_inode),
     free_inode: Some(inode::bch_free_inode),
+    evict_inode: Some(rw::bch_evict_inode),
+    write_inode: Some(rw::bch_write_inode),
+    sync_fs: Some(rw::bch_sync_fs),
+    put_super: Some(rw::bch_put_super),
     statfs: Some(bch_statfs),
     show_options: Some(bch_show_options),
     // SAFETY: all other members are optional callbacks; `None` is zero.
@@ -292,67 +410,73 @@ unsafe extern "C" fn bch_parse_param(fc: *mut bindings::fs_context, param: *mut 
     }
 }
 
-/// `reconfigure` (remount): options are checked by `parse_param` and
-/// otherwise ignored; going read-write is refused.
+/// `reconfigure` (remount, `bch2_fs_reconfigure()`): options are checked
+/// by `parse_param` and otherwise ignored.  Read-write to read-only syncs
+/// the filesystem and flushes the journal; read-only to read-write works
+/// only for a mount that started read-write (`EROFS` otherwise).
 ///
 /// # Safety
 ///
 /// Called by the VFS with a valid `fs_context` for reconfiguration.
 unsafe extern "C" fn bch_reconfigure(fc: *mut bindings::fs_context) -> c_int {
-    // SAFETY: `fc` is valid for the call.
-    let (flags, mask) = unsafe { ((*fc).sb_flags, (*fc).sb_flags_mask) };
-    if mask & bindings::BCH_RS_SB_RDONLY != 0 && flags & bindings::BCH_RS_SB_RDONLY == 0 {
-        // SAFETY: `fc->root` is set for a reconfiguration; its superblock
-        // is one of ours and alive while `fc` holds the root.
-        let id = unsafe { SbId(&(*(*(*fc).root).d_sb).s_id) };
-        bch_err!("{id}: read-write mounts are not supported yet; the filesystem stays read-only");
+    let _nofs = NofsScope::new();
+    // SAFETY: `fc` is valid for the call; `fc->root` is set for a
+    // reconfiguration, its superblock one of ours, mounted and alive
+    // while `fc` holds the root.
+    let (flags, mask, sb) = unsafe { ((*fc).sb_flags, (*fc).sb_flags_mask, (*(*fc).root).d_sb) };
+    // SAFETY: as above.
+    let (info, id, was_ro) = unsafe { (FsInfo::of(sb), SbId(&(*sb).s_id), (*sb).s_flags & bindings::BCH_RS_SB_RDONLY as c_ulong != 0) };
+    // SAFETY: `fs_private` is our options box (parsed by `parse_param`).
+    let opts = unsafe { &*(*fc).fs_private.cast::<MountOpts>() };
+    if let Ok(op) = info.op() {
+        if let Err(e) = op.fs.apply_mount_opts(opts) {
+            bch_err!("{id}: remount options: {e}");
+            return e.to_kernel();
+        }
+    }
+    if mask & bindings::BCH_RS_SB_RDONLY == 0 {
+        return 0;
+    }
+    let want_ro = flags & bindings::BCH_RS_SB_RDONLY != 0;
+    if !want_ro && !info.is_rw() {
+        bch_err!("{id}: mounted read-only (or norecovery/nochanges); remount read-write is not supported, unmount and mount again");
         return Errno::EROFS.to_kernel();
+    }
+    if want_ro && !was_ro && info.is_rw() {
+        // SAFETY: `sb` is mounted and its `s_umount` is held by the caller.
+        let r = unsafe { bindings::sync_filesystem(sb) };
+        if r != 0 {
+            return r;
+        }
+        if let Err(e) = rw::flush_all(info) {
+            bch_err!("{id}: flushing for remount,ro: {e}");
+            return e.to_kernel();
+        }
     }
     0
 }
 
-/// `get_tree`: refuses read-write, then mounts through `get_tree_bdev()`.
+/// `get_tree`: mounts through `get_tree_bdev()`, which opens the device
+/// (for writing unless `SB_RDONLY`) and calls [`fill_super`].
 ///
 /// # Safety
 ///
 /// Called by the VFS with a valid, exclusively owned `fs_context`.
 unsafe extern "C" fn bch_get_tree(fc: *mut bindings::fs_context) -> c_int {
     // SAFETY: `fc` is valid for the duration of the call.
-    let (source, flags) = unsafe { ((*fc).source, (*fc).sb_flags) };
+    let source = unsafe { (*fc).source };
     if source.is_null() {
         bch_err!("mount: no device given");
         return Errno::EINVAL.to_kernel();
-    }
-    if flags & bindings::BCH_RS_SB_RDONLY == 0 {
-        // SAFETY: `source` is a NUL-terminated string owned by `fc`,
-        // which outlives this call.
-        let path = unsafe { CStr::from_char_ptr(source) };
-        return match refuse_rw(path) {
-            Ok(()) => 0,
-            Err(e) => e.to_kernel(),
-        };
     }
     // SAFETY: `fc` is valid; `fill_super` has the signature expected.
     unsafe { bindings::get_tree_bdev(fc, Some(fill_super)) }
 }
 
-/// A read-write mount: a device that is not bcachefs fails as it would
-/// read-only (`EINVAL`, one line), a bcachefs one with `EROFS`.  The device
-/// is only opened for reading, shared, and never written.
-fn refuse_rw(path: &CStr) -> Result<(), Errno> {
-    let name = path.to_str().unwrap_or("(non-UTF-8 path)");
-    let dev = Bdev::open_read(path).inspect_err(|e| {
-        bch_err!("{name}: cannot open device: {e}");
-    })?;
-    read_super(&dev)?;
-    bch_err!("{name}: read-write mounts are not supported yet; mount with -o ro");
-    Err(Errno::EROFS)
-}
-
-/// For a read-write request: reads the superblock as `Fs::open` would
-/// (the primary at sector 8, else the backups the layout lists), so that a
-/// device that is not bcachefs fails with `EINVAL` and one line rather
-/// than `EROFS`.
+/// Reads the superblock as `Fs::open` would (the primary at sector 8,
+/// else the backups the layout lists), so that a device that is not
+/// bcachefs fails with `EINVAL` and one line naming the device and the
+/// reason, before the write core opens it.
 fn read_super<D: BlockDev + ?Sized>(dev: &D) -> Result<(), Errno> {
     let name = dev.name();
     let need = sb::SB_SECTOR + (sb::SB_PROBE_BYTES / SECTOR_SIZE) as u64;
@@ -371,7 +495,7 @@ fn read_super<D: BlockDev + ?Sized>(dev: &D) -> Result<(), Errno> {
 }
 
 /// `fill_super` for `get_tree_bdev()`: the device is open (exclusively,
-/// read-only); read the filesystem and set the superblock up.  On failure
+/// for writing unless the mount is read-only); read the filesystem and set the superblock up.  On failure
 /// `get_tree_bdev()` calls [`bch_kill_sb`], which frees whatever
 /// `s_fs_info` holds.
 ///
@@ -398,9 +522,9 @@ unsafe extern "C" fn fill_super(sb: *mut bindings::super_block, fc: *mut binding
 ///
 /// # Safety
 ///
-/// `slot` is valid for writing a `MountedFs`; on `Ok` it is initialised.
+/// `slot` is valid for writing a `RoFs`; on `Ok` it is initialised.
 #[inline(never)]
-unsafe fn open_into(slot: *mut MountedFs, dev: SbBdev, oo: &crate::bcachefs::OpenOpts) -> Result<(), OpenError> {
+unsafe fn open_into(slot: *mut RoFs, dev: SbBdev, oo: &crate::bcachefs::OpenOpts) -> Result<(), OpenError> {
     let fs = Fs::open(dev, oo)?;
     // SAFETY: caller's contract.
     unsafe { slot.write(fs) };
@@ -415,38 +539,96 @@ unsafe fn open_into(slot: *mut MountedFs, dev: SbBdev, oo: &crate::bcachefs::Ope
 /// As [`fill_super`]: `sb` is a new superblock of ours with `bdev` open.
 #[inline(never)]
 unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_device, name: &str, opts: &MountOpts) -> Result<(), Errno> {
-    // SAFETY: `bdev` stays open while the superblock lives (caller).
+    let oo = opts.open_opts();
+    // SAFETY: `sb` is valid.
+    let sb_ro = unsafe { (*sb).s_flags } & bindings::BCH_RS_SB_RDONLY as c_ulong != 0;
+    let rw = !sb_ro && !oo.norecovery && !opts.nochanges();
+    if oo.verbose {
+        bch_info!("{name}: mounting {}{}", if rw { "read-write" } else { "read-only" }, if oo.norecovery { ", norecovery" } else { "" });
+    }
+    let (fs, facts, lbs, uuid) = if rw {
+        // SAFETY: `bdev` stays open while the superblock lives, opened
+        // for writing since the superblock is not `SB_RDONLY` (caller).
+        unsafe { rw::open_rw(bdev, name, opts) }?
+    } else {
+        // SAFETY: `bdev` stays open while the superblock lives (caller).
+        unsafe { open_ro(bdev, name, &oo) }?
+    };
+    let info = FsInfo {
+        journal_timer: None,
+        sysfs: None,
+        shrinker: None,
+        fs,
+        sv: Subvol { id: 0, snapshot: 0, root_inum: 0 },
+        opts: *opts,
+        shut: AtomicBool::new(false),
+        facts,
+        uuid,
+    };
+    let info = KBox::new(info, GFP_KERNEL).map_err(|_| {
+        bch_err!("{name}: out of memory");
+        // Dropping a write core without its shutdown leaves the volume
+        // unclean (replayed at the next mount), as a crash would.
+        Errno::ENOMEM
+    })?;
+    // SAFETY: as for this function.
+    let r = unsafe { mount_finish(sb, name, opts, info, lbs, rw) };
+    if r.is_err() && rw {
+        // SAFETY: `s_fs_info` is set once `mount_finish` got that far;
+        // else the write core was dropped already (unclean, see above).
+        unsafe {
+            if !(*sb).s_fs_info.is_null() {
+                rw::shutdown(FsInfo::of(sb), &name);
+            }
+        }
+    }
+    r
+}
+
+/// Opens the read-only core into a box.
+///
+/// # Safety
+///
+/// `bdev` stays open until the returned filesystem is dropped.
+#[inline(never)]
+unsafe fn open_ro(
+    bdev: *mut bindings::block_device,
+    name: &str,
+    oo: &crate::bcachefs::OpenOpts,
+) -> Result<(Mounted, fs_common::FsFacts, u32, [u8; 16]), Errno> {
+    // SAFETY: the caller's contract.
     let dev = unsafe { SbBdev::new(bdev, name) }.inspect_err(|_| bch_err!("{name}: out of memory"))?;
     // No separate superblock probe: `Fs::open` reads it (with the backup
     // fallback) and its error names a foreign device in one line.
-    let oo = opts.open_opts();
-    if oo.verbose {
-        bch_info!("{name}: mounting read-only{}", if oo.norecovery { ", norecovery" } else { "" });
-    }
-    // The per-mount state is allocated first and the filesystem opened
-    // into it, so that no `Fs` is ever moved through this frame.
-    let mut b = KBox::<FsInfo>::new_uninit(GFP_KERNEL).map_err(|_| {
+    // The filesystem is allocated first and opened into its box, so that
+    // no `Fs` is ever moved through this frame.
+    let mut b = KBox::<RoFs>::new_uninit(GFP_KERNEL).map_err(|_| {
         bch_err!("{name}: out of memory");
         Errno::ENOMEM
     })?;
-    let p = b.as_mut_ptr();
-    // SAFETY: `p` points to the box's memory, valid for writes.
-    unsafe { open_into(ptr::addr_of_mut!((*p).fs), dev, &oo) }.map_err(|e| {
+    // SAFETY: the box's memory is valid for writes.
+    unsafe { open_into(b.as_mut_ptr(), dev, &oo) }.map_err(|e| {
         bch_err!("{name}: {e}");
         e.errno()
     })?;
-    // SAFETY: `fs` is initialised by `open_into`; the other fields are
-    // written here, so the whole value is initialised before
-    // `assume_init`.
-    let mut info = unsafe {
-        ptr::addr_of_mut!((*p).sysfs).write(None);
-        ptr::addr_of_mut!((*p).shrinker).write(None);
-        ptr::addr_of_mut!((*p).sv).write(Subvol { id: 0, snapshot: 0, root_inum: 0 });
-        ptr::addr_of_mut!((*p).opts).write(*opts);
-        b.assume_init()
-    };
-    let facts = *info.fs.facts();
-    let lbs = info.fs.dev().logical_block_size();
+    // SAFETY: initialised by `open_into`.
+    let fs = unsafe { b.assume_init() };
+    let facts = *fs.facts();
+    let lbs = fs.dev().logical_block_size();
+    let uuid = fs.user_uuid();
+    Ok((Mounted::Ro(fs), facts, lbs, uuid))
+}
+
+/// The rest of [`mount`] once the filesystem is open: checks, the
+/// superblock's fields, the shrinker, sysfs and the root.
+///
+/// # Safety
+///
+/// As [`mount`].
+#[inline(never)]
+unsafe fn mount_finish(sb: *mut bindings::super_block, name: &str, opts: &MountOpts, mut info: KBox<FsInfo>, lbs: u32, rw: bool) -> Result<(), Errno> {
+    let facts = info.facts;
+    let uuid = info.uuid;
     if facts.block_bytes < lbs || !facts.block_bytes.is_power_of_two() {
         bch_err!("{name}: filesystem block size {} is smaller than the device's logical block size {lbs}", facts.block_bytes);
         return Err(Errno::EINVAL);
@@ -455,11 +637,11 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
         bch_err!("{name}: invalid time precision {} ns", facts.time_precision_ns);
         return Err(Errno::EINVAL);
     }
-    info.sv = fs_common::root_subvol(&info.fs).inspect_err(|e| {
+    let sv = fs_common::root_subvol(&*info.read()).inspect_err(|e| {
         bch_err!("{name}: cannot read the root subvolume: {e}");
     })?;
+    info.sv = sv;
     let sv = info.sv;
-    let uuid = info.fs.user_uuid();
     let info = KBox::into_raw(info);
     // SAFETY: `sb` is new and locked: nobody else looks at it yet.  From
     // here `s_fs_info` owns the box; `bch_kill_sb` frees it, on failure
@@ -475,7 +657,10 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
         (*sb).s_time_min = i64::MIN / units_per_sec + 1;
         (*sb).s_time_max = i64::MAX / units_per_sec;
         (*sb).s_op = &BCH_SUPER_OPS;
-        (*sb).s_flags |= bindings::BCH_RS_SB_RDONLY as c_ulong;
+        (*sb).s_xattr = xattr::HANDLERS.0.as_ptr().cast();
+        if !rw {
+            (*sb).s_flags |= bindings::BCH_RS_SB_RDONLY as c_ulong;
+        }
         (*sb).s_uuid.b = uuid;
         (*sb).s_uuid_len = 16;
         // As C: the superblock's id is the filesystem's name, its uuid
@@ -492,6 +677,9 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
     // mutates it, before the superblock is published.
     let info = unsafe { &mut *info };
     info.shrinker = Some(Shrinker::new(info, name, &uuid)?);
+    if rw {
+        info.journal_timer = rw::JournalTimer::start(info);
+    }
     info.sysfs = Some(crate::sysfs::FsDir::create(info, &uuid).inspect_err(|e| {
         if *e == Errno::EBUSY {
             bch_err!("{name}: a filesystem with uuid {} is already mounted", UuidFmt(&uuid));
@@ -515,8 +703,8 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
     if opts.fsck() {
         bch_warn!("{name}: fsck is not implemented; option ignored");
     }
-    if oo.verbose {
-        bch_info!("{name}: mounted read-only, uuid {}", UuidFmt(&uuid));
+    if opts.verbose() {
+        bch_info!("{name}: mounted {}, uuid {}", if rw { "read-write" } else { "read-only" }, UuidFmt(&uuid));
     }
     Ok(())
 }
@@ -553,12 +741,12 @@ unsafe extern "C" fn bch_statfs(dentry: *mut bindings::dentry, buf: *mut kernel:
     let buf = buf.cast::<bindings::kstatfs>();
     // SAFETY: the superblock is mounted, so `s_fs_info` is live.
     let info = unsafe { FsInfo::of((*dentry).d_sb) };
-    let facts = *info.fs.facts();
-    let st = match fs_common::statfs(&info.fs, &facts) {
+    let facts = info.facts;
+    let st = match fs_common::statfs(&*info.read(), &facts) {
         Ok(st) => st,
         Err(e) => return e.to_kernel(),
     };
-    let mut uuid = info.fs.user_uuid();
+    let mut uuid = info.uuid;
     // SAFETY: `buf` is valid for writing; `uuid` is 16 bytes.
     unsafe {
         (*buf).f_type = BCACHEFS_STATFS_MAGIC as _;
@@ -596,8 +784,10 @@ impl fmt::Write for SeqWriter {
 unsafe extern "C" fn bch_show_options(seq: *mut bindings::seq_file, root: *mut bindings::dentry) -> c_int {
     // SAFETY: the superblock is mounted, so `s_fs_info` is live.
     let info = unsafe { FsInfo::of((*root).d_sb) };
-    let sbp = sb::Sb::parse(info.fs.sb_bytes()).ok();
-    let _ = info.opts.show_options(sbp.as_ref(), &mut SeqWriter(seq));
+    info.with_sb_bytes(|b| {
+        let sbp = sb::Sb::parse(b).ok();
+        let _ = info.opts.show_options(sbp.as_ref(), &mut SeqWriter(seq));
+    });
     0
 }
 
@@ -656,7 +846,7 @@ impl Drop for Shrinker {
 unsafe extern "C" fn bch_cache_count(s: *mut bindings::shrinker, _sc: *mut bindings::shrink_control) -> c_ulong {
     // SAFETY: `private_data` is the live owner (type invariant).
     let info = unsafe { &*(*s).private_data.cast::<FsInfo>() };
-    info.fs.btree_cache_count() as c_ulong
+    info.btree_cache_count() as c_ulong
 }
 
 /// `scan_objects`: frees up to `nr_to_scan` nodes; stops for allocations
@@ -672,7 +862,7 @@ unsafe extern "C" fn bch_cache_scan(s: *mut bindings::shrinker, sc: *mut binding
     if gfp & bindings::BCH_RS_GFP_FS == 0 {
         return SHRINK_STOP;
     }
-    info.fs.btree_cache_shrink(nr as usize) as c_ulong
+    info.btree_cache_shrink(nr as usize) as c_ulong
 }
 
 /// Formats a uuid for `{}`.

@@ -136,12 +136,39 @@ pub struct Mutex<T>(Pin<KBox<kernel::sync::Mutex<T>>>);
 /// What [`Mutex::lock`] returns: derefs to the `T`; unlocks on drop.
 pub type MutexGuard<'a, T> = kernel::sync::lock::Guard<'a, T, kernel::sync::lock::mutex::MutexBackend>;
 
+/// Lockdep classes for [`Mutex`]es: one is picked per call site of
+/// [`Mutex::new`] (a hash of its location), so that mutexes made in
+/// different places are different classes, as C's `mutex_init()` gives
+/// each call site its own static key.  With one class for all of them
+/// (`new_mutex!` inside `Mutex::new`), every nesting of two mutexes (the
+/// node pointers' lock around the btree roots' lock, a mount's operation
+/// lock around anything) was reported as recursive locking.  Sites whose
+/// hashes collide share a class.
+static LOCK_CLASSES: [kernel::sync::LockClassKey; 512] =
+    // SAFETY: lockdep expects uninitialized memory for statically
+    // allocated `lock_class_key`s (as `static_lock_class!()` makes them).
+    unsafe { core::mem::MaybeUninit::uninit().assume_init() };
+
+/// The lock class of the [`Mutex::new`] call at `loc`.
+fn lock_class(loc: &core::panic::Location<'_>) -> &'static kernel::sync::LockClassKey {
+    // FNV-1a over file, line and column.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = loc.file().bytes().chain(loc.line().to_le_bytes()).chain(loc.column().to_le_bytes());
+    for b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let i = (h % LOCK_CLASSES.len() as u64) as usize;
+    LOCK_CLASSES.get(i).unwrap_or(&LOCK_CLASSES[0])
+}
+
 impl<T> Mutex<T> {
-    /// A mutex holding `x`.
+    /// A mutex holding `x`, of the lock class of the caller's location.
     ///
     /// Errors: [`AllocError`].
+    #[track_caller]
     pub fn new(x: T) -> Result<Self, AllocError> {
-        KBox::pin_init(kernel::new_mutex!(x, "bcachefs_rs_mutex"), GFP_KERNEL)
+        let key = lock_class(core::panic::Location::caller());
+        KBox::pin_init(kernel::sync::Mutex::new(x, kernel::c_str!("bcachefs_rs_mutex"), key), GFP_KERNEL)
             .map(Mutex)
             .map_err(|_| AllocError)
     }

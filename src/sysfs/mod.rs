@@ -191,7 +191,7 @@ impl FsDir {
         // pointers, `None` callbacks, zeroed lock keys and kobject.
         let b: KBox<FsKobj> = unsafe { b.assume_init() };
         let p = KBox::into_raw(b);
-        let dev_idx = Sb::parse(info.fs.sb_bytes()).map(|s| s.dev_idx()).unwrap_or(0);
+        let dev_idx = info.with_sb_bytes(|b| Sb::parse(b).map(|s| s.dev_idx()).unwrap_or(0));
         // SAFETY: `p` is ours alone until `kobject_init_and_add`; every
         // pointer stored points into the same allocation, which lives
         // until the release.  Each attribute gets its lockdep key before
@@ -332,12 +332,14 @@ unsafe extern "C" fn fs_show(kobj: *mut bindings::kobject, attr: *mut bindings::
 }
 
 fn show(info: &FsInfo, idx: usize, w: &mut dyn fmt::Write) -> fmt::Result {
-    let fs = &info.fs;
-    let sb = Sb::parse(fs.sb_bytes()).ok();
+    info.with_sb_bytes(|b| show_sb(info, Sb::parse(b).ok(), idx, w))
+}
+
+fn show_sb(info: &FsInfo, sb: Option<Sb<'_>>, idx: usize, w: &mut dyn fmt::Write) -> fmt::Result {
     let member = sb.as_ref().and_then(|s| s.member(s.dev_idx()));
     match idx {
-        A_BTREE_CACHE_SIZE => write!(w, "{}", HumanReadable(fs.btree_cache_bytes() as u64)),
-        A_JOURNAL_DEBUG => fs.journal_debug_to_text(w),
+        A_BTREE_CACHE_SIZE => write!(w, "{}", HumanReadable(info.btree_cache_bytes() as u64)),
+        A_JOURNAL_DEBUG => info.journal_debug_to_text(w),
         A_INTERNAL_UUID => match &sb {
             Some(s) => write!(w, "{}", UuidFmt(&s.uuid())),
             None => Ok(()),
@@ -371,18 +373,19 @@ fn show(info: &FsInfo, idx: usize, w: &mut dyn fmt::Write) -> fmt::Result {
     }
 }
 
-/// `dev_io_done_to_text`: bytes read and written per data type (we never
-/// write).
+/// `dev_io_done_to_text`: bytes read and written per data type (a
+/// read-only mount writes nothing).
 fn io_done_to_text(info: &FsInfo, w: &mut dyn fmt::Write) -> fmt::Result {
-    let io = info.fs.io_done();
+    let io = info.io_done();
     for (rw, name) in ["read", "write"].iter().enumerate() {
         writeln!(w, "{name}:")?;
+        let d = io.get(rw).copied().unwrap_or_default();
         for (t, tname) in DATA_TYPE_NAMES.iter().enumerate().skip(1) {
-            let sectors = match (rw, t) {
-                (0, 1) => io.sb,
-                (0, 2) => io.journal,
-                (0, 3) => io.btree,
-                (0, 4) => io.user,
+            let sectors = match t {
+                1 => d.sb,
+                2 => d.journal,
+                3 => d.btree,
+                4 => d.user,
                 _ => 0,
             };
             writeln!(w, "{tname:<12}:{:>12}", sectors << 9)?;
