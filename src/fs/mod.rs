@@ -20,6 +20,7 @@
 //! [`crate::sysfs`].
 
 mod inode;
+mod ioctl;
 mod io_misc;
 mod rw;
 mod xattr;
@@ -448,7 +449,7 @@ unsafe extern "C" fn bch_reconfigure(fc: *mut bindings::fs_context) -> c_int {
         if r != 0 {
             return r;
         }
-        if let Err(e) = rw::flush_all(info) {
+        if let Err(e) = rw::flush_full(info) {
             bch_err!("{id}: flushing for remount,ro: {e}");
             return e.to_kernel();
         }

@@ -37,7 +37,6 @@ use crate::fs_common::fs_ops::{self, NewInode, RenameMode, SetAttr};
 use crate::fs_common::trans::commit_do;
 use crate::fs_common::{self, FsFacts};
 use crate::fs_rw::{writepoint_hashed, BchFs, BchFsOpen, FsDataAlloc};
-use crate::journal::res::JournalSink;
 use crate::platform::{BlockDev, MutexGuard};
 use crate::{bch_err, bch_info};
 
@@ -132,7 +131,9 @@ unsafe extern "C" fn journal_work(data: *mut c_void) {
     // SAFETY: the timer's contract.
     let info = unsafe { &*data.cast::<FsInfo>() };
     if let Ok(op) = info.op() {
-        let _ = op.fs.open.journal.journal_do_work(mono_ms());
+        if let Err(e) = op.fs.do_work(mono_ms()) {
+            crate::platform::log::err_ratelimited!("{}: journal reclaim: {e}", op.fs.open.dev.name());
+        }
     }
 }
 
@@ -221,27 +222,38 @@ fn start_boxed(open: crate::platform::Arc<BchFsOpen<SbBdev>>, seed: u64) -> Resu
 /// crash: the next mount replays the journal).
 pub(super) fn shutdown(info: &FsInfo, name: &dyn core::fmt::Display) {
     let Ok(op) = info.op() else { return };
-    if let Err(e) = op.fs.shutdown() {
+    if op.fs.is_emergency_ro() {
+        bch_info!("{name}: unmounted after an emergency read-only: the journal will be replayed at the next mount");
+    } else if let Err(e) = op.fs.shutdown() {
         bch_err!("{name}: clean shutdown failed: {e}; the journal will be replayed at the next mount");
     }
     info.shut.store(true, Ordering::Release);
 }
 
-/// Everything committed so far made durable: the write buffer and dirty
-/// nodes written (`fs.flush()`), then the journal flushed up to its
-/// current entry (`bch2_journal_flush_seq()`).
+/// Everything committed so far made durable: the journal flushed up to
+/// its current entry (`bch2_journal_flush()`, what C's `fsync` and
+/// `sync_fs` wait for; the btree nodes are written by reclaim, and replay
+/// brings back what they lack).  Nothing with `journal_flush_disabled`.
 pub(super) fn flush_all(info: &FsInfo) -> Result<(), Errno> {
     let op = match info.op() {
         Ok(op) => op,
         Err(Errno::EROFS) => return Ok(()),
         Err(e) => return Err(e),
     };
-    op.fs.flush()?;
-    let j = &op.fs.open.journal;
-    if j.cur_seq() > j.flushed_seq_ondisk() {
-        JournalSink::flush_seq(&**j, j.cur_seq())?;
+    op.fs.journal_flush()
+}
+
+/// [`flush_all`] after writing every dirty node and the write buffer
+/// (`fs.flush()`): what `remount,ro` leaves (C's `bch2_fs_read_only()`
+/// also marks the volume clean; here the next read-write mount replays an
+/// empty tail of the journal).
+pub(super) fn flush_full(info: &FsInfo) -> Result<(), Errno> {
+    match info.op() {
+        Ok(op) => op.fs.flush()?,
+        Err(Errno::EROFS) => return Ok(()),
+        Err(e) => return Err(e),
     }
-    Ok(())
+    flush_all(info)
 }
 
 fn to_kernel(r: Result<(), Errno>) -> c_int {
@@ -1148,6 +1160,7 @@ pub(super) static FILE_FOPS: inode::Fops = inode::Fops(bindings::file_operations
     read_iter: Some(bindings::generic_file_read_iter),
     write_iter: Some(bindings::generic_file_write_iter),
     fallocate: Some(super::io_misc::bch_fallocate),
+    unlocked_ioctl: Some(super::ioctl::bch_ioctl),
     mmap: Some(bindings::generic_file_mmap),
     fsync: Some(bch_fsync),
     splice_read: Some(bindings::filemap_splice_read),
