@@ -31,6 +31,17 @@ only; runs in the Debian 12 guest).
         the sha256 of every file as written
   rw_workload.py verify DIR FILL.json
         read back every file of a fill and compare with its sha256
+  rw_workload.py cut [--seed N] [--files F] MNT SYNCED
+        one cut point of the power cut test: 2 processes of the random
+        workload (in MNT/noise-N) run while F files (MNT/synced/N-I) are
+        written, fsync'd or fdatasync'd (every other one, then their
+        directory fsync'd) and never touched again, and a few written
+        without a sync; then, with the noise still running, a seeded
+        pause and FS_IOC_GOINGDOWN(NOLOGFLUSH) on MNT: the filesystem
+        stops writing at once.  Appends "path sha256 size" of each synced
+        file to SYNCED.
+  rw_workload.py check-synced MNT SYNCED
+        every file listed in SYNCED reads back with its sha256
 
 The operations: create, write/overwrite at random offsets, append,
 truncate up and down, fallocate (mode 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE,
@@ -682,8 +693,100 @@ def verify(a):
     return 0
 
 
+# ------------------------------------------------------------- power cut
+
+def goingdown(mnt, flags):
+    import fcntl
+    import struct
+    FS_IOC_GOINGDOWN = 0x8004587D  # _IOR('X', 125, __u32)
+    fd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(fd, FS_IOC_GOINGDOWN, struct.pack("<I", flags))
+    finally:
+        os.close(fd)
+
+
+def cut(a):
+    import time
+    seed, nfiles = "1", 6
+    while a and a[0].startswith("--"):
+        if a[0] == "--seed":
+            seed = a[1]
+        elif a[0] == "--files":
+            nfiles = int(a[1])
+        a = a[2:]
+    mnt, synced = a
+    rng = random.Random("cut-%s" % seed)
+    noise = os.path.join(mnt, "noise-%s" % seed)
+    os.makedirs(noise)
+    pids = []
+    for i in range(2):
+        root = os.path.join(noise, "p%d" % i)
+        os.mkdir(root)
+        pid = os.fork()
+        if pid == 0:
+            # errors (EROFS, EIO after the cut) are the results here
+            fd = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(fd, 2)
+            try:
+                Proc(root, "noise-%s" % seed, i).run(400)
+            except BaseException:
+                pass
+            os._exit(0)
+        pids.append(pid)
+    d = os.path.join(mnt, "synced")
+    os.makedirs(d, exist_ok=True)
+    out = []
+    for i in range(nfiles):
+        p = os.path.join(d, "%s-%d" % (seed, i))
+        data = rng.randbytes(rng.randrange(1, 200 * KIB))
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        # in a few pieces, the last ones first
+        cuts = sorted(rng.randrange(len(data)) for _ in range(3))
+        for lo, hi in reversed(list(zip([0] + cuts, cuts + [len(data)]))):
+            os.pwrite(fd, data[lo:hi], lo)
+        how = ["fsync", "fdatasync", "none"][i % 3]
+        if how != "none":
+            (os.fsync if how == "fsync" else os.fdatasync)(fd)
+            dfd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+            os.fsync(dfd)
+            os.close(dfd)
+            out.append("%s %s %d" % (os.path.relpath(p, mnt), hashlib.sha256(data).hexdigest(),
+                                     len(data)))
+        os.close(fd)
+    time.sleep(rng.random() * 0.5)
+    goingdown(mnt, 2)  # FSOP_GOING_FLAGS_NOLOGFLUSH
+    for pid in pids:
+        os.waitpid(pid, 0)
+    with open(synced, "a") as f:
+        f.write("".join(l + "\n" for l in out))
+    print("cut %s: %d files synced" % (seed, len(out)))
+    return 0
+
+
+def check_synced(a):
+    mnt, synced = a
+    bad, n = [], 0
+    for line in open(synced):
+        rel, h, size = line.split()
+        n += 1
+        try:
+            got = file_sha(os.path.join(mnt, rel))
+        except OSError as e:
+            got = ename(e.errno)
+        if got != h:
+            bad.append("%s (%s)" % (rel, got[:16]))
+    if bad:
+        print("%d of %d synced files lost or changed: %s" % (len(bad), n, " ".join(bad[:10])),
+              file=sys.stderr)
+        return 1
+    print("%d synced files intact" % n)
+    return 0
+
+
 def main(a):
-    cmds = {"run": run, "manifest": manifest, "compare": compare, "fill": fill, "verify": verify}
+    cmds = {"run": run, "manifest": manifest, "compare": compare, "fill": fill, "verify": verify,
+            "cut": cut, "check-synced": check_synced}
     if len(a) < 2 or a[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
