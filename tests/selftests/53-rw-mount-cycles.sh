@@ -51,10 +51,6 @@ t0=$SECONDS
 rw_unload
 c_unload
 "$TOOL" format --force "$dev" >/dev/null || fail "our format of $dev failed"
-declare -a want
-for i in $(seq "$cycles"); do
-	want[$i]=$(content "$i" | sha256sum | cut -d' ' -f1)
-done
 rw_load
 # a warm-up mount (caches a module creates on first use are not leaks)
 rw_mount "$dev" "$MNT"
@@ -63,6 +59,10 @@ mkdir "$MNT/cycles"
 : >"$MNT/appended"
 umount "$MNT" || fail "umount of the warm-up mount failed"
 mounted=
+declare -a want
+for i in $(seq "$cycles"); do
+	want[$i]=$(content "$i" | sha256sum | cut -d' ' -f1)
+done
 slab >"$w/before"
 t1=$SECONDS
 for i in $(seq "$cycles"); do

@@ -729,7 +729,7 @@ def cut(a):
             fd = os.open(os.devnull, os.O_WRONLY)
             os.dup2(fd, 2)
             try:
-                Proc(root, "noise-%s" % seed, i).run(400)
+                Proc(root, "noise-%s" % seed, i).run(10**6)  # until killed
             except BaseException:
                 pass
             os._exit(0)
@@ -756,8 +756,20 @@ def cut(a):
         os.close(fd)
     time.sleep(rng.random() * 0.5)
     goingdown(mnt, 2)  # FSOP_GOING_FLAGS_NOLOGFLUSH
+    # the noise has nothing more to do: stopped, and it must end (a
+    # process stuck in the filesystem after the cut would hang the umount)
+    import signal
     for pid in pids:
-        os.waitpid(pid, 0)
+        os.kill(pid, signal.SIGKILL)
+    t = time.time()
+    while pids and time.time() < t + 60:
+        pids = [p for p in pids if os.waitpid(p, os.WNOHANG)[0] == 0]
+        if pids:
+            time.sleep(0.2)
+    if pids:
+        print("cut %s: noise processes %s did not end within 60 s of SIGKILL after the cut"
+              % (seed, pids), file=sys.stderr)
+        return 1
     with open(synced, "a") as f:
         f.write("".join(l + "\n" for l in out))
     print("cut %s: %d files synced" % (seed, len(out)))
