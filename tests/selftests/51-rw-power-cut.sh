@@ -64,7 +64,9 @@ for k in $(seq "$cuts"); do
 		fail "cut $k: mount -o rw after the cut failed: $(cat "$w/mount.err"); $(dmesg_since "$n" | tail -n 5)"
 	mounted=1
 	tick mount
-	python3 "$RW_WL" check-synced ${full:---recent 3} "$MNT" "$w/synced" >"$w/check.out" 2>&1 ||
+	recent=(--recent 3)
+	[ -z "$full" ] || recent=()
+	python3 "$RW_WL" check-synced "${recent[@]}" "$MNT" "$w/synced" >"$w/check.out" 2>&1 ||
 		fail "cut $k: $(cat "$w/check.out")"
 	tick check
 done
