@@ -366,6 +366,9 @@ static DIR_FOPS: Fops = Fops(bindings::file_operations {
     read: Some(bindings::generic_read_dir),
     iterate_shared: Some(bch_readdir),
     unlocked_ioctl: Some(super::ioctl::bch_ioctl),
+    // bch2_dir_file_operations: a directory's fsync flushes the journal
+    // (nothing on a read-only mount).
+    fsync: Some(super::rw::bch_fsync),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 });

@@ -798,7 +798,7 @@ pub(super) unsafe extern "C" fn bch_put_super(sb: *mut bindings::super_block) {
 /// # Safety
 ///
 /// Called by the VFS with an open file of ours.
-unsafe extern "C" fn bch_fsync(file: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, _datasync: c_int) -> c_int {
+pub(super) unsafe extern "C" fn bch_fsync(file: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, _datasync: c_int) -> c_int {
     let _nofs = NofsScope::new();
     // SAFETY: `file` is open; its inode ours.
     let (r, inode) = unsafe { (bindings::file_write_and_wait_range(file, start, end), (*file).f_inode) };
