@@ -843,6 +843,15 @@ unsafe extern "C" fn bch_write_begin(
     if is_err(folio) {
         return folio as isize as c_int;
     }
+    // SAFETY: `folio` is locked and referenced; the mapping's host is ours.
+    if let Err(e) = unsafe { folio_reserve(mapping, folio) } {
+        // SAFETY: as above.
+        unsafe {
+            bindings::folio_unlock(folio);
+            bindings::folio_put(folio);
+        }
+        return e.to_kernel();
+    }
     // SAFETY: `folio` is locked and referenced: ours to fill.
     unsafe {
         if !bindings::folio_test_uptodate(folio) {
@@ -868,6 +877,90 @@ unsafe extern "C" fn bch_write_begin(
         *foliop = folio;
     }
     0
+}
+
+/// The write core of a mapping of ours.
+///
+/// # Safety
+///
+/// `mapping` is a file mapping of one of our superblocks, alive.
+unsafe fn mapping_fs<'a>(mapping: *mut bindings::address_space) -> Option<&'a RwFs> {
+    // SAFETY: the caller's contract.
+    let info = unsafe { FsInfo::of((*(*mapping).host).i_sb) };
+    match &info.fs {
+        Mounted::Rw(fs) => Some(fs),
+        Mounted::Ro(_) => None,
+    }
+}
+
+/// `bch2_folio_reservation_get()`: a folio about to be dirtied by a write
+/// holds a disk reservation for its sectors (marked by its private
+/// pointer), so that a full filesystem fails the `write(2)` with `ENOSPC`
+/// rather than its writeback.  Nothing when it holds one already.
+///
+/// # Safety
+///
+/// `folio` is locked, of `mapping`, a mapping of ours.
+unsafe fn folio_reserve(mapping: *mut bindings::address_space, folio: *mut bindings::folio) -> Result<(), Errno> {
+    // SAFETY: the caller's contract.
+    let Some(fs) = (unsafe { mapping_fs(mapping) }) else { return Ok(()) };
+    // SAFETY: locked.
+    if unsafe { bindings::folio_test_private(folio) } {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    let sectors = unsafe { bindings::folio_size(folio) } as u64 / 512;
+    fs.disk_reservation_get(sectors)?;
+    // SAFETY: locked; the private pointer only marks the reservation (it
+    // takes a folio reference, dropped by `folio_detach_private`).
+    unsafe { bindings::folio_attach_private(folio, 1usize as *mut c_void) };
+    Ok(())
+}
+
+/// Puts back the disk reservation a folio holds, if any (its data is
+/// being allocated by writeback, or the folio is going).
+///
+/// # Safety
+///
+/// `folio` is locked, of `mapping`, a mapping of ours.
+unsafe fn folio_unreserve(mapping: *mut bindings::address_space, folio: *mut bindings::folio) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if !bindings::folio_test_private(folio) {
+            return;
+        }
+        bindings::folio_detach_private(folio);
+        if let Some(fs) = mapping_fs(mapping) {
+            fs.disk_reservation_put(bindings::folio_size(folio) as u64 / 512);
+        }
+    }
+}
+
+/// `invalidate_folio` (`bch2_invalidate_folio`): a folio dropped whole
+/// (truncate, hole punch) gives back its reservation.
+///
+/// # Safety
+///
+/// Called by the VFS with a locked folio of ours.
+unsafe extern "C" fn bch_invalidate_folio(folio: *mut bindings::folio, offset: usize, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if offset == 0 && len == bindings::folio_size(folio) {
+            folio_unreserve((*folio).__bindgen_anon_1.__bindgen_anon_1.mapping, folio);
+        }
+    }
+}
+
+/// `release_folio` (`bch2_release_folio`): a clean folio with a
+/// reservation (a write that copied nothing) gives it back.
+///
+/// # Safety
+///
+/// Called by the VFS with a locked folio of ours.
+unsafe extern "C" fn bch_release_folio(folio: *mut bindings::folio, _gfp: bindings::gfp_t) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { folio_unreserve((*folio).__bindgen_anon_1.__bindgen_anon_1.mapping, folio) };
+    true
 }
 
 /// `write_end` (`bch2_write_end`): the folio dirtied, `i_size` grown.  A
@@ -945,6 +1038,9 @@ unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: 
         if folio.is_null() {
             break;
         }
+        // SAFETY: `folio` is locked, cleared for I/O, of this mapping: its
+        // data is allocated by this writeback (or dropped, past the end).
+        unsafe { folio_unreserve(mapping, folio) };
         // SAFETY: `folio` is locked, cleared for I/O, of this mapping.
         let (pos, size, isize) =
             unsafe { (bindings::folio_pos(folio), bindings::folio_size(folio), bindings::i_size_read((*mapping).host)) };
@@ -1176,6 +1272,8 @@ pub(super) static AOPS: bindings::address_space_operations = bindings::address_s
     write_end: Some(bch_write_end),
     dirty_folio: Some(bindings::filemap_dirty_folio),
     writepages: Some(bch_writepages),
+    invalidate_folio: Some(bch_invalidate_folio),
+    release_folio: Some(bch_release_folio),
     direct_IO: Some(bch_direct_io),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
