@@ -14,6 +14,8 @@ use core::fmt;
 pub struct Errno(pub i32);
 
 impl Errno {
+    /// Operation not permitted.
+    pub const EPERM: Errno = Errno(1);
     /// No such file or directory: a name or inode that does not exist.
     pub const ENOENT: Errno = Errno(2);
     /// I/O error: a read failed or data failed its checksum.
@@ -83,6 +85,7 @@ impl Errno {
             Errno::EOPNOTSUPP => "EOPNOTSUPP",
             Errno::EUCLEAN => "EUCLEAN",
             Errno::ENXIO => "ENXIO",
+            Errno::EPERM => "EPERM",
             _ => "E?",
         }
     }

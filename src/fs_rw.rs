@@ -511,6 +511,9 @@ pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     journal_flush_disabled: AtomicBool,
     /// File data read and written, 512-byte sectors (`io_done`).
     user_sectors: [AtomicU64; 2],
+    /// Sectors promised to writes not yet allocated
+    /// ([`disk_reservation_get`](Self::disk_reservation_get)).
+    reserved_sectors: AtomicU64,
     now_ns: AtomicI64,
     rng: AtomicU64,
     hints: Mutex<Vec<u64>>,
@@ -582,6 +585,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             opts: Mutex::new(opts)?,
             journal_flush_disabled: AtomicBool::new(false),
             user_sectors: [AtomicU64::new(0), AtomicU64::new(0)],
+            reserved_sectors: AtomicU64::new(0),
             now_ns: AtomicI64::new(now_ns),
             rng: AtomicU64::new(seed),
             hints: Mutex::new(hints)?,
@@ -809,6 +813,31 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             }
         }
         Ok(())
+    }
+
+    /// `bch2_disk_reservation_get()` for one replica: promises `sectors`
+    /// (512-byte) of space to a write that will allocate later (a folio
+    /// dirtied in the page cache), so that the writer gets `ENOSPC` rather
+    /// than its writeback.  The space is what the allocator could hand out
+    /// to data now (free buckets, and buckets waiting to be discarded or
+    /// for a journal flush, above the `normal` watermark's reserve), less
+    /// what is promised already.  Put it back with
+    /// [`disk_reservation_put`](Self::disk_reservation_put) once the data
+    /// is allocated or dropped.
+    ///
+    /// Errors: `ENOSPC`.
+    pub fn disk_reservation_get(&self, sectors: u64) -> Result<(), Errno> {
+        let dev = self.open.info.dev_idx;
+        let avail = self.open.alloc.with_dev(dev, |d| d.buckets_available(Watermark::Normal).saturating_mul(u64::from(d.bucket_size)))?;
+        self.reserved_sectors
+            .fetch_update(Relaxed, Relaxed, |r| r.checked_add(sectors).filter(|&n| n <= avail))
+            .map(|_| ())
+            .map_err(|_| Errno::ENOSPC)
+    }
+
+    /// Puts back `sectors` of [`disk_reservation_get`](Self::disk_reservation_get).
+    pub fn disk_reservation_put(&self, sectors: u64) {
+        let _ = self.reserved_sectors.fetch_update(Relaxed, Relaxed, |r| Some(r.saturating_sub(sectors)));
     }
 
     /// The options writes follow now (`c->opts`).

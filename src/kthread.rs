@@ -1,18 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Kernel threads for the mount's background work and for the perf tests
-//! (`kthread_create_on_node()`, `kthread_stop()`), owning what they run.
-//!
-//! [`KThread::spawn`] starts a thread running a closure once (the perf
-//! test threads of `bch2_btree_perf_test()`); [`KThread::periodic`] one
-//! that runs a step again and again, sleeping as long as the step asks,
-//! until it is stopped (the journal's write work and reclaim thread of C,
-//! `journal_write_work()` / `bch2_journal_reclaim_thread()`).  Dropping a
-//! [`KThread`] stops the thread and waits for it (`kthread_stop()`), then
-//! frees the closure.
-
-// Used by the read-write mount (background work) and the perf_test sysfs
-// file as they land.
-#![allow(dead_code)]
+//! Kernel threads owning what they run (`kthread_create_on_node()`,
+//! `kthread_stop()`): [`KThread::spawn`] starts a thread running a closure
+//! once (the perf test threads of `bch2_btree_perf_test()`).  Dropping a
+//! [`KThread`] waits for it (`kthread_stop()`), then frees the closure.
 
 use core::ffi::{c_int, c_void, CStr};
 use core::ptr::NonNull;
@@ -68,26 +58,6 @@ unsafe extern "C" fn once_fn<F: FnOnce() + Send>(data: *mut c_void) -> c_int {
     0
 }
 
-/// Body of a periodic thread: the step, then a sleep as long as it asks,
-/// until `kthread_should_stop()`.
-///
-/// # Safety
-///
-/// As [`once_fn`], with an `F` job.
-unsafe extern "C" fn periodic_fn<F: FnMut() -> u64 + Send>(data: *mut c_void) -> c_int {
-    // SAFETY: the contract.
-    let step = unsafe { &mut *data.cast::<F>() };
-    // SAFETY: called from a kthread.
-    while !unsafe { bindings::kthread_should_stop() } {
-        let ms = step().clamp(1, 60_000);
-        // SAFETY: a plain sleep of this kthread; `kthread_stop()` wakes it.
-        unsafe {
-            bindings::schedule_timeout_interruptible(bindings::__msecs_to_jiffies(ms as u32) as _);
-        }
-    }
-    0
-}
-
 impl KThread {
     /// Starts a thread named `name` running `body` on `job`.
     fn start<T>(name: &CStr, job: T, body: unsafe extern "C" fn(*mut c_void) -> c_int) -> Result<KThread, Errno> {
@@ -126,15 +96,6 @@ impl KThread {
     pub(crate) fn spawn<F: FnOnce() + Send + 'static>(name: &CStr, f: F) -> Result<KThread, Errno> {
         Self::start(name, Some(f), once_fn::<F>)
     }
-
-    /// Starts thread `name` running `step` until dropped, sleeping after
-    /// each step as many ms as it returns (at least 1, at most 60 s; a
-    /// stop wakes it).
-    ///
-    /// Errors: `ENOMEM`, or what `kthread_create_on_node()` returns.
-    pub(crate) fn periodic<F: FnMut() -> u64 + Send + 'static>(name: &CStr, step: F) -> Result<KThread, Errno> {
-        Self::start(name, step, periodic_fn::<F>)
-    }
 }
 
 impl Drop for KThread {
@@ -150,10 +111,9 @@ impl Drop for KThread {
     }
 }
 
-/// Milliseconds of a monotonic clock (`ktime_get()`), for the core's
-/// timers.
-pub(crate) fn now_ms() -> u64 {
+/// Nanoseconds of a monotonic clock (`ktime_get()`).
+pub(crate) fn now_ns() -> u64 {
     // SAFETY: no preconditions.
     let ns = unsafe { bindings::ktime_get() };
-    (ns.max(0) as u64) / 1_000_000
+    ns.max(0) as u64
 }

@@ -320,7 +320,7 @@ fn kstrtou64(s: &str) -> Option<u64> {
 /// Parses a number the way `bch2_strtou64_h()` does for human-readable
 /// options: an integer with an optional `k`/`M`/`G`/`T` suffix (powers of
 /// 1024).
-fn strtou64_h(s: &str) -> Option<u64> {
+pub fn strtou64_h(s: &str) -> Option<u64> {
     let s = s.strip_suffix('\n').unwrap_or(s);
     sb_opts::parse_size(s)
 }
@@ -487,6 +487,14 @@ impl MountOpts {
             self.parse_one(name, val)?;
         }
         Ok(())
+    }
+
+    /// Sets option `id` to `v` (as parsed), as if given at mount.
+    pub fn set(&mut self, id: usize, v: u64) {
+        if let Some(x) = self.vals.get_mut(id) {
+            *x = v;
+            self.set |= 1 << id;
+        }
     }
 
     /// The value given at mount for option `id`, if any.

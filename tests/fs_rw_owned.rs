@@ -252,3 +252,49 @@ fn io_done_and_write_stats_count_what_was_written() {
     assert!(initial > 0, "{t}");
     fs.shutdown().unwrap();
 }
+
+#[test]
+fn statfs_follows_writes_and_deletes() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 51);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem)).unwrap(), volume::INIT_NS + 1, 52).unwrap();
+    let facts = *fs.facts();
+    let before = bcachefs_rs::fs_common::statfs(&fs, &facts).unwrap();
+    write_file(&fs, 7, 8 << 20);
+    let after = bcachefs_rs::fs_common::statfs(&fs, &facts).unwrap();
+    let used = (before.bfree - after.bfree) * u64::from(after.block_bytes);
+    assert!((8 << 20..(8 << 20) + (1 << 20)).contains(&used), "8 MiB written, statfs says {used} bytes more used");
+    let sv = root_subvol(&fs).unwrap();
+    bcachefs_rs::fs_common::fs_ops::unlink(&mut fs.trans(), &sv, sv.root_inum, b"f7", false).unwrap();
+    let gone = bcachefs_rs::fs_common::statfs(&fs, &facts).unwrap();
+    // The data is free again; btree nodes the writes and the deletion
+    // added (256 KiB each) stay.
+    let freed = (gone.bfree - after.bfree) * u64::from(gone.block_bytes);
+    assert!(freed >= 7 << 20, "the unlink freed {freed} bytes of an 8 MiB file");
+    assert!(gone.bfree + 512 >= before.bfree, "after the unlink: {} free blocks, {} before the write", gone.bfree, before.bfree);
+    fs.shutdown().unwrap();
+}
+
+#[test]
+fn inode_flags_set_and_read_as_c_maps_them() {
+    use bcachefs_rs::errcode::Errno;
+    use bcachefs_rs::fs_common::fs_ops::{inode_flags_to_uflags, set_flags};
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 61);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem.clone())).unwrap(), volume::INIT_NS + 1, 62).unwrap();
+    let sv = root_subvol(&fs).unwrap();
+    let reg = create(&mut fs.trans(), &sv, sv.root_inum, b"f", &NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 }).unwrap();
+    let lnk = create(&mut fs.trans(), &sv, sv.root_inum, b"fifo", &NewInode { mode: 0o010644, uid: 0, gid: 0, rdev: 0 }).unwrap();
+    // FS_IMMUTABLE_FL | FS_NODUMP_FL | FS_NOATIME_FL
+    let u = set_flags(&mut fs.trans(), &sv, reg.inum, 0x10 | 0x40 | 0x80, true).unwrap();
+    assert_eq!(u.flags & 0x1f, (1 << 1) | (1 << 3) | (1 << 4));
+    assert_eq!(inode_flags_to_uflags(u.flags), 0x10 | 0x40 | 0x80);
+    assert_eq!(set_flags(&mut fs.trans(), &sv, reg.inum, 0, false).unwrap_err(), Errno::EPERM, "clearing immutable needs the capability");
+    assert_eq!(set_flags(&mut fs.trans(), &sv, reg.inum, 0x10 | 0x40, false).unwrap().flags & 0x1f, (1 << 1) | (1 << 3), "noatime cleared, immutable kept");
+    assert_eq!(set_flags(&mut fs.trans(), &sv, reg.inum, 0x4000, true).unwrap_err(), Errno::EOPNOTSUPP);
+    assert_eq!(set_flags(&mut fs.trans(), &sv, lnk.inum, 0x20, true).unwrap_err(), Errno::EINVAL, "append on a fifo");
+    assert_eq!(set_flags(&mut fs.trans(), &sv, lnk.inum, 0x40, true).unwrap().flags & 0x1f, 1 << 3);
+    fs.shutdown().unwrap();
+    drop(fs);
+    let ro = Fs::open(SharedDev(mem), &OpenOpts::default()).unwrap();
+    let a = inode_get(&ro, &sv, reg.inum).unwrap();
+    assert_eq!(inode_flags_to_uflags(a.flags), 0x10 | 0x40);
+}

@@ -306,7 +306,23 @@ pub(super) unsafe fn set_vfs_attrs(inode: *mut bindings::inode, attrs: &InodeAtt
         bindings::inode_set_atime_to_ts(inode, timespec(attrs.atime_ns));
         bindings::inode_set_mtime_to_ts(inode, timespec(attrs.mtime_ns));
         bindings::inode_set_ctime_to_ts(inode, timespec(attrs.ctime_ns));
+        bindings::inode_set_flags(inode, vfs_flags(attrs.flags), VFS_FLAGS_MASK);
     }
+}
+
+/// `S_SYNC`, `S_NOATIME`, `S_APPEND`, `S_IMMUTABLE` (`include/linux/fs.h`).
+const VFS_FLAGS_MASK: c_uint = 1 | 2 | 4 | 8;
+
+/// `bch2_inode_flags_to_vfs()`: the VFS's `i_flags` for an inode's
+/// `bi_flags` (`BCH_INODE_sync`, `immutable`, `append`, `noatime`).
+fn vfs_flags(bi_flags: u32) -> c_uint {
+    let mut f = 0;
+    for (bch, vfs) in [(0, 1), (1, 8), (2, 4), (4, 2)] {
+        if bi_flags & (1 << bch) != 0 {
+            f |= vfs;
+        }
+    }
+    f
 }
 
 static DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
@@ -349,11 +365,16 @@ static DIR_FOPS: Fops = Fops(bindings::file_operations {
     llseek: Some(bindings::generic_file_llseek),
     read: Some(bindings::generic_read_dir),
     iterate_shared: Some(bch_readdir),
+    unlocked_ioctl: Some(super::ioctl::bch_ioctl),
+    // bch2_dir_file_operations: a directory's fsync flushes the journal
+    // (nothing on a read-only mount).
+    fsync: Some(super::rw::bch_fsync),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 });
 
 static FILE_FOPS: Fops = Fops(bindings::file_operations {
+    unlocked_ioctl: Some(super::ioctl::bch_ioctl),
     open: Some(bindings::generic_file_open),
     llseek: Some(bindings::generic_file_llseek),
     read_iter: Some(bindings::generic_file_read_iter),

@@ -20,6 +20,7 @@
 //! [`crate::sysfs`].
 
 mod inode;
+mod ioctl;
 mod io_misc;
 mod rw;
 mod xattr;
@@ -45,6 +46,7 @@ use crate::platform::{BlockDev, SECTOR_SIZE};
 use crate::{bch_err, bch_info, bch_warn};
 
 pub(crate) use inode::InodeCache;
+pub(crate) use rw::RwFs;
 
 /// `BCACHEFS_STATFS_MAGIC` (`include/uapi/linux/magic.h`).
 const BCACHEFS_STATFS_MAGIC: c_ulong = 0xca451a4e;
@@ -106,6 +108,9 @@ pub(crate) struct FsInfo {
     pub(crate) sv: Subvol,
     /// The options this mount was given.
     pub(crate) opts: MountOpts,
+    /// Options set since through sysfs (`options/`), which win over both
+    /// the mount's and the superblock's.
+    pub(crate) sysfs_opts: crate::platform::Mutex<MountOpts>,
     /// A read-write mount was shut down cleanly (`put_super`): nothing may
     /// call into the write core any more.
     pub(crate) shut: AtomicBool,
@@ -448,7 +453,7 @@ unsafe extern "C" fn bch_reconfigure(fc: *mut bindings::fs_context) -> c_int {
         if r != 0 {
             return r;
         }
-        if let Err(e) = rw::flush_all(info) {
+        if let Err(e) = rw::flush_full(info) {
             bch_err!("{id}: flushing for remount,ro: {e}");
             return e.to_kernel();
         }
@@ -561,6 +566,10 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
         fs,
         sv: Subvol { id: 0, snapshot: 0, root_inum: 0 },
         opts: *opts,
+        sysfs_opts: crate::platform::Mutex::new(MountOpts::new()).map_err(|_| {
+            bch_err!("{name}: out of memory");
+            Errno::ENOMEM
+        })?,
         shut: AtomicBool::new(false),
         facts,
         uuid,

@@ -37,7 +37,6 @@ use crate::fs_common::fs_ops::{self, NewInode, RenameMode, SetAttr};
 use crate::fs_common::trans::commit_do;
 use crate::fs_common::{self, FsFacts};
 use crate::fs_rw::{writepoint_hashed, BchFs, BchFsOpen, FsDataAlloc};
-use crate::journal::res::JournalSink;
 use crate::platform::{BlockDev, MutexGuard};
 use crate::{bch_err, bch_info};
 
@@ -132,7 +131,9 @@ unsafe extern "C" fn journal_work(data: *mut c_void) {
     // SAFETY: the timer's contract.
     let info = unsafe { &*data.cast::<FsInfo>() };
     if let Ok(op) = info.op() {
-        let _ = op.fs.open.journal.journal_do_work(mono_ms());
+        if let Err(e) = op.fs.do_work(mono_ms()) {
+            crate::platform::log::err_ratelimited!("{}: journal reclaim: {e}", op.fs.open.dev.name());
+        }
     }
 }
 
@@ -221,27 +222,38 @@ fn start_boxed(open: crate::platform::Arc<BchFsOpen<SbBdev>>, seed: u64) -> Resu
 /// crash: the next mount replays the journal).
 pub(super) fn shutdown(info: &FsInfo, name: &dyn core::fmt::Display) {
     let Ok(op) = info.op() else { return };
-    if let Err(e) = op.fs.shutdown() {
+    if op.fs.is_emergency_ro() {
+        bch_info!("{name}: unmounted after an emergency read-only: the journal will be replayed at the next mount");
+    } else if let Err(e) = op.fs.shutdown() {
         bch_err!("{name}: clean shutdown failed: {e}; the journal will be replayed at the next mount");
     }
     info.shut.store(true, Ordering::Release);
 }
 
-/// Everything committed so far made durable: the write buffer and dirty
-/// nodes written (`fs.flush()`), then the journal flushed up to its
-/// current entry (`bch2_journal_flush_seq()`).
+/// Everything committed so far made durable: the journal flushed up to
+/// its current entry (`bch2_journal_flush()`, what C's `fsync` and
+/// `sync_fs` wait for; the btree nodes are written by reclaim, and replay
+/// brings back what they lack).  Nothing with `journal_flush_disabled`.
 pub(super) fn flush_all(info: &FsInfo) -> Result<(), Errno> {
     let op = match info.op() {
         Ok(op) => op,
         Err(Errno::EROFS) => return Ok(()),
         Err(e) => return Err(e),
     };
-    op.fs.flush()?;
-    let j = &op.fs.open.journal;
-    if j.cur_seq() > j.flushed_seq_ondisk() {
-        JournalSink::flush_seq(&**j, j.cur_seq())?;
+    op.fs.journal_flush()
+}
+
+/// [`flush_all`] after writing every dirty node and the write buffer
+/// (`fs.flush()`): what `remount,ro` leaves (C's `bch2_fs_read_only()`
+/// also marks the volume clean; here the next read-write mount replays an
+/// empty tail of the journal).
+pub(super) fn flush_full(info: &FsInfo) -> Result<(), Errno> {
+    match info.op() {
+        Ok(op) => op.fs.flush()?,
+        Err(Errno::EROFS) => return Ok(()),
+        Err(e) => return Err(e),
     }
-    Ok(())
+    flush_all(info)
 }
 
 fn to_kernel(r: Result<(), Errno>) -> c_int {
@@ -786,7 +798,7 @@ pub(super) unsafe extern "C" fn bch_put_super(sb: *mut bindings::super_block) {
 /// # Safety
 ///
 /// Called by the VFS with an open file of ours.
-unsafe extern "C" fn bch_fsync(file: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, _datasync: c_int) -> c_int {
+pub(super) unsafe extern "C" fn bch_fsync(file: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, _datasync: c_int) -> c_int {
     let _nofs = NofsScope::new();
     // SAFETY: `file` is open; its inode ours.
     let (r, inode) = unsafe { (bindings::file_write_and_wait_range(file, start, end), (*file).f_inode) };
@@ -831,6 +843,15 @@ unsafe extern "C" fn bch_write_begin(
     if is_err(folio) {
         return folio as isize as c_int;
     }
+    // SAFETY: `folio` is locked and referenced; the mapping's host is ours.
+    if let Err(e) = unsafe { folio_reserve(mapping, folio) } {
+        // SAFETY: as above.
+        unsafe {
+            bindings::folio_unlock(folio);
+            bindings::folio_put(folio);
+        }
+        return e.to_kernel();
+    }
     // SAFETY: `folio` is locked and referenced: ours to fill.
     unsafe {
         if !bindings::folio_test_uptodate(folio) {
@@ -856,6 +877,90 @@ unsafe extern "C" fn bch_write_begin(
         *foliop = folio;
     }
     0
+}
+
+/// The write core of a mapping of ours.
+///
+/// # Safety
+///
+/// `mapping` is a file mapping of one of our superblocks, alive.
+unsafe fn mapping_fs<'a>(mapping: *mut bindings::address_space) -> Option<&'a RwFs> {
+    // SAFETY: the caller's contract.
+    let info = unsafe { FsInfo::of((*(*mapping).host).i_sb) };
+    match &info.fs {
+        Mounted::Rw(fs) => Some(fs),
+        Mounted::Ro(_) => None,
+    }
+}
+
+/// `bch2_folio_reservation_get()`: a folio about to be dirtied by a write
+/// holds a disk reservation for its sectors (marked by its private
+/// pointer), so that a full filesystem fails the `write(2)` with `ENOSPC`
+/// rather than its writeback.  Nothing when it holds one already.
+///
+/// # Safety
+///
+/// `folio` is locked, of `mapping`, a mapping of ours.
+unsafe fn folio_reserve(mapping: *mut bindings::address_space, folio: *mut bindings::folio) -> Result<(), Errno> {
+    // SAFETY: the caller's contract.
+    let Some(fs) = (unsafe { mapping_fs(mapping) }) else { return Ok(()) };
+    // SAFETY: locked.
+    if unsafe { bindings::folio_test_private(folio) } {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    let sectors = unsafe { bindings::folio_size(folio) } as u64 / 512;
+    fs.disk_reservation_get(sectors)?;
+    // SAFETY: locked; the private pointer only marks the reservation (it
+    // takes a folio reference, dropped by `folio_detach_private`).
+    unsafe { bindings::folio_attach_private(folio, 1usize as *mut c_void) };
+    Ok(())
+}
+
+/// Puts back the disk reservation a folio holds, if any (its data is
+/// being allocated by writeback, or the folio is going).
+///
+/// # Safety
+///
+/// `folio` is locked, of `mapping`, a mapping of ours.
+unsafe fn folio_unreserve(mapping: *mut bindings::address_space, folio: *mut bindings::folio) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if !bindings::folio_test_private(folio) {
+            return;
+        }
+        bindings::folio_detach_private(folio);
+        if let Some(fs) = mapping_fs(mapping) {
+            fs.disk_reservation_put(bindings::folio_size(folio) as u64 / 512);
+        }
+    }
+}
+
+/// `invalidate_folio` (`bch2_invalidate_folio`): a folio dropped whole
+/// (truncate, hole punch) gives back its reservation.
+///
+/// # Safety
+///
+/// Called by the VFS with a locked folio of ours.
+unsafe extern "C" fn bch_invalidate_folio(folio: *mut bindings::folio, offset: usize, len: usize) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if offset == 0 && len == bindings::folio_size(folio) {
+            folio_unreserve((*folio).__bindgen_anon_1.__bindgen_anon_1.mapping, folio);
+        }
+    }
+}
+
+/// `release_folio` (`bch2_release_folio`): a clean folio with a
+/// reservation (a write that copied nothing) gives it back.
+///
+/// # Safety
+///
+/// Called by the VFS with a locked folio of ours.
+unsafe extern "C" fn bch_release_folio(folio: *mut bindings::folio, _gfp: bindings::gfp_t) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { folio_unreserve((*folio).__bindgen_anon_1.__bindgen_anon_1.mapping, folio) };
+    true
 }
 
 /// `write_end` (`bch2_write_end`): the folio dirtied, `i_size` grown.  A
@@ -933,6 +1038,9 @@ unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: 
         if folio.is_null() {
             break;
         }
+        // SAFETY: `folio` is locked, cleared for I/O, of this mapping: its
+        // data is allocated by this writeback (or dropped, past the end).
+        unsafe { folio_unreserve(mapping, folio) };
         // SAFETY: `folio` is locked, cleared for I/O, of this mapping.
         let (pos, size, isize) =
             unsafe { (bindings::folio_pos(folio), bindings::folio_size(folio), bindings::i_size_read((*mapping).host)) };
@@ -1148,6 +1256,7 @@ pub(super) static FILE_FOPS: inode::Fops = inode::Fops(bindings::file_operations
     read_iter: Some(bindings::generic_file_read_iter),
     write_iter: Some(bindings::generic_file_write_iter),
     fallocate: Some(super::io_misc::bch_fallocate),
+    unlocked_ioctl: Some(super::ioctl::bch_ioctl),
     mmap: Some(bindings::generic_file_mmap),
     fsync: Some(bch_fsync),
     splice_read: Some(bindings::filemap_splice_read),
@@ -1163,6 +1272,8 @@ pub(super) static AOPS: bindings::address_space_operations = bindings::address_s
     write_end: Some(bch_write_end),
     dirty_folio: Some(bindings::filemap_dirty_folio),
     writepages: Some(bch_writepages),
+    invalidate_folio: Some(bch_invalidate_folio),
+    release_folio: Some(bch_release_folio),
     direct_IO: Some(bch_direct_io),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }

@@ -845,3 +845,60 @@ pub fn inode_opt_set<T: BtreeTransOps + ?Sized>(
         Ok(u)
     })
 }
+
+/// `FS_SYNC_FL`, `FS_IMMUTABLE_FL`, `FS_APPEND_FL`, `FS_NODUMP_FL`,
+/// `FS_NOATIME_FL` (`include/uapi/linux/fs.h`) with the `BCH_INODE_*` bit
+/// each stands for (`bch_flags_to_uflags[]` in `fs-ioctl.h`).
+const UFLAGS: [(u32, u32); 5] = [(0x08, 0), (0x10, 1), (0x20, 2), (0x40, 3), (0x80, 4)];
+
+/// `BCH_INODE_append | BCH_INODE_immutable`: changing them needs
+/// `CAP_LINUX_IMMUTABLE`.
+pub const INODE_FLAGS_NEED_CAP: u32 = (1 << 1) | (1 << 2);
+
+/// The `FS_IOC_GETFLAGS` flags of an inode's `bi_flags`
+/// (`map_flags(bch_flags_to_uflags, ...)`).
+pub fn inode_flags_to_uflags(bi_flags: u32) -> u32 {
+    UFLAGS.iter().filter(|&&(_, b)| bi_flags & (1 << b) != 0).fold(0, |a, &(u, _)| a | u)
+}
+
+/// `FS_IOC_SETFLAGS` (`bch2_ioc_setflags()` with
+/// `bch2_inode_flags_set()`): sets the sync, immutable, append, nodump and
+/// noatime flags of inode `inum` to those of `uflags` (the others are
+/// kept), and ctime to now.  `capable_immutable` is whether the caller has
+/// `CAP_LINUX_IMMUTABLE`.  Returns the inode as written.
+///
+/// Errors: `EOPNOTSUPP` (a flag bcachefs does not have), `EPERM`
+/// (immutable or append changed without the capability), `EINVAL` (flags
+/// other than nodump and noatime on a file that is neither regular nor a
+/// directory), `ENOENT`, `EIO`, `ENOMEM`.
+pub fn set_flags<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, inum: u64, uflags: u32, capable_immutable: bool) -> Result<InodeUnpacked, Errno> {
+    let mut rest = uflags;
+    let mut flags = 0u32;
+    let mut mask = 0u32;
+    for &(u, b) in UFLAGS.iter() {
+        mask |= 1 << b;
+        if rest & u != 0 {
+            flags |= 1 << b;
+            rest &= !u;
+        }
+    }
+    if rest != 0 {
+        return Err(Errno::EOPNOTSUPP);
+    }
+    commit_do(t, |t| {
+        let now = current_time(t);
+        let mut u = inode_peek(t, sv.snapshot, inum)?;
+        if ((flags ^ (u.flags & mask)) & INODE_FLAGS_NEED_CAP) != 0 && !capable_immutable {
+            return Err(Errno::EPERM.into());
+        }
+        let ty = u.mode & S_IFMT;
+        let nodump_noatime = (1 << 3) | (1 << 4);
+        if ty != S_IFREG && ty != S_IFDIR && flags & !nodump_noatime != 0 {
+            return Err(Errno::EINVAL.into());
+        }
+        u.flags = (u.flags & !mask) | flags;
+        u.set(InodeField::Ctime, now);
+        inode_write(t, &u)?;
+        Ok(u)
+    })
+}

@@ -27,7 +27,7 @@ use crate::errcode::Errno;
 use crate::format::sb::Sb;
 use crate::format::sb_opts::DATA_TYPE_NAMES;
 use crate::fs::{FsInfo, UuidFmt, UuidStr};
-use crate::opts::{self, HumanReadable, NR_OPTS, OPTS, OPT_FS};
+use crate::opts::{self, HumanReadable, NR_OPTS, OPTS, OPT_FS, OPT_RUNTIME};
 
 const PAGE_SIZE: usize = 4096;
 
@@ -89,7 +89,18 @@ const A_FIRST_BUCKET: usize = 5;
 const A_NBUCKETS: usize = 6;
 const A_DURABILITY: usize = 7;
 const A_IO_DONE: usize = 8;
-const NR_FIXED: usize = 9;
+const A_BTREE_WRITE_STATS: usize = 9;
+const A_PERF_TEST: usize = 10;
+const A_ALLOC_DEBUG: usize = 11;
+const A_OPEN_BUCKETS: usize = 12;
+const A_WRITE_POINTS: usize = 13;
+const A_BTREE_UPDATES: usize = 14;
+const A_DIRTY_BTREE_NODES: usize = 15;
+const A_TRIGGER_JOURNAL_FLUSH: usize = 16;
+const A_TRIGGER_JOURNAL_WRITES: usize = 17;
+const A_TRIGGER_BTREE_CACHE_SHRINK: usize = 18;
+const A_DEV_ALLOC_DEBUG: usize = 19;
+const NR_FIXED: usize = 20;
 const FIXED_NAMES: [&core::ffi::CStr; NR_FIXED] = [
     c"btree_cache_size",
     c"journal_debug",
@@ -100,7 +111,20 @@ const FIXED_NAMES: [&core::ffi::CStr; NR_FIXED] = [
     c"nbuckets",
     c"durability",
     c"io_done",
+    c"btree_write_stats",
+    c"perf_test",
+    c"alloc_debug",
+    c"open_buckets",
+    c"write_points",
+    c"btree_updates",
+    c"dirty_btree_nodes",
+    c"trigger_journal_flush",
+    c"trigger_journal_writes",
+    c"trigger_btree_cache_shrink",
+    c"alloc_debug",
 ];
+/// The write-only files (C's `write_attribute()`).
+const WRITE_ONLY: [usize; 4] = [A_PERF_TEST, A_TRIGGER_JOURNAL_FLUSH, A_TRIGGER_JOURNAL_WRITES, A_TRIGGER_BTREE_CACHE_SHRINK];
 const NAME_MAX: usize = 48;
 
 /// The kobject of one filesystem's directory and every attribute under
@@ -119,15 +143,15 @@ struct FsKobj {
     attrs: [bindings::attribute; NR_FIXED + NR_OPTS],
     opt_names: [[u8; NAME_MAX]; NR_OPTS],
     dev_name: [u8; 16],
-    top: [*mut bindings::attribute; 2],
-    internal: [*mut bindings::attribute; 3],
-    dev: [*mut bindings::attribute; 7],
+    top: [*mut bindings::attribute; 4],
+    internal: [*mut bindings::attribute; 11],
+    dev: [*mut bindings::attribute; 8],
     options: [*mut bindings::attribute; NR_OPTS + 1],
     group_store: [bindings::attribute_group; 4],
     groups: [*const bindings::attribute_group; 5],
 }
 
-static FS_SYSFS_OPS: bindings::sysfs_ops = bindings::sysfs_ops { show: Some(fs_show), store: None };
+static FS_SYSFS_OPS: bindings::sysfs_ops = bindings::sysfs_ops { show: Some(fs_show), store: Some(fs_store) };
 
 /// `kobj_type` wrapper: the kernel's struct holds raw pointers.
 struct KType(bindings::kobj_type);
@@ -201,7 +225,7 @@ impl FsDir {
             k.info = info;
             for (i, n) in FIXED_NAMES.iter().enumerate() {
                 k.attrs[i].name = n.as_ptr().cast();
-                k.attrs[i].mode = 0o444;
+                k.attrs[i].mode = if WRITE_ONLY.contains(&i) { 0o200 } else { 0o444 };
             }
             let mut nopts = 0;
             for (i, o) in OPTS.iter().enumerate() {
@@ -209,7 +233,10 @@ impl FsDir {
                 k.opt_names[i][..len].copy_from_slice(&o.name.as_bytes()[..len]);
                 let a = &mut k.attrs[NR_FIXED + i];
                 a.name = k.opt_names[i].as_ptr().cast();
-                a.mode = 0o444;
+                // C's options are all 0644; a write to one that cannot
+                // change at runtime fails.  Ours: writable where the
+                // option is `OPT_RUNTIME` and the mount read-write.
+                a.mode = if o.flags & OPT_RUNTIME != 0 && info.is_rw() { 0o644 } else { 0o444 };
                 if o.flags & OPT_FS != 0 {
                     k.options[nopts] = a;
                     nopts += 1;
@@ -219,9 +246,22 @@ impl FsDir {
                 bindings::bch_rs_sysfs_attr_init(a);
             }
             let attrs = k.attrs.as_mut_ptr();
-            k.top = [attrs.add(A_BTREE_CACHE_SIZE), ptr::null_mut()];
-            k.internal = [attrs.add(A_JOURNAL_DEBUG), attrs.add(A_INTERNAL_UUID), ptr::null_mut()];
+            k.top = [attrs.add(A_BTREE_CACHE_SIZE), attrs.add(A_BTREE_WRITE_STATS), attrs.add(A_PERF_TEST), ptr::null_mut()];
+            k.internal = [
+                attrs.add(A_JOURNAL_DEBUG),
+                attrs.add(A_INTERNAL_UUID),
+                attrs.add(A_ALLOC_DEBUG),
+                attrs.add(A_OPEN_BUCKETS),
+                attrs.add(A_WRITE_POINTS),
+                attrs.add(A_BTREE_UPDATES),
+                attrs.add(A_DIRTY_BTREE_NODES),
+                attrs.add(A_TRIGGER_JOURNAL_FLUSH),
+                attrs.add(A_TRIGGER_JOURNAL_WRITES),
+                attrs.add(A_TRIGGER_BTREE_CACHE_SHRINK),
+                ptr::null_mut(),
+            ];
             k.dev = [
+                attrs.add(A_DEV_ALLOC_DEBUG),
                 attrs.add(A_DEV_UUID),
                 attrs.add(A_BUCKET_SIZE),
                 attrs.add(A_FIRST_BUCKET),
@@ -365,9 +405,29 @@ fn show_sb(info: &FsInfo, sb: Option<Sb<'_>>, idx: usize, w: &mut dyn fmt::Write
             None => Ok(()),
         },
         A_IO_DONE => io_done_to_text(info, w),
+        A_BTREE_WRITE_STATS | A_ALLOC_DEBUG | A_OPEN_BUCKETS | A_WRITE_POINTS | A_BTREE_UPDATES | A_DIRTY_BTREE_NODES | A_DEV_ALLOC_DEBUG => {
+            let crate::fs::Mounted::Rw(fs) = &info.fs else {
+                // A read-only mount has no write side: nothing to show.
+                return Ok(());
+            };
+            let dev = sb.as_ref().map_or(0, |s| s.dev_idx());
+            match idx {
+                A_BTREE_WRITE_STATS => fs.btree_write_stats_to_text(w),
+                A_ALLOC_DEBUG => fs.open.alloc.fs_alloc_debug_to_text(w),
+                A_OPEN_BUCKETS => fs.open.alloc.open_buckets_to_text(w, None),
+                A_WRITE_POINTS => fs.open.alloc.write_points_to_text(w),
+                A_BTREE_UPDATES => match *fs.btree.last_update.lock() {
+                    Some(u) => writeln!(w, "{u}"),
+                    None => Ok(()),
+                },
+                A_DIRTY_BTREE_NODES => fs.dirty_btree_nodes_to_text(w),
+                _ => fs.open.alloc.dev_alloc_debug_to_text(w, dev),
+            }
+        }
         i if (NR_FIXED..NR_FIXED + NR_OPTS).contains(&i) => {
             let id = i - NR_FIXED;
-            opts::opt_to_text(w, id, info.opts.value(id, sb.as_ref()), true)
+            let v = info.sysfs_opts.lock().get(id).unwrap_or_else(|| info.opts.value(id, sb.as_ref()));
+            opts::opt_to_text(w, id, v, true)
         }
         _ => Ok(()),
     }
@@ -393,3 +453,134 @@ fn io_done_to_text(info: &FsInfo, w: &mut dyn fmt::Write) -> fmt::Result {
     }
     Ok(())
 }
+
+/// `sysfs_ops.store` (C's `STORE(bch2_fs)`, `STORE(bch2_fs_internal)`
+/// and `STORE(bch2_fs_opts_dir)`): an option set (at once, and in the
+/// superblock), a trigger, or a perf test.  Returns `size` or a negative
+/// errno.
+///
+/// # Safety
+///
+/// Called by sysfs with one of our kobjects, one of its attributes and
+/// `size` bytes at `buf`.
+unsafe extern "C" fn fs_store(kobj: *mut bindings::kobject, attr: *mut bindings::attribute, buf: *const c_char, size: usize) -> isize {
+    // SAFETY: as `fs_show`; `buf` holds `size` bytes.
+    let (k, input) = unsafe { (&*kobj.cast::<FsKobj>(), core::slice::from_raw_parts(buf.cast::<u8>(), size)) };
+    // SAFETY: see the invariant of `FsKobj`.
+    let info = unsafe { &*k.info };
+    let idx = (attr as usize).wrapping_sub(k.attrs.as_ptr() as usize) / core::mem::size_of::<bindings::attribute>();
+    let _nofs = crate::fs::NofsScope::new();
+    let Ok(text) = core::str::from_utf8(input) else { return Errno::EINVAL.to_kernel() as isize };
+    match store(info, idx, text.trim()) {
+        Ok(()) => size as isize,
+        Err(e) => e.to_kernel() as isize,
+    }
+}
+
+fn store(info: &FsInfo, idx: usize, text: &str) -> Result<(), Errno> {
+    match idx {
+        A_PERF_TEST => perf_test(info, text),
+        A_TRIGGER_JOURNAL_FLUSH => {
+            // bch2_journal_flush_all_pins() and bch2_journal_meta().
+            let op = info.op()?;
+            op.fs.flush()?;
+            op.fs.journal_flush()
+        }
+        A_TRIGGER_JOURNAL_WRITES => {
+            let op = info.op()?;
+            op.fs.open.journal.do_writes();
+            Ok(())
+        }
+        A_TRIGGER_BTREE_CACHE_SHRINK => {
+            let nr = text.parse::<usize>().map_err(|_| Errno::EINVAL)?;
+            info.btree_cache_shrink(nr);
+            Ok(())
+        }
+        i if (NR_FIXED..NR_FIXED + NR_OPTS).contains(&i) => {
+            let id = i - NR_FIXED;
+            let o = OPTS.get(id).ok_or(Errno::EINVAL)?;
+            let (_, v) = opts::opt_parse_named(o.name, text).map_err(|e| e.errno())?;
+            let op = info.op()?;
+            op.fs.opt_set(o.name, v, true)?;
+            info.sysfs_opts.lock().set(id, v);
+            Ok(())
+        }
+        _ => Err(Errno::EINVAL),
+    }
+}
+
+/// Writing `"<test> <nr> <threads>"` to `perf_test`
+/// (`bch2_btree_perf_test()`): runs C's btree test of that name on our
+/// btree, `nr` operations over `threads` kernel threads, and logs the
+/// result line as C does.  Returns when all threads are done.
+fn perf_test(info: &FsInfo, text: &str) -> Result<(), Errno> {
+    use crate::perf_test::{perf_test_run, PerfTest, PerfTestResult};
+    let mut it = text.split_whitespace();
+    let (Some(name), Some(nr), Some(threads)) = (it.next(), it.next(), it.next()) else { return Err(Errno::EINVAL) };
+    let nr = opts::strtou64_h(nr).ok_or(Errno::EINVAL)?;
+    let threads = threads.parse::<u32>().map_err(|_| Errno::EINVAL)?;
+    if nr == 0 || threads == 0 {
+        crate::bch_err!("nr of iterations or threads is not allowed to be 0");
+        return Err(Errno::EINVAL);
+    }
+    let Some(test) = PerfTest::from_name(name) else {
+        crate::bch_err!("unknown test {name}");
+        return Err(Errno::EINVAL);
+    };
+    let crate::fs::Mounted::Rw(fs) = &info.fs else { return Err(Errno::EROFS) };
+    if info.shut.load(Ordering::Acquire) {
+        return Err(Errno::EROFS);
+    }
+    let fs: &crate::fs::RwFs = fs;
+    let per = nr / u64::from(threads);
+    // SAFETY: returns random bits.
+    let seed = unsafe { bindings::get_random_u64() };
+    let start = crate::kthread::now_ns();
+    let r = if threads == 1 {
+        perf_test_run(fs, test, per, seed)
+    } else {
+        // The threads borrow `fs`: they are all joined (dropped) before
+        // this returns, and sysfs keeps `info` alive while a store runs.
+        let err = core::sync::atomic::AtomicI32::new(0);
+        let shared = SendPtr((fs as *const crate::fs::RwFs, &err as *const core::sync::atomic::AtomicI32));
+        let mut ts = crate::platform::Vec::new();
+        for i in 0..threads {
+            let p = shared;
+            let t = crate::kthread::KThread::spawn(c"bcachefs perf test", move || {
+                let p = p;
+                // SAFETY: both outlive the thread (joined below).
+                let (fs, err) = unsafe { (&*p.0 .0, &*p.0 .1) };
+                if let Err(e) = perf_test_run(fs, test, per, seed ^ (u64::from(i) << 40)) {
+                    err.store(e.0, Ordering::Relaxed);
+                }
+            });
+            match t {
+                Ok(t) => ts.push(t).map_err(|_| Errno::ENOMEM)?,
+                Err(e) => {
+                    err.store(e.0, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+        // Joined: each drop stops and waits.
+        drop(ts);
+        match err.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            e => Err(Errno(e)),
+        }
+    };
+    let ns = crate::kthread::now_ns().saturating_sub(start);
+    if let Err(e) = r {
+        crate::bch_err!("{name}: error {e}");
+        return Err(e);
+    }
+    crate::bch_info!("{}", PerfTestResult { test, nr, threads, ns });
+    Ok(())
+}
+
+/// Pointers the perf test threads borrow.
+#[derive(Clone, Copy)]
+struct SendPtr((*const crate::fs::RwFs, *const core::sync::atomic::AtomicI32));
+// SAFETY: what they point to is `Sync` and outlives every thread that
+// gets a copy (the caller joins them all).
+unsafe impl Send for SendPtr {}
