@@ -514,6 +514,10 @@ pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     /// Sectors promised to writes not yet allocated
     /// ([`disk_reservation_get`](Self::disk_reservation_get)).
     reserved_sectors: AtomicU64,
+    /// Sectors `statfs` called available when last read.
+    avail_sectors: AtomicU64,
+    /// `user_sectors[1]` then.
+    avail_written_base: AtomicU64,
     now_ns: AtomicI64,
     rng: AtomicU64,
     hints: Mutex<Vec<u64>>,
@@ -586,6 +590,8 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             journal_flush_disabled: AtomicBool::new(false),
             user_sectors: [AtomicU64::new(0), AtomicU64::new(0)],
             reserved_sectors: AtomicU64::new(0),
+            avail_sectors: AtomicU64::new(0),
+            avail_written_base: AtomicU64::new(0),
             now_ns: AtomicI64::new(now_ns),
             rng: AtomicU64::new(seed),
             hints: Mutex::new(hints)?,
@@ -818,21 +824,42 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     /// `bch2_disk_reservation_get()` for one replica: promises `sectors`
     /// (512-byte) of space to a write that will allocate later (a folio
     /// dirtied in the page cache), so that the writer gets `ENOSPC` rather
-    /// than its writeback.  The space is what the allocator could hand out
-    /// to data now (free buckets, and buckets waiting to be discarded or
-    /// for a journal flush, above the `normal` watermark's reserve), less
-    /// what is promised already.  Put it back with
+    /// than its writeback.  As C's, the space is what `statfs` calls
+    /// available (capacity less what the accounting says is used, after
+    /// `avail_factor`), less what is promised already.  The figure is
+    /// read from the accounting btree when the last one read does not
+    /// cover the request (and at least once a second, by
+    /// [`do_work`](Self::do_work)); put the space back with
     /// [`disk_reservation_put`](Self::disk_reservation_put) once the data
-    /// is allocated or dropped.
+    /// is allocated or dropped.  The caller holds
+    /// [`op_lock`](Self::op_lock).
     ///
-    /// Errors: `ENOSPC`.
+    /// Errors: `ENOSPC`; those of reading the accounting.
     pub fn disk_reservation_get(&self, sectors: u64) -> Result<(), Errno> {
-        let dev = self.open.info.dev_idx;
-        let avail = self.open.alloc.with_dev(dev, |d| d.buckets_available(Watermark::Normal).saturating_mul(u64::from(d.bucket_size)))?;
-        self.reserved_sectors
-            .fetch_update(Relaxed, Relaxed, |r| r.checked_add(sectors).filter(|&n| n <= avail))
-            .map(|_| ())
-            .map_err(|_| Errno::ENOSPC)
+        let take = |avail: u64| {
+            self.reserved_sectors
+                .fetch_update(Relaxed, Relaxed, |r| r.checked_add(sectors).filter(|&n| n <= avail))
+                .map(|_| ())
+        };
+        // Data written since the figure was read has taken its share.
+        let (avail, base) = (self.avail_sectors.load(Relaxed), self.avail_written_base.load(Relaxed));
+        let since = self.user_sectors[1].load(Relaxed).saturating_sub(base);
+        if take(avail.saturating_sub(since)).is_ok() {
+            return Ok(());
+        }
+        take(self.avail_sectors_refresh()?).map_err(|_| Errno::ENOSPC)
+    }
+
+    /// Reads what `statfs` calls available, in sectors, for
+    /// [`disk_reservation_get`](Self::disk_reservation_get).
+    fn avail_sectors_refresh(&self) -> Result<u64, Errno> {
+        let facts = self.open.facts;
+        let written = self.user_sectors[1].load(Relaxed);
+        let st = crate::fs_common::statfs(self, &facts)?;
+        self.avail_written_base.store(written, Relaxed);
+        let avail = st.bavail.saturating_mul(u64::from(st.block_bytes) / crate::platform::SECTOR_SIZE as u64);
+        self.avail_sectors.store(avail, Relaxed);
+        Ok(avail)
     }
 
     /// Puts back `sectors` of [`disk_reservation_get`](Self::disk_reservation_get).
@@ -985,6 +1012,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         }
         let next = self.open.journal.journal_do_work(now_ms);
         self.maybe_reclaim()?;
+        self.avail_sectors_refresh()?;
         Ok(next.map(|at| at.saturating_sub(now_ms)))
     }
 

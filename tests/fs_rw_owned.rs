@@ -298,3 +298,24 @@ fn inode_flags_set_and_read_as_c_maps_them() {
     let a = inode_get(&ro, &sv, reg.inum).unwrap();
     assert_eq!(inode_flags_to_uflags(a.flags), 0x10 | 0x40);
 }
+
+#[test]
+fn disk_reservations_stop_at_what_statfs_calls_available() {
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 71);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(mem)).unwrap(), volume::INIT_NS + 1, 72).unwrap();
+    let facts = *fs.facts();
+    let st = bcachefs_rs::fs_common::statfs(&fs, &facts).unwrap();
+    let avail = st.bavail * u64::from(st.block_bytes) / 512;
+    assert!(avail > 1024);
+    fs.disk_reservation_get(avail - 8).unwrap();
+    assert_eq!(fs.disk_reservation_get(16), Err(bcachefs_rs::errcode::Errno::ENOSPC));
+    fs.disk_reservation_get(8).unwrap();
+    fs.disk_reservation_put(avail);
+    fs.disk_reservation_get(16).unwrap();
+    fs.disk_reservation_put(16);
+    // Data written takes from what is available.
+    write_file(&fs, 3, 4 << 20);
+    assert_eq!(fs.disk_reservation_get(avail), Err(bcachefs_rs::errcode::Errno::ENOSPC));
+    fs.disk_reservation_get(avail - (5 << 20) / 512).unwrap();
+    fs.shutdown().unwrap();
+}

@@ -910,7 +910,11 @@ unsafe fn folio_reserve(mapping: *mut bindings::address_space, folio: *mut bindi
     }
     // SAFETY: as above.
     let sectors = unsafe { bindings::folio_size(folio) } as u64 / 512;
-    fs.disk_reservation_get(sectors)?;
+    {
+        // The folio lock before the operation lock, as everywhere.
+        let _g = fs.op_lock();
+        fs.disk_reservation_get(sectors)?;
+    }
     // SAFETY: locked; the private pointer only marks the reservation (it
     // takes a folio reference, dropped by `folio_detach_private`).
     unsafe { bindings::folio_attach_private(folio, 1usize as *mut c_void) };
