@@ -41,6 +41,10 @@ only; runs in the Debian 12 guest).
         FS_IOC_GOINGDOWN(NOLOGFLUSH) on MNT: the filesystem stops writing
         at once, and the noise is killed.  Appends "path sha256 size" of each synced
         file to SYNCED.
+  rw_workload.py cuts FIRST LAST FILES DEV MNT SYNCED
+        cut points FIRST..LAST (seeds) in one process: each a cut with
+        FILES files, umount, mount -o rw of DEV and check-synced
+        --recent; after LAST only the umount.  Prints the ms per phase.
   rw_workload.py check-synced [--recent N] MNT SYNCED
         every file listed in SYNCED reads back with its sha256 (with
         --recent, the last N and a sample of 8 of the others)
@@ -808,9 +812,56 @@ def check_synced(a):
     return 0
 
 
+def cuts(a):
+    """Cut points FIRST..LAST in one process (a python start is seconds
+    under TCG): each a `cut`, umount, mount -o rw of DEV (the journal
+    replay) and `check-synced --recent`; after LAST, only the umount.
+    Prints the milliseconds spent in each phase as JSON."""
+    import subprocess
+    import time
+    fstype = "bcachefs"
+    if a[0] == "--fstype":  # to try it on another filesystem
+        fstype, a = a[1], a[2:]
+    first, last, nfiles = int(a[0]), int(a[1]), int(a[2])
+    dev, mnt, synced = a[3:6]
+    ms = {"cut": 0, "umount": 0, "mount": 0, "check": 0}
+    t = time.monotonic()
+
+    def tick(k):
+        nonlocal t
+        now = time.monotonic()
+        ms[k] += int((now - t) * 1000)
+        t = now
+
+    def sh(what, *cmd):
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode:
+            print("cut %d: %s failed: %s" % (k, what, r.stdout.strip()), file=sys.stderr)
+            sys.exit(1)
+
+    for k in range(first, last + 1):
+        sys.stdout.flush()
+        if cut(["--seed", str(k), "--files", str(nfiles), mnt, synced]):
+            print("cut %d: the workload failed before the cut" % k, file=sys.stderr)
+            return 1
+        tick("cut")
+        sh("umount after FS_IOC_GOINGDOWN", "umount", mnt)
+        tick("umount")
+        if k == last:
+            break
+        sh("mount -o rw after the cut", "mount", "-t", fstype, "-o", "rw", dev, mnt)
+        tick("mount")
+        if check_synced(["--recent", str(nfiles), mnt, synced]):
+            print("cut %d: fsync'd files lost or changed after the remount" % k, file=sys.stderr)
+            return 1
+        tick("check")
+    print(json.dumps(ms))
+    return 0
+
+
 def main(a):
     cmds = {"run": run, "manifest": manifest, "compare": compare, "fill": fill, "verify": verify,
-            "cut": cut, "check-synced": check_synced}
+            "cut": cut, "cuts": cuts, "check-synced": check_synced}
     if len(a) < 2 or a[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
