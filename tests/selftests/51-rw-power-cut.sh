@@ -2,17 +2,22 @@
 # Power cuts: BCH_RW_CUTS (default 50) cut points on one volume (our
 # format on the scratch disk).  At each, with the module under test
 # mounted rw, `rw_workload.py cut` runs two processes of the random
-# workload as noise while it writes six files (in pieces, last piece
-# first), fsyncs or fdatasyncs four of them and their directory, and then,
+# workload as noise while it writes four files (in pieces, last piece
+# first), fsyncs or fdatasyncs three of them and their directory, and then,
 # the noise still running, after a seeded pause of up to 0.5 s, cuts the
 # power: FS_IOC_GOINGDOWN with FSOP_GOING_FLAGS_NOLOGFLUSH, after which
 # the filesystem writes nothing more (the journal entries not yet written,
 # the dirty page cache, the noise's operations in flight are lost).  Then
 # umount, mount again (journal replay by the module under test), and the
 # files fsync'd at this cut point and a sample of 8 of the earlier ones
-# must read back exactly.  Every 10 cuts, and at the end, C's fsck of the
-# volume as the cut left it must be clean, and then after the remount
-# every file fsync'd so far must read back.
+# must read back exactly.  Every 10 cuts, C's fsck of the volume as the
+# cut left it must be clean, and after the remount every file fsync'd so
+# far must read back; at the end, after a clean unmount, C's fsck again.
+#
+# C's behaviour, seen here: after the shutdown ioctl the umount works, and
+# the next mount replays the journal; a file written without a sync
+# before the cut comes back empty (its data was in the page cache), one
+# fsync'd or fdatasync'd (and its directory fsync'd) comes back whole.
 #
 # Why not below the filesystem: the guest kernel has no device-mapper
 # (CONFIG_MD=n: no dm-flakey, no dm-log-writes), nor nbd or ublk, so a

@@ -4,15 +4,13 @@
 workload, manifests of what a kernel shows, and fill-to-ENOSPC (stdlib
 only; runs in the Debian 12 guest).
 
-  rw_workload.py run [--seed N] [--ops M] [--procs P] [--fsync-log F] DIR LOG
+  rw_workload.py run [--seed N] [--ops M] [--procs P] DIR LOG
         P processes (default 4), each in its own subtree DIR/pI, do M
         (default 150) seeded operations each; every operation's result
         (return value or errno name, and the data it read back) goes to
         LOG (the processes' logs concatenated in order).  The same seed
         gives the same LOG on any filesystem that behaves like Linux's
-        reference filesystems.  With --fsync-log, every successful fsync
-        of a regular file appends "path sha256 size" to F (for the power
-        cut test: what must survive).
+        reference filesystems.
   rw_workload.py manifest [--full] DIR OUT
         one JSON line per path under DIR (sorted, symlinks not followed):
         type, mode, nlink, size (not of directories), sha256 of a regular
@@ -127,12 +125,11 @@ class Proc:
     NAMES = FILES + ["d0", "d1", "d2", "d3"]
     XNAMES = ["user.a%d" % i for i in range(5)]
 
-    def __init__(self, root, seed, idx, fsync_log=None):
+    def __init__(self, root, seed, idx):
         self.root = root
         self.rng = random.Random("%s-%d" % (seed, idx))
         self.idx = idx
         self.out = []
-        self.fsync_log = fsync_log
 
     # -- paths
     def p(self, rel):
@@ -459,14 +456,6 @@ class Proc:
             fd = os.open(self.p(rel), os.O_RDONLY)
             try:
                 (os.fdatasync if data else os.fsync)(fd)
-                st = os.fstat(fd)
-                if self.fsync_log is not None and stat.S_ISREG(st.st_mode):
-                    # what must survive a power cut from here on (unless a
-                    # later operation of this process changes it)
-                    d = os.pread(fd, st.st_size + 1, 0)
-                    self.fsync_log.write("%s %s %d\n" % (os.path.join(self.root, rel),
-                                                         hashlib.sha256(d).hexdigest(), len(d)))
-                    self.fsync_log.flush()
             finally:
                 os.close(fd)
             return "OK"
@@ -511,7 +500,7 @@ class Proc:
 
 
 def run(a):
-    seed, nops, nprocs, fsync_log = "1", 150, 4, None
+    seed, nops, nprocs = "1", 150, 4
     while a and a[0].startswith("--"):
         k, v = a[0], a[1]
         a = a[2:]
@@ -521,8 +510,6 @@ def run(a):
             nops = int(v)
         elif k == "--procs":
             nprocs = int(v)
-        elif k == "--fsync-log":
-            fsync_log = v
         else:
             raise SystemExit("unknown option " + k)
     top, log = a
@@ -535,8 +522,7 @@ def run(a):
         if pid == 0:
             rc = 0
             try:
-                fl = open("%s.fsync%d" % (fsync_log, i), "w") if fsync_log else None
-                p = Proc(root, seed, i, fl)
+                p = Proc(root, seed, i)
                 p.run(nops)
                 with open("%s.p%d" % (log, i), "w") as f:
                     f.write("\n".join(p.out) + "\n")
@@ -558,12 +544,6 @@ def run(a):
             with open("%s.p%d" % (log, i)) as g:
                 f.write(g.read())
             os.unlink("%s.p%d" % (log, i))
-    if fsync_log:
-        with open(fsync_log, "w") as f:
-            for i in range(nprocs):
-                with open("%s.fsync%d" % (fsync_log, i)) as g:
-                    f.write(g.read())
-                os.unlink("%s.fsync%d" % (fsync_log, i))
     return 0
 
 
