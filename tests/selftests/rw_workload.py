@@ -37,8 +37,8 @@ only; runs in the Debian 12 guest).
         the third not synced; none is touched again; then, with the
         noise still running, a seeded pause and
         FS_IOC_GOINGDOWN(NOLOGFLUSH) on MNT: the filesystem stops writing
-        at once, and the noise is killed.  Appends "path sha256 size" of each synced
-        file to SYNCED.
+        at once, and the noise is killed.  Appends "path sha256 size"
+        of each synced file to SYNCED.
   rw_workload.py cuts FIRST LAST FILES DEV MNT SYNCED
         cut points FIRST..LAST (seeds) in one process: each a cut with
         FILES files, umount, mount -o rw of DEV and check-synced
