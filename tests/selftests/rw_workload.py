@@ -4,15 +4,13 @@
 workload, manifests of what a kernel shows, and fill-to-ENOSPC (stdlib
 only; runs in the Debian 12 guest).
 
-  rw_workload.py run [--seed N] [--ops M] [--procs P] [--fsync-log F] DIR LOG
+  rw_workload.py run [--seed N] [--ops M] [--procs P] DIR LOG
         P processes (default 4), each in its own subtree DIR/pI, do M
         (default 150) seeded operations each; every operation's result
         (return value or errno name, and the data it read back) goes to
         LOG (the processes' logs concatenated in order).  The same seed
         gives the same LOG on any filesystem that behaves like Linux's
-        reference filesystems.  With --fsync-log, every successful fsync
-        of a regular file appends "path sha256 size" to F (for the power
-        cut test: what must survive).
+        reference filesystems.
   rw_workload.py manifest [--full] DIR OUT
         one JSON line per path under DIR (sorted, symlinks not followed):
         type, mode, nlink, size (not of directories), sha256 of a regular
@@ -39,8 +37,12 @@ only; runs in the Debian 12 guest).
         the third not synced; none is touched again; then, with the
         noise still running, a seeded pause and
         FS_IOC_GOINGDOWN(NOLOGFLUSH) on MNT: the filesystem stops writing
-        at once, and the noise is killed.  Appends "path sha256 size" of each synced
-        file to SYNCED.
+        at once, and the noise is killed.  Appends "path sha256 size"
+        of each synced file to SYNCED.
+  rw_workload.py cuts FIRST LAST FILES DEV MNT SYNCED
+        cut points FIRST..LAST (seeds) in one process: each a cut with
+        FILES files, umount, mount -o rw of DEV and check-synced
+        --recent; after LAST only the umount.  Prints the ms per phase.
   rw_workload.py check-synced [--recent N] MNT SYNCED
         every file listed in SYNCED reads back with its sha256 (with
         --recent, the last N and a sample of 8 of the others)
@@ -123,12 +125,11 @@ class Proc:
     NAMES = FILES + ["d0", "d1", "d2", "d3"]
     XNAMES = ["user.a%d" % i for i in range(5)]
 
-    def __init__(self, root, seed, idx, fsync_log=None):
+    def __init__(self, root, seed, idx):
         self.root = root
         self.rng = random.Random("%s-%d" % (seed, idx))
         self.idx = idx
         self.out = []
-        self.fsync_log = fsync_log
 
     # -- paths
     def p(self, rel):
@@ -455,14 +456,6 @@ class Proc:
             fd = os.open(self.p(rel), os.O_RDONLY)
             try:
                 (os.fdatasync if data else os.fsync)(fd)
-                st = os.fstat(fd)
-                if self.fsync_log is not None and stat.S_ISREG(st.st_mode):
-                    # what must survive a power cut from here on (unless a
-                    # later operation of this process changes it)
-                    d = os.pread(fd, st.st_size + 1, 0)
-                    self.fsync_log.write("%s %s %d\n" % (os.path.join(self.root, rel),
-                                                         hashlib.sha256(d).hexdigest(), len(d)))
-                    self.fsync_log.flush()
             finally:
                 os.close(fd)
             return "OK"
@@ -507,7 +500,7 @@ class Proc:
 
 
 def run(a):
-    seed, nops, nprocs, fsync_log = "1", 150, 4, None
+    seed, nops, nprocs = "1", 150, 4
     while a and a[0].startswith("--"):
         k, v = a[0], a[1]
         a = a[2:]
@@ -517,8 +510,6 @@ def run(a):
             nops = int(v)
         elif k == "--procs":
             nprocs = int(v)
-        elif k == "--fsync-log":
-            fsync_log = v
         else:
             raise SystemExit("unknown option " + k)
     top, log = a
@@ -531,8 +522,7 @@ def run(a):
         if pid == 0:
             rc = 0
             try:
-                fl = open("%s.fsync%d" % (fsync_log, i), "w") if fsync_log else None
-                p = Proc(root, seed, i, fl)
+                p = Proc(root, seed, i)
                 p.run(nops)
                 with open("%s.p%d" % (log, i), "w") as f:
                     f.write("\n".join(p.out) + "\n")
@@ -554,12 +544,6 @@ def run(a):
             with open("%s.p%d" % (log, i)) as g:
                 f.write(g.read())
             os.unlink("%s.p%d" % (log, i))
-    if fsync_log:
-        with open(fsync_log, "w") as f:
-            for i in range(nprocs):
-                with open("%s.fsync%d" % (fsync_log, i)) as g:
-                    f.write(g.read())
-                os.unlink("%s.fsync%d" % (fsync_log, i))
     return 0
 
 
@@ -808,9 +792,56 @@ def check_synced(a):
     return 0
 
 
+def cuts(a):
+    """Cut points FIRST..LAST in one process (a python start is seconds
+    under TCG): each a `cut`, umount, mount -o rw of DEV (the journal
+    replay) and `check-synced --recent`; after LAST, only the umount.
+    Prints the milliseconds spent in each phase as JSON."""
+    import subprocess
+    import time
+    fstype = "bcachefs"
+    if a[0] == "--fstype":  # to try it on another filesystem
+        fstype, a = a[1], a[2:]
+    first, last, nfiles = int(a[0]), int(a[1]), int(a[2])
+    dev, mnt, synced = a[3:6]
+    ms = {"cut": 0, "umount": 0, "mount": 0, "check": 0}
+    t = time.monotonic()
+
+    def tick(k):
+        nonlocal t
+        now = time.monotonic()
+        ms[k] += int((now - t) * 1000)
+        t = now
+
+    def sh(what, *cmd):
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if r.returncode:
+            print("cut %d: %s failed: %s" % (k, what, r.stdout.strip()), file=sys.stderr)
+            sys.exit(1)
+
+    for k in range(first, last + 1):
+        sys.stdout.flush()
+        if cut(["--seed", str(k), "--files", str(nfiles), mnt, synced]):
+            print("cut %d: the workload failed before the cut" % k, file=sys.stderr)
+            return 1
+        tick("cut")
+        sh("umount after FS_IOC_GOINGDOWN", "umount", mnt)
+        tick("umount")
+        if k == last:
+            break
+        sh("mount -o rw after the cut", "mount", "-t", fstype, "-o", "rw", dev, mnt)
+        tick("mount")
+        if check_synced(["--recent", str(nfiles), mnt, synced]):
+            print("cut %d: fsync'd files lost or changed after the remount" % k, file=sys.stderr)
+            return 1
+        tick("check")
+    print(json.dumps(ms))
+    return 0
+
+
 def main(a):
     cmds = {"run": run, "manifest": manifest, "compare": compare, "fill": fill, "verify": verify,
-            "cut": cut, "check-synced": check_synced}
+            "cut": cut, "cuts": cuts, "check-synced": check_synced}
     if len(a) < 2 or a[1] not in cmds:
         print(__doc__, file=sys.stderr)
         return 2
