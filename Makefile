@@ -20,7 +20,7 @@ KDIR ?= $(shell scripts/kernel >/dev/null && scripts/kernel --path)
 KMAKE = $(MAKE) -C $(KDIR) M=$(CURDIR) LLVM=1 RUSTC=/usr/bin/rustc \
 	BINDGEN=$(shell command -v bindgen || echo $(HOME)/.cargo/bin/bindgen)
 
-.PHONY: all modules check test bench bench-write demo clean tool loom sync-stress test-long
+.PHONY: all modules check test bench bench-write demo clean tool loom sync-stress test-long test-long-vm
 
 all: modules
 
@@ -63,6 +63,11 @@ test-long:
 		cargo test --release -p bcachefs_rs --test write_fuzz -- --nocapture
 	cargo test --release -p bcachefs_rs --test triggers_write -- --ignored --nocapture
 	$(MAKE) sync-stress
+
+# The read-write kselftests at the issue's sizes (100 mount cycles, 50
+# power cuts): about 25 minutes under TCG.
+test-long-vm: modules
+	BCH_RW_CYCLES=100 BCH_RW_CUTS=50 scripts/selftests 51-rw-power-cut 53-rw-mount-cycles
 
 clean:
 	-$(KMAKE) clean
