@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Guest half of scripts/demo.  Prints each step and what it showed: our
-# tool formats the disk, Linux 6.12's C bcachefs (the oracle) writes files
-# and unmounts, then our module mounts the same volume read-only, reads the
-# files back byte for byte and shows its sysfs.
+# tool formats the disk, our module mounts it read-write and files are
+# written, df and sysfs are shown (a tunable changed), the volume is
+# unmounted; then Linux 6.12's C bcachefs (the oracle) checks it with its
+# fsck (no changes allowed) and reads the same files back.
 set -uo pipefail
 dev=${1:?device}
 tool="$BCH_ROOT/target/release/bcachefs"
@@ -15,32 +16,45 @@ step sh -c "$tool format --force --label demo $dev >/dev/null"
 step "$tool" show-super "$dev"
 
 echo
-echo "The C module (the oracle) writes a few files and unmounts:"
-step modprobe -d "$BCH_MODROOT" bcachefs
-step mount -t bcachefs "$dev" "$mnt"
-step sh -c "mkdir -p $mnt/docs/deep && echo hello from bcachefs > $mnt/hello && seq 1 200000 > $mnt/docs/numbers && ln -s docs/numbers $mnt/numbers-link && head -c 3M /dev/urandom > $mnt/docs/deep/random && sync"
-step sh -c "cd $mnt && find . -type f | sort | xargs sha256sum | tee /tmp/demo-c.sha"
-step umount "$mnt"
-step modprobe -r -d "$BCH_MODROOT" bcachefs
-
-echo
-echo "Our module mounts the same volume read-only:"
+echo "Our module mounts the new volume read-write (its first mount initializes it):"
 modprobe -q -d "$BCH_MODROOT" -a libcrc32c crc64 2>/dev/null
 step insmod "$BCH_ROOT/bcachefs_rs.ko"
 step grep bcachefs /proc/filesystems
-step mount -t bcachefs -o ro "$dev" "$mnt"
+step mount -t bcachefs "$dev" "$mnt"
 step findmnt "$mnt"
+uuid=$(ls /sys/fs/bcachefs | grep -E '^[0-9a-f-]{36}$' | head -n 1)
+sys=/sys/fs/bcachefs/$uuid
+step cat "$sys/options/compression"
+if [ -w "$sys/options/compression" ]; then
+	step sh -c "echo lz4 > $sys/options/compression"
+	step cat "$sys/options/compression"
+fi
+step sh -c "mkdir -p $mnt/docs/deep && echo hello from bcachefs-rs > $mnt/hello && seq 1 200000 > $mnt/docs/numbers && ln -s docs/numbers $mnt/numbers-link && head -c 3M /dev/urandom > $mnt/docs/deep/random && ln $mnt/hello $mnt/docs/hello-again && mv $mnt/docs/numbers $mnt/docs/seq && sync"
+step sh -c "echo appended >> $mnt/hello && truncate -s 100000 $mnt/docs/deep/random && rm $mnt/docs/hello-again"
 step ls -laR "$mnt"
 step cat "$mnt/hello"
-step readlink "$mnt/numbers-link"
-step sh -c "cd $mnt && find . -type f | sort | xargs sha256sum > /tmp/demo-rs.sha && diff /tmp/demo-c.sha /tmp/demo-rs.sha && echo 'sha256 of every file: identical to what C wrote'"
+step sh -c "cd $mnt && find . -type f | sort | xargs sha256sum | tee /tmp/demo-rs.sha"
 step df -h "$mnt"
-uuid=$(ls /sys/fs/bcachefs | grep -E '^[0-9a-f-]{36}$' | head -n 1)
-step ls "/sys/fs/bcachefs/$uuid" "/sys/fs/bcachefs/$uuid/dev-0"
+step ls "$sys" "$sys/dev-0"
 for f in btree_cache_size internal/journal_debug options/data_checksum options/compression dev-0/bucket_size dev-0/nbuckets dev-0/io_done; do
-	step cat "/sys/fs/bcachefs/$uuid/$f"
+	[ -e "$sys/$f" ] && step cat "$sys/$f"
 done
-step sh -c "mount -o remount,rw $mnt; dmesg | grep bcachefs_rs | tail -n 5"
 step umount "$mnt"
 step rmmod bcachefs_rs
+
+echo
+echo "The C module (the oracle) runs its fsck on what we wrote, changing nothing:"
+step modprobe -d "$BCH_MODROOT" bcachefs
+dmesg -C
+step mount -t bcachefs -o ro,nochanges,fsck,fix_errors=no "$dev" "$mnt"
+errs=$(dmesg | grep -iE 'error|inconsistent|fixing|not fixing|repair' | grep -v 'errors=' || true)
+if [ -n "$errs" ]; then
+	echo "C's fsck reported:"; echo "$errs"
+else
+	echo "C's fsck: no errors"
+fi
+step sh -c "cd $mnt && find . -type f | sort | xargs sha256sum > /tmp/demo-c.sha && diff /tmp/demo-rs.sha /tmp/demo-c.sha && echo 'sha256 of every file under C: identical to what we wrote'"
+step cat "$mnt/hello"
+step umount "$mnt"
+step modprobe -r -d "$BCH_MODROOT" bcachefs
 exit 0
