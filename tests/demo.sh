@@ -29,7 +29,7 @@ if [ -w "$sys/options/compression" ]; then
 	step sh -c "echo lz4 > $sys/options/compression"
 	step cat "$sys/options/compression"
 fi
-step sh -c "mkdir -p $mnt/docs/deep && echo hello from bcachefs-rs > $mnt/hello && seq 1 200000 > $mnt/docs/numbers && ln -s docs/numbers $mnt/numbers-link && head -c 3M /dev/urandom > $mnt/docs/deep/random && ln $mnt/hello $mnt/docs/hello-again && mv $mnt/docs/numbers $mnt/docs/seq && sync"
+step sh -c "mkdir -p $mnt/docs/deep && echo hello from bcachefs-rs > $mnt/hello && seq 1 200000 > $mnt/docs/numbers && ln -s docs/seq $mnt/seq-link && head -c 3M /dev/urandom > $mnt/docs/deep/random && ln $mnt/hello $mnt/docs/hello-again && mv $mnt/docs/numbers $mnt/docs/seq && sync"
 step sh -c "echo appended >> $mnt/hello && truncate -s 100000 $mnt/docs/deep/random && rm $mnt/docs/hello-again"
 step ls -laR "$mnt"
 step cat "$mnt/hello"
