@@ -27,11 +27,6 @@ nwant=$(grep -c '"path": "files/d003/f00[0-9]*"' "$SMALL_MAN")
 [ -n "$want" ] || fail "files/d003/f00321 not in the manifest"
 mod=bcachefs_rs; [ "$RO_IMPL" = c ] && mod=bcachefs
 
-slab() { # prints "SUnreclaim-kB" then name active_objs objsize per cache
-	sync; echo 3 > /proc/sys/vm/drop_caches; sleep 1
-	awk '/^SUnreclaim:/ {print $2}' /proc/meminfo
-	[ -r /proc/slabinfo ] && awk 'NR > 2 {print $1, $2, $4}' /proc/slabinfo
-}
 cycle() {
 	# mount(8), not vfs_mount: a python start per cycle is seconds under TCG
 	mount -t bcachefs -o "$opts" "$loop" "$MNT" 2>"$RO_WORK/33.err" || return 1
@@ -60,32 +55,7 @@ ref=$(cat /sys/module/$mod/refcnt)
 [ "$ref" = 0 ] || fail "module $mod refcount $ref after $cycles cycles, want 0"
 ro_unload
 ! [ -d /sys/module/$mod ] || fail "$mod still loaded after rmmod"
-python3 - "$RO_WORK/33.before" "$RO_WORK/33.after" "$cycles" <<'PY' || fail "slab memory grew over $cycles cycles"
-import sys
-def load(p):
-    lines = open(p).read().split("\n")
-    caches = {}
-    for l in lines[1:]:
-        f = l.split()
-        if len(f) == 3:
-            caches[f[0]] = (int(f[1]), int(f[2]))
-    return int(lines[0]), caches
-(ua, ca), (ub, cb), n = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
-bad = []
-d = ub - ua
-if d > 2048:
-    bad.append("SUnreclaim grew by %d kB (limit 2048 kB)" % d)
-grow = sorted(((cb[k][0] - ca.get(k, (0, 0))[0]) * cb[k][1], cb[k][0] - ca.get(k, (0, 0))[0], k)
-              for k in cb)[::-1]
-for b, o, k in grow:
-    if o >= n and b >= 256 * 1024:
-        bad.append("slab cache %s grew by %d objects (%d kB)" % (k, o, b // 1024))
-top = ", ".join("%s %+d" % (k, o) for b, o, k in grow[:3] if o)
-print("SUnreclaim %+d kB over %d cycles; top slab growth: %s" % (d, n, top or "none"))
-for m in bad:
-    print("FAIL: " + m, file=sys.stderr)
-sys.exit(1 if bad else 0)
-PY
+slab_check "$RO_WORK/33.before" "$RO_WORK/33.after" "$cycles"
 dev_unchanged "$cycles mount cycles" "$loop" "$before"
 note "$cycles cycles in $((t1 - t0))s under $(ro_name); module refcount 0, rmmod ok"
 exit 0

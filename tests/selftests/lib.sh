@@ -247,3 +247,43 @@ ref_umount() { # dir
 	umount "$1" 2>/dev/null
 	rm -f "$RW_WORK/ref.img"
 }
+
+# ---- slab leak checks (33 and 53) -------------------------------------------
+# The unreclaimable slab memory, then "name active_objs objsize" per cache.
+slab() { # prints "SUnreclaim-kB" then name active_objs objsize per cache
+	sync; echo 3 > /proc/sys/vm/drop_caches; sleep 1
+	awk '/^SUnreclaim:/ {print $2}' /proc/meminfo
+	[ -r /proc/slabinfo ] && awk 'NR > 2 {print $1, $2, $4}' /proc/slabinfo
+}
+
+# slab_check BEFORE AFTER CYCLES: fails unless SUnreclaim grew by at most
+# 2 MiB and no cache grew by CYCLES objects or more while also growing by
+# 256 KiB or more; prints the growth either way.
+slab_check() {
+	python3 - "$1" "$2" "$3" <<'PY' || fail "slab memory grew over $3 cycles"
+import sys
+def load(p):
+    lines = open(p).read().split("\n")
+    caches = {}
+    for l in lines[1:]:
+        f = l.split()
+        if len(f) == 3:
+            caches[f[0]] = (int(f[1]), int(f[2]))
+    return int(lines[0]), caches
+(ua, ca), (ub, cb), n = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
+bad = []
+d = ub - ua
+if d > 2048:
+    bad.append("SUnreclaim grew by %d kB (limit 2048 kB)" % d)
+grow = sorted(((cb[k][0] - ca.get(k, (0, 0))[0]) * cb[k][1], cb[k][0] - ca.get(k, (0, 0))[0], k)
+              for k in cb)[::-1]
+for b, o, k in grow:
+    if o >= n and b >= 256 * 1024:
+        bad.append("slab cache %s grew by %d objects (%d kB)" % (k, o, b // 1024))
+top = ", ".join("%s %+d" % (k, o) for b, o, k in grow[:3] if o)
+print("SUnreclaim %+d kB over %d cycles; top slab growth: %s" % (d, n, top or "none"))
+for m in bad:
+    print("FAIL: " + m, file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
