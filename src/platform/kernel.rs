@@ -136,29 +136,56 @@ pub struct Mutex<T>(Pin<KBox<kernel::sync::Mutex<T>>>);
 /// What [`Mutex::lock`] returns: derefs to the `T`; unlocks on drop.
 pub type MutexGuard<'a, T> = kernel::sync::lock::Guard<'a, T, kernel::sync::lock::mutex::MutexBackend>;
 
-/// Lockdep classes for [`Mutex`]es: one is picked per call site of
-/// [`Mutex::new`] (a hash of its location), so that mutexes made in
-/// different places are different classes, as C's `mutex_init()` gives
-/// each call site its own static key.  With one class for all of them
-/// (`new_mutex!` inside `Mutex::new`), every nesting of two mutexes (the
-/// node pointers' lock around the btree roots' lock, a mount's operation
-/// lock around anything) was reported as recursive locking.  Sites whose
-/// hashes collide share a class.
+/// Lockdep classes for [`Mutex`]es: each call site of [`Mutex::new`] gets
+/// its own, as C's `mutex_init()` gives each call site its own static key.
+/// With one class for all of them, every nesting of two mutexes (the node
+/// pointers' lock around the btree roots' lock, a mount's operation lock
+/// around anything) was reported as recursive locking; with classes picked
+/// by a hash of the site, two sites that collided were (the write buffer's
+/// flush lock around the journal's state lock).  Sites are given slots
+/// first come, first served ([`LOCK_SITES`]); past 512 sites they share.
 static LOCK_CLASSES: [kernel::sync::LockClassKey; 512] =
     // SAFETY: lockdep expects uninitialized memory for statically
     // allocated `lock_class_key`s (as `static_lock_class!()` makes them).
     unsafe { core::mem::MaybeUninit::uninit().assume_init() };
 
+/// The call site each slot of [`LOCK_CLASSES`] belongs to (null: free).
+static LOCK_SITES: [core::sync::atomic::AtomicPtr<core::panic::Location<'static>>; 512] = {
+    const FREE: core::sync::atomic::AtomicPtr<core::panic::Location<'static>> = core::sync::atomic::AtomicPtr::new(core::ptr::null_mut());
+    [FREE; 512]
+};
+
+/// Whether `a` (a slot's site) is the site `b`.
+fn same_site(a: *mut core::panic::Location<'static>, b: &core::panic::Location<'static>) -> bool {
+    // SAFETY: slots only ever hold `&'static Location`s.
+    let a = unsafe { &*a };
+    a.line() == b.line() && a.column() == b.column() && a.file() == b.file()
+}
+
 /// The lock class of the [`Mutex::new`] call at `loc`.
-fn lock_class(loc: &core::panic::Location<'_>) -> &'static kernel::sync::LockClassKey {
-    // FNV-1a over file, line and column.
+fn lock_class(loc: &'static core::panic::Location<'static>) -> &'static kernel::sync::LockClassKey {
+    use core::sync::atomic::Ordering::{AcqRel, Acquire};
+    // FNV-1a over file, line and column: where the search starts.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let bytes = loc.file().bytes().chain(loc.line().to_le_bytes()).chain(loc.column().to_le_bytes());
     for b in bytes {
         h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
     }
-    let i = (h % LOCK_CLASSES.len() as u64) as usize;
-    LOCK_CLASSES.get(i).unwrap_or(&LOCK_CLASSES[0])
+    let n = LOCK_CLASSES.len();
+    let start = (h % n as u64) as usize;
+    let want = (loc as *const core::panic::Location<'static>).cast_mut();
+    for probe in 0..n {
+        let i = (start + probe) % n;
+        let Some(slot) = LOCK_SITES.get(i) else { break };
+        let cur = match slot.compare_exchange(core::ptr::null_mut(), want, AcqRel, Acquire) {
+            Ok(_) => want,
+            Err(cur) => cur,
+        };
+        if same_site(cur, loc) {
+            return LOCK_CLASSES.get(i).unwrap_or(&LOCK_CLASSES[0]);
+        }
+    }
+    LOCK_CLASSES.get(start).unwrap_or(&LOCK_CLASSES[0])
 }
 
 impl<T> Mutex<T> {
