@@ -35,7 +35,7 @@ use crate::platform::{Arc, Vec, SECTOR_SIZE};
 use crate::sync::{SixLock, SixLockClass, SixLockType};
 
 /// Lock class of every btree node lock (`bch2_btree_node_lock_key`).
-pub(crate) static NODE_LOCK: SixLockClass = SixLockClass::new(c"bcachefs_rs_btree_node");
+pub(crate) static NODE_LOCK: SixLockClass = SixLockClass::new_untracked(c"bcachefs_rs_btree_node");
 
 /// Node flags (`enum btree_flags` of `btree_types.h`), bits of
 /// [`Node::flags`].

@@ -48,8 +48,9 @@ impl ClassKey {
 /// to itself, so moving it is fine while it is not held; lockdep records
 /// held maps by address, so a lock must not move while held.
 pub(crate) struct LockDep {
+    /// `None`: not tracked (the class is `new_untracked`).
     #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
-    map: UnsafeCell<bindings::lockdep_map>,
+    map: Option<UnsafeCell<bindings::lockdep_map>>,
 }
 
 // SAFETY: lockdep serialises its own accesses to the map.
@@ -63,13 +64,14 @@ impl LockDep {
         {
             // SAFETY: an all-zero `lockdep_map` is what
             // `lockdep_init_map_type()` expects to initialise.
-            let d = LockDep { map: UnsafeCell::new(unsafe { core::mem::zeroed() }) };
+            let d = LockDep { map: Some(UnsafeCell::new(unsafe { core::mem::zeroed() })) };
+            let Some(map) = &d.map else { return d };
             // SAFETY: `name` and `key` are static, as lockdep requires; the
             // wait types 0 (`LD_WAIT_INV`) and lock type 0
             // (`LD_LOCK_NORMAL`) are what `lockdep_init_map()` passes.
             unsafe {
                 bindings::lockdep_init_map_type(
-                    d.map.get(),
+                    map.get(),
                     name.as_ptr().cast(),
                     key.as_ptr(),
                     0,
@@ -88,23 +90,25 @@ impl LockDep {
         }
     }
 
+    /// A map lockdep never sees: acquires and releases do nothing.
+    pub(crate) fn untracked() -> Self {
+        LockDep {
+            #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
+            map: None,
+        }
+    }
+
     /// Tells lockdep the current task takes (or tries to take) the lock:
     /// shared for read, exclusive for intent, as in six.c.
     #[inline]
     pub(crate) fn acquire(&self, read: bool, trylock: bool, ip: usize) {
         #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
-        // SAFETY: the map is initialised (type invariant).
-        unsafe {
-            bindings::lock_acquire(
-                self.map.get(),
-                0,
-                trylock as c_int,
-                read as c_int,
-                1,
-                ptr::null_mut(),
-                ip as c_ulong,
-            )
-        };
+        if let Some(map) = &self.map {
+            // SAFETY: the map is initialised (type invariant).
+            unsafe {
+                bindings::lock_acquire(map.get(), 0, trylock as c_int, read as c_int, 1, ptr::null_mut(), ip as c_ulong)
+            };
+        }
         #[cfg(not(CONFIG_DEBUG_LOCK_ALLOC))]
         let _ = (read, trylock, ip);
     }
@@ -118,10 +122,10 @@ impl LockDep {
     #[inline]
     pub(crate) fn acquire_recursive(&self, read: bool, ip: usize) {
         #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
-        // SAFETY: the map is initialised (type invariant).
-        unsafe {
-            bindings::lock_acquire(self.map.get(), 0, 0, read as c_int, 0, ptr::null_mut(), ip as c_ulong)
-        };
+        if let Some(map) = &self.map {
+            // SAFETY: the map is initialised (type invariant).
+            unsafe { bindings::lock_acquire(map.get(), 0, 0, read as c_int, 0, ptr::null_mut(), ip as c_ulong) };
+        }
         #[cfg(not(CONFIG_DEBUG_LOCK_ALLOC))]
         let _ = (read, ip);
     }
@@ -130,10 +134,10 @@ impl LockDep {
     #[inline]
     pub(crate) fn release(&self, ip: usize) {
         #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
-        // SAFETY: the map is initialised (type invariant).
-        unsafe {
-            bindings::lock_release(self.map.get(), ip as c_ulong)
-        };
+        if let Some(map) = &self.map {
+            // SAFETY: the map is initialised (type invariant).
+            unsafe { bindings::lock_release(map.get(), ip as c_ulong) };
+        }
         #[cfg(not(CONFIG_DEBUG_LOCK_ALLOC))]
         let _ = ip;
     }

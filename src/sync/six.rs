@@ -148,12 +148,23 @@ impl Index<SixLockType> for SixLockCount {
 pub struct SixLockClass {
     name: &'static CStr,
     key: ClassKey,
+    /// Whether lockdep tracks locks of this class.
+    track: bool,
 }
 
 impl SixLockClass {
     /// A class named `name`.
     pub const fn new(name: &'static CStr) -> Self {
-        SixLockClass { name, key: ClassKey::new() }
+        SixLockClass { name, key: ClassKey::new(), track: true }
+    }
+
+    /// A class lockdep does not track (`lockdep_set_notrack_class()`, as
+    /// C's `bch2_btree_lock_init()` does for btree node locks: a
+    /// transaction holds many of them, the same node's several times
+    /// through its paths, past lockdep's depth of 48, and their order is
+    /// the transaction's own deadlock avoidance, not lockdep's).
+    pub const fn new_untracked(name: &'static CStr) -> Self {
+        SixLockClass { name, key: ClassKey::new(), track: false }
     }
 
     /// The class's name.
@@ -386,7 +397,7 @@ impl SixLock {
             #[cfg(debug_assertions)]
             owner: AtomicUsize::new(0),
             wait: WaitLock::new(WaitList::new()),
-            dep: LockDep::new(class.name, &class.key),
+            dep: if class.track { LockDep::new(class.name, &class.key) } else { LockDep::untracked() },
             class,
         }
     }
