@@ -110,10 +110,3 @@ impl Drop for KThread {
         }
     }
 }
-
-/// Nanoseconds of a monotonic clock (`ktime_get()`).
-pub(crate) fn now_ns() -> u64 {
-    // SAFETY: no preconditions.
-    let ns = unsafe { bindings::ktime_get() };
-    ns.max(0) as u64
-}

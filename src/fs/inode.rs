@@ -24,12 +24,12 @@ use crate::errcode::Errno;
 use crate::fs_common::{self, ExtentCache, InodeAttrs};
 use crate::platform::Vec;
 
-const PAGE_SIZE: usize = 4096;
-const NSEC_PER_SEC: i64 = 1_000_000_000;
-const S_IFMT: u16 = bindings::S_IFMT as u16;
-const S_IFREG: u16 = bindings::S_IFREG as u16;
-const S_IFDIR: u16 = bindings::S_IFDIR as u16;
-const S_IFLNK: u16 = bindings::S_IFLNK as u16;
+pub(super) const PAGE_SIZE: usize = 4096;
+pub(super) const NSEC_PER_SEC: i64 = 1_000_000_000;
+pub(super) const S_IFMT: u16 = bindings::S_IFMT as u16;
+pub(super) const S_IFREG: u16 = bindings::S_IFREG as u16;
+pub(super) const S_IFDIR: u16 = bindings::S_IFDIR as u16;
+pub(super) const S_IFLNK: u16 = bindings::S_IFLNK as u16;
 
 /// Our inode: the VFS inode and what we keep beside it.
 ///

@@ -49,13 +49,9 @@ const _: () = {
     send_sync::<RwFs>()
 };
 
-const PAGE_SIZE: usize = 4096;
+use super::inode::{NSEC_PER_SEC, PAGE_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+
 const PAGE_SHIFT: u32 = 12;
-const NSEC_PER_SEC: i64 = 1_000_000_000;
-const S_IFMT: u16 = bindings::S_IFMT as u16;
-const S_IFREG: u16 = bindings::S_IFREG as u16;
-const S_IFDIR: u16 = bindings::S_IFDIR as u16;
-const S_IFLNK: u16 = bindings::S_IFLNK as u16;
 /// `MAX_ERRNO`: pointers from `-MAX_ERRNO` up are encoded errors.
 const MAX_ERRNO: usize = 4095;
 
@@ -81,9 +77,7 @@ fn now_ns() -> i64 {
 
 /// A monotonic clock, ms (the journal's `jiffies`).
 fn mono_ms() -> u64 {
-    // SAFETY: reads the clock.
-    let ns = unsafe { bindings::ktime_get_ns() };
-    ns / 1_000_000
+    crate::sync::now_ns() / 1_000_000
 }
 
 /// The journal's periodic work (`journal_write_work()`): every
@@ -208,11 +202,9 @@ pub(super) unsafe fn open_rw(
 /// [`BchFs::start`] into a box, in a frame of its own (the value is large).
 #[inline(never)]
 fn start_boxed(open: crate::platform::Arc<BchFsOpen<SbBdev>>, seed: u64) -> Result<kernel::alloc::KBox<RwFs>, Errno> {
+    // `start` seeds the node seqs from `seed` (random bits): new nodes'
+    // seqs do not repeat those of an earlier mount's.
     let fs = BchFs::start(open, now_ns(), seed)?;
-    // New nodes' seqs must not repeat those of an earlier mount's (C
-    // hashes nodes by them).
-    // SAFETY: returns random bits.
-    fs.btree.seed_node_seq(unsafe { bindings::get_random_u64() });
     kernel::alloc::KBox::new(fs, kernel::alloc::flags::GFP_KERNEL).map_err(|_| Errno::ENOMEM)
 }
 

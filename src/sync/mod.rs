@@ -20,6 +20,9 @@
 mod kernel;
 #[cfg(bch_kernel)]
 use self::kernel as backend;
+/// Monotonic time in nanoseconds (`ktime_get()`), for the kernel glue too.
+#[cfg(bch_kernel)]
+pub(crate) use self::kernel::now_ns;
 
 #[cfg(not(bch_kernel))]
 mod host;

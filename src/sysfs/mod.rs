@@ -535,7 +535,7 @@ fn perf_test(info: &FsInfo, text: &str) -> Result<(), Errno> {
     let per = nr / u64::from(threads);
     // SAFETY: returns random bits.
     let seed = unsafe { bindings::get_random_u64() };
-    let start = crate::kthread::now_ns();
+    let start = crate::sync::now_ns();
     let r = if threads == 1 {
         perf_test_run(fs, test, per, seed)
     } else {
@@ -569,7 +569,7 @@ fn perf_test(info: &FsInfo, text: &str) -> Result<(), Errno> {
             e => Err(Errno(e)),
         }
     };
-    let ns = crate::kthread::now_ns().saturating_sub(start);
+    let ns = crate::sync::now_ns().saturating_sub(start);
     if let Err(e) = r {
         crate::bch_err!("{name}: error {e}");
         return Err(e);
