@@ -258,7 +258,7 @@ unsafe fn init_new(sb: *mut bindings::super_block, inode: *mut bindings::inode, 
             (*p).link = link;
             (*inode).__bindgen_anon_4.i_link = (*p).link.as_ptr().cast_mut().cast::<c_char>();
         }
-        set_vfs_attrs(inode, &attrs, true);
+        set_vfs_attrs(inode, &attrs, true, ALL_TIMES);
         let rw = info.is_rw();
         match mode & S_IFMT {
             S_IFREG => {
@@ -284,14 +284,17 @@ unsafe fn init_new(sb: *mut bindings::super_block, inode: *mut bindings::inode, 
 
 /// Sets the VFS inode's fields from `attrs` (`bch2_inode_update_after_write()`
 /// for the fields the VFS keeps): mode, owner, link count, blocks,
-/// generation, times, and the size when `size` (a regular file's size is
-/// led by the page cache on a read-write mount).
+/// generation, the times `times` names (`ATTR_ATIME`, `ATTR_MTIME`,
+/// `ATTR_CTIME`: those the operation wrote; the others may be newer in the
+/// VFS inode than in the btree, from a `file_update_time()` that
+/// `write_inode` has not written yet), and the size when `size` (a regular
+/// file's size is led by the page cache on a read-write mount).
 ///
 /// # Safety
 ///
 /// `inode` is an inode of ours that is `I_NEW`, or whose VFS locks the
 /// caller holds as the VFS requires for changing these fields.
-pub(super) unsafe fn set_vfs_attrs(inode: *mut bindings::inode, attrs: &InodeAttrs, size: bool) {
+pub(super) unsafe fn set_vfs_attrs(inode: *mut bindings::inode, attrs: &InodeAttrs, size: bool, times: c_uint) {
     // SAFETY: the caller's contract.
     unsafe {
         (*inode).i_mode = attrs.mode;
@@ -303,14 +306,23 @@ pub(super) unsafe fn set_vfs_attrs(inode: *mut bindings::inode, attrs: &InodeAtt
         }
         (*inode).i_blocks = attrs.sectors;
         (*inode).i_generation = attrs.generation;
-        bindings::inode_set_atime_to_ts(inode, timespec(attrs.atime_ns));
-        bindings::inode_set_mtime_to_ts(inode, timespec(attrs.mtime_ns));
-        bindings::inode_set_ctime_to_ts(inode, timespec(attrs.ctime_ns));
+        if times & bindings::ATTR_ATIME != 0 {
+            bindings::inode_set_atime_to_ts(inode, timespec(attrs.atime_ns));
+        }
+        if times & bindings::ATTR_MTIME != 0 {
+            bindings::inode_set_mtime_to_ts(inode, timespec(attrs.mtime_ns));
+        }
+        if times & bindings::ATTR_CTIME != 0 {
+            bindings::inode_set_ctime_to_ts(inode, timespec(attrs.ctime_ns));
+        }
         bindings::inode_set_flags(inode, vfs_flags(attrs.flags), VFS_FLAGS_MASK);
     }
 }
 
 /// `S_SYNC`, `S_NOATIME`, `S_APPEND`, `S_IMMUTABLE` (`include/linux/fs.h`).
+/// Every time: for an inode read from the btree.
+pub(super) const ALL_TIMES: c_uint = bindings::ATTR_ATIME | bindings::ATTR_MTIME | bindings::ATTR_CTIME;
+
 const VFS_FLAGS_MASK: c_uint = 1 | 2 | 4 | 8;
 
 /// `bch2_inode_flags_to_vfs()`: the VFS's `i_flags` for an inode's

@@ -3,10 +3,12 @@
 //! read-write mounts (`fs/bcachefs/fs-io.c`: `bch2_fallocate_dispatch`,
 //! `bch2_llseek`; `fs.c`: `bch2_fiemap`), through
 //! `fs_common::io_misc`, which works on the btree only: the page cache of
-//! the range is written back (and, for `fallocate`, dropped) first.
+//! the range is written back (and, for `fallocate` modes that change
+//! data, dropped) first.
 
 use kernel::ffi::{c_int, c_long};
 
+use super::inode::PAGE_SIZE;
 use super::rw::refresh;
 use super::{FsInfo, NofsScope};
 use crate::bindings;
@@ -71,18 +73,63 @@ unsafe fn fallocate(file: *mut bindings::file, inode: *mut bindings::inode, mode
     if r != 0 {
         return Err(Errno(-r));
     }
+    // SAFETY: as above.
+    let (info, isize) = unsafe { (FsInfo::of((*inode).i_sb), bindings::i_size_read(inode)) };
+    // Nothing changes (the page cache included) for arguments that fail.
+    fm::fallocate_check(mode, offset as u64, len as u64, isize as u64, u64::from(info.facts.block_bytes.max(512)))?;
     let shifts = mode & (fm::FALLOC_FL_COLLAPSE_RANGE | fm::FALLOC_FL_INSERT_RANGE) != 0;
-    // The btree operation sees the data: the range (for collapse and
-    // insert everything from `offset` on) written back and dropped from
-    // the page cache, which is read again afterwards.
-    let last = if shifts { LLONG_MAX } else { end - 1 };
+    let grows = !shifts && mode & fm::FALLOC_FL_KEEP_SIZE == 0 && end > isize;
     // SAFETY: `inode` is ours, locked.
+    let mapping = unsafe { &mut (*inode).i_data as *mut bindings::address_space };
+    // A growing file: what an mmap left past the end in the last folio
+    // is zeroed by its writeback first (as `setattr`).
+    if grows {
+        // SAFETY: as above.
+        unsafe { write_back(inode, isize, LLONG_MAX) }?;
+    }
+    // The page cache dropped and the btree changed under the mapping's
+    // invalidate lock: no read or fault fills a folio from the old extents
+    // meanwhile.
+    // SAFETY: as above.
+    unsafe { bindings::filemap_invalidate_lock(mapping) };
+    // SAFETY: as above, and the invalidate lock is held.
+    let r = unsafe { fallocate_locked(info, inode, mode, offset, len, isize) };
+    // SAFETY: taken above.
+    unsafe { bindings::filemap_invalidate_unlock(mapping) };
+    r
+}
+
+/// The part of `fallocate` under the invalidate lock, after the checks.
+///
+/// # Safety
+///
+/// `inode` is ours, locked (`i_rwsem` and `invalidate_lock`); `isize` its
+/// size.
+unsafe fn fallocate_locked(info: &FsInfo, inode: *mut bindings::inode, mode: u32, offset: i64, len: i64, isize: i64) -> Result<(), Errno> {
+    let end = offset + len;
+    let shifts = mode & (fm::FALLOC_FL_COLLAPSE_RANGE | fm::FALLOC_FL_INSERT_RANGE) != 0;
+    let drops = mode & (fm::FALLOC_FL_PUNCH_HOLE | fm::FALLOC_FL_ZERO_RANGE) != 0;
+    // The btree operation sees the data: the range written back (for
+    // collapse and insert everything from the folio of `offset` on).
+    // Collapse and insert drop those folios, which are read again
+    // afterwards; punch and zero drop the folios inside the range and
+    // zero the parts of the partial ones inside it, as the operation does
+    // on disk.  Allocating changes no data: the page cache stays.
+    // SAFETY: the caller's contract.
     unsafe {
-        write_back(inode, offset, last)?;
-        bindings::truncate_pagecache_range(inode, offset, last);
+        if shifts {
+            let start = offset & !(PAGE_SIZE as i64 - 1);
+            write_back(inode, start, LLONG_MAX)?;
+            bindings::truncate_pagecache_range(inode, start, LLONG_MAX);
+        } else {
+            write_back(inode, offset, end - 1)?;
+            if drops {
+                bindings::truncate_pagecache_range(inode, offset, end - 1);
+            }
+        }
     }
     // SAFETY: as above.
-    let (info, inum, isize) = unsafe { (FsInfo::of((*inode).i_sb), (*inode).i_ino as u64, bindings::i_size_read(inode)) };
+    let inum = unsafe { (*inode).i_ino as u64 };
     let op = info.op()?;
     let size = {
         let mut a = FsDataAlloc::new(op.fs, writepoint_hashed(inum));
@@ -104,7 +151,9 @@ unsafe fn fallocate(file: *mut bindings::file, inode: *mut bindings::inode, mode
                 bindings::i_size_write(inode, new_size);
             }
         }
-        refresh(info, &op, inode)
+        // The times stay the VFS's: `file_modified()` set them above and
+        // `write_inode` writes them.
+        refresh(info, &op, inode, 0)
     }
 }
 

@@ -115,7 +115,7 @@ unsafe fn setflags(file: *mut bindings::file, arg: c_ulong) -> Result<(), Errno>
         let inum = unsafe { (*inode).i_ino } as u64;
         set_flags(&mut op.fs.trans(), &info.sv, inum, uflags, cap)?;
         // SAFETY: `inode` is ours and alive; the operation lock is held.
-        unsafe { refresh(info, &op, inode) }
+        unsafe { refresh(info, &op, inode, bindings::ATTR_CTIME) }
     })();
     // SAFETY: locked above.
     unsafe {

@@ -273,21 +273,25 @@ unsafe fn dname<'a>(d: *const bindings::dentry) -> &'a [u8] {
     }
 }
 
+/// The times a directory entry operation changes in the directory.
+const MC: c_uint = bindings::ATTR_MTIME | bindings::ATTR_CTIME;
+
 /// Re-reads `inode` from the btree into our attributes and the VFS inode
-/// (`bch2_inode_update_after_write()`); a regular file's size stays the
-/// page cache's.
+/// (`bch2_inode_update_after_write()`), with the times in `times` (an
+/// `ATTR_*` mask: those the operation changed); a regular file's size
+/// stays the page cache's.
 ///
 /// # Safety
 ///
 /// `inode` is ours, referenced, and the caller holds the VFS locks that
 /// allow changing its attributes.
-pub(super) unsafe fn refresh(info: &FsInfo, op: &Op<'_>, inode: *mut bindings::inode) -> Result<(), Errno> {
+pub(super) unsafe fn refresh(info: &FsInfo, op: &Op<'_>, inode: *mut bindings::inode, times: c_uint) -> Result<(), Errno> {
     // SAFETY: the caller's contract.
     let (bi, inum, mode) = unsafe { (BchInode::from_vfs(inode), (*inode).i_ino as u64, (*inode).i_mode) };
     let a = fs_common::inode_get(&*op.reader(), &info.sv, inum)?;
     bi.set_attrs(op, a);
     // SAFETY: the caller's contract.
-    unsafe { inode::set_vfs_attrs(inode, &a, mode & S_IFMT != S_IFREG) };
+    unsafe { inode::set_vfs_attrs(inode, &a, mode & S_IFMT != S_IFREG, times) };
     Ok(())
 }
 
@@ -377,7 +381,7 @@ unsafe fn mknod(
         let n = NewInode { mode: m, uid, gid, rdev };
         let u = fs_ops::create(&mut op.fs.trans(), &info.sv, dinum, name, &n)?;
         // SAFETY: the VFS holds the directory's lock.
-        unsafe { refresh(info, &op, dir) }?;
+        unsafe { refresh(info, &op, dir, MC) }?;
         u.inum
     };
     // SAFETY: the VFS's negative dentry.
@@ -420,7 +424,7 @@ unsafe fn symlink(
         let u = fs_ops::symlink(&mut op.fs.trans(), &mut a, &info.sv, dinum, name, target, uid, gid)?;
         drop(a);
         // SAFETY: the VFS holds the directory's lock.
-        unsafe { refresh(info, &op, dir) }?;
+        unsafe { refresh(info, &op, dir, MC) }?;
         u.inum
     };
     // SAFETY: the VFS's negative dentry.
@@ -501,8 +505,8 @@ unsafe fn link(old: *mut bindings::dentry, dir: *mut bindings::inode, dentry: *m
         commit_do(&mut op.fs.trans(), |t| fs_ops::link_trans(t, &info.sv, dinum, inum, name))?;
         // SAFETY: the VFS holds both inodes' locks.
         unsafe {
-            refresh(info, &op, dir)?;
-            refresh(info, &op, inode)?;
+            refresh(info, &op, dir, MC)?;
+            refresh(info, &op, inode, bindings::ATTR_CTIME)?;
         }
     }
     // SAFETY: a new reference for the new dentry, which takes it.
@@ -546,8 +550,8 @@ unsafe fn unlink(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> Re
     commit_do(&mut op.fs.trans(), |t| fs_ops::unlink_trans(t, &info.sv, dinum, name))?;
     // SAFETY: the VFS holds both inodes' locks.
     unsafe {
-        refresh(info, &op, dir)?;
-        refresh(info, &op, inode)
+        refresh(info, &op, dir, MC)?;
+        refresh(info, &op, inode, bindings::ATTR_CTIME)
     }
 }
 
@@ -608,21 +612,25 @@ unsafe fn rename(
     commit_do(&mut op.fs.trans(), |t| fs_ops::rename_trans(t, &info.sv, sdir, src_name, ddir, dst_name, mode))?;
     // SAFETY: the VFS holds the locks of all of them.
     unsafe {
-        refresh(info, &op, src_dir)?;
+        refresh(info, &op, src_dir, MC)?;
         if dst_dir != src_dir {
-            refresh(info, &op, dst_dir)?;
+            refresh(info, &op, dst_dir, MC)?;
         }
-        refresh(info, &op, src_inode)?;
+        refresh(info, &op, src_inode, bindings::ATTR_CTIME)?;
         if !dst_inode.is_null() {
-            refresh(info, &op, dst_inode)?;
+            refresh(info, &op, dst_inode, bindings::ATTR_CTIME)?;
         }
     }
     Ok(())
 }
 
-/// `setattr` (`bch2_setattr`): owner, mode, times and size.  The page
-/// cache is cut (`truncate_setsize()`) before the operation lock is
-/// taken.
+/// `setattr` (`bch2_setattr`): owner, mode, times and size.  A size
+/// change sets mtime and ctime (`bchfs_truncate()`; `truncate(2)` asks
+/// for neither).  Growing writes the page cache back from the old end
+/// first (`bch2_extend()`: writeback zeroes what an mmap left past the
+/// end in the last folio); the page cache is cut (`truncate_setsize()`)
+/// and the btree changed under the mapping's invalidate lock, so that no
+/// read or fault fills a folio from the old extents meanwhile.
 ///
 /// # Safety
 ///
@@ -641,10 +649,24 @@ unsafe fn setattr(idmap: *mut bindings::mnt_idmap, dentry: *mut bindings::dentry
     if r != 0 {
         return Err(Errno(-r));
     }
-    // SAFETY: as above; the dentry is positive.
-    let (inode, info, valid) = unsafe {
+    // SAFETY: as above; the dentry is positive, its inode locked.
+    let (inode, info, old_size) = unsafe {
         let inode = (*dentry).d_inode;
-        (inode, FsInfo::of((*inode).i_sb), (*attr).ia_valid)
+        (inode, FsInfo::of((*inode).i_sb), bindings::i_size_read(inode))
+    };
+    // SAFETY: as above.
+    let valid = unsafe {
+        if (*attr).ia_valid & bindings::ATTR_SIZE != 0 && (*attr).ia_size != old_size {
+            let now = bindings::current_time(inode);
+            if (*attr).ia_valid & bindings::ATTR_MTIME == 0 {
+                (*attr).ia_mtime = now;
+            }
+            if (*attr).ia_valid & bindings::ATTR_CTIME == 0 {
+                (*attr).ia_ctime = now;
+            }
+            (*attr).ia_valid |= bindings::ATTR_MTIME | bindings::ATTR_CTIME;
+        }
+        (*attr).ia_valid
     };
     // SAFETY: `inode` is valid and locked.
     let (mut uid, mut gid, mut mode) = unsafe { (bindings::bch_rs_i_uid(inode) as u32, bindings::bch_rs_i_gid(inode) as u32, (*inode).i_mode) };
@@ -672,23 +694,47 @@ unsafe fn setattr(idmap: *mut bindings::mnt_idmap, dentry: *mut bindings::dentry
             sa.ctime_ns = Some(ts_ns((*attr).ia_ctime));
         }
     }
-    if valid & bindings::ATTR_SIZE != 0 {
-        // SAFETY: as above.
-        let size = unsafe { (*attr).ia_size };
-        // SAFETY: the inode is locked; this waits for writeback of the
-        // folios it drops and zeroes the partial one.
-        unsafe { bindings::truncate_setsize(inode, size) };
-        sa.size = Some(size as u64);
+    if valid & bindings::ATTR_SIZE == 0 {
+        return unsafe { setattr_btree(info, inode, &sa, valid) };
     }
+    // SAFETY: as above.
+    let size = unsafe { (*attr).ia_size };
+    sa.size = Some(size as u64);
+    // SAFETY: the inode is ours and locked.
+    unsafe {
+        let mapping = &mut (*inode).i_data as *mut bindings::address_space;
+        if size > old_size {
+            let r = bindings::filemap_write_and_wait_range(mapping, old_size, i64::MAX);
+            if r != 0 {
+                return Err(Errno(-r));
+            }
+        }
+        bindings::filemap_invalidate_lock(mapping);
+        // This waits for writeback of the folios it drops and zeroes the
+        // partial one.
+        bindings::truncate_setsize(inode, size);
+        let r = setattr_btree(info, inode, &sa, valid);
+        bindings::filemap_invalidate_unlock(mapping);
+        r
+    }
+}
+
+/// The btree part of `setattr`: `sa` written, the inode refreshed with
+/// the times in `valid`.
+///
+/// # Safety
+///
+/// `inode` is ours and locked (`i_rwsem`).
+unsafe fn setattr_btree(info: &FsInfo, inode: *mut bindings::inode, sa: &SetAttr, valid: c_uint) -> Result<(), Errno> {
     let op = info.op()?;
     // SAFETY: `inode` is valid.
     let inum = unsafe { (*inode).i_ino as u64 };
     {
         let mut a = FsDataAlloc::new(op.fs, writepoint_hashed(inum));
-        fs_ops::setattr(&mut op.fs.trans(), &mut a, &info.sv, inum, &sa)?;
+        fs_ops::setattr(&mut op.fs.trans(), &mut a, &info.sv, inum, sa)?;
     }
     // SAFETY: the inode is locked.
-    unsafe { refresh(info, &op, inode) }
+    unsafe { refresh(info, &op, inode, valid & inode::ALL_TIMES) }
 }
 
 /// `write_inode` (`bch2_vfs_write_inode`): the times the VFS changed
@@ -700,18 +746,21 @@ unsafe fn setattr(idmap: *mut bindings::mnt_idmap, dentry: *mut bindings::dentry
 pub(super) unsafe extern "C" fn bch_write_inode(inode: *mut bindings::inode, _wbc: *mut bindings::writeback_control) -> c_int {
     let _nofs = NofsScope::new();
     // SAFETY: `inode` is ours and referenced; its superblock mounted.
-    let (info, inum, sa) = unsafe {
-        let sa = SetAttr {
+    let (info, inum) = unsafe { (FsInfo::of((*inode).i_sb), (*inode).i_ino as u64) };
+    let op = match info.op() {
+        Ok(op) => op,
+        Err(_) => return 0,
+    };
+    // The times read under the operation lock: an operation that wrote
+    // newer ones (`setattr`) refreshed them under it.
+    // SAFETY: as above.
+    let sa = unsafe {
+        SetAttr {
             atime_ns: Some(ts_ns(bindings::inode_get_atime(inode))),
             mtime_ns: Some(ts_ns(bindings::inode_get_mtime(inode))),
             ctime_ns: Some(ts_ns(bindings::inode_get_ctime(inode))),
             ..SetAttr::default()
-        };
-        (FsInfo::of((*inode).i_sb), (*inode).i_ino as u64, sa)
-    };
-    let op = match info.op() {
-        Ok(op) => op,
-        Err(_) => return 0,
+        }
     };
     let mut a = FsDataAlloc::new(op.fs, writepoint_hashed(inum));
     match fs_ops::setattr(&mut op.fs.trans(), &mut a, &info.sv, inum, &sa) {

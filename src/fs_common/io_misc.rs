@@ -160,6 +160,41 @@ fn set_size<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, inum: u64, size: 
     })
 }
 
+/// The arguments of a `fallocate(2)` checked before anything changes (the
+/// checks of `bch2_fallocate_dispatch()` and `bchfs_fcollapse_finsert()`):
+/// `size` is the file's `i_size` and `block` the block size, in bytes.
+///
+/// Errors: `EINVAL` (`len` 0; collapse or insert not block aligned, or
+/// not inside the file), `EFBIG` (past the largest file), `EOPNOTSUPP`
+/// (a mode `fallocate` does not have).
+pub fn fallocate_check(mode: u32, offset: u64, len: u64, size: u64, block: u64) -> Result<(), Errno> {
+    if len == 0 {
+        return Err(Errno::EINVAL);
+    }
+    let end = offset.checked_add(len).filter(|&e| e <= MAX_FILE_BYTES).ok_or(Errno::EFBIG)?;
+    if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_ZERO_RANGE) == 0 || mode == FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE {
+        return Ok(());
+    }
+    let insert = match mode {
+        FALLOC_FL_INSERT_RANGE => true,
+        FALLOC_FL_COLLAPSE_RANGE => false,
+        _ => return Err(Errno::EOPNOTSUPP),
+    };
+    if (offset | len) % block != 0 {
+        return Err(Errno::EINVAL);
+    }
+    if insert && offset >= size {
+        return Err(Errno::EINVAL);
+    }
+    if insert && MAX_FILE_BYTES - size < len {
+        return Err(Errno::EFBIG);
+    }
+    if !insert && end >= size {
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
 /// `fallocate(2)` on file `inum` (`bch2_fallocate_dispatch()` without
 /// the page cache part): `mode` is 0 or `KEEP_SIZE` (holes in the range
 /// become reservations; `i_size` grows to the end unless `KEEP_SIZE`),
@@ -183,12 +218,10 @@ pub fn fallocate<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     offset: u64,
     len: u64,
 ) -> Result<u64, Errno> {
-    if len == 0 {
-        return Err(Errno::EINVAL);
-    }
-    let end = offset.checked_add(len).filter(|&e| e <= MAX_FILE_BYTES).ok_or(Errno::EFBIG)?;
     let block = u64::from(t.facts().block_bytes.max(512));
     let size = commit_do(t, |t| inode_peek(t, sv.snapshot, inum))?.size;
+    fallocate_check(mode, offset, len, size, block)?;
+    let end = offset + len;
     if mode & !(FALLOC_FL_KEEP_SIZE | FALLOC_FL_ZERO_RANGE) == 0 {
         let zero = mode & FALLOC_FL_ZERO_RANGE != 0;
         let (bs, be) = if zero {
@@ -223,15 +256,6 @@ pub fn fallocate<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     }
     if mode == FALLOC_FL_INSERT_RANGE || mode == FALLOC_FL_COLLAPSE_RANGE {
         let insert = mode == FALLOC_FL_INSERT_RANGE;
-        if (offset | len) % block != 0 {
-            return Err(Errno::EINVAL);
-        }
-        if insert && (offset >= size || MAX_FILE_BYTES - size < len) {
-            return Err(if offset >= size { Errno::EINVAL } else { Errno::EFBIG });
-        }
-        if !insert && end >= size {
-            return Err(Errno::EINVAL);
-        }
         return fcollapse_finsert(t, sv, inum, offset / SECTOR, len / SECTOR, insert);
     }
     Err(Errno::EOPNOTSUPP)

@@ -465,8 +465,9 @@ pub(super) fn read_block<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, u: &
 /// Sets the size of file `inum` to `new_size` bytes (`bch2_truncate()`
 /// and `bch2_truncate_folio()`): shrinking zeroes the rest of the block
 /// `new_size` falls in (rewriting it when it holds data) and punches
-/// everything from the next block on; growing leaves a hole.  Sets mtime
-/// and ctime to now, as `truncate(2)` does.
+/// everything from the next block on (also when the size stays); growing
+/// leaves a hole and keeps what lies past the new end.  A changed size
+/// sets mtime and ctime to now, as `truncate(2)` does.
 ///
 /// Errors: `EFBIG`, `ENOENT`, `EIO`, `ENOMEM`, those of [`write_data`].
 pub fn truncate<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
@@ -494,11 +495,18 @@ pub fn truncate<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     commit_do(t, |t| {
         let now = current_time(t);
         let mut u = inode_peek(t, sv.snapshot, inum)?;
-        u.size = new_size;
-        u.set(InodeField::Mtime, now);
-        u.set(InodeField::Ctime, now);
+        if u.size != new_size {
+            u.size = new_size;
+            u.set(InodeField::Mtime, now);
+            u.set(InodeField::Ctime, now);
+        }
         inode_write(t, &u)
     })?;
+    if new_size > u.size {
+        // Growing punches nothing (`bch2_extend()`): space a `KEEP_SIZE`
+        // fallocate reserved past the new end stays.
+        return Ok(());
+    }
     let from = new_size.div_ceil(block) * block / SECTOR;
     fpunch(t, sv, inum, from, u64::MAX)
 }

@@ -784,12 +784,15 @@ fn truncate_down_and_up() {
         let mut model = pattern(50_000, 11);
         write_data(&mut t, &mut a, &s, f, 0, &model).unwrap();
         for &sz in &[40_000u64, 40_000, 33_333, 100_000, 7, 0, 5000] {
+            let before = attrs(&t, f);
             t.tick();
             setattr(&mut t, &mut a, &s, f, &SetAttr { size: Some(sz), ..Default::default() }).unwrap();
             model.resize(sz as usize, 0);
             let at = attrs(&t, f);
             assert_eq!(at.size, sz);
-            assert_eq!(at.mtime_ns, t.now.get());
+            // A changed size sets mtime; the same size leaves it.
+            let mtime = if sz == before.size { before.mtime_ns } else { t.now.get() };
+            assert_eq!(at.mtime_ns, mtime, "size {} -> {sz}", before.size);
             assert_eq!(read_all(&t, f), model, "block {block} size {sz}");
             assert_eq!(at.sectors, sectors_of(&t, f));
             // Nothing allocated past the last block.
@@ -803,6 +806,15 @@ fn truncate_down_and_up() {
         truncate(&mut t, &mut a, &s, f, 8000).unwrap();
         model[1500..].fill(0);
         assert_eq!(read_all(&t, f), model);
+        // Growing keeps what a KEEP_SIZE fallocate reserved past the end.
+        let reserved = |t: &MemTrans| t.keys_of(BtreeId::Extents, f).iter().any(|(k, _)| k.p.offset > 32_768 / 512);
+        crate::fs_common::io_misc::fallocate(&mut t, &mut a, &s, f, crate::fs_common::io_misc::FALLOC_FL_KEEP_SIZE, 16_384, 32_768)
+            .unwrap();
+        assert!(reserved(&t));
+        truncate(&mut t, &mut a, &s, f, 20_000).unwrap();
+        assert!(reserved(&t), "growing to 20000 dropped the reservation past it");
+        truncate(&mut t, &mut a, &s, f, 10_000).unwrap();
+        assert!(!reserved(&t), "shrinking kept extents past the end");
     }
 }
 
