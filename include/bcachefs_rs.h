@@ -78,5 +78,7 @@ struct bch_rs_timer *bch_rs_timer_start(void (*fn)(void *), void *data,
 void bch_rs_timer_stop(struct bch_rs_timer *t);
 unsigned long bch_rs_i_uid(const struct inode *inode);
 unsigned long bch_rs_i_gid(const struct inode *inode);
+void bch_rs_current_fs_ids(u32 *uid, u32 *gid);
+struct folio *bch_rs_vmf_folio(struct vm_fault *vmf);
 
 #endif /* _BCACHEFS_RS_H */

@@ -105,6 +105,19 @@ unsigned long bch_rs_i_gid(const struct inode *inode)
 	return from_kgid(&init_user_ns, inode->i_gid);
 }
 
+/* page_folio() (a macro) of the page a fault is about. */
+struct folio *bch_rs_vmf_folio(struct vm_fault *vmf)
+{
+	return page_folio(vmf->page);
+}
+
+/* current_fsuid()/current_fsgid() (macros) in the initial namespace. */
+void bch_rs_current_fs_ids(u32 *uid, u32 *gid)
+{
+	*uid = from_kuid(&init_user_ns, current_fsuid());
+	*gid = from_kgid(&init_user_ns, current_fsgid());
+}
+
 /*
  * A periodic work item (the journal's delayed write, bch2_journal_do_work()
  * from c->journal.write_work in C): @fn(@data) every @ms milliseconds on

@@ -30,6 +30,7 @@ pub(super) const S_IFMT: u16 = bindings::S_IFMT as u16;
 pub(super) const S_IFREG: u16 = bindings::S_IFREG as u16;
 pub(super) const S_IFDIR: u16 = bindings::S_IFDIR as u16;
 pub(super) const S_IFLNK: u16 = bindings::S_IFLNK as u16;
+pub(super) const S_IFCHR: u16 = bindings::S_IFCHR as u16;
 
 /// Our inode: the VFS inode and what we keep beside it.
 ///

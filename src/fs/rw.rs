@@ -49,7 +49,7 @@ const _: () = {
     send_sync::<RwFs>()
 };
 
-use super::inode::{NSEC_PER_SEC, PAGE_SIZE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
+use super::inode::{NSEC_PER_SEC, PAGE_SIZE, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 
 const PAGE_SHIFT: u32 = 12;
 /// `MAX_ERRNO`: pointers from `-MAX_ERRNO` up are encoded errors.
@@ -584,7 +584,7 @@ unsafe fn rename(
     dst: *mut bindings::dentry,
     flags: c_uint,
 ) -> Result<(), Errno> {
-    if flags & !(bindings::RENAME_NOREPLACE | bindings::RENAME_EXCHANGE) != 0 {
+    if flags & !(bindings::RENAME_NOREPLACE | bindings::RENAME_EXCHANGE | bindings::RENAME_WHITEOUT) != 0 {
         return Err(Errno::EINVAL);
     }
     // SAFETY: the VFS's arguments are valid; `src` is positive, `dst`
@@ -607,9 +607,32 @@ unsafe fn rename(
     } else {
         RenameMode::Overwrite
     };
+    if mode == RenameMode::Overwrite {
+        // Replacing a file by rename: the new one's data first, as C.
+        // SAFETY: `src_inode` is alive (the VFS holds its dentry).
+        let r = unsafe { bindings::filemap_write_and_wait_range(&mut (*src_inode).i_data, 0, i64::MAX) };
+        if r != 0 {
+            return Err(Errno(-r));
+        }
+    }
     let op = info.op()?;
+    // `RENAME_WHITEOUT`: a character device 0:0 (`WHITEOUT_DEV`, mode
+    // `WHITEOUT_MODE` 0) of the caller's fsuid/fsgid takes the source's
+    // name, in the same transaction.
+    let whiteout = (flags & bindings::RENAME_WHITEOUT != 0).then(|| {
+        let (mut uid, mut gid) = (0, 0);
+        // SAFETY: the outputs are locals.
+        unsafe { bindings::bch_rs_current_fs_ids(&mut uid, &mut gid) };
+        fs_ops::inode_init_early(&mut op.fs.trans(), &NewInode { mode: S_IFCHR, uid, gid, rdev: 0 })
+    });
     // A replaced inode that lost its last link goes when it is evicted.
-    commit_do(&mut op.fs.trans(), |t| fs_ops::rename_trans(t, &info.sv, sdir, src_name, ddir, dst_name, mode))?;
+    commit_do(&mut op.fs.trans(), |t| {
+        fs_ops::rename_trans(t, &info.sv, sdir, src_name, ddir, dst_name, mode)?;
+        if let Some(w) = &whiteout {
+            fs_ops::create_trans(t, &info.sv, sdir, src_name, w, false)?;
+        }
+        Ok(())
+    })?;
     // SAFETY: the VFS holds the locks of all of them.
     unsafe {
         refresh(info, &op, src_dir, MC)?;
@@ -981,6 +1004,74 @@ unsafe fn folio_unreserve(mapping: *mut bindings::address_space, folio: *mut bin
     }
 }
 
+/// `mmap` (`bch2_mmap`): as `generic_file_mmap`, with our `page_mkwrite`.
+///
+/// # Safety
+///
+/// Called by the VFS with an open file of ours and its new mapping.
+unsafe extern "C" fn bch_mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+    // SAFETY: the caller's contract.
+    unsafe {
+        bindings::file_accessed(file);
+        (*vma).vm_ops = &BCH_VM_OPS;
+    }
+    0
+}
+
+/// `bch_vm_ops`: faults read through the page cache (`filemap_fault`),
+/// stores go through [`bch_page_mkwrite`].
+static BCH_VM_OPS: bindings::vm_operations_struct = bindings::vm_operations_struct {
+    fault: Some(bindings::filemap_fault),
+    map_pages: Some(bindings::filemap_map_pages),
+    page_mkwrite: Some(bch_page_mkwrite),
+    // SAFETY: the other members are optional callbacks; `None` is zero.
+    ..unsafe { core::mem::zeroed() }
+};
+
+/// `page_mkwrite` (`bch2_page_mkwrite`): the first store through a shared
+/// mapping into a clean folio.  The folio takes a disk reservation, as a
+/// `write(2)` would (`SIGBUS` when the filesystem is full, rather than a
+/// writeback that fails later), and is dirtied; it is returned locked.
+/// A folio truncated meanwhile, or past the end, is left alone
+/// (`VM_FAULT_NOPAGE`: the fault is retried).
+///
+/// # Safety
+///
+/// Called by the fault handler with a fault on a shared mapping of ours.
+unsafe extern "C" fn bch_page_mkwrite(vmf: *mut bindings::vm_fault) -> bindings::vm_fault_t {
+    let _nofs = NofsScope::new();
+    // SAFETY: the caller's contract: the mapping's file is ours and open,
+    // the faulting page referenced.
+    unsafe {
+        let file = (*(*vmf).__bindgen_anon_1.vma).vm_file;
+        let inode = (*file).f_inode;
+        let mapping = (*inode).i_mapping;
+        let folio = bindings::bch_rs_vmf_folio(vmf);
+        bindings::sb_start_pagefault((*inode).i_sb);
+        // Its error (the time not updated) does not fail the fault.
+        let _ = bindings::file_update_time(file);
+        // No truncate or hole punch drops the folio meanwhile.
+        bindings::filemap_invalidate_lock_shared(mapping);
+        bindings::folio_lock(folio);
+        let ret = if (*folio).__bindgen_anon_1.__bindgen_anon_1.mapping != mapping
+            || bindings::folio_pos(folio) >= bindings::i_size_read(inode)
+        {
+            bindings::folio_unlock(folio);
+            bindings::vm_fault_reason_VM_FAULT_NOPAGE
+        } else if folio_reserve(mapping, folio).is_err() {
+            bindings::folio_unlock(folio);
+            bindings::vm_fault_reason_VM_FAULT_SIGBUS
+        } else {
+            bindings::folio_mark_dirty(folio);
+            bindings::folio_wait_stable(folio);
+            bindings::vm_fault_reason_VM_FAULT_LOCKED
+        };
+        bindings::filemap_invalidate_unlock_shared(mapping);
+        bindings::sb_end_pagefault((*inode).i_sb);
+        ret
+    }
+}
+
 /// `invalidate_folio` (`bch2_invalidate_folio`): a folio dropped whole
 /// (truncate, hole punch) gives back its reservation.
 ///
@@ -1302,7 +1393,7 @@ pub(super) static FILE_FOPS: inode::Fops = inode::Fops(bindings::file_operations
     write_iter: Some(bindings::generic_file_write_iter),
     fallocate: Some(super::io_misc::bch_fallocate),
     unlocked_ioctl: Some(super::ioctl::bch_ioctl),
-    mmap: Some(bindings::generic_file_mmap),
+    mmap: Some(bch_mmap),
     fsync: Some(bch_fsync),
     splice_read: Some(bindings::filemap_splice_read),
     splice_write: Some(bindings::iter_file_splice_write),

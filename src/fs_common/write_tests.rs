@@ -593,6 +593,50 @@ fn rename_modes_and_errors() {
 }
 
 #[test]
+fn rename_whiteout_in_one_transaction() {
+    // What the VFS glue does for RENAME_WHITEOUT (`bch2_rename2()`): the
+    // rename and a character device 0:0 at the source's name, one commit,
+    // over and over in one directory (dirent hash slots and whiteouts
+    // reused), in all three modes.
+    let mut t = MemTrans::new(4096);
+    t.restart_permille = 30;
+    let s = sv();
+    let d = mkdir(&mut t, ROOT, "d");
+    let e = mkdir(&mut t, ROOT, "e");
+    let whiteout = |t: &mut MemTrans, sd: u64, sn: &str, dd: u64, dn: &str, mode: RenameMode| {
+        let w = inode_init_early(t, &NewInode { mode: 0o20000, uid: 3, gid: 4, rdev: 0 });
+        commit_do(t, |t| {
+            rename_trans(t, &s, sd, sn.as_bytes(), dd, dn.as_bytes(), mode)?;
+            create_trans(t, &s, sd, sn.as_bytes(), &w, false).map(|_| ())
+        })
+    };
+    let mut files = StdVec::new();
+    for i in 0..40 {
+        let n = std::format!("f{i}");
+        let f = mkfile(&mut t, d, &n);
+        files.push(f);
+        whiteout(&mut t, d, &n, e, &n, RenameMode::Rename).unwrap();
+        let (w, dt) = lookup_name(&t, d, n.as_bytes()).unwrap();
+        assert_eq!(dt, 2, "a character device's d_type");
+        let wa = attrs(&t, w);
+        assert_eq!((wa.mode, wa.rdev, wa.uid, wa.gid, wa.nlink), (0o20000, 0, 3, 4, 1));
+        assert_eq!(lookup_name(&t, e, n.as_bytes()), Some((f, 8)));
+    }
+    // Overwrite: the whiteout replaced by the file moved back, a new
+    // whiteout where the file was.
+    whiteout(&mut t, e, "f0", d, "f0", RenameMode::Overwrite).unwrap();
+    assert_eq!(lookup_name(&t, d, b"f0"), Some((files[0], 8)));
+    assert_eq!(lookup_name(&t, e, b"f0").map(|x| x.1), Some(2));
+    // Exchange: the names swap, and the source's name (now holding the
+    // other inode) cannot take a whiteout: EEXIST, nothing committed.
+    assert_eq!(whiteout(&mut t, d, "f0", e, "f1", RenameMode::Exchange), Err(Errno::EEXIST));
+    assert_eq!(lookup_name(&t, d, b"f0"), Some((files[0], 8)));
+    assert_eq!(list(&t, d).len(), 40);
+    assert_eq!(list(&t, e).len(), 40);
+    assert_eq!(attrs(&t, d).nlink, 2);
+}
+
+#[test]
 fn setattr_and_times() {
     let mut t = MemTrans::new(1024);
     let mut a = BumpAlloc::new(&t);

@@ -4,7 +4,7 @@
 # mounts it rw and runs rw_workload.py (4 processes, each in its own
 # subtree, seeded random create, write, append, truncate, every fallocate
 # mode, mmap and O_DIRECT writes, O_DIRECT reads, renames with
-# NOREPLACE/EXCHANGE, links, symlinks, mkdir/rmdir, user xattrs, chmod,
+# NOREPLACE/EXCHANGE/WHITEOUT, links, symlinks, mkdir/rmdir, user xattrs, chmod,
 # utime, fsync); the same seed on the reference filesystem must give the
 # identical log (every result, errno and data read back) and manifest
 # (type, mode, nlink, size, sha256, symlink target, user xattrs, hard

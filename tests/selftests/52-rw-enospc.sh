@@ -7,7 +7,8 @@
 # left available); every file reads back as written (the last one as far
 # as its writes succeeded).  Then everything is deleted, `sync`, and
 # statfs shows the space free again, a second fill gets about as much,
-# and after the unmount C's fsck is clean.
+# stores through mmap into the holes of a sparse file then get SIGBUS
+# (no space to reserve), and after the unmount C's fsck is clean.
 . "$(dirname "$0")/lib.sh"
 [ -x "$TOOL" ] || skip "$TOOL missing: cargo build --release -p bcachefs-tools-rs"
 size=${BCH_RW_ENOSPC_MIB:-64}
@@ -65,9 +66,23 @@ read -r used avail total < <(statfs)
 note "all deleted, sync: used $(mib "$used") MiB, available $(mib "$avail") MiB"
 [ $((used - used_empty)) -le 4194304 ] ||
 	fail "after deleting everything and sync, statfs used is $used bytes, was $used_empty before the fill"
+truncate -s 16M "$MNT/sparse" || fail "truncate of a sparse file failed"
 fill 2
 [ $((bytes2 * 10)) -ge $((bytes1 * 9)) ] ||
 	fail "the second fill got $bytes2 bytes, the first $bytes1: space not given back"
+# Stores through a shared mapping into the sparse file's holes, the volume
+# full: the fault that finds no space is a SIGBUS (page_mkwrite's
+# reservation), not a writeback that fails later and loses the data.
+python3 -c 'import mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+m = mmap.mmap(fd, 16 << 20)
+for off in range(0, 16 << 20, 4096):
+    m[off:off + 4096] = b"x" * 4096
+m.flush()
+' "$MNT/sparse" 2>/dev/null
+rc=$?
+[ "$rc" = 135 ] || fail "stores through mmap into holes of a full volume: exit $rc, want SIGBUS (135)"
+note "stores through mmap into holes of the full volume: SIGBUS"
 umount "$MNT" || fail "umount under $(rw_name) failed"
 mounted=
 sb_clean "after the fills" "$loop"

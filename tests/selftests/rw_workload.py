@@ -52,7 +52,7 @@ truncate up and down, fallocate (mode 0, KEEP_SIZE, PUNCH_HOLE|KEEP_SIZE,
 ZERO_RANGE (with and without KEEP_SIZE), COLLAPSE_RANGE, INSERT_RANGE),
 mmap write, O_DIRECT write and read (page-aligned buffers from mmap,
 4 KiB-aligned offsets and lengths), read, stat, readdir, rename (plain,
-RENAME_NOREPLACE, RENAME_EXCHANGE), link, unlink, mkdir, rmdir, symlink,
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT), link, unlink, mkdir, rmdir, symlink,
 setxattr/getxattr/removexattr/listxattr user.*, chmod, utime,
 fsync/fdatasync of files and directories.  Names come from a small pool,
 so that operations also hit missing, existing and wrong-type paths and
@@ -84,7 +84,7 @@ libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes
 libc.renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
                            ctypes.c_uint]
 AT_FDCWD = -100
-RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 FL_KEEP_SIZE, FL_PUNCH_HOLE, FL_COLLAPSE_RANGE = 0x01, 0x02, 0x08
 FL_ZERO_RANGE, FL_INSERT_RANGE = 0x10, 0x20
 FALLOC_MODES = [
@@ -343,14 +343,15 @@ class Proc:
 
     def op_rename(self):
         a, b = self.rpath(False), self.rpath(False)
-        kind = self.rng.choice(["plain", "plain", "noreplace", "exchange"])
+        kind = self.rng.choice(["plain", "plain", "noreplace", "exchange", "whiteout"])
 
         def f():
             if kind == "plain":
                 os.rename(self.p(a), self.p(b))
             else:
-                renameat2(self.p(a), self.p(b),
-                          RENAME_NOREPLACE if kind == "noreplace" else RENAME_EXCHANGE)
+                renameat2(self.p(a), self.p(b), {"noreplace": RENAME_NOREPLACE,
+                                                 "exchange": RENAME_EXCHANGE,
+                                                 "whiteout": RENAME_WHITEOUT}[kind])
             return "OK"
         return "%s %s %s" % (kind, a, b), f
 
@@ -586,6 +587,8 @@ def manifest(a):
                 e["inode_of"] = first.setdefault(st.st_ino, rel)
         elif t == stat.S_IFLNK:
             e["target"] = os.readlink(pth)
+        elif t in (stat.S_IFCHR, stat.S_IFBLK):
+            e["rdev"] = "%d:%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
         if t != stat.S_IFLNK:
             xs = {}
             for x in sorted(os.listxattr(pth, follow_symlinks=False)):
