@@ -55,6 +55,7 @@
 //! (`bch2_alloc_read()` reads through the journal keys).  Not done yet:
 //! several devices.
 
+use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use crate::alloc::adapters::BtreeNodeReserve;
@@ -80,6 +81,70 @@ use crate::journal::write::{start_after_read, Journal};
 use crate::platform::{arc_new, Arc, BlockDev, Mutex, Vec, WriteFlags};
 use crate::util::Shared;
 use crate::triggers::{FsTriggers, NodePtrTap};
+
+/// What an I/O error was (`enum bch_member_error_type`): the index into
+/// the member's `errors` counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoErrorKind {
+    /// A read the device failed (`BCH_MEMBER_ERROR_read`).
+    Read = 0,
+    /// A write the device failed (`BCH_MEMBER_ERROR_write`).
+    Write = 1,
+    /// Data that read back with the wrong checksum
+    /// (`BCH_MEMBER_ERROR_checksum`).
+    Checksum = 2,
+}
+
+/// `bch2_member_error_strs[]`.
+pub const IO_ERROR_NAMES: [&str; 3] = ["read", "write", "checksum"];
+
+/// `bch2_dev_io_errors_to_text()`'s text for the counts `n` (read, write,
+/// checksum) of member `m` (its `errors_at_reset` and
+/// `errors_reset_time`), `now_secs` the wall clock in seconds.
+pub fn io_errors_text(out: &mut dyn fmt::Write, n: &[u64; 3], m: &crate::format::sb_members::Member, now_secs: u64) -> fmt::Result {
+    // C's layout: two-space indent, the count at a tab stop at 12.
+    let line = |out: &mut dyn fmt::Write, name: &str, v: u64| writeln!(out, "  {name}:{:w$}{v}", "", w = 12usize.saturating_sub(3 + name.len()).max(1));
+    writeln!(out, "IO errors since filesystem creation")?;
+    for (i, name) in IO_ERROR_NAMES.iter().enumerate() {
+        line(out, name, n[i])?;
+    }
+    let ago = now_secs.saturating_sub(m.errors_reset_time);
+    writeln!(out, "IO errors since {} ago", TimeUnits(ago.saturating_mul(1_000_000_000)))?;
+    for (i, name) in IO_ERROR_NAMES.iter().enumerate() {
+        line(out, name, n[i].saturating_sub(m.errors_at_reset[i]))?;
+    }
+    Ok(())
+}
+
+/// A duration in nanoseconds as `bch2_pr_time_units()` prints it: in the
+/// largest unit (ns, us, ms, s, m, h, d, w, y) of which it holds at least
+/// two, rounded down.
+pub struct TimeUnits(pub u64);
+
+impl fmt::Display for TimeUnits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const S: u64 = 1_000_000_000;
+        const UNITS: [(&str, u64); 9] = [
+            ("ns", 1),
+            ("us", 1_000),
+            ("ms", 1_000_000),
+            ("s", S),
+            ("m", S * 60),
+            ("h", S * 3600),
+            ("d", S * 3600 * 24),
+            ("w", S * 3600 * 24 * 7),
+            ("y", S * (3600 * 24 * 7 * 365 + 3600 * 6 * 7)),
+        ];
+        let mut u = UNITS[0];
+        for &next in &UNITS[1..] {
+            if self.0 < next.1 << 1 {
+                break;
+            }
+            u = next;
+        }
+        write!(f, "{} {}", self.0 / u.1, u.0)
+    }
+}
 
 /// A device shared by the journal (which owns its device) and the btree.
 pub struct SharedDev<D>(pub Arc<D>);
@@ -203,6 +268,17 @@ pub struct BchFsOpen<D: BlockDev + Send + Sync> {
     replay: Option<JournalKeys>,
     /// Journal sequence numbers to blacklist before writing, `[start, end)`.
     blacklist: Option<(u64, u64)>,
+}
+
+impl<D: BlockDev + Send + Sync> BchFsOpen<D> {
+    /// This device's member entry as the superblock holds it now.
+    ///
+    /// Errors: `EINVAL` (the superblock does not parse or lacks it).
+    pub fn member(&self) -> Result<crate::format::sb_members::Member, Errno> {
+        let sb = self.sb.lock();
+        let s = sb.sb().map_err(|_| Errno::EINVAL)?;
+        s.member(self.info.dev_idx).ok_or(Errno::EINVAL)
+    }
 }
 
 /// Node cache size of a read-write mount, bytes.
@@ -505,6 +581,15 @@ pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     discarding: AtomicBool,
     /// [`emergency_read_only`](Self::emergency_read_only) ran.
     emergency_ro: AtomicBool,
+    /// I/O errors of the device this mount saw ([`IoErrorKind`] order:
+    /// read, write, checksum), besides the node and journal write errors
+    /// the btree and the journal count.
+    io_errors: [AtomicU64; 3],
+    /// The member's counts when the mount started (`bch_member.errors`).
+    io_errors_base: [u64; 3],
+    /// Node and journal write errors already handled as fatal by
+    /// [`check_fatal_errors`](Self::check_fatal_errors).
+    fatal_seen: AtomicU64,
     /// The options writes follow now ([`opt_set`](Self::opt_set)).
     opts: Mutex<WriteOpts>,
     /// `journal_flush_disabled`: fsync does not flush the journal.
@@ -578,6 +663,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         let mut hints = Vec::new();
         hints.push(0u64)?;
         let opts = open.opts;
+        let io_errors_base = open.member()?.errors;
         let fs = BchFs {
             open,
             btree,
@@ -586,6 +672,9 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             op_lock: Mutex::new(())?,
             discarding: AtomicBool::new(false),
             emergency_ro: AtomicBool::new(false),
+            io_errors: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+            io_errors_base,
+            fatal_seen: AtomicU64::new(0),
             opts: Mutex::new(opts)?,
             journal_flush_disabled: AtomicBool::new(false),
             user_sectors: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -1007,13 +1096,78 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     ///
     /// Errors: those of reclaim's node writes and commits.
     pub fn do_work(&self, now_ms: u64) -> Result<Option<u64>, Errno> {
-        if self.is_emergency_ro() {
+        if self.check_fatal_errors() {
             return Ok(None);
         }
         let next = self.open.journal.journal_do_work(now_ms);
-        self.maybe_reclaim()?;
+        let r = self.maybe_reclaim();
+        if self.check_fatal_errors() {
+            return Ok(None);
+        }
+        r?;
         self.avail_sectors_refresh()?;
         Ok(next.map(|at| at.saturating_sub(now_ms)))
+    }
+
+    /// `bch2_fs_fatal_error()`: the filesystem cannot go on after `what`
+    /// failed with `e` (a btree node or journal write): one message
+    /// naming the device, then [`emergency_read_only`](Self::emergency_read_only)
+    /// (what C does whatever `errors=` says: that option is for
+    /// inconsistencies).  Commits fail with `EROFS` from now on; what is
+    /// on disk stays as a power cut would leave it, and the next mount
+    /// replays the journal.
+    pub fn fatal_error(&self, what: fmt::Arguments<'_>, e: Errno) {
+        if !self.is_emergency_ro() {
+            crate::platform::log::err!("{}: fatal error: {what}: {e}; emergency read only", self.open.dev.name());
+        }
+        self.emergency_read_only(false);
+    }
+
+    /// Turns btree node and journal write errors (counted by the btree and
+    /// the journal where they happen) into [`fatal_error`](Self::fatal_error);
+    /// returns whether the filesystem is emergency read-only.  Called by
+    /// [`do_work`](Self::do_work) (so within a second of the error) and
+    /// before [`flush`](Self::flush) and [`shutdown`](Self::shutdown)
+    /// write anything.
+    pub fn check_fatal_errors(&self) -> bool {
+        let nodes = self.btree.stats.node_write_errors.load(Relaxed);
+        let journal = self.open.journal.write_errors();
+        let seen = self.fatal_seen.load(Relaxed);
+        if nodes + journal > seen {
+            self.fatal_seen.store(nodes + journal, Relaxed);
+            let what = if journal > 0 { "journal write" } else { "btree node write" };
+            self.fatal_error(format_args!("{what} ({nodes} node, {journal} journal write errors)"), Errno::EIO);
+        }
+        self.is_emergency_ro()
+    }
+
+    /// Counts an I/O error of the device (`bch2_io_error()`: `ca->errors`).
+    pub fn io_error(&self, kind: IoErrorKind) {
+        self.io_errors[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// The device's I/O error counts since the filesystem was created
+    /// (read, write, checksum): the member's counts at mount plus this
+    /// mount's, node and journal write errors included.
+    pub fn io_errors(&self) -> [u64; 3] {
+        let mut n = [0u64; 3];
+        for (i, x) in n.iter_mut().enumerate() {
+            *x = self.io_errors_base[i] + self.io_errors[i].load(Relaxed);
+        }
+        n[1] += self.btree.stats.node_write_errors.load(Relaxed) + self.open.journal.write_errors();
+        n
+    }
+
+    /// `bch2_dev_io_errors_to_text()` (sysfs `dev-N/io_errors`): the counts
+    /// since creation, then since the member's last reset
+    /// (`errors_at_reset`, `errors_reset_time`), `now_secs` being the
+    /// wall clock in seconds.
+    ///
+    /// Errors: `EINVAL` (the superblock does not parse), `ENOMEM`.
+    pub fn io_errors_to_text(&self, out: &mut dyn fmt::Write, now_secs: u64) -> Result<(), Errno> {
+        let m = self.open.member()?;
+        let _ = io_errors_text(out, &self.io_errors(), &m, now_secs);
+        Ok(())
     }
 
     /// `bch2_btree_write_buffer_flush_sync()`: writes the open journal
@@ -1055,7 +1209,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     ///
     /// Errors: `EIO` from the writes, those of the trigger commits.
     pub fn flush(&self) -> Result<(), Errno> {
-        if self.is_emergency_ro() {
+        if self.check_fatal_errors() {
             return Err(Errno::EROFS);
         }
         for _ in 0..16 {
@@ -1096,8 +1250,24 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         let c = sb.sb().map(|s| s.compat()).map_err(|_| Errno::EINVAL)?;
         sb.set_compat([c[0] | COMPAT_ALLOC_INFO | COMPAT_ALLOC_METADATA, c[1]]);
         let _ = self.mark_sb(&mut sb)?;
+        self.sb_io_errors_update(&mut sb)?;
         mark_clean(&mut sb, &clean)?;
         sb.write_super(&*self.open.dev)
+    }
+
+    /// Writes the device's I/O error counts into its member entry
+    /// (`bch_member.errors`, as C's `bch2_sb_members_from_cpu()` on every
+    /// superblock write): read, write and checksum errors since the
+    /// filesystem was created.  Returns whether they changed.
+    ///
+    /// Errors: `EINVAL` (the superblock does not parse).
+    fn sb_io_errors_update(&self, sb: &mut SbBuf) -> Result<bool, Errno> {
+        let n = self.io_errors();
+        crate::sb_marks::sb_member_update(sb, self.open.info.dev_idx, |m| {
+            let changed = m.errors != n;
+            m.errors = n;
+            Ok(changed)
+        })
     }
 
     /// Brings the superblock's records of what is where up to date: the
@@ -1287,11 +1457,15 @@ impl<D: BlockDev + Send + Sync + 'static> BtreeTransOps for FsTrans<'_, D> {
             return Err(Errno::EIO);
         }
         self.fs.user_sectors[0].fetch_add((buf.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
-        self.fs.open.dev.read_sectors(sector, buf)
+        self.fs.open.dev.read_sectors(sector, buf).inspect_err(|_| self.fs.io_error(IoErrorKind::Read))
     }
 
     fn dev_name(&self) -> &str {
         self.fs.open.dev.name()
+    }
+
+    fn checksum_error(&self, _dev: u8) {
+        self.fs.io_error(IoErrorKind::Checksum);
     }
 
     fn facts(&self) -> &FsFacts {
@@ -1342,11 +1516,15 @@ impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::BtreeRead for BchFs<
             return Err(Errno::EOPNOTSUPP);
         }
         self.user_sectors[0].fetch_add((buf.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
-        self.open.dev.read_sectors(sector, buf)
+        self.open.dev.read_sectors(sector, buf).inspect_err(|_| self.io_error(IoErrorKind::Read))
     }
 
     fn dev_name(&self) -> &str {
         self.open.dev.name()
+    }
+
+    fn checksum_error(&self, _dev: u8) {
+        self.io_error(IoErrorKind::Checksum);
     }
 
     fn facts(&self) -> &FsFacts {
@@ -1444,6 +1622,8 @@ impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::trans::DataAlloc for
             return Err(Errno::EIO);
         }
         self.fs.user_sectors[1].fetch_add((data.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
-        self.fs.open.dev.write_sectors(sector, data, WriteFlags::default())
+        // A failed data write is the writer's EIO (and counted); the
+        // filesystem goes on, as C's (`bch2_write_endio()`).
+        self.fs.open.dev.write_sectors(sector, data, WriteFlags::default()).inspect_err(|_| self.fs.io_error(IoErrorKind::Write))
     }
 }

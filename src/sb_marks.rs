@@ -215,6 +215,34 @@ pub fn btree_bitmap_mark_sectors(m: &mut Member, start: u64, sectors: u32) -> Re
     Ok(())
 }
 
+/// Changes member `dev`'s `members_v2` entry in the superblock with `f`,
+/// which returns whether it changed anything.  Returns that.
+///
+/// Errors: `EINVAL` (no such member, a superblock that does not parse),
+/// those of `f`.
+pub fn sb_member_update(sb: &mut SbBuf, dev: u8, f: impl FnOnce(&mut Member) -> Result<bool, Errno>) -> Result<bool, Errno> {
+    let (at, mb, mut m) = {
+        let s = sb.sb().map_err(|_| Errno::EINVAL)?;
+        let fld = s.field(FieldType::MembersV2).ok_or(Errno::EINVAL)?;
+        let mv = s.members_v2().ok_or(Errno::EINVAL)?;
+        let m = mv.get(usize::from(dev)).ok_or(Errno::EINVAL)?;
+        let field_at = fld.bytes.as_ptr() as usize - s.bytes().as_ptr() as usize;
+        (
+            field_at + MEMBERS_V2_HEADER + usize::from(dev) * usize::from(mv.member_bytes),
+            usize::from(mv.member_bytes),
+            m,
+        )
+    };
+    if !f(&mut m)? {
+        return Ok(false);
+    }
+    let raw = m.encode();
+    let n = mb.min(MEMBER_BYTES);
+    let dst = sb.bytes_mut().get_mut(at..at + n).ok_or(Errno::EINVAL)?;
+    dst.copy_from_slice(&raw[..n]);
+    Ok(true)
+}
+
 /// Marks the node of `sectors` at `start` on member `dev` in the
 /// superblock's `members_v2` entry (`bch2_dev_btree_bitmap_mark()`).
 /// Returns whether the superblock changed.
@@ -227,27 +255,13 @@ pub fn sb_btree_bitmap_mark(
     start: u64,
     sectors: u32,
 ) -> Result<bool, Errno> {
-    let (at, mb, mut m) = {
-        let s = sb.sb().map_err(|_| Errno::EINVAL)?;
-        let f = s.field(FieldType::MembersV2).ok_or(Errno::EINVAL)?;
-        let mv = s.members_v2().ok_or(Errno::EINVAL)?;
-        let m = mv.get(usize::from(dev)).ok_or(Errno::EINVAL)?;
-        let field_at = f.bytes.as_ptr() as usize - s.bytes().as_ptr() as usize;
-        (
-            field_at + MEMBERS_V2_HEADER + usize::from(dev) * usize::from(mv.member_bytes),
-            usize::from(mv.member_bytes),
-            m,
-        )
-    };
-    if btree_bitmap_marked_sectors(&m, start, sectors) {
-        return Ok(false);
-    }
-    btree_bitmap_mark_sectors(&mut m, start, sectors)?;
-    let raw = m.encode();
-    let n = mb.min(MEMBER_BYTES);
-    let dst = sb.bytes_mut().get_mut(at..at + n).ok_or(Errno::EINVAL)?;
-    dst.copy_from_slice(&raw[..n]);
-    Ok(true)
+    sb_member_update(sb, dev, |m| {
+        if btree_bitmap_marked_sectors(m, start, sectors) {
+            return Ok(false);
+        }
+        btree_bitmap_mark_sectors(m, start, sectors)?;
+        Ok(true)
+    })
 }
 
 /// Adds to the superblock's replicas section the entries of the

@@ -319,3 +319,95 @@ fn disk_reservations_stop_at_what_statfs_calls_available() {
     fs.disk_reservation_get(avail - (5 << 20) / 512).unwrap();
     fs.shutdown().unwrap();
 }
+
+/// A device whose writes fail with `EIO` while `failing` is set (what
+/// the media does to a write it cannot take); reads work.
+struct FailingDev {
+    inner: Arc<MemDev>,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl bcachefs_rs::platform::BlockDev for FailingDev {
+    fn name(&self) -> &str {
+        "failing"
+    }
+    fn nr_sectors(&self) -> u64 {
+        self.inner.nr_sectors()
+    }
+    fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), bcachefs_rs::errcode::Errno> {
+        self.inner.read_sectors(sector, buf)
+    }
+    fn write_sectors(&self, sector: u64, buf: &[u8], flags: bcachefs_rs::platform::WriteFlags) -> Result<(), bcachefs_rs::errcode::Errno> {
+        if self.failing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(bcachefs_rs::errcode::Errno::EIO);
+        }
+        self.inner.write_sectors(sector, buf, flags)
+    }
+    fn flush(&self) -> Result<(), bcachefs_rs::errcode::Errno> {
+        self.inner.flush()
+    }
+}
+
+#[test]
+fn write_errors_fail_the_writer_then_make_the_filesystem_read_only() {
+    use bcachefs_rs::errcode::Errno;
+    use bcachefs_rs::platform::BlockDev;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mem: Arc<MemDev> = volume::initialized(64 << 20, &[], 31);
+    let dev = Arc::new(FailingDev { inner: mem.clone(), failing: false.into() });
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(dev.clone())).unwrap(), volume::INIT_NS + 1, 32).unwrap();
+    let sv = root_subvol(&fs).unwrap();
+    let n = NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 };
+    // f1: written and fsync'd before the device fails.
+    let seq = {
+        let mut t = fs.trans();
+        let u = create(&mut t, &sv, sv.root_inum, b"f1", &n).unwrap();
+        let mut a = FsDataAlloc::new(&fs, writepoint_hashed(1));
+        write_data(&mut t, &mut a, &sv, u.inum, 0, &content(1, 20_000)).unwrap();
+        t.t.journal_seq
+    };
+    fs.journal_flush_seq(seq).unwrap();
+    assert_eq!(fs.io_errors(), [0, 0, 0]);
+    dev.failing.store(true, Relaxed);
+    // A data write: the writer's EIO, counted; the filesystem goes on.
+    {
+        let mut t = fs.trans();
+        let u = create(&mut t, &sv, sv.root_inum, b"f2", &n).unwrap();
+        let mut a = FsDataAlloc::new(&fs, writepoint_hashed(2));
+        assert_eq!(write_data(&mut t, &mut a, &sv, u.inum, 0, &content(2, 20_000)), Err(Errno::EIO));
+    }
+    assert_eq!(fs.io_errors(), [0, 1, 0]);
+    assert!(!fs.is_emergency_ro(), "a data write error is not fatal");
+    // The journal's write fails (fsync, then the periodic work): fatal.
+    let seq = {
+        let mut t = fs.trans();
+        create(&mut t, &sv, sv.root_inum, b"f3", &n).unwrap();
+        t.t.journal_seq
+    };
+    assert_eq!(fs.journal_flush_seq(seq), Err(Errno::EIO));
+    let _ = fs.do_work(60_000);
+    assert!(fs.is_emergency_ro(), "a journal write error leaves the filesystem read-write");
+    assert!(fs.io_errors()[1] >= 2, "write errors counted: {:?}", fs.io_errors());
+    assert_eq!(create(&mut fs.trans(), &sv, sv.root_inum, b"f4", &n).unwrap_err(), Errno::EROFS);
+    assert_eq!(fs.shutdown().unwrap_err(), Errno::EROFS);
+    let mut text = String::new();
+    fs.io_errors_to_text(&mut text, 1_700_000_100).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "IO errors since filesystem creation");
+    assert_eq!(lines[1], "  read:     0");
+    assert!(lines[2].starts_with("  write:    ") && lines[2] != "  write:    0", "{text}");
+    assert_eq!(lines[3], "  checksum: 0");
+    assert!(lines[4].starts_with("IO errors since ") && lines[4].ends_with(" ago"), "{text}");
+    drop(fs);
+    // The device heals: the next mount replays what was flushed; f1 is
+    // whole, and the volume is consistent.
+    dev.failing.store(false, Relaxed);
+    let fs = BchFs::start(BchFsOpen::open(SharedDev(dev.clone())).unwrap(), volume::INIT_NS + 2, 33).unwrap();
+    assert_eq!(read_file(&fs, 1), content(1, 20_000));
+    fs.shutdown().unwrap();
+    drop(fs);
+    let ro = Fs::open(SharedDev(mem), &OpenOpts::default()).unwrap();
+    let m = check_fs(&ro).unwrap();
+    assert!(m.is_empty(), "{} mismatches after the write errors", m.len());
+    let _ = dev.nr_sectors();
+}

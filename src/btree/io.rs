@@ -96,7 +96,9 @@ pub(crate) fn write_new_node(c: &BtreeFs<'_>, node: &mut Node) -> Result<(), Err
         d.clear_dirty();
         build(o, d)?
     };
-    c.dev.write_sectors(node.sector, &buf, WriteFlags::NONE)?;
+    c.dev.write_sectors(node.sector, &buf, WriteFlags::NONE).inspect_err(|_| {
+        c.stats.node_write_errors.fetch_add(1, Relaxed);
+    })?;
     c.stats.node_writes.fetch_add(1, Relaxed);
     c.stats.node_write_bytes.fetch_add(buf.len() as u64, Relaxed);
     c.stats.node_writes_initial.fetch_add(1, Relaxed);
@@ -145,6 +147,7 @@ pub(crate) fn node_write_locked(c: &BtreeFs<'_>, g: &mut NodeLock) -> Result<Wri
     let r = c.dev.write_sectors(at, &buf, WriteFlags::NONE);
     if let Err(e) = r {
         node.clear_flags(flags::WRITE_IN_FLIGHT);
+        c.stats.node_write_errors.fetch_add(1, Relaxed);
         return Err(e);
     }
     c.stats.node_writes.fetch_add(1, Relaxed);

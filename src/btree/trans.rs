@@ -180,6 +180,9 @@ pub struct BtreeStats {
     pub restarts: AtomicU64,
     /// Commits.
     pub commits: AtomicU64,
+    /// Node writes the device failed (a fatal error for the filesystem,
+    /// as C's `btree_node_write_endio()` error path).
+    pub node_write_errors: AtomicU64,
 }
 
 /// One btree's root (`struct btree_root`).

@@ -400,6 +400,7 @@ fn decode_extent<T: BtreeRead + ?Sized>(
     // Non-MAC checksum types take no nonce (`bch2_checksum()`).
     let got = checksum::checksum(csum_type, buf).map_err(|_| Errno::EOPNOTSUPP)?;
     if got != crc.csum {
+        fs.checksum_error(ptr.dev);
         return Err(ctx.err(
             Errno::EIO,
             format_args!(

@@ -69,6 +69,11 @@ pub trait BtreeRead {
     /// Name of the filesystem's device, for messages.
     fn dev_name(&self) -> &str;
 
+    /// A data checksum error on member device `dev` (`bch2_io_error()`
+    /// with `BCH_MEMBER_ERROR_checksum`): counted where the implementation
+    /// counts I/O errors.  Nothing by default.
+    fn checksum_error(&self, _dev: u8) {}
+
     /// Superblock facts (block size, time units, capacity).
     fn facts(&self) -> &FsFacts;
 }

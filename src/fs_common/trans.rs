@@ -164,6 +164,10 @@ pub trait BtreeTransOps {
     /// Name of the filesystem's device, for messages.
     fn dev_name(&self) -> &str;
 
+    /// A data checksum error on member device `dev`, as
+    /// [`BtreeRead::checksum_error`].  Nothing by default.
+    fn checksum_error(&self, _dev: u8) {}
+
     /// Superblock facts (block size, time units).
     fn facts(&self) -> &FsFacts;
 
@@ -291,6 +295,12 @@ impl<T: BtreeTransOps + ?Sized> BtreeRead for TransRead<'_, T> {
     fn read_data(&self, dev: u8, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
         let Ok(mut t) = self.t.try_borrow_mut() else { return Err(Errno::EBUSY) };
         t.read_data(dev, sector, buf)
+    }
+
+    fn checksum_error(&self, dev: u8) {
+        if let Ok(t) = self.t.try_borrow() {
+            t.checksum_error(dev);
+        }
     }
 
     fn dev_name(&self) -> &str {

@@ -53,7 +53,7 @@
 //! zero-padded to a block and placed inside one bucket.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use super::reclaim::{JournalDevice, JournalFlusher, JournalSpace, PinFifo, SpaceFrom, SPACE_FROM_NAMES};
 use super::res::{JournalRes, JournalSink, PinOwner, ResFlags};
@@ -436,6 +436,8 @@ pub struct Journal<D: BlockDev + Send + Sync> {
     /// `journal_flush_delay`, ms: changeable at runtime
     /// ([`set_flush_delay_ms`](Self::set_flush_delay_ms)).
     flush_delay_ms: AtomicU32,
+    /// Entry writes the device failed.
+    write_errors: AtomicU64,
     io: Mutex<()>,
     state: Mutex<JournalState>,
     extras: Mutex<Extras>,
@@ -538,6 +540,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             geo,
             opts,
             flush_delay_ms: AtomicU32::new(opts.flush_delay_ms.max(1)),
+            write_errors: AtomicU64::new(0),
             io: Mutex::new(())?,
             state: Mutex::new(st)?,
             extras: Mutex::new(Extras { roots, hook: None, key_version: 0, io_clock: [0; 2] })?,
@@ -672,6 +675,11 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         self.state.lock().seq_ondisk
     }
 
+    /// Entry writes the device failed so far.
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors.load(Relaxed)
+    }
+
     /// The journal's error, if it hit one.
     pub fn error(&self) -> Option<Errno> {
         self.state.lock().err
@@ -800,7 +808,9 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             let bytes = sectors as usize * SECTOR_SIZE;
             let buf = job.data.get(..bytes).ok_or(Errno::EINVAL)?;
             let flags = if job.noflush { WriteFlags::NONE } else { WriteFlags::FLUSH_FUA };
-            self.dev.write_sectors(sector, buf, flags)
+            self.dev.write_sectors(sector, buf, flags).inspect_err(|_| {
+                self.write_errors.fetch_add(1, Relaxed);
+            })
         });
         let mut s = self.state.lock();
         let b = s.buf_mut(seq);

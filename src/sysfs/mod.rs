@@ -100,7 +100,8 @@ const A_TRIGGER_JOURNAL_FLUSH: usize = 16;
 const A_TRIGGER_JOURNAL_WRITES: usize = 17;
 const A_TRIGGER_BTREE_CACHE_SHRINK: usize = 18;
 const A_DEV_ALLOC_DEBUG: usize = 19;
-const NR_FIXED: usize = 20;
+const A_DEV_IO_ERRORS: usize = 20;
+const NR_FIXED: usize = 21;
 const FIXED_NAMES: [&core::ffi::CStr; NR_FIXED] = [
     c"btree_cache_size",
     c"journal_debug",
@@ -122,6 +123,7 @@ const FIXED_NAMES: [&core::ffi::CStr; NR_FIXED] = [
     c"trigger_journal_writes",
     c"trigger_btree_cache_shrink",
     c"alloc_debug",
+    c"io_errors",
 ];
 /// The write-only files (C's `write_attribute()`).
 const WRITE_ONLY: [usize; 4] = [A_PERF_TEST, A_TRIGGER_JOURNAL_FLUSH, A_TRIGGER_JOURNAL_WRITES, A_TRIGGER_BTREE_CACHE_SHRINK];
@@ -145,7 +147,7 @@ struct FsKobj {
     dev_name: [u8; 16],
     top: [*mut bindings::attribute; 4],
     internal: [*mut bindings::attribute; 11],
-    dev: [*mut bindings::attribute; 8],
+    dev: [*mut bindings::attribute; 9],
     options: [*mut bindings::attribute; NR_OPTS + 1],
     group_store: [bindings::attribute_group; 4],
     groups: [*const bindings::attribute_group; 5],
@@ -268,6 +270,7 @@ impl FsDir {
                 attrs.add(A_NBUCKETS),
                 attrs.add(A_DURABILITY),
                 attrs.add(A_IO_DONE),
+                attrs.add(A_DEV_IO_ERRORS),
                 ptr::null_mut(),
             ];
             let mut w = ByteWriter { buf: &mut k.dev_name[..15], len: 0 };
@@ -405,6 +408,18 @@ fn show_sb(info: &FsInfo, sb: Option<Sb<'_>>, idx: usize, w: &mut dyn fmt::Write
             None => Ok(()),
         },
         A_IO_DONE => io_done_to_text(info, w),
+        A_DEV_IO_ERRORS => {
+            // SAFETY: reads the clock.
+            let now_secs = unsafe { bindings::ktime_get_real_seconds() } as u64;
+            match &info.fs {
+                crate::fs::Mounted::Rw(fs) => fs.io_errors_to_text(w, now_secs).map_err(|_| fmt::Error),
+                // A read-only mount writes nothing: the member's counts.
+                crate::fs::Mounted::Ro(_) => match &member {
+                    Some(m) => crate::fs_rw::io_errors_text(w, &m.errors, m, now_secs),
+                    None => Ok(()),
+                },
+            }
+        }
         A_BTREE_WRITE_STATS | A_ALLOC_DEBUG | A_OPEN_BUCKETS | A_WRITE_POINTS | A_BTREE_UPDATES | A_DIRTY_BTREE_NODES | A_DEV_ALLOC_DEBUG => {
             let crate::fs::Mounted::Rw(fs) = &info.fs else {
                 // A read-only mount has no write side: nothing to show.
