@@ -79,6 +79,7 @@ use crate::journal::res::JournalSink;
 use crate::journal::types::{JournalGeometry, JournalOpts, JournalStart};
 use crate::journal::write::{start_after_read, Journal};
 use crate::platform::{arc_new, Arc, BlockDev, Mutex, Vec, WriteFlags};
+use crate::util::time_stats::{TimeStatId, TimeStats};
 use crate::util::Shared;
 use crate::triggers::{FsTriggers, NodePtrTap};
 
@@ -235,6 +236,30 @@ pub fn dev_journal_alloc(sbuf: &mut SbBuf, alloc: &Allocator) -> Result<(), Errn
     sbuf.set_field(crate::format::sb::FieldType::JournalV2, &body)?;
     Ok(())
 }
+
+/// The time stats a read-write mount records ([`BchFs::time_stats`]), in
+/// C's order (`BCH_TIME_STATS()`): the files of its `time_stats/`
+/// directory.  C's others (`btree_node_mem_alloc`, `btree_node_sort`,
+/// `btree_interior_update_total`, `btree_gc`, `data_promote`,
+/// `blocked_journal_max_in_flight`, `blocked_key_cache_flush`,
+/// `blocked_allocate*`, `blocked_write_buffer_full`,
+/// `nocow_lock_contended`) time operations or waits we do not have in
+/// that form.
+pub const RECORDED_TIME_STATS: [TimeStatId; 13] = [
+    TimeStatId::btree_node_split,
+    TimeStatId::btree_node_compact,
+    TimeStatId::btree_node_merge,
+    TimeStatId::btree_node_read,
+    TimeStatId::btree_node_read_done,
+    TimeStatId::btree_interior_update_foreground,
+    TimeStatId::data_write,
+    TimeStatId::data_read,
+    TimeStatId::journal_flush_write,
+    TimeStatId::journal_noflush_write,
+    TimeStatId::journal_flush_seq,
+    TimeStatId::blocked_journal_low_on_space,
+    TimeStatId::blocked_journal_low_on_pin,
+];
 
 /// What a mount owns (the long-lived part of `struct bch_fs`).
 pub struct BchFsOpen<D: BlockDev + Send + Sync> {
@@ -596,6 +621,12 @@ pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     journal_flush_disabled: AtomicBool,
     /// File data read and written, 512-byte sectors (`io_done`).
     user_sectors: [AtomicU64; 2],
+    /// `data_write` time stat: write operations ([`FsDataAlloc`]'s life,
+    /// when it wrote), as `bch2_write()` to `bch2_write_done()`.
+    data_write_time: TimeStats,
+    /// `data_read` time stat: device reads of file data (one per extent
+    /// read, as C's per read bio `bch2_rbio_done()`).
+    data_read_time: TimeStats,
     /// Sectors promised to writes not yet allocated
     /// ([`disk_reservation_get`](Self::disk_reservation_get)).
     reserved_sectors: AtomicU64,
@@ -678,6 +709,8 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             opts: Mutex::new(opts)?,
             journal_flush_disabled: AtomicBool::new(false),
             user_sectors: [AtomicU64::new(0), AtomicU64::new(0)],
+            data_write_time: TimeStats::new(),
+            data_read_time: TimeStats::new(),
             reserved_sectors: AtomicU64::new(0),
             avail_sectors: AtomicU64::new(0),
             avail_written_base: AtomicU64::new(0),
@@ -1305,6 +1338,41 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         ]
     }
 
+    /// The time stat `id` of the mount, where it is recorded (see
+    /// [`RECORDED_TIME_STATS`]); `None` for those C has and we do not
+    /// record yet.
+    pub fn time_stats(&self, id: TimeStatId) -> Option<&TimeStats> {
+        use TimeStatId as T;
+        let j = self.open.journal.times();
+        let b = &self.btree.stats;
+        Some(match id {
+            T::btree_node_split => &b.split_time,
+            T::btree_node_compact => &b.compact_time,
+            T::btree_node_merge => &b.merge_time,
+            T::btree_node_read => &self.open.cache.node_read_time,
+            T::btree_node_read_done => &self.open.cache.node_read_done_time,
+            T::btree_interior_update_foreground => &b.interior_update_foreground_time,
+            T::data_write => &self.data_write_time,
+            T::data_read => &self.data_read_time,
+            T::journal_flush_write => &j.journal_flush_write,
+            T::journal_noflush_write => &j.journal_noflush_write,
+            T::journal_flush_seq => &j.journal_flush_seq,
+            T::blocked_journal_low_on_space => &j.blocked_journal_low_on_space,
+            T::blocked_journal_low_on_pin => &j.blocked_journal_low_on_pin,
+            _ => return None,
+        })
+    }
+
+    /// `bch2_time_stats_to_text()` of time stat `id`
+    /// (`/sys/fs/bcachefs/<uuid>/time_stats/<name>`); nothing for one not
+    /// recorded.
+    pub fn time_stats_to_text(&self, id: TimeStatId, f: &mut dyn core::fmt::Write) -> core::fmt::Result {
+        match self.time_stats(id) {
+            Some(t) => t.to_text(f),
+            None => Ok(()),
+        }
+    }
+
     /// sysfs `btree_write_stats` (`bch2_btree_write_stats_to_text()`):
     /// node writes by type, count and average size.  Ours are `initial`
     /// (a node's first write) and `journal_reclaim` (every later one:
@@ -1457,7 +1525,10 @@ impl<D: BlockDev + Send + Sync + 'static> BtreeTransOps for FsTrans<'_, D> {
             return Err(Errno::EIO);
         }
         self.fs.user_sectors[0].fetch_add((buf.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
-        self.fs.open.dev.read_sectors(sector, buf).inspect_err(|_| self.fs.io_error(IoErrorKind::Read))
+        let start = crate::sync::now_ns();
+        let r = self.fs.open.dev.read_sectors(sector, buf).inspect_err(|_| self.fs.io_error(IoErrorKind::Read));
+        self.fs.data_read_time.update_from(start);
+        r
     }
 
     fn dev_name(&self) -> &str {
@@ -1516,7 +1587,10 @@ impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::BtreeRead for BchFs<
             return Err(Errno::EOPNOTSUPP);
         }
         self.user_sectors[0].fetch_add((buf.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
-        self.open.dev.read_sectors(sector, buf).inspect_err(|_| self.io_error(IoErrorKind::Read))
+        let start = crate::sync::now_ns();
+        let r = self.open.dev.read_sectors(sector, buf).inspect_err(|_| self.io_error(IoErrorKind::Read));
+        self.data_read_time.update_from(start);
+        r
     }
 
     fn dev_name(&self) -> &str {
@@ -1559,12 +1633,16 @@ pub struct FsDataAlloc<'a, D: BlockDev + Send + Sync + 'static> {
     /// `Normal` for user data.
     pub watermark: Watermark,
     held: Vec<ObRefs>,
+    /// When the operation started (`op->start_time`), ns.
+    start: u64,
+    /// Data was written since: the operation is timed at its end.
+    wrote: bool,
 }
 
 impl<'a, D: BlockDev + Send + Sync + 'static> FsDataAlloc<'a, D> {
     /// Data space for the writer hashed as `wp` ([`writepoint_hashed`]).
     pub fn new(fs: &'a BchFs<D>, wp: WritePointSpec) -> Self {
-        FsDataAlloc { fs, wp, watermark: Watermark::Normal, held: Vec::new() }
+        FsDataAlloc { fs, wp, watermark: Watermark::Normal, held: Vec::new(), start: crate::sync::now_ns(), wrote: false }
     }
 
     fn try_alloc(&mut self, sectors: u32) -> Result<crate::fs_common::trans::DataSpace, Errno> {
@@ -1581,8 +1659,14 @@ impl<'a, D: BlockDev + Send + Sync + 'static> FsDataAlloc<'a, D> {
         Ok(crate::fs_common::trans::DataSpace { dev: p.dev, offset: p.offset, gen: p.gen, sectors: n })
     }
 
-    /// Puts the references on the buckets handed out (also done on drop).
+    /// Puts the references on the buckets handed out (also done on drop),
+    /// and ends the write operation: the `data_write` time stat counts it
+    /// if it wrote (`bch2_write_done()`).
     pub fn release(&mut self) {
+        if self.wrote {
+            self.wrote = false;
+            self.fs.data_write_time.update_from(self.start);
+        }
         while let Some(mut o) = self.held.pop() {
             self.fs.open.alloc.open_buckets_put(&mut o);
         }
@@ -1622,6 +1706,7 @@ impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::trans::DataAlloc for
             return Err(Errno::EIO);
         }
         self.fs.user_sectors[1].fetch_add((data.len() / crate::platform::SECTOR_SIZE) as u64, Relaxed);
+        self.wrote = true;
         // A failed data write is the writer's EIO (and counted); the
         // filesystem goes on, as C's (`bch2_write_endio()`).
         self.fs.open.dev.write_sectors(sector, data, WriteFlags::default()).inspect_err(|_| self.fs.io_error(IoErrorKind::Write))

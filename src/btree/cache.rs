@@ -20,6 +20,7 @@
 //! so an evicted node's memory lives until its last user drops it.  The
 //! device is never read under the index lock.
 
+use crate::util::time_stats::TimeStats;
 use core::fmt;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::{Acquire, Relaxed, Release}};
@@ -193,6 +194,13 @@ pub struct BtreeCache {
     max_bytes: usize,
     /// 512-byte sectors read from the device for nodes.
     pub sectors_read: AtomicU64,
+    /// `btree_node_read` time stat: node reads, from the read's start to
+    /// the node built (`bch2_btree_node_read()` to `btree_node_read_work()`
+    /// of `btree_io.c`).
+    pub node_read_time: TimeStats,
+    /// `btree_node_read_done` time stat: checking and sorting a node read
+    /// (`bch2_btree_node_read_done()`).
+    pub node_read_done_time: TimeStats,
 }
 
 /// The index, locked; publishes the counts and clears `busy` on drop.
@@ -276,6 +284,8 @@ impl BtreeCache {
             nr_nodes: AtomicUsize::new(0),
             max_bytes,
             sectors_read: AtomicU64::new(0),
+            node_read_time: TimeStats::new(),
+            node_read_done_time: TimeStats::new(),
         })
     }
 
@@ -391,7 +401,9 @@ impl BtreeCache {
         if let Some(r) = self.lookup(sector, &ptr, lock_read)? {
             return Ok(r);
         }
-        let (node, node_bytes) = read_node(dev, fs, &ptr, v2, sector, gen, &self.sectors_read)?;
+        let start = crate::sync::now_ns();
+        let (node, node_bytes) = read_node(dev, fs, &ptr, v2, sector, gen, self)?;
+        self.node_read_time.update_from(start);
         let node = arc_new(node)?;
         let mut ix = self.lock();
         ix.clock += 1;
@@ -504,7 +516,7 @@ fn read_node<D: BlockDev + ?Sized>(
     v2: Option<BtreePtrV2>,
     sector: u64,
     gen: u8,
-    sectors_read: &AtomicU64,
+    cache: &BtreeCache,
 ) -> Result<(Node, usize), NodeReadError> {
     let written = v2.map_or(0, |b| b.sectors_written as usize);
     let bytes = if written != 0 { written * SECTOR_SIZE } else { fs.node_bytes as usize };
@@ -512,7 +524,8 @@ fn read_node<D: BlockDev + ?Sized>(
     let mut buf: Vec<u8> = Vec::new();
     buf.resize(bytes.div_ceil(SECTOR_SIZE) * SECTOR_SIZE, 0)?;
     dev.read_sectors(sector, &mut buf).map_err(NodeReadError::Io)?;
-    sectors_read.fetch_add((buf.len() / SECTOR_SIZE) as u64, Relaxed);
+    cache.sectors_read.fetch_add((buf.len() / SECTOR_SIZE) as u64, Relaxed);
+    let done_start = crate::sync::now_ns();
     let opts = NodeReadOpts {
         bset_magic: bset_magic(&fs.uuid),
         block_bytes: fs.block_bytes,
@@ -538,5 +551,6 @@ fn read_node<D: BlockDev + ?Sized>(
     let nb = data.bytes();
     let node = Node::new(ptr.btree, ptr.level, space, bn.header.min_key, bn.header.max_key, bn.header.bset.seq, data, 0);
     node.set_ptr_sectors_written(v2.map_or(0, |b| u32::from(b.sectors_written)));
+    cache.node_read_done_time.update_from(done_start);
     Ok((node, nb))
 }

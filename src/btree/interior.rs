@@ -241,6 +241,8 @@ impl BtreeTrans<'_> {
         };
         let live: usize = keys.iter().map(|k| k.k.u64s as usize).sum();
         // The reservation first: waiting for it drops the path's locks.
+        // The update starts with it (`bch2_btree_update_start()`).
+        let start = crate::sync::now_ns();
         let mut res = self.update_res()?;
         let seq = res.seq;
         let mut n = self.paths[pi].l[l].lock.take().ok_or(Errno::EINVAL)?;
@@ -363,6 +365,15 @@ impl BtreeTrans<'_> {
         drop(n);
         drop(parent_lock);
         c.journal.res_put(res);
+        // btree_split(): a split, or a node compacted to make room (not a
+        // rewrite, which C does not time); bch2_btree_update_done().
+        let end = crate::sync::now_ns();
+        if split {
+            c.stats.split_time.update(start, end);
+        } else if mode == Mode::Auto {
+            c.stats.compact_time.update(start, end);
+        }
+        c.stats.interior_update_foreground_time.update(start, end);
         Ok(Outcome::Done)
     }
 
@@ -462,6 +473,7 @@ impl BtreeTrans<'_> {
         let si = self.path_new(btree, level, sib.min_key, level + 1)?;
         self.paths[si].l[l].node = Some(sib.clone());
         self.paths[si].l[l].lock = Some(sg);
+        let start = crate::sync::now_ns();
         let mut res = self.update_res()?;
         let seq = res.seq;
         let (Some(mut n), Some(mut parent), Some(mut sg)) =
@@ -517,6 +529,9 @@ impl BtreeTrans<'_> {
         drop(sg);
         drop(parent);
         c.journal.res_put(res);
+        let end = crate::sync::now_ns();
+        c.stats.merge_time.update(start, end);
+        c.stats.interior_update_foreground_time.update(start, end);
         Ok(Outcome::Done)
     }
 }

@@ -39,6 +39,7 @@ use crate::journal::res::JournalSink;
 use crate::journal::NR_BTREES;
 use crate::platform::{arc_new, Arc, BlockDev, Mutex, Vec};
 use crate::sync::SixLockType;
+use crate::util::time_stats::TimeStats;
 use crate::util::Shared;
 use crate::checksum::CsumType;
 
@@ -183,6 +184,18 @@ pub struct BtreeStats {
     /// Node writes the device failed (a fatal error for the filesystem,
     /// as C's `btree_node_write_endio()` error path).
     pub node_write_errors: AtomicU64,
+    /// `btree_node_split` time stat: splits, from the interior update's
+    /// start (`btree_split()` of `btree_update_interior.c`).
+    pub split_time: TimeStats,
+    /// `btree_node_compact` time stat: nodes rewritten whole to make room
+    /// (`btree_split()` without a second node).
+    pub compact_time: TimeStats,
+    /// `btree_node_merge` time stat (`bch2_foreground_maybe_merge()`).
+    pub merge_time: TimeStats,
+    /// `btree_interior_update_foreground` time stat: splits, compactions,
+    /// rewrites and merges from their start to the update done, new
+    /// nodes written (`bch2_btree_update_done()`).
+    pub interior_update_foreground_time: TimeStats,
 }
 
 /// One btree's root (`struct btree_root`).

@@ -609,7 +609,13 @@ pub(super) unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio
     }
 }
 
-/// `readahead`: each folio of the window in turn, as `read_folio`.
+/// `readahead`: the window's folios in batches of consecutive ones of up
+/// to [`RA_BATCH_BYTES`], each batch read by one `read_data` call into one
+/// buffer and copied into its folios, so that an extent is read, checked
+/// and decompressed once per batch rather than once per page (a read-write
+/// mount keeps no extent cache).  Without memory for the buffer, or on an
+/// error, the batch's folios are read one by one as `read_folio` does, so
+/// that only the folios that fail stay not uptodate.
 ///
 /// # Safety
 ///
@@ -617,6 +623,8 @@ pub(super) unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio
 /// ours.
 pub(super) unsafe extern "C" fn bch_readahead(rac: *mut bindings::readahead_control) {
     let _nofs = NofsScope::new();
+    let mut batch: Vec<*mut bindings::folio> = Vec::new();
+    let mut bytes = 0usize;
     loop {
         // SAFETY: `rac` is valid; each folio returned is locked and ours
         // to end.
@@ -625,9 +633,103 @@ pub(super) unsafe extern "C" fn bch_readahead(rac: *mut bindings::readahead_cont
             break;
         }
         // SAFETY: as above.
-        unsafe {
-            let r = fill_folio(folio);
-            bindings::folio_end_read(folio, r.is_ok());
+        let size = unsafe { bindings::folio_size(folio) };
+        if !batch.is_empty() && bytes + size > RA_BATCH_BYTES {
+            // SAFETY: the batch's folios are locked, ours to end.
+            unsafe { read_batch(&batch, bytes) };
+            batch.clear();
+            bytes = 0;
         }
+        if batch.push(folio).is_err() {
+            // SAFETY: as above.
+            unsafe { read_one(folio) };
+            continue;
+        }
+        bytes += size;
+    }
+    if !batch.is_empty() {
+        // SAFETY: as above.
+        unsafe { read_batch(&batch, bytes) };
+    }
+}
+
+/// Bytes of folios [`bch_readahead`] reads with one `read_data` call.
+const RA_BATCH_BYTES: usize = 128 << 10;
+
+/// Reads one locked folio and ends the read (`read_folio` without the
+/// return value).
+///
+/// # Safety
+///
+/// `folio` is locked, not uptodate, of a file of ours; ours to end.
+unsafe fn read_one(folio: *mut bindings::folio) {
+    // SAFETY: the caller's contract.
+    unsafe {
+        let r = fill_folio(folio);
+        bindings::folio_end_read(folio, r.is_ok());
+    }
+}
+
+/// Reads `folios` (consecutive, locked, not uptodate, of one file of
+/// ours, `bytes` in all) into one buffer and copies it into them, then
+/// ends their reads; falls back to [`read_one`] for each.
+///
+/// # Safety
+///
+/// As [`read_one`], for each folio; readahead hands out consecutive
+/// folios of one mapping.
+unsafe fn read_batch(folios: &[*mut bindings::folio], bytes: usize) {
+    let Some(&first) = folios.first() else { return };
+    // SAFETY: the caller's contract (see `fill_folio`).
+    let (info, bi, inum, pos) = unsafe {
+        let mapping = (*first).__bindgen_anon_1.__bindgen_anon_1.mapping;
+        let inode = (*mapping).host;
+        (FsInfo::of((*inode).i_sb), BchInode::from_vfs(inode), (*inode).i_ino as u64, bindings::folio_pos(first) as u64)
+    };
+    let mut buf = Vec::new();
+    let r = buf.resize(bytes, 0u8).map_err(|_| Errno::ENOMEM).and_then(|()| {
+        let rd = info.read();
+        if info.is_rw() {
+            // As `fill_folio`: the size on disk read fresh; one extent
+            // cache for the batch.
+            fs_common::inode_get(&*rd, &info.sv, inum)
+                .and_then(|attrs| fs_common::read_data(&*rd, &info.sv, &attrs, pos, &mut buf, &mut ExtentCache::default()))
+        } else {
+            let attrs = bi.attrs(&rd);
+            bi.with_cache(|cache| {
+                let r = fs_common::read_data(&*rd, &info.sv, &attrs, pos, &mut buf, cache);
+                // As `fill_folio`: the end reached, the decoded extent goes.
+                if pos + bytes as u64 >= attrs.size {
+                    *cache = ExtentCache::default();
+                }
+                r
+            })
+        }
+    });
+    let mut off = 0usize;
+    for &folio in folios {
+        // SAFETY: the caller's contract.
+        let size = unsafe { bindings::folio_size(folio) };
+        match (&r, buf.get(off..off + size)) {
+            (Ok(()), Some(data)) => {
+                let mut o = 0;
+                while o < size {
+                    let len = PAGE_SIZE.min(size - o);
+                    // SAFETY: `o < folio_size`; the folio is locked and not
+                    // uptodate: nobody else touches its memory.
+                    unsafe {
+                        let p = bindings::kmap_local_folio(folio, o);
+                        core::ptr::copy_nonoverlapping(data.as_ptr().add(o), p.cast::<u8>(), len);
+                        bindings::kunmap_local(p);
+                    }
+                    o += len;
+                }
+                // SAFETY: ours to end.
+                unsafe { bindings::folio_end_read(folio, true) };
+            }
+            // SAFETY: as above.
+            _ => unsafe { read_one(folio) },
+        }
+        off += size;
     }
 }

@@ -70,6 +70,7 @@ use crate::format::jset::{
 };
 use crate::format::val::FsCtx;
 use crate::platform::{log, Arc, BlockDev, Mutex, Vec, WriteFlags, SECTOR_SIZE};
+use crate::util::time_stats::TimeStats;
 
 /// `BCH_FS_USAGE_key_version`: the usage entry every jset carries.
 const FS_USAGE_KEY_VERSION: u8 = 2;
@@ -219,6 +220,8 @@ struct JournalState {
     may_skip_flush: bool,
     low_on_space: bool,
     need_flush_write: bool,
+    /// The journal's time stats (shared with [`Journal::times`]).
+    times: Arc<JournalTimes>,
     /// First error (`EIO` for a failed write; `EROFS` once stopped).
     err: Option<Errno>,
     /// Oldest sequence number lost to an error (`err_seq`).
@@ -278,6 +281,10 @@ impl JournalState {
             && clean.total - clean_ondisk.total.min(clean.total) <= total.total / 8
             && clean_ondisk.total * 2 > clean.total;
         self.low_on_space = clean.total * 4 <= total.total;
+        // journal_set_watermark(): how long the journal stays low on
+        // space, and on pins (a quarter of the pin fifo free or less).
+        self.times.blocked_journal_low_on_space.track_event_change(self.low_on_space);
+        self.times.blocked_journal_low_on_pin.track_event_change(self.pin.free() < self.pin.size() / 4);
         if self.err.is_some() || self.stopped {
             self.cur_entry_error = Some(JournalErr::Insufficient);
             self.cur_entry_sectors = 0;
@@ -430,6 +437,7 @@ impl JournalState {
 ///
 /// `D` is the journal device.  Single-device filesystems only.
 pub struct Journal<D: BlockDev + Send + Sync> {
+    times: Arc<JournalTimes>,
     dev: D,
     geo: JournalGeometry,
     opts: JournalOpts,
@@ -442,6 +450,27 @@ pub struct Journal<D: BlockDev + Send + Sync> {
     state: Mutex<JournalState>,
     extras: Mutex<Extras>,
     flusher: Mutex<Option<Arc<dyn JournalFlusher>>>,
+}
+
+/// The journal's time stats (`c->times[]` entries of `journal.c`,
+/// `journal_io.c` and `journal_reclaim.c`), all in nanoseconds.
+#[derive(Debug, Default)]
+pub struct JournalTimes {
+    /// `journal_flush_write`: flush writes (`REQ_PREFLUSH|REQ_FUA`), from
+    /// the write's start (`bch2_journal_write()`) to its completion
+    /// (`journal_write_done()`).
+    pub journal_flush_write: TimeStats,
+    /// `journal_noflush_write`: the same for no-flush writes.
+    pub journal_noflush_write: TimeStats,
+    /// `journal_flush_seq`: waits for a sequence number to be flushed
+    /// (`bch2_journal_flush_seq()`; not counted when it already was).
+    pub journal_flush_seq: TimeStats,
+    /// `blocked_journal_low_on_space`: how long the journal stays with a
+    /// quarter of its space clean or less (`journal_set_watermark()`).
+    pub blocked_journal_low_on_space: TimeStats,
+    /// `blocked_journal_low_on_pin`: how long the pin fifo stays three
+    /// quarters full or more (`journal_set_watermark()`).
+    pub blocked_journal_low_on_pin: TimeStats,
 }
 
 /// What a write carries between its steps.
@@ -498,6 +527,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             roots.push(None)?;
         }
         let cur = start.cur_seq - 1;
+        let times = crate::platform::arc_new(JournalTimes::default())?;
         let mut st = JournalState {
             seq: cur,
             seq_ondisk: cur,
@@ -519,6 +549,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             may_skip_flush: false,
             low_on_space: false,
             need_flush_write: true,
+            times: times.clone(),
             err: None,
             err_seq: 0,
             stopped: false,
@@ -536,6 +567,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         };
         st.space_available();
         Ok(Journal {
+            times,
             dev,
             geo,
             opts,
@@ -778,6 +810,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
 
     /// Prepares, places, writes and completes one entry.
     fn write_one(&self, mut job: WriteJob) {
+        let start = crate::sync::now_ns();
         let seq = job.seq;
         let prep = self.write_prep(&mut job);
         let mut s = self.state.lock();
@@ -812,6 +845,8 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
                 self.write_errors.fetch_add(1, Relaxed);
             })
         });
+        let t = if job.noflush { &self.times.journal_noflush_write } else { &self.times.journal_flush_write };
+        t.update_from(start);
         let mut s = self.state.lock();
         let b = s.buf_mut(seq);
         b.data = job.data;
@@ -1281,6 +1316,32 @@ impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
     }
 
     fn flush_seq(&self, seq: u64) -> Result<(), Errno> {
+        // Not timed when already flushed, as bch2_journal_flush_seq().
+        if seq <= self.state.lock().flushed_seq_ondisk {
+            return Ok(());
+        }
+        let start = crate::sync::now_ns();
+        let r = self.flush_seq_wait(seq);
+        if r.is_ok() {
+            self.times.journal_flush_seq.update_from(start);
+        }
+        r
+    }
+
+    fn cur_seq(&self) -> u64 {
+        self.state.lock().seq
+    }
+}
+
+impl<D: BlockDev + Send + Sync> Journal<D> {
+    /// The journal's time stats.
+    pub fn times(&self) -> &JournalTimes {
+        &self.times
+    }
+
+    /// `bch2_journal_flush_seq()`'s wait: until `seq` is on disk in a flush
+    /// entry.
+    fn flush_seq_wait(&self, seq: u64) -> Result<(), Errno> {
         let (mut stuck, mut waited) = (0, 0u32);
         loop {
             {
@@ -1336,10 +1397,6 @@ impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
                 return Err(Errno::EIO);
             }
         }
-    }
-
-    fn cur_seq(&self) -> u64 {
-        self.state.lock().seq
     }
 }
 

@@ -28,6 +28,9 @@ pub(crate) use self::kernel::now_ns;
 mod host;
 #[cfg(not(bch_kernel))]
 use self::host as backend;
+/// Monotonic time in nanoseconds (`Instant` since first use).
+#[cfg(not(bch_kernel))]
+pub(crate) use self::host::now_ns;
 
 mod seqcount;
 mod six;

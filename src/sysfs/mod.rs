@@ -10,6 +10,7 @@
 //! <uuid>/internal/internal_uuid
 //! <uuid>/options/<option>        one file per filesystem option
 //! <uuid>/dev-<idx>/uuid bucket_size first_bucket nbuckets durability io_done
+//! <uuid>/time_stats/<stat>       read-write mounts: one per recorded stat
 //! ```
 //!
 //! Files are laid out and printed as C's are; see
@@ -26,6 +27,7 @@ use crate::bindings;
 use crate::errcode::Errno;
 use crate::format::sb::Sb;
 use crate::format::sb_opts::DATA_TYPE_NAMES;
+use crate::fs_rw::RECORDED_TIME_STATS;
 use crate::fs::{FsInfo, UuidFmt, UuidStr};
 use crate::opts::{self, HumanReadable, NR_OPTS, OPTS, OPT_FS, OPT_RUNTIME};
 
@@ -128,6 +130,10 @@ const FIXED_NAMES: [&core::ffi::CStr; NR_FIXED] = [
 /// The write-only files (C's `write_attribute()`).
 const WRITE_ONLY: [usize; 4] = [A_PERF_TEST, A_TRIGGER_JOURNAL_FLUSH, A_TRIGGER_JOURNAL_WRITES, A_TRIGGER_BTREE_CACHE_SHRINK];
 const NAME_MAX: usize = 48;
+/// The `time_stats/` files: [`RECORDED_TIME_STATS`], after the options
+/// in `FsKobj::attrs`.
+const NR_TS: usize = RECORDED_TIME_STATS.len();
+const A_TIME_STATS: usize = NR_FIXED + NR_OPTS;
 
 /// The kobject of one filesystem's directory and every attribute under
 /// it, in one allocation freed by the kobject's release.
@@ -142,15 +148,17 @@ const NAME_MAX: usize = 48;
 struct FsKobj {
     kobj: bindings::kobject,
     info: *const FsInfo,
-    attrs: [bindings::attribute; NR_FIXED + NR_OPTS],
+    attrs: [bindings::attribute; NR_FIXED + NR_OPTS + NR_TS],
     opt_names: [[u8; NAME_MAX]; NR_OPTS],
+    ts_names: [[u8; NAME_MAX]; NR_TS],
     dev_name: [u8; 16],
     top: [*mut bindings::attribute; 4],
     internal: [*mut bindings::attribute; 11],
     dev: [*mut bindings::attribute; 9],
     options: [*mut bindings::attribute; NR_OPTS + 1],
-    group_store: [bindings::attribute_group; 4],
-    groups: [*const bindings::attribute_group; 5],
+    time_stats: [*mut bindings::attribute; NR_TS + 1],
+    group_store: [bindings::attribute_group; 5],
+    groups: [*const bindings::attribute_group; 6],
 }
 
 static FS_SYSFS_OPS: bindings::sysfs_ops = bindings::sysfs_ops { show: Some(fs_show), store: Some(fs_store) };
@@ -244,6 +252,15 @@ impl FsDir {
                     nopts += 1;
                 }
             }
+            // time_stats/: read, or written to reset (C's 0644).
+            for (i, id) in RECORDED_TIME_STATS.iter().enumerate() {
+                let n = id.name().as_bytes();
+                let len = n.len().min(NAME_MAX - 1);
+                k.ts_names[i][..len].copy_from_slice(&n[..len]);
+                let a = &mut k.attrs[A_TIME_STATS + i];
+                a.name = k.ts_names[i].as_ptr().cast();
+                a.mode = 0o644;
+            }
             for a in k.attrs.iter_mut() {
                 bindings::bch_rs_sysfs_attr_init(a);
             }
@@ -282,10 +299,18 @@ impl FsDir {
             k.group_store[2].attrs = k.options.as_mut_ptr();
             k.group_store[3].name = k.dev_name.as_ptr().cast();
             k.group_store[3].attrs = k.dev.as_mut_ptr();
+            for i in 0..NR_TS {
+                k.time_stats[i] = attrs.add(A_TIME_STATS + i);
+            }
+            k.time_stats[NR_TS] = ptr::null_mut();
+            k.group_store[4].name = c"time_stats".as_ptr().cast();
+            k.group_store[4].attrs = k.time_stats.as_mut_ptr();
             for i in 0..4 {
                 k.groups[i] = &k.group_store[i];
             }
-            k.groups[4] = ptr::null();
+            // Only a read-write mount records time stats.
+            k.groups[4] = if info.is_rw() { &k.group_store[4] } else { ptr::null() };
+            k.groups[5] = ptr::null();
         }
         // SAFETY: `p`'s kobject is zeroed (not initialised); from here the
         // kobject owns the allocation: on failure `kobject_put` releases
@@ -439,6 +464,10 @@ fn show_sb(info: &FsInfo, sb: Option<Sb<'_>>, idx: usize, w: &mut dyn fmt::Write
                 _ => fs.open.alloc.dev_alloc_debug_to_text(w, dev),
             }
         }
+        i if (A_TIME_STATS..A_TIME_STATS + NR_TS).contains(&i) => match (&info.fs, RECORDED_TIME_STATS.get(i - A_TIME_STATS)) {
+            (crate::fs::Mounted::Rw(fs), Some(&id)) => fs.time_stats_to_text(id, w),
+            _ => Ok(()),
+        },
         i if (NR_FIXED..NR_FIXED + NR_OPTS).contains(&i) => {
             let id = i - NR_FIXED;
             let v = info.sysfs_opts.lock().get(id).unwrap_or_else(|| info.opts.value(id, sb.as_ref()));
@@ -509,6 +538,15 @@ fn store(info: &FsInfo, idx: usize, text: &str) -> Result<(), Errno> {
         A_TRIGGER_BTREE_CACHE_SHRINK => {
             let nr = text.parse::<usize>().map_err(|_| Errno::EINVAL)?;
             info.btree_cache_shrink(nr);
+            Ok(())
+        }
+        i if (A_TIME_STATS..A_TIME_STATS + NR_TS).contains(&i) => {
+            // Any write resets the stat (bch2_time_stats_reset()).
+            if let (crate::fs::Mounted::Rw(fs), Some(&id)) = (&info.fs, RECORDED_TIME_STATS.get(i - A_TIME_STATS)) {
+                if let Some(t) = fs.time_stats(id) {
+                    t.reset();
+                }
+            }
             Ok(())
         }
         i if (NR_FIXED..NR_FIXED + NR_OPTS).contains(&i) => {

@@ -5,5 +5,6 @@
 pub mod le;
 pub mod shared;
 pub mod sort;
+pub mod time_stats;
 
 pub use shared::Shared;
