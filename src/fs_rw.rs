@@ -110,41 +110,11 @@ pub fn io_errors_text(out: &mut dyn fmt::Write, n: &[u64; 3], m: &crate::format:
         line(out, name, n[i])?;
     }
     let ago = now_secs.saturating_sub(m.errors_reset_time);
-    writeln!(out, "IO errors since {} ago", TimeUnits(ago.saturating_mul(1_000_000_000)))?;
+    writeln!(out, "IO errors since {} ago", crate::util::time_stats::PrTimeUnits(ago.saturating_mul(1_000_000_000)))?;
     for (i, name) in IO_ERROR_NAMES.iter().enumerate() {
         line(out, name, n[i].saturating_sub(m.errors_at_reset[i]))?;
     }
     Ok(())
-}
-
-/// A duration in nanoseconds as `bch2_pr_time_units()` prints it: in the
-/// largest unit (ns, us, ms, s, m, h, d, w, y) of which it holds at least
-/// two, rounded down.
-pub struct TimeUnits(pub u64);
-
-impl fmt::Display for TimeUnits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const S: u64 = 1_000_000_000;
-        const UNITS: [(&str, u64); 9] = [
-            ("ns", 1),
-            ("us", 1_000),
-            ("ms", 1_000_000),
-            ("s", S),
-            ("m", S * 60),
-            ("h", S * 3600),
-            ("d", S * 3600 * 24),
-            ("w", S * 3600 * 24 * 7),
-            ("y", S * (3600 * 24 * 7 * 365 + 3600 * 6 * 7)),
-        ];
-        let mut u = UNITS[0];
-        for &next in &UNITS[1..] {
-            if self.0 < next.1 << 1 {
-                break;
-            }
-            u = next;
-        }
-        write!(f, "{} {}", self.0 / u.1, u.0)
-    }
 }
 
 /// A device shared by the journal (which owns its device) and the btree.
