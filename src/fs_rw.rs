@@ -629,6 +629,20 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
     /// Errors: those of the superblock write, the loads, replay and the
     /// discards; `ENOMEM`.
     pub fn start(open: Arc<BchFsOpen<D>>, now_ns: i64, seed: u64) -> Result<Self, Errno> {
+        let fs = Self::new(open, now_ns, seed)?;
+        fs.go_rw()?;
+        Ok(fs)
+    }
+
+    /// The first half of [`start`](Self::start): the superblock marked
+    /// dirty and written, the write side built (btree, triggers, node
+    /// reserve), no btree read yet; then
+    /// [`go_rw`](Self::go_rw), once the value is where it stays (the
+    /// kernel boxes it in between, so that the deep calls of recovery do
+    /// not run on top of the frame that built it).
+    ///
+    /// Errors: `ENOMEM`, `EINVAL` (a superblock that no longer parses).
+    pub fn new(open: Arc<BchFsOpen<D>>, now_ns: i64, seed: u64) -> Result<Self, Errno> {
         {
             let mut sb = open.sb.lock();
             if !open.fresh {
@@ -688,11 +702,20 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             rng: AtomicU64::new(seed),
             hints: Mutex::new(hints)?,
         };
-        fs.recover()?;
-        if !fs.open.fresh {
-            fs.do_discards()?;
-        }
         Ok(fs)
+    }
+
+    /// The second half of [`start`](Self::start) (`bch2_fs_read_write()`
+    /// proper): node pointers, the allocator, replay and accounting, then
+    /// the discards waiting from the last mount.
+    ///
+    /// Errors: as [`start`](Self::start).
+    pub fn go_rw(&self) -> Result<(), Errno> {
+        self.recover()?;
+        if !self.open.fresh {
+            self.do_discards()?;
+        }
+        Ok(())
     }
 
     /// The part of [`start`](Self::start) after the write side is built:

@@ -199,12 +199,24 @@ pub(super) unsafe fn open_rw(
     Ok((Mounted::Rw(fs), facts, lbs, uuid))
 }
 
-/// [`BchFs::start`] into a box, in a frame of its own (the value is large).
-#[inline(never)]
+/// [`BchFs::start`]: the value built into a box in a frame of its own
+/// ([`new_boxed`]: the value is large, and its construction's frame
+/// several KiB), then [`BchFs::go_rw`] from the caller's frame, so that
+/// recovery's deep calls (btree traversal, node reads, lockdep's stack
+/// traces) do not run on top of it: on a 16 KiB kernel stack they did
+/// not fit.
 fn start_boxed(open: crate::platform::Arc<BchFsOpen<SbBdev>>, seed: u64) -> Result<kernel::alloc::KBox<RwFs>, Errno> {
-    // `start` seeds the node seqs from `seed` (random bits): new nodes'
+    let fs = new_boxed(open, seed)?;
+    fs.go_rw()?;
+    Ok(fs)
+}
+
+/// [`BchFs::new`] into a box.
+#[inline(never)]
+fn new_boxed(open: crate::platform::Arc<BchFsOpen<SbBdev>>, seed: u64) -> Result<kernel::alloc::KBox<RwFs>, Errno> {
+    // `new` seeds the node seqs from `seed` (random bits): new nodes'
     // seqs do not repeat those of an earlier mount's.
-    let fs = BchFs::start(open, now_ns(), seed)?;
+    let fs = BchFs::new(open, now_ns(), seed)?;
     kernel::alloc::KBox::new(fs, kernel::alloc::flags::GFP_KERNEL).map_err(|_| Errno::ENOMEM)
 }
 
