@@ -402,9 +402,8 @@ impl BtreeCache {
             return Ok(r);
         }
         let start = crate::sync::now_ns();
-        let (node, node_bytes) = read_node(dev, fs, &ptr, v2, sector, gen, self)?;
+        let (node, node_bytes) = read_node_arc(dev, fs, &ptr, v2, sector, gen, self)?;
         self.node_read_time.update_from(start);
-        let node = arc_new(node)?;
         let mut ix = self.lock();
         ix.clock += 1;
         let clock = ix.clock;
@@ -504,6 +503,23 @@ impl BtreeCache {
         }
         Ok(v)
     }
+}
+
+/// [`read_node`] into an `Arc`, in a frame of its own: a `Node` is large,
+/// and [`BtreeCache::get_node`] is on every traversal's stack (a kernel
+/// stack is 16 KiB), while reads are rare.
+#[inline(never)]
+fn read_node_arc<D: BlockDev + ?Sized>(
+    dev: &D,
+    fs: &FsInfo,
+    ptr: &NodePtr<'_>,
+    v2: Option<BtreePtrV2>,
+    sector: u64,
+    gen: u8,
+    cache: &BtreeCache,
+) -> Result<(Arc<Node>, usize), NodeReadError> {
+    let (node, bytes) = read_node(dev, fs, ptr, v2, sector, gen, cache)?;
+    Ok((arc_new(node)?, bytes))
 }
 
 /// Reads and checks the node `ptr` points to and builds its key array
