@@ -402,7 +402,7 @@ impl BtreeCache {
             return Ok(r);
         }
         let start = crate::sync::now_ns();
-        let (node, node_bytes) = read_node_arc(dev, fs, &ptr, v2, sector, gen, self)?;
+        let (node, node_bytes) = read_node(dev, fs, &ptr, v2, sector, gen, self)?;
         self.node_read_time.update_from(start);
         let mut ix = self.lock();
         ix.clock += 1;
@@ -505,26 +505,12 @@ impl BtreeCache {
     }
 }
 
-/// [`read_node`] into an `Arc`, in a frame of its own: a `Node` is large,
-/// and [`BtreeCache::get_node`] is on every traversal's stack (a kernel
-/// stack is 16 KiB), while reads are rare.
-#[inline(never)]
-fn read_node_arc<D: BlockDev + ?Sized>(
-    dev: &D,
-    fs: &FsInfo,
-    ptr: &NodePtr<'_>,
-    v2: Option<BtreePtrV2>,
-    sector: u64,
-    gen: u8,
-    cache: &BtreeCache,
-) -> Result<(Arc<Node>, usize), NodeReadError> {
-    let (node, bytes) = read_node(dev, fs, ptr, v2, sector, gen, cache)?;
-    Ok((arc_new(node)?, bytes))
-}
-
 /// Reads and checks the node `ptr` points to and builds its key array
 /// (`bch2_btree_node_read()` + `bch2_btree_node_read_done()`).  Returns
-/// the node and the bytes it holds.
+/// the node and the bytes it holds.  In a frame of its own: a `Node` is
+/// large, and [`BtreeCache::get_node`] is on every traversal's stack (a
+/// kernel stack is 16 KiB), while reads are rare.
+#[inline(never)]
 fn read_node<D: BlockDev + ?Sized>(
     dev: &D,
     fs: &FsInfo,
@@ -533,7 +519,7 @@ fn read_node<D: BlockDev + ?Sized>(
     sector: u64,
     gen: u8,
     cache: &BtreeCache,
-) -> Result<(Node, usize), NodeReadError> {
+) -> Result<(Arc<Node>, usize), NodeReadError> {
     let written = v2.map_or(0, |b| b.sectors_written as usize);
     let bytes = if written != 0 { written * SECTOR_SIZE } else { fs.node_bytes as usize };
     let bytes = bytes.min(fs.node_bytes as usize).max(SECTOR_SIZE);
@@ -568,5 +554,5 @@ fn read_node<D: BlockDev + ?Sized>(
     let node = Node::new(ptr.btree, ptr.level, space, bn.header.min_key, bn.header.max_key, bn.header.bset.seq, data, 0);
     node.set_ptr_sectors_written(v2.map_or(0, |b| u32::from(b.sectors_written)));
     cache.node_read_done_time.update_from(done_start);
-    Ok((node, nb))
+    Ok((arc_new(node)?, nb))
 }
