@@ -48,10 +48,7 @@ workload() {
 }
 
 t0=$SECONDS
-rw_unload
-c_unload
-"$TOOL" format --force "$dev" >/dev/null || fail "our format of $dev failed"
-rw_load
+rw_format_load "$dev"
 rw_mount "$dev" "$MNT"
 mounted=1
 ref_mount "$REF"

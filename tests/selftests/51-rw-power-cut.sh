@@ -36,10 +36,7 @@ trap '[ -z "$mounted" ] || umount "$MNT" 2>/dev/null' EXIT
 : >"$w/synced"
 
 t0=$SECONDS
-rw_unload
-c_unload
-"$TOOL" format --force "$dev" >/dev/null || fail "our format of $dev failed"
-rw_load
+rw_format_load "$dev"
 rw_mount "$dev" "$MNT"
 mounted=1
 # In batches of 10 cut points, each batch one python process (a python

@@ -24,12 +24,9 @@ print((s.f_blocks - s.f_bfree) * s.f_frsize, s.f_bavail * s.f_frsize, s.f_blocks
 mib() { echo $((($1 + 524288) / 1048576)); }
 
 t0=$SECONDS
-rw_unload
-c_unload
 truncate -s "${size}M" "$img"
-"$TOOL" format --force "$img" >/dev/null || fail "our format of a $size MiB image failed"
+rw_format_load "$img"
 loop=$(loop_attach "$img")
-rw_load
 rw_mount "$loop" "$MNT"
 mounted=1
 

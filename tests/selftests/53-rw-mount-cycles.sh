@@ -43,10 +43,7 @@ cycle() {
 }
 
 t0=$SECONDS
-rw_unload
-c_unload
-"$TOOL" format --force "$dev" >/dev/null || fail "our format of $dev failed"
-rw_load
+rw_format_load "$dev"
 # a warm-up mount (caches a module creates on first use are not leaks)
 rw_mount "$dev" "$MNT"
 mounted=1

@@ -181,6 +181,14 @@ rw_load() {
 rw_unload() { if [ "$RW_IMPL" = c ]; then c_unload; else rs_unload; fi; }
 rw_name() { if [ "$RW_IMPL" = c ]; then echo "C bcachefs"; else echo bcachefs_rs; fi; }
 rw_mod() { if [ "$RW_IMPL" = c ]; then echo bcachefs; else echo bcachefs_rs; fi; }
+# A fresh volume of our format on $1 (a device or an image), with only
+# the module under test loaded.
+rw_format_load() {
+	rw_unload
+	c_unload
+	"$TOOL" format --force "$1" >/dev/null || fail "our format of $1 failed"
+	rw_load
+}
 # Only the C module loaded (the judge).
 c_only() { rs_unload; c_loaded || c_load; }
 
