@@ -749,6 +749,16 @@ impl BtreeTriggers for FsTriggers<'_> {
         self.apply(trans, &mut out)
     }
 
+    fn has_trans_trigger(&self, btree: u8, level: u8) -> bool {
+        // Alloc keys change through alloc_mod(), which runs the alloc
+        // trigger itself.
+        self.enabled.load(Relaxed) && (level > 0 || btree != BtreeId::Alloc as u8) && crate::alloc::buckets::btree_has_triggers(btree, level)
+    }
+
+    fn has_atomic_trigger(&self, btree: u8, _level: u8) -> bool {
+        btree == BtreeId::Alloc as u8 || btree == BtreeId::Accounting as u8
+    }
+
     fn atomic_trigger(&self, btree: u8, _level: u8, old: Option<(Bkey, &[u8])>, new: (Bkey, &[u8]), journal_seq: u64) {
         if !self.enabled.load(Relaxed) {
             return;

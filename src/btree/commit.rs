@@ -92,6 +92,10 @@ impl BtreeTrans<'_> {
             if !self.updates[i].triggered {
                 self.updates[i].triggered = true;
                 let (b, l, pos) = (self.updates[i].btree, self.updates[i].level, self.updates[i].k.k.p);
+                if !t.has_trans_trigger(b, l) {
+                    i += 1;
+                    continue;
+                }
                 let old = match (l, BtreeId::from_u32(u32::from(b))) {
                     (0, Some(id)) => self.get(id, pos)?,
                     _ => None,
@@ -229,7 +233,13 @@ impl BtreeTrans<'_> {
                     first.get_or_insert(u.k.k.p);
                 }
             }
-            let g = self.paths[pi].l[0].lock.as_ref().ok_or(Errno::EINVAL)?;
+            let g = self.paths[pi].l[0].lock.as_mut().ok_or(Errno::EINVAL)?;
+            if g.appendable() && !g.data().fits(u64s, block, node_bytes) {
+                // The change count may be over: make it exact first.
+                if let Some(mut w) = g.write() {
+                    w.recount_changes();
+                }
+            }
             if !g.appendable() || !g.data().fits(u64s, block, node_bytes) {
                 let b = g.btree;
                 let pos = first.unwrap_or(g.min_key);
@@ -369,7 +379,7 @@ impl BtreeTrans<'_> {
                 if let Some(s) = leaf_seqs.get_mut(li) {
                     s.0 = s.0.min(u.journal_seq);
                 }
-            } else if let Some(t) = self.c.triggers.as_deref() {
+            } else if let Some(t) = self.c.triggers.as_deref().filter(|t| t.has_atomic_trigger(u.btree, 0)) {
                 let old = w.find(u.k.k.p).and_then(|j| w.key(j));
                 t.atomic_trigger(u.btree, 0, old, (u.k.k, &u.k.v), seq);
             }

@@ -22,7 +22,7 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use crate::errcode::Errno;
-use crate::format::bkey::{Bkey, KeyType};
+use crate::format::bkey::Bkey;
 use crate::format::btree_node::{calc_format, write_bset, write_node, NodeWriteOpts};
 use crate::journal::res::PinOwner;
 use crate::platform::{Arc, Vec, WriteFlags, SECTOR_SIZE};
@@ -70,13 +70,7 @@ fn build(o: NodeWriteOpts, d: &NodeData) -> Result<(Vec<u8>, Option<crate::forma
         })?;
         return Ok((buf, Some(f)));
     }
-    let mut keys: Vec<(Bkey, &[u8])> = Vec::with_capacity(d.nr_dirty())?;
-    for &p in d.dirty_positions() {
-        match d.find(p).and_then(|i| d.key(i)) {
-            Some(kv) => keys.push(kv)?,
-            None => keys.push((Bkey::new(KeyType::Deleted, p, 0), &[][..]))?,
-        }
-    }
+    let keys = d.changes()?;
     let buf = write_bset(&d.format, o.seq, d.written, &o, &keys).map_err(|e| {
         crate::platform::log::err!("btree node write: {e}");
         Errno::EIO

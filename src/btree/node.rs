@@ -19,7 +19,11 @@
 //!   intent or write, and only written while it is held for write (which
 //!   implies intent, held by the same thread).
 //! * `offs` is sorted by the position of the key it addresses, one key per
-//!   position; `deleted` keys are never in it.
+//!   position; `deleted` keys are never in it.  Bit 31 of an entry
+//!   ([`CHANGED`]) marks a key inserted since the node's last write.
+//! * A position deleted since the last write is in `whiteouts` (unsorted,
+//!   possibly more than once, possibly with a changed key there again);
+//!   `dirty_u64s` is at least the size of the next bset's keys.
 
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -108,10 +112,15 @@ pub struct Node {
 // the module's invariants).  Everything else is immutable or atomic.
 unsafe impl Sync for Node {}
 
+/// Bit of an `offs` entry: the key was inserted since the last write.
+const CHANGED: u32 = 1 << 31;
+
 /// The mutable part of a node, reached through its lock's guards.
 #[derive(Debug)]
 pub struct NodeData {
     keys: UnpackedKeys,
+    /// Offsets in `keys` of the live keys, by position; [`CHANGED`] marks
+    /// those inserted since the last write.
     offs: Vec<u32>,
     /// Bytes of `keys` no longer addressed by `offs`.
     dead_bytes: usize,
@@ -122,10 +131,15 @@ pub struct NodeData {
     pub format: BkeyFormat,
     /// 512-byte sectors of the node already written (`b->written`).
     pub written: u32,
-    /// Positions inserted or deleted since the last write, sorted: the
-    /// next bset holds the key at each, or a whiteout where there is none.
-    dirty_pos: Vec<Bpos>,
-    /// Sum over `dirty_pos` of the size each takes in the next bset, u64s.
+    /// Positions deleted since the last write, in no order and possibly
+    /// repeated: the next bset has a whiteout at each that holds no key.
+    whiteouts: Vec<Bpos>,
+    /// Number of keys marked [`CHANGED`].
+    changed_keys: usize,
+    /// Size the next bset's keys take at most, u64s: the changed keys,
+    /// plus a whiteout for each entry of `whiteouts` (an over-count when
+    /// a position repeats or holds a key again, until
+    /// [`recount_changes`](Self::recount_changes)).
     dirty_u64s: usize,
     /// Oldest journal sequence number the node's unwritten keys came
     /// from, pinned in the journal (0: none).
@@ -150,13 +164,29 @@ impl Default for NodeData {
             live_u64s: 0,
             format: BkeyFormat::CURRENT,
             written: 0,
-            dirty_pos: Vec::new(),
+            whiteouts: Vec::new(),
+            changed_keys: 0,
             dirty_u64s: 0,
             journal_pin: 0,
             journal_seq: 0,
             node_seq: 0,
         }
     }
+}
+
+/// Drops the repeats of a sorted vector.
+fn dedup_sorted(v: &mut Vec<Bpos>) {
+    if v.len() < 2 {
+        return;
+    }
+    let mut w = 1;
+    for r in 1..v.len() {
+        if v[r] != v[w - 1] {
+            v.swap(w, r);
+            w += 1;
+        }
+    }
+    v.truncate(w);
 }
 
 impl NodeData {
@@ -172,17 +202,17 @@ impl NodeData {
 
     /// Bytes this node holds in memory.
     pub fn bytes(&self) -> usize {
-        self.keys.len_bytes() + self.offs.len() * 4 + self.dirty_pos.len() * 20 + core::mem::size_of::<Node>()
+        self.keys.len_bytes() + self.offs.len() * 4 + self.whiteouts.len() * 20 + core::mem::size_of::<Node>()
     }
 
     /// Key `i` and its value; `None` past the end.
     pub fn key(&self, i: usize) -> Option<(Bkey, &[u8])> {
-        self.keys.get(*self.offs.get(i)?)
+        self.keys.get(*self.offs.get(i)? & !CHANGED)
     }
 
     /// Position of key `i` (`Bpos::default()` past the end).
     pub fn pos(&self, i: usize) -> Bpos {
-        self.offs.get(i).and_then(|&at| self.keys.pos(at)).unwrap_or_default()
+        self.offs.get(i).and_then(|&at| self.keys.pos(at & !CHANGED)).unwrap_or_default()
     }
 
     /// Index of the first key at or after `pos`: O(log n).
@@ -190,7 +220,7 @@ impl NodeData {
         let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.pos(mid) < pos {
+            if self.keys.cmp_pos(self.offs[mid] & !CHANGED, &pos).is_lt() {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -204,7 +234,7 @@ impl NodeData {
         let (mut lo, mut hi) = (0usize, self.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.pos(mid) <= pos {
+            if self.keys.cmp_pos(self.offs[mid] & !CHANGED, &pos).is_le() {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -225,14 +255,72 @@ impl NodeData {
         self.live_u64s
     }
 
-    /// Number of positions changed since the last write.
+    /// Number of changes since the last write (keys inserted, positions
+    /// deleted; an upper bound of the next bset's keys): 0 when nothing
+    /// changed.
     pub fn nr_dirty(&self) -> usize {
-        self.dirty_pos.len()
+        self.changed_keys + self.whiteouts.len()
     }
 
-    /// Positions changed since the last write, sorted.
-    pub fn dirty_positions(&self) -> &[Bpos] {
-        &self.dirty_pos
+    /// What the next bset holds: the keys inserted since the last write
+    /// and a `deleted` key at each position deleted since that holds no
+    /// key now, sorted by position (`bch2_btree_node_write()`'s unwritten
+    /// keys and whiteouts).
+    ///
+    /// Errors: [`AllocError`].
+    pub fn changes(&self) -> Result<Vec<(Bkey, &[u8])>, AllocError> {
+        use crate::format::bkey::KeyType;
+        let mut wh: Vec<Bpos> = Vec::with_capacity(self.whiteouts.len())?;
+        wh.extend_from_slice(&self.whiteouts)?;
+        crate::util::sort::sort(&mut wh);
+        dedup_sorted(&mut wh);
+        let mut out: Vec<(Bkey, &[u8])> = Vec::with_capacity(self.changed_keys + wh.len())?;
+        let mut w = wh.iter().peekable();
+        for &o in self.offs.iter().filter(|&&o| o & CHANGED != 0) {
+            let Some((k, v)) = self.keys.get(o & !CHANGED) else { continue };
+            while let Some(&&p) = w.peek() {
+                if p > k.p {
+                    break;
+                }
+                if p < k.p && self.find(p).is_none() {
+                    out.push((Bkey::new(KeyType::Deleted, p, 0), &[][..]))?;
+                }
+                w.next();
+            }
+            out.push((k, v))?;
+        }
+        for &p in w {
+            // Past the last changed key: a key there now is unchanged only
+            // if it was never deleted, so none is.
+            if self.find(p).is_none() {
+                out.push((Bkey::new(KeyType::Deleted, p, 0), &[][..]))?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes the change accounting exact: repeated whiteouts and those
+    /// under a key again are dropped and `dirty_u64s` recounted.  For a
+    /// commit whose room check failed on the over-count.
+    pub fn recount_changes(&mut self) {
+        crate::util::sort::sort(&mut self.whiteouts);
+        dedup_sorted(&mut self.whiteouts);
+        // Keep the whiteouts where no key is now.
+        let mut kept = 0;
+        for r in 0..self.whiteouts.len() {
+            if self.find(self.whiteouts[r]).is_none() {
+                self.whiteouts.swap(kept, r);
+                kept += 1;
+            }
+        }
+        self.whiteouts.truncate(kept);
+        let mut u64s = self.whiteouts.len() * BKEY_U64S;
+        for &o in self.offs.iter().filter(|&&o| o & CHANGED != 0) {
+            if let Some((_, v)) = self.keys.get(o & !CHANGED) {
+                u64s += BKEY_U64S + v.len() / 8;
+            }
+        }
+        self.dirty_u64s = u64s;
     }
 
     /// Appends a key read from disk (keys must come in order).
@@ -250,7 +338,7 @@ impl NodeData {
     pub fn reserve_for(&mut self, nr: usize, bytes: usize) -> Result<(), AllocError> {
         self.keys.reserve(bytes)?;
         self.offs.reserve(nr)?;
-        self.dirty_pos.reserve(nr)
+        self.whiteouts.reserve(nr)
     }
 
     /// Reserves room for `bytes` of keys.
@@ -268,30 +356,32 @@ impl NodeData {
     /// Errors: [`AllocError`].
     pub fn insert(&mut self, k: &Bkey, v: &[u8]) -> Result<bool, AllocError> {
         // Room first, so that a failure leaves the node unchanged.
-        self.dirty_pos.reserve(1)?;
+        self.whiteouts.reserve(1)?;
         self.offs.reserve(1)?;
         self.keys.reserve(crate::format::bkey::BKEY_BYTES + v.len())?;
         let i = self.lower_bound(k.p);
         let existed = i < self.len() && self.pos(i) == k.p;
-        // What the position costs in the next bset now: its key, or a
-        // whiteout.
-        let old_u64s = match existed {
-            true => self.key(i).map_or(BKEY_U64S, |(_, ov)| BKEY_U64S + ov.len() / 8),
-            false => BKEY_U64S,
-        };
         if existed {
+            let o = self.offs[i];
+            let old_u64s = self.keys.get(o & !CHANGED).map_or(BKEY_U64S, |(_, ov)| BKEY_U64S + ov.len() / 8);
             self.dead_bytes += old_u64s * 8;
             self.live_u64s -= old_u64s;
+            if o & CHANGED != 0 {
+                self.changed_keys -= 1;
+                self.dirty_u64s -= old_u64s;
+            }
         }
-        let new_u64s = if k.is_deleted() { BKEY_U64S } else { BKEY_U64S + v.len() / 8 };
         if k.is_deleted() {
             if existed {
                 self.offs[i..].rotate_left(1);
                 let n = self.offs.len();
                 self.offs.truncate(n - 1);
             }
+            self.whiteouts.push(k.p)?;
+            self.dirty_u64s += BKEY_U64S;
         } else {
-            let at = self.keys.push(k, v)?;
+            let new_u64s = BKEY_U64S + v.len() / 8;
+            let at = self.keys.push(k, v)? | CHANGED;
             if existed {
                 self.offs[i] = at;
             } else {
@@ -299,14 +389,8 @@ impl NodeData {
                 self.offs[i..].rotate_right(1);
             }
             self.live_u64s += new_u64s;
-        }
-        match self.dirty_pos.binary_search(&k.p) {
-            Ok(_) => self.dirty_u64s = self.dirty_u64s + new_u64s - old_u64s,
-            Err(j) => {
-                self.dirty_pos.push(k.p)?;
-                self.dirty_pos[j..].rotate_right(1);
-                self.dirty_u64s += new_u64s;
-            }
+            self.changed_keys += 1;
+            self.dirty_u64s += new_u64s;
         }
         if self.dead_bytes > 4096 && self.dead_bytes > self.keys.len_bytes() / 2 {
             // Best effort: without memory the dead bytes just stay.
@@ -320,9 +404,9 @@ impl NodeData {
         let mut keys = UnpackedKeys::new();
         keys.reserve(self.keys.len_bytes() - self.dead_bytes)?;
         let mut offs: Vec<u32> = Vec::with_capacity(self.offs.len())?;
-        for i in 0..self.len() {
-            let (k, v) = self.key(i).ok_or(AllocError)?;
-            offs.push(keys.push(&k, v)?)?;
+        for &o in self.offs.iter() {
+            let (k, v) = self.keys.get(o & !CHANGED).ok_or(AllocError)?;
+            offs.push(keys.push(&k, v)? | (o & CHANGED))?;
         }
         self.keys = keys;
         self.offs = offs;
@@ -352,7 +436,13 @@ impl NodeData {
 
     /// Forgets the changed positions after a write.
     pub(crate) fn clear_dirty(&mut self) {
-        self.dirty_pos.clear();
+        if self.changed_keys != 0 {
+            for o in self.offs.iter_mut() {
+                *o &= !CHANGED;
+            }
+        }
+        self.whiteouts.clear();
+        self.changed_keys = 0;
         self.dirty_u64s = 0;
     }
 }
@@ -491,7 +581,7 @@ impl Node {
                 d.len(),
                 d.live_u64s,
                 d.written,
-                d.dirty_pos.len(),
+                d.nr_dirty(),
                 d.dirty_u64s,
                 d.journal_pin,
                 d.journal_seq
@@ -725,7 +815,7 @@ mod tests {
         del.key_type = KeyType::Deleted as u8;
         assert!(d.insert(&del, &[]).unwrap());
         assert_eq!(d.find(Bpos::new(1, 5, 1)), None);
-        assert_eq!(d.dirty_positions().len(), 4);
+        assert_eq!(d.changes().unwrap().iter().map(|(k, _)| (k.p.offset, k.is_deleted())).collect::<std::vec::Vec<_>>(), [(1, false), (3, false), (5, true), (9, false)]);
         assert_eq!(d.dirty_u64s, 6 + 7 + 5 + 6);
         // First write takes everything: 160 + 19 u64s.
         assert_eq!(d.next_write_bytes(512, 0), 512);
@@ -743,5 +833,44 @@ mod tests {
         assert!(d.keys.len_bytes() < 8192, "{}", d.keys.len_bytes());
         assert_eq!(d.key(0).unwrap().1, &1999u64.to_le_bytes());
         assert_eq!(d.dirty_u64s, 6);
+    }
+
+    #[test]
+    fn whiteouts_repeat_until_recounted_and_lose_to_a_key_again() {
+        let mut d = NodeData::default();
+        for off in 1..=4u64 {
+            d.insert(&k(off), &off.to_le_bytes()).unwrap();
+        }
+        d.written = 1;
+        d.clear_dirty();
+        assert_eq!(d.nr_dirty(), 0);
+        let del = |off| {
+            let mut x = k(off);
+            x.key_type = KeyType::Deleted as u8;
+            x
+        };
+        // Delete 2 three times over, with a key there in between; delete 3
+        // once; put 4 back changed.
+        d.insert(&del(2), &[]).unwrap();
+        d.insert(&k(2), &[9u8; 8]).unwrap();
+        d.insert(&del(2), &[]).unwrap();
+        d.insert(&del(2), &[]).unwrap();
+        d.insert(&del(3), &[]).unwrap();
+        d.insert(&k(4), &[8u8; 8]).unwrap();
+        let ch = |d: &NodeData| d.changes().unwrap().iter().map(|(k, _)| (k.p.offset, k.is_deleted())).collect::<std::vec::Vec<_>>();
+        assert_eq!(ch(&d), [(2, true), (3, true), (4, false)]);
+        // Four whiteouts and one key counted; exact: two whiteouts.
+        assert_eq!(d.dirty_u64s, 4 * 5 + 6);
+        d.recount_changes();
+        assert_eq!(d.dirty_u64s, 2 * 5 + 6);
+        assert_eq!(ch(&d), [(2, true), (3, true), (4, false)]);
+        // 3 comes back: its whiteout goes at the recount.
+        d.insert(&k(3), &[7u8; 8]).unwrap();
+        assert_eq!(ch(&d), [(2, true), (3, false), (4, false)]);
+        d.recount_changes();
+        assert_eq!(d.dirty_u64s, 5 + 2 * 6);
+        d.clear_dirty();
+        assert_eq!((d.nr_dirty(), d.dirty_u64s, ch(&d).len()), (0, 0, 0));
+        assert_eq!(d.len(), 3);
     }
 }

@@ -97,6 +97,21 @@ pub trait BtreeTriggers: Sync {
         new: &BkeyI,
     ) -> Result<(), BchError>;
 
+    /// Whether [`trans_trigger`](Self::trans_trigger) can do anything for
+    /// keys of `btree` at `level`: when it cannot, the commit neither
+    /// looks up the old key nor calls it (`btree_node_type_has_trans_triggers()`).
+    /// The default says it can.
+    fn has_trans_trigger(&self, _btree: u8, _level: u8) -> bool {
+        true
+    }
+
+    /// Whether [`atomic_trigger`](Self::atomic_trigger) can do anything
+    /// for keys of `btree` at `level`: when it cannot, the commit does not
+    /// look up the old key for it.  The default says it can.
+    fn has_atomic_trigger(&self, _btree: u8, _level: u8) -> bool {
+        true
+    }
+
     /// Atomic trigger: runs under the leaf's write lock while the key is
     /// inserted, with the journal sequence number of the commit.
     fn atomic_trigger(&self, btree: u8, level: u8, old: Option<(Bkey, &[u8])>, new: (Bkey, &[u8]), journal_seq: u64);

@@ -686,6 +686,24 @@ impl UnpackedKeys {
         Some((k, v))
     }
 
+    /// How the position of the key at offset `at` compares with `pos`
+    /// (a key past the buffer's end compares as `Bpos::default()`): reads
+    /// the inode first and the rest only on a tie, for binary searches.
+    #[inline]
+    pub fn cmp_pos(&self, at: u32, pos: &Bpos) -> core::cmp::Ordering {
+        let at = at as usize + 20;
+        let Some(b) = self.data.get(at..at + 20) else { return Bpos::default().cmp(pos) };
+        let word = |r: core::ops::Range<usize>| {
+            let mut w = [0u8; 8];
+            w[..r.len()].copy_from_slice(&b[r]);
+            u64::from_le_bytes(w)
+        };
+        word(12..20)
+            .cmp(&pos.inode)
+            .then_with(|| word(4..12).cmp(&pos.offset))
+            .then_with(|| word(0..4).cmp(&u64::from(pos.snapshot)))
+    }
+
     /// Just the position of the key at offset `at`.
     pub fn pos(&self, at: u32) -> Option<Bpos> {
         Bpos::read(&self.data, (at as usize).checked_add(20)?)
