@@ -32,7 +32,7 @@
 //! and [`FsTriggers::node_ptrs_catch_up`] runs their triggers in a
 //! following transaction (see the notes in `write-path.rst`).
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering::{AcqRel, Acquire, Relaxed, Release}};
 
 use crate::accounting::{accounting_key_encode, accounting_val_decode, AccountingDeltas, DiskAccountingPos, ACCOUNTING_MAX_COUNTERS};
 use crate::alloc::background::{alloc_gens_pos, data_type_is_empty, trigger_alloc, AllocTriggerCtx, BucketGens};
@@ -100,11 +100,17 @@ pub struct FsTriggers<'a> {
     /// Node pointer changes recorded by [`NodePtrTap`], for
     /// [`node_ptrs_catch_up`](Self::node_ptrs_catch_up).
     node_ptrs: Mutex<NodePtrs>,
+    /// Set once a change is queued in `node_ptrs.pending`, cleared by the
+    /// catch-up before it takes them: commits with nothing to catch up on
+    /// take no lock.
+    node_ptrs_queued: AtomicBool,
     /// The allocator's open buckets.
     pub open_buckets: Option<Shared<'a, dyn OpenBuckets + Send>>,
     /// Buckets a transaction left empty with `need_inc_gen`: their gen is
     /// bumped by [`after_commit`](Self::after_commit).
     gen_bumps: Mutex<Vec<Bpos>>,
+    /// Set once a bucket is queued in `gen_bumps`.
+    gen_bumps_queued: AtomicBool,
     /// A replicas accounting counter was created: the superblock's
     /// replicas section may need an entry ([`take_sb_marks`](Self::take_sb_marks)).
     sb_replicas_pending: AtomicBool,
@@ -112,6 +118,8 @@ pub struct FsTriggers<'a> {
     /// [`take_sb_marks`](Self::take_sb_marks): the members' btree bitmaps
     /// may need their bits.
     sb_new_node_ptrs: Mutex<Vec<(u8, u64)>>,
+    /// Set once a pointer is queued in `sb_new_node_ptrs`.
+    sb_new_node_ptrs_queued: AtomicBool,
     /// Off: the hooks do nothing ([`set_enabled`](Self::set_enabled)).
     enabled: AtomicBool,
 }
@@ -191,10 +199,13 @@ impl<'a> FsTriggers<'a> {
             acct_version: AtomicU64::new(acct_version),
             mem: Mutex::new(AccountingDeltas::new())?,
             node_ptrs: Mutex::new(NodePtrs { known: Vec::new(), roots, pending: Vec::new() })?,
+            node_ptrs_queued: AtomicBool::new(false),
             open_buckets: None,
             gen_bumps: Mutex::new(Vec::new())?,
+            gen_bumps_queued: AtomicBool::new(false),
             sb_replicas_pending: AtomicBool::new(false),
             sb_new_node_ptrs: Mutex::new(Vec::new())?,
+            sb_new_node_ptrs_queued: AtomicBool::new(false),
             enabled: AtomicBool::new(true),
         })
     }
@@ -206,7 +217,10 @@ impl<'a> FsTriggers<'a> {
     /// when a counter is created, `bch2_dev_btree_bitmap_mark()` when a
     /// node is allocated.
     pub fn take_sb_marks(&self) -> (bool, Vec<(u8, u64)>) {
-        let ptrs = core::mem::take(&mut *self.sb_new_node_ptrs.lock());
+        let ptrs = match self.sb_new_node_ptrs_queued.swap(false, AcqRel) {
+            true => core::mem::take(&mut *self.sb_new_node_ptrs.lock()),
+            false => Vec::new(),
+        };
         (self.sb_replicas_pending.swap(false, Relaxed), ptrs)
     }
 
@@ -216,6 +230,7 @@ impl<'a> FsTriggers<'a> {
         let mut v = self.sb_new_node_ptrs.lock();
         for p in key_ptrs(k) {
             v.push(p)?;
+            self.sb_new_node_ptrs_queued.store(true, Release);
         }
         Ok(())
     }
@@ -386,6 +401,7 @@ impl<'a> FsTriggers<'a> {
             let mut g = self.gen_bumps.lock();
             if !g.contains(&bucket) {
                 g.push(bucket)?;
+                self.gen_bumps_queued.store(true, Release);
             }
         }
         trans.update(BtreeId::Alloc, alloc_v4_key(bucket, &new)?)?;
@@ -483,6 +499,7 @@ impl<'a> FsTriggers<'a> {
                 return Ok(());
             }
             np.pending.push((btree, key_level, old, Some(new)))?;
+            self.node_ptrs_queued.store(true, Release);
             // Pointers a root change moves from one level to another are
             // paired by level: the old root's pointer at its level.
             return Ok(());
@@ -518,6 +535,7 @@ impl<'a> FsTriggers<'a> {
         }
         if old.is_some() || new.is_some() {
             np.pending.push((btree, level, old, new))?;
+            self.node_ptrs_queued.store(true, Release);
         }
         Ok(())
     }
@@ -532,6 +550,9 @@ impl<'a> FsTriggers<'a> {
     pub fn after_commit(&self, fs: &BtreeFs<'_>) -> Result<(), Errno> {
         for _ in 0..64 {
             self.node_ptrs_catch_up(fs)?;
+            if !self.gen_bumps_queued.swap(false, AcqRel) {
+                return Ok(());
+            }
             let bumps = core::mem::take(&mut *self.gen_bumps.lock());
             if bumps.is_empty() {
                 return Ok(());
@@ -594,7 +615,7 @@ impl<'a> FsTriggers<'a> {
     /// Whether node pointer changes wait for
     /// [`node_ptrs_catch_up`](Self::node_ptrs_catch_up).
     pub fn node_ptrs_pending(&self) -> bool {
-        !self.node_ptrs.lock().pending.is_empty()
+        self.node_ptrs_queued.load(Acquire)
     }
 
     /// Runs the triggers of the node pointers interior updates inserted,
@@ -607,6 +628,9 @@ impl<'a> FsTriggers<'a> {
     /// Errors: those of the commits.
     pub fn node_ptrs_catch_up(&self, fs: &BtreeFs<'_>) -> Result<(), Errno> {
         for _ in 0..64 {
+            if !self.node_ptrs_queued.swap(false, AcqRel) {
+                return Ok(());
+            }
             let pending = core::mem::take(&mut self.node_ptrs.lock().pending);
             if pending.is_empty() {
                 return Ok(());

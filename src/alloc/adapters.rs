@@ -35,6 +35,9 @@ pub struct BtreeNodeReserve<'a> {
     /// must not fail.
     pub watermark: Watermark,
     held: Mutex<Vec<OpenBuckets>>,
+    /// Set once `held` gets an entry, cleared by [`release`](Self::release)
+    /// before it empties it: a release with nothing held takes no lock.
+    any_held: core::sync::atomic::AtomicBool,
 }
 
 impl<'a> BtreeNodeReserve<'a> {
@@ -42,12 +45,15 @@ impl<'a> BtreeNodeReserve<'a> {
     ///
     /// Errors: `ENOMEM`.
     pub fn new(alloc: impl Into<Shared<'a, Allocator>>, src: Option<&'a (dyn FreespaceSource + Sync)>, watermark: Watermark) -> Result<Self, Errno> {
-        Ok(BtreeNodeReserve { alloc: alloc.into(), src, watermark, held: Mutex::new(Vec::new())? })
+        Ok(BtreeNodeReserve { alloc: alloc.into(), src, watermark, held: Mutex::new(Vec::new())?, any_held: core::sync::atomic::AtomicBool::new(false) })
     }
 
     /// Puts the references on the buckets of the nodes handed out so far;
     /// call once their pointers are committed.
     pub fn release(&self) {
+        if !self.any_held.swap(false, core::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         let mut h = self.held.lock();
         while let Some(mut o) = h.pop() {
             self.alloc.open_buckets_put(&mut o);
@@ -69,6 +75,7 @@ impl BtreeNodeReserve<'_> {
             self.alloc.open_buckets_put(&mut obs);
             return Err(Errno::ENOMEM);
         }
+        self.any_held.store(true, core::sync::atomic::Ordering::Release);
         Ok(NodeSpace { dev: p.dev, offset: p.offset, gen: p.gen })
     }
 }

@@ -549,6 +549,9 @@ struct Inner {
 /// `struct bch_fs`).  `Sync`: shared by every writer.
 pub struct Allocator {
     inner: Mutex<Inner>,
+    /// The newest flushed journal sequence number
+    /// [`journal_flushed`](Self::journal_flushed) was told.
+    flushed_seen: core::sync::atomic::AtomicU64,
     /// Btree node size, sectors.
     pub btree_node_sectors: u32,
 }
@@ -1173,6 +1176,7 @@ impl Allocator {
         wps.push(WritePoint::new(u64::MAX - 3, data_type::USER))?;
         wps.push(WritePoint::new(u64::MAX - 1, data_type::BTREE))?;
         Ok(Allocator {
+            flushed_seen: core::sync::atomic::AtomicU64::new(0),
             inner: Mutex::new(Inner {
                 devs,
                 obs,
@@ -1528,6 +1532,11 @@ impl Allocator {
     /// The journal is on disk up to `seq` (`journal.flushed_seq_ondisk`):
     /// buckets waiting for it may be allocated.
     pub fn journal_flushed(&self, seq: u64) {
+        // Only an advance changes anything: a bucket waits while its
+        // sequence number is above the flushed one.
+        if self.flushed_seen.fetch_max(seq, core::sync::atomic::Ordering::AcqRel) >= seq {
+            return;
+        }
         let mut g = self.inner.lock();
         g.flushed_seq = g.flushed_seq.max(seq);
         for d in g.devs.iter_mut().flatten() {

@@ -43,12 +43,22 @@ use super::trans::{bkey_i, BtreeTrans, CommitFlags};
 /// A key as a journal `btree_keys` entry carries it: the 40-byte unpacked
 /// `struct bkey` then the value.
 pub fn key_bytes(k: &Bkey, v: &[u8]) -> Result<Vec<u8>, Errno> {
+    let mut out = Vec::new();
+    key_bytes_into(&mut out, k, v)?;
+    Ok(out)
+}
+
+/// [`key_bytes`] into `out` (emptied first, its allocation reused).
+///
+/// Errors: `ENOMEM`.
+pub fn key_bytes_into(out: &mut Vec<u8>, k: &Bkey, v: &[u8]) -> Result<(), Errno> {
     let mut k = *k;
     k.u64s = (BKEY_U64S + v.len() / 8) as u8;
-    let mut out = Vec::with_capacity(k.u64s as usize * 8)?;
+    out.clear();
+    out.reserve(k.u64s as usize * 8)?;
     out.extend_from_slice(&k.to_bytes())?;
     out.extend_from_slice(v)?;
-    Ok(out)
+    Ok(())
 }
 
 /// The journal copy of an update of the accounting btree: the leaf gets
@@ -62,6 +72,15 @@ pub fn key_bytes(k: &Bkey, v: &[u8]) -> Result<Vec<u8>, Errno> {
 ///
 /// Errors: `ENOMEM`.
 pub fn accounting_delta_bytes(k: &Bkey, v: &[u8], old: Option<(Bkey, &[u8])>) -> Result<Vec<u8>, Errno> {
+    let mut out = Vec::new();
+    accounting_delta_bytes_into(&mut out, k, v, old)?;
+    Ok(out)
+}
+
+/// [`accounting_delta_bytes`] into `out` (emptied first).
+///
+/// Errors: `ENOMEM`.
+pub fn accounting_delta_bytes_into(out: &mut Vec<u8>, k: &Bkey, v: &[u8], old: Option<(Bkey, &[u8])>) -> Result<(), Errno> {
     use crate::format::bkey::KeyType;
     let old_v = old.filter(|(ok, _)| ok.key_type == KeyType::Accounting as u8).map_or(&[][..], |(_, ov)| ov);
     let live = k.key_type == KeyType::Accounting as u8;
@@ -79,7 +98,54 @@ pub fn accounting_delta_bytes(k: &Bkey, v: &[u8], old: Option<(Bkey, &[u8])>) ->
         dk.key_type = KeyType::Accounting as u8;
         dk.size = 0;
     }
-    key_bytes(&dk, &d)
+    key_bytes_into(out, &dk, &d)
+}
+
+/// The commit's scratch arrays, kept with the transaction's buffers
+/// ([`super::trans::TransBufs`]) so that a commit allocates nothing once
+/// they have grown.
+#[derive(Default)]
+pub(crate) struct CommitScratch {
+    /// Per update: its leaf, an index in `leaf_paths` (`usize::MAX`: a
+    /// buffered update, no leaf).
+    leaf_path: Vec<usize>,
+    /// The paths of the leaves, in update order.
+    leaf_paths: Vec<usize>,
+    /// Per leaf: the oldest and newest journal sequence number of its keys.
+    leaf_seqs: Vec<(u64, u64)>,
+    /// A key's journal copy.
+    jbuf: Vec<u8>,
+    /// [`BtreeTrans::sort_updates`]'s arrays.
+    sort_ord: Vec<(u8, u8, crate::format::bpos::Bpos, usize)>,
+    sort_keep: Vec<usize>,
+    sort_pos_of: Vec<usize>,
+    sort_at: Vec<usize>,
+}
+
+impl CommitScratch {
+    /// Empties every array, keeping the allocations.
+    pub(crate) fn clear(&mut self) {
+        self.leaf_path.clear();
+        self.leaf_paths.clear();
+        self.leaf_seqs.clear();
+        self.jbuf.clear();
+        self.sort_ord.clear();
+        self.sort_keep.clear();
+        self.sort_pos_of.clear();
+        self.sort_at.clear();
+    }
+
+    /// Whether every array has room for `max` elements at most.
+    pub(crate) fn small(&self, max: usize) -> bool {
+        self.leaf_path.capacity() <= max
+            && self.leaf_paths.capacity() <= max
+            && self.leaf_seqs.capacity() <= max
+            && self.jbuf.capacity() <= 64 * max
+            && self.sort_ord.capacity() <= max
+            && self.sort_keep.capacity() <= max
+            && self.sort_pos_of.capacity() <= max
+            && self.sort_at.capacity() <= max
+    }
 }
 
 impl BtreeTrans<'_> {
@@ -110,20 +176,25 @@ impl BtreeTrans<'_> {
 
     /// Sorts the updates by (btree, level, position), keeping the last one
     /// queued at each position.
-    fn sort_updates(&mut self) {
+    fn sort_updates(&mut self, sc: &mut CommitScratch) {
         let n = self.updates.len();
+        if n < 2 {
+            return;
+        }
         // Sort indices (the sort is not stable), then move the survivors.
-        let mut ord: Vec<(u8, u8, crate::format::bpos::Bpos, usize)> = Vec::new();
+        let ord = &mut sc.sort_ord;
+        ord.clear();
         if ord.reserve(n).is_err() {
             return;
         }
         for (i, u) in self.updates.iter().enumerate() {
             let _ = ord.push((u.btree, u.level, u.k.k.p, i));
         }
-        crate::util::sort::sort(&mut ord);
+        crate::util::sort::sort(ord);
         // Position j of the result takes update ord[j].3; drop all but the
         // last of a run.
-        let mut keep: Vec<usize> = Vec::new();
+        let keep = &mut sc.sort_keep;
+        keep.clear();
         if keep.reserve(n).is_err() {
             return;
         }
@@ -135,8 +206,9 @@ impl BtreeTrans<'_> {
         }
         // Permute in place: build the order as a list of swaps over a
         // position map.
-        let mut pos_of: Vec<usize> = Vec::new();
-        let mut at: Vec<usize> = Vec::new();
+        let (pos_of, at) = (&mut sc.sort_pos_of, &mut sc.sort_at);
+        pos_of.clear();
+        at.clear();
         if pos_of.reserve(n).is_err() || at.reserve(n).is_err() {
             return;
         }
@@ -167,6 +239,16 @@ impl BtreeTrans<'_> {
     /// retries), `EROFS`/`ENOSPC`/`EIO` from the journal or allocator,
     /// `EIO` (a node could not be read), `ENOMEM`.
     pub fn commit(&mut self, cflags: CommitFlags) -> Result<(), BchError> {
+        let mut sc = self.bufs.as_deref_mut().map(|b| core::mem::take(&mut b.commit)).unwrap_or_default();
+        let r = self.commit_inner(cflags, &mut sc);
+        if let Some(b) = self.bufs.as_deref_mut() {
+            sc.clear();
+            b.commit = sc;
+        }
+        r
+    }
+
+    fn commit_inner(&mut self, cflags: CommitFlags, sc: &mut CommitScratch) -> Result<(), BchError> {
         if self.updates.is_empty() {
             self.unlock();
             self.read_set.clear();
@@ -175,7 +257,7 @@ impl BtreeTrans<'_> {
         if !cflags.no_journal_res {
             self.run_trans_triggers()?;
         }
-        self.sort_updates();
+        self.sort_updates(sc);
         if self.c.take_injected_restart() {
             self.unlock();
             return Err(BchError::Restart(Restart::FaultInject));
@@ -185,8 +267,10 @@ impl BtreeTrans<'_> {
         let (block, node_bytes) = (geo.block_bytes as usize, geo.node_bytes as usize);
 
         // 3. Intent locks on the leaves, in update order.
-        let mut leaf_path: Vec<usize> = Vec::with_capacity(self.updates.len())?;
-        let mut leaf_paths: Vec<usize> = Vec::new();
+        let (leaf_path, leaf_paths) = (&mut sc.leaf_path, &mut sc.leaf_paths);
+        leaf_path.clear();
+        leaf_paths.clear();
+        leaf_path.reserve(self.updates.len())?;
         for i in 0..self.updates.len() {
             let (b, pos) = (self.updates[i].btree, self.updates[i].k.k.p);
             if self.updates[i].level != 0 {
@@ -343,14 +427,15 @@ impl BtreeTrans<'_> {
         let mut err = None;
         for (i, u) in self.updates.iter().enumerate() {
             let Some(res) = res.as_mut() else { break };
-            let kb = if u.btree == BtreeId::Accounting as u8 && !u.buffered {
+            let kb = &mut sc.jbuf;
+            if u.btree == BtreeId::Accounting as u8 && !u.buffered {
                 let old = ws.get(leaf_path[i]).and_then(|w| w.find(u.k.k.p).and_then(|j| w.key(j)));
-                accounting_delta_bytes(&u.k.k, &u.k.v, old)?
+                accounting_delta_bytes_into(kb, &u.k.k, &u.k.v, old)?
             } else {
-                key_bytes(&u.k.k, &u.k.v)?
+                key_bytes_into(kb, &u.k.k, &u.k.v)?
             };
             let ty = if u.buffered { EntryType::WriteBufferKeys } else { EntryType::BtreeKeys };
-            if let Err(e) = self.c.journal.res_add_entry(res, ty as u8, u.btree, 0, &kb) {
+            if let Err(e) = self.c.journal.res_add_entry(res, ty as u8, u.btree, 0, kb) {
                 err = Some(e);
                 break;
             }
@@ -368,7 +453,9 @@ impl BtreeTrans<'_> {
             return Err(e.into());
         }
         // The oldest and newest sequence numbers of each leaf's keys.
-        let mut leaf_seqs: Vec<(u64, u64)> = Vec::with_capacity(ws.len())?;
+        let leaf_seqs = &mut sc.leaf_seqs;
+        leaf_seqs.clear();
+        leaf_seqs.reserve(ws.len())?;
         for _ in 0..ws.len() {
             leaf_seqs.push((seq, seq))?;
         }

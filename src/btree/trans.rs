@@ -37,7 +37,7 @@ use crate::format::list::{FsInfo, Root};
 use crate::format::val::extent::{BtreePtrV2, ExtentPtr};
 use crate::journal::res::JournalSink;
 use crate::journal::NR_BTREES;
-use crate::platform::{arc_new, Arc, BlockDev, Mutex, Vec};
+use crate::platform::{arc_new, Arc, BlockDev, Box, BoxCache, Mutex, Vec};
 use crate::sync::SixLockType;
 use crate::util::time_stats::TimeStats;
 use crate::util::Shared;
@@ -252,6 +252,36 @@ pub struct BtreeFs<'a> {
     pub stats: BtreeStats,
     /// The last interior update done, for messages and debugging.
     pub last_update: Mutex<Option<super::interior::BtreeUpdate>>,
+    /// Buffers of finished transactions, for the next ones (C keeps its
+    /// `btree_trans` objects and their arrays for reuse the same way:
+    /// `bch2_trans_get()`'s per-cpu `btree_trans_bufs`).
+    pub(crate) trans_bufs: BoxCache<TransBufs, 4>,
+}
+
+/// The reusable buffers of a [`BtreeTrans`]: its updates, read set and
+/// the commit's scratch arrays, kept (emptied) in
+/// [`BtreeFs::trans_bufs`] between transactions.
+pub(crate) struct TransBufs {
+    pub(crate) updates: Vec<InsertEntry>,
+    pub(crate) read_set: Vec<(Arc<Node>, u32)>,
+    pub(crate) merge_candidates: Vec<(u8, Bpos)>,
+    pub(crate) commit: super::commit::CommitScratch,
+}
+
+impl Default for TransBufs {
+    fn default() -> Self {
+        TransBufs { updates: Vec::new(), read_set: Vec::new(), merge_candidates: Vec::new(), commit: Default::default() }
+    }
+}
+
+impl TransBufs {
+    /// Elements above which a buffer is not kept (a transaction with many
+    /// updates, such as an fsck pass's, gives its memory back).
+    const KEEP_MAX: usize = 64;
+
+    fn small(&self) -> bool {
+        self.updates.capacity() <= Self::KEEP_MAX && self.read_set.capacity() <= Self::KEEP_MAX && self.commit.small(Self::KEEP_MAX)
+    }
 }
 
 impl<'a> BtreeFs<'a> {
@@ -306,6 +336,7 @@ impl<'a> BtreeFs<'a> {
             fault_inject: AtomicU32::new(0),
             stats: BtreeStats::default(),
             last_update: Mutex::new(None)?,
+            trans_bufs: BoxCache::new(),
         })
     }
 
@@ -595,6 +626,10 @@ pub struct BtreeTrans<'a> {
     /// as [`update`](Self::update) does (the node pointer triggers'
     /// updates: see `crate::triggers::FsTriggers::node_ptrs_catch_up`).
     pub write_buffer_bypass: bool,
+    /// The buffers taken from [`BtreeFs::trans_bufs`] (their vectors moved
+    /// into the fields above, the commit's scratch used in place), put
+    /// back at drop; `None` when there was no memory for them.
+    pub(crate) bufs: Option<Box<TransBufs>>,
 }
 
 fn restart(r: Restart) -> BchError {
@@ -613,7 +648,8 @@ pub fn bkey_i(k: &Bkey, v: &[u8]) -> Result<BkeyI, AllocError> {
 impl<'a> BtreeTrans<'a> {
     /// A transaction on `c` (`bch2_trans_get()`).
     pub fn new(c: &'a BtreeFs<'a>) -> Self {
-        BtreeTrans {
+        let mut bufs = c.trans_bufs.take_or(TransBufs::default).ok();
+        let mut t = BtreeTrans {
             c,
             paths: Vec::new(),
             updates: Vec::new(),
@@ -622,7 +658,15 @@ impl<'a> BtreeTrans<'a> {
             journal_seq: 0,
             merge_candidates: Vec::new(),
             write_buffer_bypass: false,
+            bufs: None,
+        };
+        if let Some(b) = bufs.as_deref_mut() {
+            t.updates = core::mem::take(&mut b.updates);
+            t.read_set = core::mem::take(&mut b.read_set);
+            t.merge_candidates = core::mem::take(&mut b.merge_candidates);
         }
+        t.bufs = bufs;
+        t
     }
 
     /// Starts over (`bch2_trans_begin()`): drops every path, lock and
@@ -718,17 +762,18 @@ impl<'a> BtreeTrans<'a> {
                 return Err(Errno::EIO.into());
             }
         };
-        let mut vbuf: Vec<u8> = Vec::new();
+        // The child pointer's value, copied out of the parent (a node
+        // pointer's value is far smaller: 72 bytes at most for 4 replicas).
+        let mut vbuf = [0u8; 256];
         while cur > level as usize {
-            let (key, child_level) = {
+            let (key, child_level, vlen) = {
                 let g = self.paths[idx].l[cur].lock.as_ref().ok_or(Errno::EINVAL)?;
                 let i = g.lower_bound(pos);
                 let (k, v) = g.key(i).ok_or(Errno::EIO)?;
-                vbuf.clear();
-                vbuf.extend_from_slice(v)?;
-                (k, (cur - 1) as u8)
+                vbuf.get_mut(..v.len()).ok_or(Errno::EIO)?.copy_from_slice(v);
+                (k, (cur - 1) as u8, v.len())
             };
-            let np = NodePtr { btree, level: child_level, key: &key, val: &vbuf };
+            let np = NodePtr { btree, level: child_level, key: &key, val: &vbuf[..vlen] };
             let child = self.c.cache.get_node(&*self.c.dev, &self.c.info, np, pos).map_err(|e| e.errno())?;
             let g = self.lock_node(&child, ty(child_level))?;
             if child.has(flags::FREED) || !child.covers(pos) {
@@ -1087,6 +1132,19 @@ impl<'a> BtreeTrans<'a> {
 impl Drop for BtreeTrans<'_> {
     fn drop(&mut self) {
         self.unlock();
+        self.paths.clear();
+        if let Some(mut b) = self.bufs.take() {
+            self.updates.clear();
+            self.read_set.clear();
+            self.merge_candidates.clear();
+            b.updates = core::mem::take(&mut self.updates);
+            b.read_set = core::mem::take(&mut self.read_set);
+            b.merge_candidates = core::mem::take(&mut self.merge_candidates);
+            b.commit.clear();
+            if b.small() {
+                self.c.trans_bufs.put(b);
+            }
+        }
     }
 }
 

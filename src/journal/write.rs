@@ -53,7 +53,7 @@
 //! zero-padded to a block and placed inside one bucket.
 
 use core::fmt;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::{Acquire, Relaxed, Release}};
 
 use super::reclaim::{JournalDevice, JournalFlusher, JournalSpace, PinFifo, SpaceFrom, SPACE_FROM_NAMES};
 use super::res::{JournalRes, JournalSink, PinOwner, ResFlags};
@@ -448,8 +448,64 @@ pub struct Journal<D: BlockDev + Send + Sync> {
     write_errors: AtomicU64,
     io: Mutex<()>,
     state: Mutex<JournalState>,
+    /// Sequence numbers of `state` as of its last unlock, for readers that
+    /// need no more than that ([`lock_state`](Self::lock_state)).
+    published: PublishedSeqs,
     extras: Mutex<Extras>,
     flusher: Mutex<Option<Arc<dyn JournalFlusher>>>,
+}
+
+/// The sequence numbers of the journal's state as of its last unlock:
+/// the current one, the oldest still pinned and the newest written and
+/// written-and-flushed.  Readers of just those (the commit path's reclaim
+/// check, the allocator's "flushed" point) take no lock.
+#[derive(Debug, Default)]
+struct PublishedSeqs {
+    seq: AtomicU64,
+    last_seq: AtomicU64,
+    seq_ondisk: AtomicU64,
+    flushed_seq_ondisk: AtomicU64,
+}
+
+impl PublishedSeqs {
+    fn of(s: &JournalState) -> Self {
+        let p = PublishedSeqs::default();
+        p.publish(s);
+        p
+    }
+
+    fn publish(&self, s: &JournalState) {
+        self.seq.store(s.seq, Release);
+        self.last_seq.store(s.pin.front, Release);
+        self.seq_ondisk.store(s.seq_ondisk, Release);
+        self.flushed_seq_ondisk.store(s.flushed_seq_ondisk, Release);
+    }
+}
+
+/// The journal's state held locked; its sequence numbers are published
+/// when it is dropped.
+struct StateGuard<'a> {
+    g: crate::platform::MutexGuard<'a, JournalState>,
+    published: &'a PublishedSeqs,
+}
+
+impl core::ops::Deref for StateGuard<'_> {
+    type Target = JournalState;
+    fn deref(&self) -> &JournalState {
+        &self.g
+    }
+}
+
+impl core::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut JournalState {
+        &mut self.g
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        self.published.publish(&self.g);
+    }
 }
 
 /// The journal's time stats (`c->times[]` entries of `journal.c`,
@@ -574,10 +630,16 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             flush_delay_ms: AtomicU32::new(opts.flush_delay_ms.max(1)),
             write_errors: AtomicU64::new(0),
             io: Mutex::new(())?,
+            published: PublishedSeqs::of(&st),
             state: Mutex::new(st)?,
             extras: Mutex::new(Extras { roots, hook: None, key_version: 0, io_clock: [0; 2] })?,
             flusher: Mutex::new(None)?,
         })
+    }
+
+    /// The state, locked; its sequence numbers are published at unlock.
+    fn lock_state(&self) -> StateGuard<'_> {
+        StateGuard { g: self.state.lock(), published: &self.published }
     }
 
     /// The device.
@@ -602,7 +664,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
     pub fn set_entry_hook(&self, hook: Arc<dyn JsetEntryHook>) {
         let extra = hook.u64s_max();
         self.extras.lock().hook = Some(hook);
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         s.entry_u64s_reserved = ENTRY_U64S_RESERVED_BASE.saturating_add(extra);
         s.space_available();
     }
@@ -666,7 +728,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
     /// Tells the journal the time: `now_ms` from a monotonic clock
     /// (`jiffies`), `real_secs` since the epoch (`datetime` entries).
     pub fn set_time(&self, now_ms: u64, real_secs: u64) {
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         s.now_ms = s.now_ms.max(now_ms);
         s.real_secs = real_secs;
     }
@@ -674,7 +736,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
     /// Replay has applied the keys of every entry before `seq`: drops
     /// their start pins (`replay_now_at()`).
     pub fn replay_now_at(&self, seq: u64) {
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         let end = seq.min(s.replay_seq_end);
         while s.replay_seq < end {
             let r = s.replay_seq;
@@ -688,23 +750,23 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
     /// (`bch2_journal_set_replay_done()` with the end of
     /// `bch2_journal_replay()`).
     pub fn replay_done(&self) {
-        let end = self.state.lock().replay_seq_end;
+        let end = self.lock_state().replay_seq_end;
         self.replay_now_at(end);
     }
 
     /// `journal_last_seq()`: oldest sequence number still pinned.
     pub fn last_seq(&self) -> u64 {
-        self.state.lock().pin.front
+        self.published.last_seq.load(Acquire)
     }
 
     /// Newest sequence number written and flushed.
     pub fn flushed_seq_ondisk(&self) -> u64 {
-        self.state.lock().flushed_seq_ondisk
+        self.published.flushed_seq_ondisk.load(Acquire)
     }
 
     /// Newest sequence number written.
     pub fn seq_ondisk(&self) -> u64 {
-        self.state.lock().seq_ondisk
+        self.published.seq_ondisk.load(Acquire)
     }
 
     /// Entry writes the device failed so far.
@@ -714,13 +776,13 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
 
     /// The journal's error, if it hit one.
     pub fn error(&self) -> Option<Errno> {
-        self.state.lock().err
+        self.lock_state().err
     }
 
     /// Closes the open entry now (`bch2_journal_entry_close()`) and writes
     /// what is ready.
     pub fn entry_close(&self) {
-        self.state.lock().entry_close(self.geo.block_bytes);
+        self.lock_state().entry_close(self.geo.block_bytes);
         self.do_writes();
     }
 
@@ -729,7 +791,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
     /// reservations fail with `EROFS`.  Entries already on disk stay
     /// valid; the next mount replays them.
     pub fn emergency_halt(&self) {
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         let seq = s.seq;
         if s.err.is_none() {
             log::info!("{}: journal halted at seq {seq} (emergency read-only)", self.dev.name());
@@ -745,7 +807,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
 
     /// Bytes of journal entries written so far.
     pub fn bytes_written(&self) -> u64 {
-        self.state.lock().entry_bytes_written
+        self.lock_state().entry_bytes_written
     }
 
     /// Sets `journal_flush_delay` (ms, at least 1) for the entries opened
@@ -769,7 +831,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
     /// Writes every closed entry with no reservations left, oldest first
     /// (`bch2_journal_do_writes()` and `bch2_journal_write()`).
     pub fn do_writes(&self) {
-        if !self.state.lock().write_ready() {
+        if !self.lock_state().write_ready() {
             return;
         }
         let _io = self.io.lock();
@@ -781,7 +843,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
     /// Picks the next entry to write and whether it flushes
     /// (`bch2_journal_write_pick_flush()`); takes its buffer out.
     fn write_claim(&self) -> Option<WriteJob> {
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         if !s.write_ready() {
             return None;
         }
@@ -813,7 +875,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         let start = crate::sync::now_ns();
         let seq = job.seq;
         let prep = self.write_prep(&mut job);
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         let res = match prep {
             Err(e) => Err(e),
             Ok(_) if s.err.is_some() => Err(Errno::EROFS),
@@ -847,7 +909,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         });
         let t = if job.noflush { &self.times.journal_noflush_write } else { &self.times.journal_flush_write };
         t.update_from(start);
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         let b = s.buf_mut(seq);
         b.data = job.data;
         b.write_done = true;
@@ -903,7 +965,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
                         if !wb_pinned && hook.pins_write_buffer_keys() {
                             // The entry is not on disk yet: its pin list
                             // is still in the FIFO.
-                            self.state.lock().pin.pin_get(job.seq, PinOwner::WriteBuffer);
+                            self.lock_state().pin.pin_get(job.seq, PinOwner::WriteBuffer);
                             wb_pinned = true;
                         }
                         hook.write_buffer_keys(job.seq, btree_id, &job.data[r + JSET_ENTRY_BYTES..r + len])?;
@@ -984,7 +1046,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
     /// `journal_reclaim_delay` ago).  Returns the pins released.
     pub fn reclaim(&self) -> usize {
         let (seq_to_flush, min_nr) = {
-            let mut s = self.state.lock();
+            let mut s = self.lock_state();
             if s.ja.do_discards() {
                 s.space_available();
             }
@@ -1000,7 +1062,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
             Some(f) if seq_to_flush > 0 || min_nr > 0 => f.flush_pins(seq_to_flush, min_nr),
             _ => 0,
         };
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         s.nr_reclaim += n as u64;
         s.reclaim_fast();
         if s.ja.do_discards() {
@@ -1015,7 +1077,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
     /// Returns when to call again (ms, the open entry's expiry), if ever.
     pub fn journal_do_work(&self, now_ms: u64) -> Option<u64> {
         {
-            let mut s = self.state.lock();
+            let mut s = self.lock_state();
             s.now_ms = s.now_ms.max(now_ms);
             let seq = s.seq;
             if s.open && s.buf(seq).expires_ms <= s.now_ms {
@@ -1025,7 +1087,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         self.do_writes();
         self.reclaim();
         self.do_writes();
-        let s = self.state.lock();
+        let s = self.lock_state();
         let seq = s.seq;
         s.open.then(|| s.buf(seq).expires_ms)
     }
@@ -1033,11 +1095,11 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
     /// Makes progress for a blocked caller: writes, discards, reclaim.
     /// Returns whether anything changed.
     fn unblock(&self) -> bool {
-        let before = self.state.lock().progress();
+        let before = self.lock_state().progress();
         self.do_writes();
         self.reclaim();
         self.do_writes();
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         if s.ja.do_discards() {
             s.space_available();
         }
@@ -1067,7 +1129,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         }
         let seq = self.meta()?;
         self.flush_seq(seq)?;
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         s.stopped = true;
         s.space_available();
         let pinned = s.pin.used() > 0 && s.pin.get(s.pin.front).is_some_and(|p| p.count > 0);
@@ -1114,7 +1176,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
 
     /// Prints the journal's state as `bch2_journal_debug_to_text()` does.
     pub fn debug_to_text(&self, f: &mut dyn fmt::Write) -> fmt::Result {
-        let s = self.state.lock();
+        let s = self.lock_state();
         writeln!(f, "dirty journal entries:\t{}/{}", s.pin.used(), s.pin.size())?;
         writeln!(f, "seq:\t\t\t{}", s.seq)?;
         writeln!(f, "seq_ondisk:\t\t{}", s.seq_ondisk)?;
@@ -1165,7 +1227,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
 
     /// Prints the pins (`bch2_journal_pins_to_text()`).
     pub fn pins_to_text(&self, f: &mut dyn fmt::Write) -> fmt::Result {
-        self.state.lock().pin.to_text(f)
+        self.lock_state().pin.to_text(f)
     }
 
     /// Prints the roots the journal writes.
@@ -1184,7 +1246,7 @@ impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
     fn res_get(&self, u64s: u32, flags: ResFlags) -> Result<JournalRes, BchError> {
         let (mut stuck, mut waited) = (0, 0u32);
         loop {
-            let mut s = self.state.lock();
+            let mut s = self.lock_state();
             if let Some(res) = s.res_get_fast(u64s) {
                 return Ok(res);
             }
@@ -1240,7 +1302,7 @@ impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
                 // (`journal_error_check_stuck()`).
                 // Only a reclaim-watermark caller finding it so is fatal,
                 // as in C; the others get ENOSPC and may come back.
-                let mut s = self.state.lock();
+                let mut s = self.lock_state();
                 let seq = s.seq;
                 if flags.reclaim && matches!(err, JournalErr::JournalFull | JournalErr::PinFull) {
                     log::err!("{}: journal stuck ({err}) at seq {seq}", self.dev.name());
@@ -1260,7 +1322,7 @@ impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
         if u64s > res.u64s {
             return Err(Errno::EINVAL);
         }
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         let b = s.bufs.get_mut(res.idx as usize).ok_or(Errno::EINVAL)?;
         if b.seq != res.seq || b.write_started {
             return Err(Errno::EINVAL);
@@ -1276,7 +1338,7 @@ impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
 
     fn res_put(&self, res: JournalRes) {
         let ready = {
-            let mut s = self.state.lock();
+            let mut s = self.lock_state();
             let (open, cur) = (s.open, s.seq);
             let Some(b) = s.bufs.get_mut(res.idx as usize) else { return };
             if b.seq != res.seq || b.refs == 0 {
@@ -1302,14 +1364,14 @@ impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
     }
 
     fn pin_get(&self, seq: u64, owner: PinOwner) {
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         if !s.pin.pin_get(seq, owner) {
             log::err!("journal: pin on seq {seq} past the newest entry {}", s.seq);
         }
     }
 
     fn pin_put(&self, seq: u64, owner: PinOwner) {
-        let mut s = self.state.lock();
+        let mut s = self.lock_state();
         if s.pin.put(seq, Some(owner)) {
             s.reclaim_fast();
         }
@@ -1317,7 +1379,7 @@ impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
 
     fn flush_seq(&self, seq: u64) -> Result<(), Errno> {
         // Not timed when already flushed, as bch2_journal_flush_seq().
-        if seq <= self.state.lock().flushed_seq_ondisk {
+        if seq <= self.lock_state().flushed_seq_ondisk {
             return Ok(());
         }
         let start = crate::sync::now_ns();
@@ -1329,7 +1391,7 @@ impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
     }
 
     fn cur_seq(&self) -> u64 {
-        self.state.lock().seq
+        self.published.seq.load(Acquire)
     }
 }
 
@@ -1345,7 +1407,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
         let (mut stuck, mut waited) = (0, 0u32);
         loop {
             {
-                let mut s = self.state.lock();
+                let mut s = self.lock_state();
                 if seq <= s.flushed_seq_ondisk {
                     return Ok(());
                 }
@@ -1374,7 +1436,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
                     }
                     drop(s);
                     let m = self.meta()?;
-                    let mut s = self.state.lock();
+                    let mut s = self.lock_state();
                     if m > s.seq_ondisk {
                         s.buf_mut(m).must_flush = true;
                     }
@@ -1387,7 +1449,7 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
                 stuck = 0;
                 continue;
             }
-            if self.state.lock().waiting_on_others() && waited < WAIT_MAX {
+            if self.lock_state().waiting_on_others() && waited < WAIT_MAX {
                 waited += 1;
                 relax();
                 continue;

@@ -13,8 +13,14 @@ use crate::errcode::{AllocError, Errno};
 
 /// A growable array whose every allocating method is fallible, so the core
 /// reads the same in both homes.  On the host it wraps `std::vec::Vec`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vec<T>(std::vec::Vec<T>);
+
+impl<T> Default for Vec<T> {
+    fn default() -> Self {
+        Vec(std::vec::Vec::new())
+    }
+}
 
 impl<T> Vec<T> {
     /// An empty vector; does not allocate.
@@ -49,6 +55,11 @@ impl<T> Vec<T> {
     /// Shortens the vector to `len` elements, dropping the rest.
     pub fn truncate(&mut self, len: usize) {
         self.0.truncate(len)
+    }
+
+    /// Elements the allocation has room for.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
     }
 
     /// Removes every element, keeping the allocation.
@@ -182,6 +193,17 @@ impl BlockDev for FileDev {
         }
         self.file.sync_data().map_err(|_| Errno::EIO)
     }
+}
+
+/// A heap allocation with one owner (`std::boxed::Box` on the host,
+/// `KBox` in the kernel).  Make one with [`box_new`].
+pub type Box<T> = std::boxed::Box<T>;
+
+/// A new [`Box`] holding `x`.
+///
+/// Errors: [`AllocError`] (only in the kernel).
+pub fn box_new<T>(x: T) -> Result<Box<T>, AllocError> {
+    Ok(std::boxed::Box::new(x))
 }
 
 /// Shared ownership with an atomic reference count (`std::sync::Arc` on

@@ -69,6 +69,11 @@ impl<T> Vec<T> {
         }
     }
 
+    /// Elements the allocation has room for.
+    pub fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+
     /// Removes every element, keeping the allocation.
     pub fn clear(&mut self) {
         self.truncate(0)
@@ -115,6 +120,16 @@ impl<T> DerefMut for Vec<T> {
     fn deref_mut(&mut self) -> &mut [T] {
         &mut self.0
     }
+}
+
+/// A heap allocation with one owner (`KBox`).  Make one with [`box_new`].
+pub type Box<T> = KBox<T>;
+
+/// A new [`Box`] holding `x`, allocated with `GFP_KERNEL`.
+///
+/// Errors: [`AllocError`].
+pub fn box_new<T>(x: T) -> Result<Box<T>, AllocError> {
+    KBox::new(x, GFP_KERNEL).map_err(|_| AllocError)
 }
 
 /// Shared ownership with an atomic reference count (`kernel::sync::Arc`).

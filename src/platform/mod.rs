@@ -23,6 +23,9 @@ mod host;
 #[cfg(not(bch_kernel))]
 pub use self::host::*;
 
+mod box_cache;
+pub use self::box_cache::BoxCache;
+
 #[cfg(not(bch_kernel))]
 pub mod recdev;
 #[cfg(not(bch_kernel))]
