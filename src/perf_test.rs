@@ -190,7 +190,7 @@ pub fn perf_test_run<D: BlockDev + Send + Sync + 'static>(fs: &BchFs<D>, test: P
                     if k.k.p.inode != 0 {
                         break;
                     }
-                    t.iter_next(it)?;
+                    t.iter_advance(it);
                 }
                 Ok(())
             })?;

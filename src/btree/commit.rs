@@ -37,7 +37,7 @@ use crate::journal::res::{JournalRes, PinOwner, ResFlags};
 use crate::platform::Vec;
 use crate::sync::SixLockType;
 
-use super::cache::{flags, NodeLock, NodeWrite};
+use super::cache::{flags, NodeLock};
 use super::trans::{bkey_i, BtreeTrans, CommitFlags};
 
 /// A key as a journal `btree_keys` entry carries it: the 40-byte unpacked
@@ -115,6 +115,11 @@ pub(crate) struct CommitScratch {
     leaf_seqs: Vec<(u64, u64)>,
     /// A key's journal copy.
     jbuf: Vec<u8>,
+    /// The leaves, intent-locked, in update order (write-locked for the
+    /// insert).
+    leaves: Vec<NodeLock>,
+    /// The other leaves the transaction read, relocked for the insert.
+    relocked: Vec<NodeLock>,
     /// [`BtreeTrans::sort_updates`]'s arrays.
     sort_ord: Vec<(u8, u8, crate::format::bpos::Bpos, usize)>,
     sort_keep: Vec<usize>,
@@ -129,6 +134,8 @@ impl CommitScratch {
         self.leaf_paths.clear();
         self.leaf_seqs.clear();
         self.jbuf.clear();
+        self.relocked.clear();
+        self.leaves.clear();
         self.sort_ord.clear();
         self.sort_keep.clear();
         self.sort_pos_of.clear();
@@ -141,6 +148,8 @@ impl CommitScratch {
             && self.leaf_paths.capacity() <= max
             && self.leaf_seqs.capacity() <= max
             && self.jbuf.capacity() <= 64 * max
+            && self.leaves.capacity() <= max
+            && self.relocked.capacity() <= max
             && self.sort_ord.capacity() <= max
             && self.sort_keep.capacity() <= max
             && self.sort_pos_of.capacity() <= max
@@ -332,7 +341,10 @@ impl BtreeTrans<'_> {
                 return Err(BchError::Restart(Restart::NodeChanged));
             }
         }
-        let mut leaves: Vec<NodeLock> = Vec::with_capacity(leaf_paths.len())?;
+        let (leaves, relocked) = (&mut sc.leaves, &mut sc.relocked);
+        leaves.clear();
+        relocked.clear();
+        leaves.reserve(leaf_paths.len())?;
         for &pi in leaf_paths.iter() {
             let g = self.paths[pi].l[0].lock.take().ok_or(Errno::EINVAL)?;
             leaves.push(g)?;
@@ -366,7 +378,7 @@ impl BtreeTrans<'_> {
             res = Some(match self.c.journal.res_get(u64s, rf) {
                 Ok(r) => r,
                 Err(BchError::Restart(_)) => {
-                    drop(leaves);
+                    leaves.clear();
                     let r = self.c.journal.res_get(u64s, ResFlags { nonblock: false, ..rf })?;
                     self.c.journal.res_put(r);
                     return Err(BchError::Restart(Restart::JournalResGet));
@@ -384,20 +396,15 @@ impl BtreeTrans<'_> {
         // 6. Write locks (waiting only for readers, who never wait while
         // holding a lock), then the other leaves read, relocked by sequence
         // number without waiting.
-        let mut leaf_nodes: Vec<crate::platform::Arc<super::cache::Node>> = Vec::with_capacity(leaves.len())?;
-        for g in leaves.iter() {
-            leaf_nodes.push(g.node().clone())?;
-        }
-        let mut ws: Vec<NodeWrite<'_>> = Vec::with_capacity(leaves.len())?;
-        for g in leaves.iter_mut() {
-            if let Some(w) = g.write() {
-                ws.push(w)?;
-            }
-        }
-        let mut relocked: Vec<NodeLock> = Vec::new();
         let mut ok = true;
+        for g in leaves.iter_mut() {
+            ok &= g.lock_write();
+        }
         for (n, s) in self.read_set.iter() {
-            if leaf_nodes.iter().any(|l| crate::platform::Arc::ptr_eq(l, n)) {
+            if !ok {
+                break;
+            }
+            if leaves.iter().any(|l| crate::platform::Arc::ptr_eq(l.node(), n)) {
                 continue;
             }
             match NodeLock::relock(n.clone(), SixLockType::Read, *s) {
@@ -414,9 +421,8 @@ impl BtreeTrans<'_> {
             }
         }
         if !ok {
-            drop(relocked);
-            drop(ws);
-            drop(leaves);
+            relocked.clear();
+            leaves.clear();
             if let Some(res) = res {
                 self.c.journal.res_put(res);
             }
@@ -429,7 +435,7 @@ impl BtreeTrans<'_> {
             let Some(res) = res.as_mut() else { break };
             let kb = &mut sc.jbuf;
             if u.btree == BtreeId::Accounting as u8 && !u.buffered {
-                let old = ws.get(leaf_path[i]).and_then(|w| w.find(u.k.k.p).and_then(|j| w.key(j)));
+                let old = leaves.get(leaf_path[i]).map(|w| w.data()).and_then(|d| d.find(u.k.k.p).and_then(|j| d.key(j)));
                 accounting_delta_bytes_into(kb, &u.k.k, &u.k.v, old)?
             } else {
                 key_bytes_into(kb, &u.k.k, &u.k.v)?
@@ -444,9 +450,8 @@ impl BtreeTrans<'_> {
             // Nothing inserted yet: the entry's keys are harmless without
             // a btree change only if the journal drops them; it cannot, so
             // this is a journal bug (a reservation too small).
-            drop(ws);
-            drop(relocked);
-            drop(leaves);
+            relocked.clear();
+            leaves.clear();
             if let Some(res) = res {
                 self.c.journal.res_put(res);
             }
@@ -455,13 +460,13 @@ impl BtreeTrans<'_> {
         // The oldest and newest sequence numbers of each leaf's keys.
         let leaf_seqs = &mut sc.leaf_seqs;
         leaf_seqs.clear();
-        leaf_seqs.reserve(ws.len())?;
-        for _ in 0..ws.len() {
+        leaf_seqs.reserve(leaves.len())?;
+        for _ in 0..leaves.len() {
             leaf_seqs.push((seq, seq))?;
         }
         for (i, u) in self.updates.iter().enumerate() {
             let li = leaf_path[i];
-            let Some(w) = ws.get_mut(li) else { continue };
+            let Some(w) = leaves.get_mut(li).and_then(|g| g.data_mut()) else { continue };
             if cflags.no_journal_res {
                 if let Some(s) = leaf_seqs.get_mut(li) {
                     s.0 = s.0.min(u.journal_seq);
@@ -473,8 +478,9 @@ impl BtreeTrans<'_> {
             // Cannot fail: room was reserved.
             let _ = w.insert(&u.k.k, &u.k.v);
         }
-        for (li, w) in ws.iter_mut().enumerate() {
-            let n = w.node().clone();
+        for (li, g) in leaves.iter_mut().enumerate() {
+            let n = g.node().clone();
+            let Some(w) = g.data_mut() else { continue };
             n.set_flags(flags::DIRTY);
             let (oldest, newest) = leaf_seqs.get(li).copied().unwrap_or((seq, seq));
             if w.journal_pin == 0 {
@@ -490,8 +496,10 @@ impl BtreeTrans<'_> {
             }
             w.journal_seq = w.journal_seq.max(newest);
         }
-        drop(ws);
-        drop(relocked);
+        for g in leaves.iter_mut() {
+            g.unlock_write();
+        }
+        relocked.clear();
 
         // 8. Unlock; underfull leaves are merge candidates.
         self.merge_candidates.clear();
@@ -501,7 +509,7 @@ impl BtreeTrans<'_> {
                 let _ = self.merge_candidates.push((g.btree, g.max_key));
             }
         }
-        drop(leaves);
+        leaves.clear();
         if let Some(res) = res {
             self.c.journal.res_put(res);
         }
@@ -511,7 +519,7 @@ impl BtreeTrans<'_> {
         self.paths.clear();
         self.c.stats.commits.fetch_add(1, Relaxed);
         if !cflags.no_merge {
-            let cands = core::mem::take(&mut self.merge_candidates);
+            let mut cands = core::mem::take(&mut self.merge_candidates);
             for &(b, pos) in cands.iter() {
                 // Best effort: the commit is done whatever happens here.
                 if let Err(BchError::Errno(e)) = self.maybe_merge(b, 0, pos) {
@@ -519,6 +527,8 @@ impl BtreeTrans<'_> {
                 }
                 self.paths.clear();
             }
+            cands.clear();
+            self.merge_candidates = cands;
         }
         Ok(())
     }

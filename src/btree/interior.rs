@@ -333,6 +333,11 @@ impl BtreeTrans<'_> {
             root.set_flags(flags::ROOT);
             let mut roots = c.roots.lock();
             if let Some(slot) = roots.get_mut(btree as usize) {
+                // A node is flagged root only while its slot holds it (the
+                // traversal checks the flag rather than the slot).
+                if let Some(old) = slot.node.as_ref().filter(|o| !crate::platform::Arc::ptr_eq(o, &root)) {
+                    old.clear_flags(flags::ROOT);
+                }
                 slot.node = Some(root.clone());
                 slot.ptr = Some(r);
             }

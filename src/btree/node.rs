@@ -229,6 +229,19 @@ impl NodeData {
         lo
     }
 
+    /// [`lower_bound`](Self::lower_bound), trying `hint` and the index
+    /// after it first: O(1) for a walk that peeks key after key.
+    pub fn lower_bound_from(&self, pos: Bpos, hint: usize) -> usize {
+        let lt = |i: usize| self.keys.cmp_pos(self.offs[i] & !CHANGED, &pos).is_lt();
+        let n = self.len();
+        for h in [hint, hint + 1] {
+            if h <= n && (h == n || !lt(h)) && (h == 0 || lt(h - 1)) {
+                return h;
+            }
+        }
+        self.lower_bound(pos)
+    }
+
     /// Index one past the last key at or before `pos`: O(log n).
     pub fn upper_bound(&self, pos: Bpos) -> usize {
         let (mut lo, mut hi) = (0usize, self.len());
@@ -604,6 +617,10 @@ impl fmt::Display for Node {
 pub struct NodeLock {
     node: Arc<Node>,
     ty: SixLockType,
+    /// The write lock is held too, taken by [`lock_write`](Self::lock_write)
+    /// (intent holders only) and released by
+    /// [`unlock_write`](Self::unlock_write) or the drop.
+    write_held: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -619,7 +636,7 @@ impl NodeLock {
     /// The caller holds `node.lock` for `ty` and hands that hold over.
     pub(crate) unsafe fn from_held(node: Arc<Node>, ty: SixLockType) -> NodeLock {
         debug_assert!(ty != SixLockType::Write);
-        NodeLock { node, ty, _not_send: PhantomData }
+        NodeLock { node, ty, write_held: false, _not_send: PhantomData }
     }
 
     /// Takes `ty` (read or intent) on `node`, waiting for it.
@@ -651,8 +668,9 @@ impl NodeLock {
     /// The node's keys and bookkeeping.
     pub fn data(&self) -> &NodeData {
         // SAFETY: we hold read or intent (type invariant of NodeLock); a
-        // writer needs intent, held only by us while a NodeWrite exists,
-        // and that borrows `self` mutably.
+        // writer needs intent, so the only possible writer is this guard's
+        // holder, through a NodeWrite or `data_mut`, both of which borrow
+        // `self` mutably.
         unsafe { self.node.data() }
     }
 
@@ -674,13 +692,50 @@ impl NodeLock {
     /// Takes the write lock for the moment of modification (waits for
     /// readers to leave).  Requires intent.
     ///
-    /// Errors: `None` when this guard holds only read.
+    /// Errors: `None` when this guard holds only read, or holds write
+    /// already ([`lock_write`](Self::lock_write)).
     pub fn write(&mut self) -> Option<NodeWrite<'_>> {
-        if self.ty != SixLockType::Intent {
+        if self.ty != SixLockType::Intent || self.write_held {
             return None;
         }
         self.node.lock.lock(SixLockType::Write);
         Some(NodeWrite { g: self })
+    }
+
+    /// Takes the write lock and keeps it in this guard, for a caller that
+    /// holds several nodes write-locked at once (the commit's leaves) and
+    /// reaches their data with [`data_mut`](Self::data_mut).  Requires
+    /// intent; returns whether write is held.
+    pub fn lock_write(&mut self) -> bool {
+        if self.ty != SixLockType::Intent {
+            return false;
+        }
+        if !self.write_held {
+            self.node.lock.lock(SixLockType::Write);
+            self.write_held = true;
+        }
+        true
+    }
+
+    /// Releases the write lock [`lock_write`](Self::lock_write) took (the
+    /// lock's sequence number moves on); intent stays.
+    pub fn unlock_write(&mut self) {
+        if self.write_held {
+            self.write_held = false;
+            self.node.lock.unlock(SixLockType::Write);
+        }
+    }
+
+    /// The data for modification, while [`lock_write`](Self::lock_write)'s
+    /// write lock is held; `None` otherwise.
+    pub fn data_mut(&mut self) -> Option<&mut NodeData> {
+        if !self.write_held {
+            return None;
+        }
+        // SAFETY: this guard holds intent and write (`write_held`), so no
+        // other thread holds any lock on the node, and the `&mut self`
+        // borrow rules out other references from this guard.
+        Some(unsafe { &mut *self.node.data.get() })
     }
 
     /// Turns a read hold into intent if nobody holds intent
@@ -736,6 +791,7 @@ impl Deref for NodeLock {
 
 impl Drop for NodeLock {
     fn drop(&mut self) {
+        self.unlock_write();
         self.node.lock.unlock(self.ty);
     }
 }
@@ -833,6 +889,20 @@ mod tests {
         assert!(d.keys.len_bytes() < 8192, "{}", d.keys.len_bytes());
         assert_eq!(d.key(0).unwrap().1, &1999u64.to_le_bytes());
         assert_eq!(d.dirty_u64s, 6);
+    }
+
+    #[test]
+    fn lower_bound_from_any_hint_equals_lower_bound() {
+        let mut d = NodeData::default();
+        for off in (2..=40u64).step_by(2) {
+            d.insert(&k(off), &off.to_le_bytes()).unwrap();
+        }
+        for off in 0..=42u64 {
+            let p = Bpos::new(1, off, 1);
+            for hint in 0..=d.len() + 2 {
+                assert_eq!(d.lower_bound_from(p, hint), d.lower_bound(p), "pos {off} hint {hint}");
+            }
+        }
     }
 
     #[test]

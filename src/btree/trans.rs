@@ -262,6 +262,7 @@ pub struct BtreeFs<'a> {
 /// the commit's scratch arrays, kept (emptied) in
 /// [`BtreeFs::trans_bufs`] between transactions.
 pub(crate) struct TransBufs {
+    pub(crate) paths: Vec<BtreePath>,
     pub(crate) updates: Vec<InsertEntry>,
     pub(crate) read_set: Vec<(Arc<Node>, u32)>,
     pub(crate) merge_candidates: Vec<(u8, Bpos)>,
@@ -270,17 +271,38 @@ pub(crate) struct TransBufs {
 
 impl Default for TransBufs {
     fn default() -> Self {
-        TransBufs { updates: Vec::new(), read_set: Vec::new(), merge_candidates: Vec::new(), commit: Default::default() }
+        TransBufs { paths: Vec::new(), updates: Vec::new(), read_set: Vec::new(), merge_candidates: Vec::new(), commit: Default::default() }
     }
 }
 
+// SAFETY: what keeps `TransBufs` from being `Send` is the `NodeLock`s its
+// vectors can hold (`paths`, the commit's leaves): a six lock is released
+// by the thread that took it.  A `TransBufs` only crosses threads through
+// `BtreeFs::trans_bufs`, and `BtreeTrans::drop` empties every vector
+// before it puts one there (`TransBufs::stow`), so none then holds a lock.
+unsafe impl Send for TransBufs {}
+
 impl TransBufs {
+    /// Empties every vector (dropping the locks their paths and leaves
+    /// hold) and keeps the buffers in `c` for the next transaction, unless
+    /// they grew large.
+    fn stow(mut self: Box<Self>, c: &BtreeFs<'_>) {
+        self.paths.clear();
+        self.updates.clear();
+        self.read_set.clear();
+        self.merge_candidates.clear();
+        self.commit.clear();
+        if self.small() {
+            c.trans_bufs.put(self);
+        }
+    }
+
     /// Elements above which a buffer is not kept (a transaction with many
     /// updates, such as an fsck pass's, gives its memory back).
     const KEEP_MAX: usize = 64;
 
     fn small(&self) -> bool {
-        self.updates.capacity() <= Self::KEEP_MAX && self.read_set.capacity() <= Self::KEEP_MAX && self.commit.small(Self::KEEP_MAX)
+        self.paths.capacity() <= Self::KEEP_MAX && self.updates.capacity() <= Self::KEEP_MAX && self.read_set.capacity() <= Self::KEEP_MAX && self.commit.small(Self::KEEP_MAX)
     }
 }
 
@@ -413,10 +435,11 @@ impl<'a> BtreeFs<'a> {
         let vlen = ptr.key.val_bytes().min(ptr.val.len());
         let np = NodePtr { btree, level: ptr.level, key: &ptr.key, val: &ptr.val[..vlen] };
         let n = self.cache.get_node(&*self.dev, &self.info, np, POS_MIN).map_err(|e| e.errno())?;
-        n.set_flags(flags::ROOT);
         let mut r = self.roots.lock();
         let slot = r.get_mut(btree as usize).ok_or(Errno::EINVAL)?;
         if slot.node.is_none() && slot.ptr.is_some_and(|p| p.key == ptr.key) {
+            // Flagged root only once the slot holds it (see `traverse`).
+            n.set_flags(flags::ROOT);
             slot.node = Some(n.clone());
         }
         Ok(slot.node.clone().unwrap_or(n))
@@ -475,6 +498,9 @@ pub struct PathLevel {
     pub node: Option<Arc<Node>>,
     /// The node's lock sequence number when it was locked.
     pub lock_seq: u32,
+    /// Index in the node of the key a peek last returned: where the next
+    /// search tries first ([`NodeData::lower_bound_from`]).
+    pub hint: u32,
 }
 
 /// A path from a btree's root to a position at some level (`struct
@@ -661,6 +687,7 @@ impl<'a> BtreeTrans<'a> {
             bufs: None,
         };
         if let Some(b) = bufs.as_deref_mut() {
+            t.paths = core::mem::take(&mut b.paths);
             t.updates = core::mem::take(&mut b.updates);
             t.read_set = core::mem::take(&mut b.read_set);
             t.merge_candidates = core::mem::take(&mut b.merge_candidates);
@@ -748,7 +775,9 @@ impl<'a> BtreeTrans<'a> {
                 return Err(Errno::EINVAL.into());
             }
             let g = self.lock_node(&r, ty(r.level))?;
-            if self.c.is_root(&r) && !r.has(flags::FREED) {
+            // Still the root: a replaced root loses the flag before its
+            // slot changes (`is_root()` without the roots lock).
+            if r.has(flags::ROOT) && !r.has(flags::FREED) {
                 let lvl = r.level as usize;
                 let pl = &mut self.paths[idx].l[lvl];
                 pl.lock_seq = g.seq();
@@ -914,10 +943,11 @@ impl<'a> BtreeTrans<'a> {
             self.leaf(it.0)?;
             let p = &mut self.paths[it.0];
             let g = p.l[0].lock.as_ref().ok_or(Errno::EINVAL)?;
-            let mut i = g.lower_bound(p.pos);
+            let mut i = g.data().lower_bound_from(p.pos, p.l[0].hint as usize);
             while let Some((k, v)) = g.key(i) {
                 if Self::live(&k, p.whiteouts) {
                     p.pos = k.p;
+                    p.l[0].hint = i as u32;
                     return Ok(Some(bkey_i(&k, v)?));
                 }
                 i += 1;
@@ -980,6 +1010,17 @@ impl<'a> BtreeTrans<'a> {
             match g.min_key.predecessor() {
                 Some(n) => p.pos = n,
                 None => return Ok(None),
+            }
+        }
+    }
+
+    /// Moves the iterator just past its position
+    /// (`bch2_btree_iter_advance()`), after a peek returned the key there.
+    pub fn iter_advance(&mut self, it: IterId) {
+        if let Some(p) = self.paths.get_mut(it.0) {
+            match p.pos.successor() {
+                Some(n) => p.pos = n,
+                None => p.past_end = true,
             }
         }
     }
@@ -1132,18 +1173,12 @@ impl<'a> BtreeTrans<'a> {
 impl Drop for BtreeTrans<'_> {
     fn drop(&mut self) {
         self.unlock();
-        self.paths.clear();
         if let Some(mut b) = self.bufs.take() {
-            self.updates.clear();
-            self.read_set.clear();
-            self.merge_candidates.clear();
+            b.paths = core::mem::take(&mut self.paths);
             b.updates = core::mem::take(&mut self.updates);
             b.read_set = core::mem::take(&mut self.read_set);
             b.merge_candidates = core::mem::take(&mut self.merge_candidates);
-            b.commit.clear();
-            if b.small() {
-                self.c.trans_bufs.put(b);
-            }
+            b.stow(self.c);
         }
     }
 }
