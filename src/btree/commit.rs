@@ -183,6 +183,29 @@ impl BtreeTrans<'_> {
         Ok(())
     }
 
+    /// An iterator's path (one that wants intent) whose leaf covers `pos`
+    /// in `btree`, relocked for intent without waiting if nothing was
+    /// written to the leaf since the path locked it: the commit need not
+    /// walk down from the root again (C's commit uses the update's path).
+    fn relock_leaf_path(&mut self, btree: u8, pos: crate::format::bpos::Bpos) -> Option<usize> {
+        for (pi, p) in self.paths.iter_mut().enumerate() {
+            if p.btree_id != btree || p.level != 0 || p.locks_want == 0 {
+                continue;
+            }
+            let Some(n) = p.l[0].node.as_ref() else { continue };
+            if !n.covers(pos) || n.has(flags::FREED) || p.l[0].lock.is_some() {
+                continue;
+            }
+            let Some(g) = NodeLock::relock(n.clone(), SixLockType::Intent, p.l[0].lock_seq) else { continue };
+            if g.has(flags::FREED) {
+                continue;
+            }
+            p.l[0].lock = Some(g);
+            return Some(pi);
+        }
+        None
+    }
+
     /// Sorts the updates by (btree, level, position), keeping the last one
     /// queued at each position.
     fn sort_updates(&mut self, sc: &mut CommitScratch) {
@@ -297,8 +320,14 @@ impl BtreeTrans<'_> {
             let pi = match reuse {
                 Some(pi) => pi,
                 None => {
-                    let pi = self.path_new(b, 0, pos, 1)?;
-                    self.traverse(pi)?;
+                    let pi = match self.relock_leaf_path(b, pos) {
+                        Some(pi) => pi,
+                        None => {
+                            let pi = self.path_new(b, 0, pos, 1)?;
+                            self.traverse(pi)?;
+                            pi
+                        }
+                    };
                     leaf_paths.push(pi)?;
                     pi
                 }
@@ -505,7 +534,8 @@ impl BtreeTrans<'_> {
         self.merge_candidates.clear();
         let threshold = geo.merge_threshold();
         for g in leaves.iter() {
-            if g.data().live_u64s() < threshold && !g.is_root_node() {
+            let live = g.data().live_u64s();
+            if live < threshold && !g.is_root_node() && g.may_merge(live, threshold + threshold / 4) {
                 let _ = self.merge_candidates.push((g.btree, g.max_key));
             }
         }

@@ -448,7 +448,10 @@ impl BtreeTrans<'_> {
             let (j, next) = match next {
                 true if i + 1 < p.len() => (i + 1, true),
                 false if i > 0 => (i - 1, false),
-                _ => return Ok(Outcome::Skipped),
+                _ => {
+                    n.set_sib_live(next, super::node::NO_SIBLING);
+                    return Ok(Outcome::Skipped);
+                }
             };
             let (k, v) = p.key(j).ok_or(Errno::EIO)?;
             let mut vb = Vec::new();
@@ -469,7 +472,11 @@ impl BtreeTrans<'_> {
             return Err(BchError::Restart(Restart::NodeChanged));
         }
         let n_live = self.paths[pi].l[l].lock.as_ref().map_or(0, |g| g.data().live_u64s());
-        let combined = n_live + sg.data().live_u64s();
+        let sib_live = sg.data().live_u64s();
+        if let Some(g) = self.paths[pi].l[l].lock.as_ref() {
+            g.set_sib_live(sib_is_next, u32::try_from(sib_live).unwrap_or(super::node::NO_SIBLING - 1));
+        }
+        let combined = n_live + sib_live;
         if combined > threshold + threshold / 4 {
             return Ok(Outcome::Skipped);
         }

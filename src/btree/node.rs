@@ -104,8 +104,17 @@ pub struct Node {
     /// write by [`crate::btree::trans::BtreeTrans::update_ptr_written`].
     ptr_written: AtomicU32,
     flags: AtomicU32,
+    /// What the last merge attempt found in the previous (0) and next (1)
+    /// sibling: its live u64s, [`NO_SIBLING`] when there is none, 0 when
+    /// not looked at yet (`b->sib_u64s[]`, which C keeps as the combined
+    /// size).  Commits skip the merge attempt while neither sibling
+    /// could take this node's keys.
+    sib_live: [AtomicU32; 2],
     data: UnsafeCell<NodeData>,
 }
+
+/// [`Node::sib_live`] of a side without a sibling.
+pub const NO_SIBLING: u32 = u32::MAX;
 
 // SAFETY: `data` is only reached through `NodeLock`/`NodeWrite`, which hold
 // the six lock: shared access under read/intent, exclusive under write (see
@@ -484,6 +493,7 @@ impl Node {
             seq,
             ptr_written: AtomicU32::new(0),
             flags: AtomicU32::new(flags),
+            sib_live: [AtomicU32::new(0), AtomicU32::new(0)],
             data: UnsafeCell::new(data),
         }
     }
@@ -526,6 +536,23 @@ impl Node {
     /// Records the `sectors_written` the pointer to the node now has.
     pub fn set_ptr_sectors_written(&self, s: u32) {
         self.ptr_written.store(s, core::sync::atomic::Ordering::Release);
+    }
+
+    /// Records what a merge attempt found on one side (`next`: the next
+    /// sibling): its live u64s, or [`NO_SIBLING`].
+    pub fn set_sib_live(&self, next: bool, u64s: u32) {
+        self.sib_live[usize::from(next)].store(u64s, core::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a merge attempt could succeed as far as the last attempt's
+    /// findings tell (`bch2_foreground_maybe_merge()`'s `sib_u64s` check):
+    /// a side not looked at yet, or whose sibling plus `live_u64s` stays
+    /// within `max_u64s`.
+    pub fn may_merge(&self, live_u64s: usize, max_u64s: usize) -> bool {
+        self.sib_live.iter().any(|s| match s.load(core::sync::atomic::Ordering::Relaxed) {
+            NO_SIBLING => false,
+            n => live_u64s + n as usize <= max_u64s,
+        })
     }
 
     /// Whether `pos` is within the node's range.
