@@ -12,17 +12,17 @@
 //! 4. a leaf without room (or the fake root of an empty btree) is split,
 //!    compacted or made real by an interior update, then the
 //!    transaction restarts ([`Restart::NodeChanged`]);
-//! 5. the journal reservation, without blocking ([`Restart::JournalResGet`]
-//!    after waiting for one unlocked);
-//! 6. write locks; the other leaves read are relocked by sequence number;
-//! 7. each key copied into the journal as a `btree_keys` entry and
-//!    inserted into its leaf, with the atomic trigger; the leaf is marked
-//!    dirty and pins the journal sequence number;
+//! 5. write locks; the other leaves read are relocked by sequence number;
+//! 6. each key's `btree_keys` entry built, then the journal reservation
+//!    taken and the entries copied in at once, without blocking
+//!    ([`Restart::JournalResGet`] after waiting for one unlocked);
+//! 7. each key inserted into its leaf, with the atomic trigger; the leaf
+//!    is marked dirty and pins the journal sequence number;
 //! 8. unlock, `res_put`; leaves left underfull are offered to the
 //!    foreground merge.
 //!
 //! Updates queued with [`BtreeTrans::update_buffered`] skip steps 1, 3,
-//! 4, 6 and the insert of 7: they are journalled as `write_buffer_keys`
+//! 4, 5 and the insert of 7: they are journalled as `write_buffer_keys`
 //! and reach the leaves through the btree write buffer
 //! ([`super::write_buffer`]).  A [`CommitFlags::no_journal_res`] commit
 //! (the write buffer's flush) skips step 1, the reservation and the
@@ -33,7 +33,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use crate::errcode::{BchError, Errno, Restart};
 use crate::format::bkey::{Bkey, BtreeId, BKEY_U64S};
 use crate::format::jset::EntryType;
-use crate::journal::res::{JournalRes, PinOwner, ResFlags};
+use crate::journal::res::{jset_entry_push, JournalRes, PinOwner, ResFlags};
 use crate::platform::Vec;
 use crate::sync::SixLockType;
 
@@ -115,6 +115,8 @@ pub(crate) struct CommitScratch {
     leaf_seqs: Vec<(u64, u64)>,
     /// A key's journal copy.
     jbuf: Vec<u8>,
+    /// The commit's journal entries, for `res_get_with`.
+    jentries: Vec<u8>,
     /// The leaves, intent-locked, in update order (write-locked for the
     /// insert).
     leaves: Vec<NodeLock>,
@@ -134,6 +136,7 @@ impl CommitScratch {
         self.leaf_paths.clear();
         self.leaf_seqs.clear();
         self.jbuf.clear();
+        self.jentries.clear();
         self.relocked.clear();
         self.leaves.clear();
         self.sort_ord.clear();
@@ -148,6 +151,7 @@ impl CommitScratch {
             && self.leaf_paths.capacity() <= max
             && self.leaf_seqs.capacity() <= max
             && self.jbuf.capacity() <= 64 * max
+            && self.jentries.capacity() <= 64 * max
             && self.leaves.capacity() <= max
             && self.relocked.capacity() <= max
             && self.sort_ord.capacity() <= max
@@ -392,37 +396,7 @@ impl BtreeTrans<'_> {
             w.reserve_for(nr, bytes)?;
         }
 
-        // 5. Journal reservation.
-        let mut u64s = 0u32;
-        for u in self.updates.iter() {
-            u64s += 1 + (BKEY_U64S + u.k.v.len() / 8) as u32;
-            if u.btree == BtreeId::Accounting as u8 {
-                // Its journal copy is a delta, as long as the old key.
-                u64s += crate::accounting::ACCOUNTING_MAX_COUNTERS as u32;
-            }
-        }
-        let rf = ResFlags { nonblock: true, reclaim: cflags.journal_reclaim };
-        let mut res: Option<JournalRes> = None;
-        if !cflags.no_journal_res {
-            res = Some(match self.c.journal.res_get(u64s, rf) {
-                Ok(r) => r,
-                Err(BchError::Restart(_)) => {
-                    leaves.clear();
-                    let r = self.c.journal.res_get(u64s, ResFlags { nonblock: false, ..rf })?;
-                    self.c.journal.res_put(r);
-                    return Err(BchError::Restart(Restart::JournalResGet));
-                }
-                Err(e) => return Err(e),
-            });
-        }
-        // The journal sequence number of the keys: the reservation's, or
-        // for keys journalled already the newest of theirs.
-        let seq = match res.as_ref() {
-            Some(r) => r.seq,
-            None => self.updates.iter().map(|u| u.journal_seq).max().unwrap_or(0),
-        };
-
-        // 6. Write locks (waiting only for readers, who never wait while
+        // 5. Write locks (waiting only for readers, who never wait while
         // holding a lock), then the other leaves read, relocked by sequence
         // number without waiting.
         let mut ok = true;
@@ -452,40 +426,59 @@ impl BtreeTrans<'_> {
         if !ok {
             relocked.clear();
             leaves.clear();
-            if let Some(res) = res {
-                self.c.journal.res_put(res);
-            }
             return Err(BchError::Restart(Restart::Relock));
         }
 
-        // 7. Journal, insert, triggers.
-        let mut err = None;
-        for (i, u) in self.updates.iter().enumerate() {
-            let Some(res) = res.as_mut() else { break };
-            let kb = &mut sc.jbuf;
-            if u.btree == BtreeId::Accounting as u8 && !u.buffered {
-                let old = leaves.get(leaf_path[i]).map(|w| w.data()).and_then(|d| d.find(u.k.k.p).and_then(|j| d.key(j)));
-                accounting_delta_bytes_into(kb, &u.k.k, &u.k.v, old)?
-            } else {
-                key_bytes_into(kb, &u.k.k, &u.k.v)?
-            };
-            let ty = if u.buffered { EntryType::WriteBufferKeys } else { EntryType::BtreeKeys };
-            if let Err(e) = self.c.journal.res_add_entry(res, ty as u8, u.btree, 0, kb) {
-                err = Some(e);
-                break;
+        // 6. The journal: every key's entry built, then reserved and
+        // copied in at once, without blocking (C takes its reservation
+        // write-locked too: `bch2_trans_commit_write_locked()`).
+        let mut u64s = 0u32;
+        for u in self.updates.iter() {
+            u64s += 1 + (BKEY_U64S + u.k.v.len() / 8) as u32;
+            if u.btree == BtreeId::Accounting as u8 {
+                // Its journal copy is a delta, as long as the old key.
+                u64s += crate::accounting::ACCOUNTING_MAX_COUNTERS as u32;
             }
         }
-        if let Some(e) = err {
-            // Nothing inserted yet: the entry's keys are harmless without
-            // a btree change only if the journal drops them; it cannot, so
-            // this is a journal bug (a reservation too small).
-            relocked.clear();
-            leaves.clear();
-            if let Some(res) = res {
-                self.c.journal.res_put(res);
+        let rf = ResFlags { nonblock: true, reclaim: cflags.journal_reclaim };
+        let mut res: Option<JournalRes> = None;
+        if !cflags.no_journal_res {
+            let (kb, entries) = (&mut sc.jbuf, &mut sc.jentries);
+            entries.clear();
+            for (i, u) in self.updates.iter().enumerate() {
+                if u.btree == BtreeId::Accounting as u8 && !u.buffered {
+                    let old = leaves.get(leaf_path[i]).map(|w| w.data()).and_then(|d| d.find(u.k.k.p).and_then(|j| d.key(j)));
+                    accounting_delta_bytes_into(kb, &u.k.k, &u.k.v, old)?
+                } else {
+                    key_bytes_into(kb, &u.k.k, &u.k.v)?
+                };
+                let ty = if u.buffered { EntryType::WriteBufferKeys } else { EntryType::BtreeKeys };
+                jset_entry_push(entries, ty as u8, u.btree, 0, kb)?;
             }
-            return Err(e.into());
+            res = Some(match self.c.journal.res_get_with(u64s, rf, entries) {
+                Ok(r) => r,
+                Err(BchError::Restart(_)) => {
+                    relocked.clear();
+                    leaves.clear();
+                    let r = self.c.journal.res_get(u64s, ResFlags { nonblock: false, ..rf })?;
+                    self.c.journal.res_put(r);
+                    return Err(BchError::Restart(Restart::JournalResGet));
+                }
+                Err(e) => {
+                    relocked.clear();
+                    leaves.clear();
+                    return Err(e);
+                }
+            });
         }
+        // The journal sequence number of the keys: the reservation's, or
+        // for keys journalled already the newest of theirs.
+        let seq = match res.as_ref() {
+            Some(r) => r.seq,
+            None => self.updates.iter().map(|u| u.journal_seq).max().unwrap_or(0),
+        };
+
+        // 7. Insert, triggers.
         // The oldest and newest sequence numbers of each leaf's keys.
         let leaf_seqs = &mut sc.leaf_seqs;
         leaf_seqs.clear();

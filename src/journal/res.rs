@@ -76,6 +76,22 @@ impl fmt::Display for PinOwner {
     }
 }
 
+/// Appends a `jset_entry` of type `ty` for `btree_id`/`level` with
+/// payload `data` (whole u64s) to `out`, as
+/// [`JournalSink::res_get_with`] takes them: the 8-byte header (`u64s`
+/// of the payload, btree id, level, type) then the payload.
+///
+/// Errors: `EINVAL` (a payload of a partial u64, or too long), `ENOMEM`.
+pub fn jset_entry_push(out: &mut crate::platform::Vec<u8>, ty: u8, btree_id: u8, level: u8, data: &[u8]) -> Result<(), Errno> {
+    if data.len() % 8 != 0 {
+        return Err(Errno::EINVAL);
+    }
+    let u64s = u16::try_from(data.len() / 8).map_err(|_| Errno::EINVAL)?.to_le_bytes();
+    out.extend_from_slice(&[u64s[0], u64s[1], btree_id, level, ty, 0, 0, 0])?;
+    out.extend_from_slice(data)?;
+    Ok(())
+}
+
 /// The journal as its writers see it.
 ///
 /// Every method may be called from several threads at once.  Errors are
@@ -99,6 +115,29 @@ pub trait JournalSink: Sync {
     /// a multiple of 8 bytes.
     fn res_add_entry(&self, res: &mut JournalRes, entry_type: u8, btree_id: u8, level: u8, data: &[u8])
         -> Result<(), Errno>;
+
+    /// [`res_get`](Self::res_get) of `u64s`, then `entries` (whole
+    /// `jset_entry`s, as [`jset_entry_push`] appends them) copied into
+    /// the reservation; the journal does both under one lock (C's commit
+    /// copies its keys into the reservation without a lock at all).
+    ///
+    /// Errors: as [`res_get`](Self::res_get); `EINVAL` when `entries` is
+    /// malformed or larger than `u64s`.
+    fn res_get_with(&self, u64s: u32, flags: ResFlags, entries: &[u8]) -> Result<JournalRes, BchError> {
+        let mut res = self.res_get(u64s, flags)?;
+        let mut at = 0;
+        while at < entries.len() {
+            let h = entries.get(at..at + 8).ok_or(Errno::EINVAL)?;
+            let n = u16::from_le_bytes([h[0], h[1]]) as usize * 8;
+            let data = entries.get(at + 8..at + 8 + n).ok_or(Errno::EINVAL)?;
+            if let Err(e) = self.res_add_entry(&mut res, h[4], h[2], h[3], data) {
+                self.res_put(res);
+                return Err(e.into());
+            }
+            at += 8 + n;
+        }
+        Ok(res)
+    }
 
     /// Releases the reservation; the entry may be written once its last
     /// reservation is put.

@@ -1244,10 +1244,32 @@ impl<D: BlockDev + Send + Sync> Journal<D> {
 
 impl<D: BlockDev + Send + Sync> JournalSink for Journal<D> {
     fn res_get(&self, u64s: u32, flags: ResFlags) -> Result<JournalRes, BchError> {
+        self.res_get_with(u64s, flags, &[])
+    }
+
+    fn res_get_with(&self, u64s: u32, flags: ResFlags, entries: &[u8]) -> Result<JournalRes, BchError> {
+        if entries.len() % 8 != 0 || entries.len() / 8 > u64s as usize {
+            return Err(Errno::EINVAL.into());
+        }
         let (mut stuck, mut waited) = (0, 0u32);
         loop {
             let mut s = self.lock_state();
-            if let Some(res) = s.res_get_fast(u64s) {
+            if let Some(mut res) = s.res_get_fast(u64s) {
+                if !entries.is_empty() {
+                    // Whole entries, checked by the caller's builder
+                    // (`jset_entry_push`): copied as they are.
+                    let at = JSET_BYTES + res.offset_u64s as usize * 8;
+                    let b = s.buf_mut(res.seq);
+                    let Some(dst) = b.data.get_mut(at..at + entries.len()) else {
+                        drop(s);
+                        self.res_put(res);
+                        return Err(Errno::EINVAL.into());
+                    };
+                    dst.copy_from_slice(entries);
+                    let n = (entries.len() / 8) as u32;
+                    res.offset_u64s += n;
+                    res.u64s -= n;
+                }
                 return Ok(res);
             }
             if s.stopped || s.err.is_some() {
