@@ -143,7 +143,8 @@ pub fn perf_test_run<D: BlockDev + Send + Sync + 'static>(fs: &BchFs<D>, test: P
         PerfTest::RandLookup => {
             for _ in 0..nr {
                 let p = pos(next_rand(&mut rng));
-                let _g = fs.op_lock();
+                // Lookups take no operation lock: transactions that only
+                // read are safe beside others (`BchFs::op_lock`).
                 lockrestart_do(&fs.btree, |t| {
                     let it = t.iter(BTREE, p, false)?;
                     t.iter_peek(it).map(|_| ())
@@ -183,7 +184,6 @@ pub fn perf_test_run<D: BlockDev + Send + Sync + 'static>(fs: &BchFs<D>, test: P
             }
         }
         PerfTest::SeqLookup => {
-            let _g = fs.op_lock();
             lockrestart_do(&fs.btree, |t| {
                 let it = t.iter(BTREE, pos(0), false)?;
                 while let Some(k) = t.iter_peek(it)? {

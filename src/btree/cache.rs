@@ -135,7 +135,9 @@ impl Index {
             return 0;
         }
         for e in self.entries.iter() {
-            if order.push((e.last_used, e.sector)).is_err() {
+            // Uses through a `NodeMemo` touch the node, not the entry.
+            let used = e.last_used.max(e.node.touched());
+            if order.push((used, e.sector)).is_err() {
                 return 0;
             }
         }
@@ -191,6 +193,8 @@ pub struct BtreeCache {
     /// Mirrors of the index's byte and node counts, for lock-free reads.
     nr_bytes: AtomicUsize,
     nr_nodes: AtomicUsize,
+    /// Mirror of the index's use clock, for [`NodeMemo`] hits.
+    clock: AtomicU64,
     max_bytes: usize,
     /// 512-byte sectors read from the device for nodes.
     pub sectors_read: AtomicU64,
@@ -226,7 +230,42 @@ impl Drop for IndexGuard<'_> {
     fn drop(&mut self) {
         self.c.nr_bytes.store(self.g.bytes, Relaxed);
         self.c.nr_nodes.store(self.g.entries.len(), Relaxed);
+        self.c.clock.store(self.g.clock, Relaxed);
         self.c.busy.store(false, Release);
+    }
+}
+
+/// The nodes a thread's transactions found last, by sector (a few,
+/// direct-mapped), kept with their reused buffers: a traversal that finds
+/// the node its pointer names here, not freed, skips the cache's index and
+/// its lock ([`BtreeCache::get_node_memo`]).  C finds nodes in an RCU hash
+/// table without a lock; this is the lock-free part of that for the nodes
+/// a workload keeps coming back to.
+#[derive(Default)]
+pub struct NodeMemo {
+    slots: [Option<Arc<Node>>; NodeMemo::SLOTS],
+}
+
+impl NodeMemo {
+    const SLOTS: usize = 8;
+
+    fn slot(sector: u64) -> usize {
+        (sector.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 61) as usize % Self::SLOTS
+    }
+
+    /// Forgets every node.
+    pub fn clear(&mut self) {
+        self.slots = Default::default();
+    }
+
+    /// Forgets the nodes freed since (evicted or replaced), so that their
+    /// memory goes.
+    pub fn forget_freed(&mut self) {
+        for s in self.slots.iter_mut() {
+            if s.as_ref().is_some_and(|n| n.has(flags::FREED)) {
+                *s = None;
+            }
+        }
     }
 }
 
@@ -282,6 +321,7 @@ impl BtreeCache {
             busy: AtomicBool::new(false),
             nr_bytes: AtomicUsize::new(0),
             nr_nodes: AtomicUsize::new(0),
+            clock: AtomicU64::new(0),
             max_bytes,
             sectors_read: AtomicU64::new(0),
             node_read_time: TimeStats::new(),
@@ -382,6 +422,34 @@ impl BtreeCache {
             }
         }
         r
+    }
+
+    /// [`get_node`](Self::get_node) through `memo`: a node found there at
+    /// the pointer's sector, of the pointer's btree and level, and not
+    /// freed, is the one the index holds (a node leaves the index only
+    /// freed: evicted, or replaced at its sector), so it is returned
+    /// without the index lock, and touched for the eviction order.
+    ///
+    /// Errors: as [`get_node`](Self::get_node).
+    pub fn get_node_memo<D: BlockDev + ?Sized>(
+        &self,
+        memo: &mut NodeMemo,
+        dev: &D,
+        fs: &FsInfo,
+        ptr: NodePtr<'_>,
+        search: Bpos,
+    ) -> Result<Arc<Node>, NodeReadError> {
+        let (_, devi, sector, _) = ptr.decode()?;
+        let slot = NodeMemo::slot(sector);
+        if let Some(n) = memo.slots[slot].as_ref() {
+            if devi == fs.dev_idx && n.sector == sector && n.btree == ptr.btree && n.level == ptr.level && !n.has(flags::FREED) {
+                n.touch(self.clock.load(Relaxed));
+                return Ok(n.clone());
+            }
+        }
+        let n = self.get_node(dev, fs, ptr, search)?;
+        memo.slots[slot] = Some(n.clone());
+        Ok(n)
     }
 
     /// Returns the node and whether its read lock was taken (with

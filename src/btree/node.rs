@@ -29,7 +29,7 @@ use core::cell::UnsafeCell;
 use core::fmt;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, Ordering::{AcqRel, Acquire}};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::{AcqRel, Acquire}};
 
 use crate::errcode::AllocError;
 use crate::format::bkey::{Bkey, BkeyFormat, BtreeIdName, KeyType, UnpackedKeys, BKEY_U64S};
@@ -110,6 +110,9 @@ pub struct Node {
     /// size).  Commits skip the merge attempt while neither sibling
     /// could take this node's keys.
     sib_live: [AtomicU32; 2],
+    /// The cache's use clock when a `NodeMemo` last returned the node
+    /// (its index entry keeps the time of index lookups).
+    touched: AtomicU64,
     data: UnsafeCell<NodeData>,
 }
 
@@ -494,6 +497,7 @@ impl Node {
             ptr_written: AtomicU32::new(0),
             flags: AtomicU32::new(flags),
             sib_live: [AtomicU32::new(0), AtomicU32::new(0)],
+            touched: AtomicU64::new(0),
             data: UnsafeCell::new(data),
         }
     }
@@ -536,6 +540,18 @@ impl Node {
     /// Records the `sectors_written` the pointer to the node now has.
     pub fn set_ptr_sectors_written(&self, s: u32) {
         self.ptr_written.store(s, core::sync::atomic::Ordering::Release);
+    }
+
+    /// Records a use at cache clock `clock` (for the eviction order).
+    pub fn touch(&self, clock: u64) {
+        if self.touched.load(core::sync::atomic::Ordering::Relaxed) < clock {
+            self.touched.store(clock, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The cache clock of the last [`touch`](Self::touch).
+    pub fn touched(&self) -> u64 {
+        self.touched.load(core::sync::atomic::Ordering::Relaxed)
     }
 
     /// Records what a merge attempt found on one side (`next`: the next

@@ -267,11 +267,24 @@ pub(crate) struct TransBufs {
     pub(crate) read_set: Vec<(Arc<Node>, u32)>,
     pub(crate) merge_candidates: Vec<(u8, Bpos)>,
     pub(crate) commit: super::commit::CommitScratch,
+    /// Nodes the last traversals found ([`super::cache::NodeMemo`]).
+    pub(crate) memo: super::cache::NodeMemo,
+    /// The root each btree had at the last traversal (checked by its
+    /// flags once locked, as any root is).
+    pub(crate) roots: [Option<Arc<Node>>; NR_BTREES],
 }
 
 impl Default for TransBufs {
     fn default() -> Self {
-        TransBufs { paths: Vec::new(), updates: Vec::new(), read_set: Vec::new(), merge_candidates: Vec::new(), commit: Default::default() }
+        TransBufs {
+            paths: Vec::new(),
+            updates: Vec::new(),
+            read_set: Vec::new(),
+            merge_candidates: Vec::new(),
+            commit: Default::default(),
+            memo: Default::default(),
+            roots: Default::default(),
+        }
     }
 }
 
@@ -292,6 +305,12 @@ impl TransBufs {
         self.read_set.clear();
         self.merge_candidates.clear();
         self.commit.clear();
+        self.memo.forget_freed();
+        for r in self.roots.iter_mut() {
+            if r.as_ref().is_some_and(|n| n.has(flags::FREED) || !n.has(flags::ROOT)) {
+                *r = None;
+            }
+        }
         if self.small() {
             c.trans_bufs.put(self);
         }
@@ -766,7 +785,20 @@ impl<'a> BtreeTrans<'a> {
         let ty = |l: u8| if l < want { SixLockType::Intent } else { SixLockType::Read };
         let mut tries = 0u32;
         let mut cur = loop {
-            let r = self.c.root_node(btree)?;
+            let remembered = match self.bufs.as_deref().and_then(|b| b.roots.get(btree as usize)) {
+                Some(Some(r)) if tries == 0 && r.has(flags::ROOT) && !r.has(flags::FREED) => Some(r.clone()),
+                _ => None,
+            };
+            let r = match remembered {
+                Some(r) => r,
+                None => {
+                    let r = self.c.root_node(btree)?;
+                    if let Some(slot) = self.bufs.as_deref_mut().and_then(|b| b.roots.get_mut(btree as usize)) {
+                        *slot = Some(r.clone());
+                    }
+                    r
+                }
+            };
             if r.level as usize >= MAX_DEPTH {
                 // A root pointer from disk claiming more levels than exist.
                 return Err(Errno::EUCLEAN.into());
@@ -803,7 +835,11 @@ impl<'a> BtreeTrans<'a> {
                 (k, (cur - 1) as u8, v.len())
             };
             let np = NodePtr { btree, level: child_level, key: &key, val: &vbuf[..vlen] };
-            let child = self.c.cache.get_node(&*self.c.dev, &self.c.info, np, pos).map_err(|e| e.errno())?;
+            let child = match self.bufs.as_deref_mut() {
+                Some(b) => self.c.cache.get_node_memo(&mut b.memo, &*self.c.dev, &self.c.info, np, pos),
+                None => self.c.cache.get_node(&*self.c.dev, &self.c.info, np, pos),
+            }
+            .map_err(|e| e.errno())?;
             let g = self.lock_node(&child, ty(child_level))?;
             if child.has(flags::FREED) || !child.covers(pos) {
                 drop(g);
