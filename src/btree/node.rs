@@ -131,9 +131,13 @@ const CHANGED: u32 = 1 << 31;
 #[derive(Debug)]
 pub struct NodeData {
     keys: UnpackedKeys,
-    /// Offsets in `keys` of the live keys, by position; [`CHANGED`] marks
-    /// those inserted since the last write.
+    /// Offsets in `keys` of the live keys, by position, from index
+    /// `head` on; [`CHANGED`] marks those inserted since the last write.
+    /// The entries before `head` are free: an insert or delete in the
+    /// first half of the keys shifts the entries before it rather than
+    /// those after it (a walk deleting from the front moves nothing).
     offs: Vec<u32>,
+    head: usize,
     /// Bytes of `keys` no longer addressed by `offs`.
     dead_bytes: usize,
     /// Sum of the live keys' sizes, u64s (unpacked).
@@ -172,6 +176,7 @@ impl Default for NodeData {
         NodeData {
             keys: UnpackedKeys::new(),
             offs: Vec::new(),
+            head: 0,
             dead_bytes: 0,
             live_u64s: 0,
             format: BkeyFormat::CURRENT,
@@ -202,14 +207,19 @@ fn dedup_sorted(v: &mut Vec<Bpos>) {
 }
 
 impl NodeData {
+    /// The live entries of `offs`.
+    fn live(&self) -> &[u32] {
+        self.offs.get(self.head..).unwrap_or(&[])
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.offs.len()
+        self.offs.len() - self.head
     }
 
     /// Whether the node has no keys.
     pub fn is_empty(&self) -> bool {
-        self.offs.is_empty()
+        self.len() == 0
     }
 
     /// Bytes this node holds in memory.
@@ -219,20 +229,21 @@ impl NodeData {
 
     /// Key `i` and its value; `None` past the end.
     pub fn key(&self, i: usize) -> Option<(Bkey, &[u8])> {
-        self.keys.get(*self.offs.get(i)? & !CHANGED)
+        self.keys.get(*self.live().get(i)? & !CHANGED)
     }
 
     /// Position of key `i` (`Bpos::default()` past the end).
     pub fn pos(&self, i: usize) -> Bpos {
-        self.offs.get(i).and_then(|&at| self.keys.pos(at & !CHANGED)).unwrap_or_default()
+        self.live().get(i).and_then(|&at| self.keys.pos(at & !CHANGED)).unwrap_or_default()
     }
 
     /// Index of the first key at or after `pos`: O(log n).
     pub fn lower_bound(&self, pos: Bpos) -> usize {
-        let (mut lo, mut hi) = (0usize, self.len());
+        let offs = self.live();
+        let (mut lo, mut hi) = (0usize, offs.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.keys.cmp_pos(self.offs[mid] & !CHANGED, &pos).is_lt() {
+            if self.keys.cmp_pos(offs[mid] & !CHANGED, &pos).is_lt() {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -244,7 +255,8 @@ impl NodeData {
     /// [`lower_bound`](Self::lower_bound), trying `hint` and the index
     /// after it first: O(1) for a walk that peeks key after key.
     pub fn lower_bound_from(&self, pos: Bpos, hint: usize) -> usize {
-        let lt = |i: usize| self.keys.cmp_pos(self.offs[i] & !CHANGED, &pos).is_lt();
+        let offs = self.live();
+        let lt = |i: usize| self.keys.cmp_pos(offs[i] & !CHANGED, &pos).is_lt();
         let n = self.len();
         for h in [hint, hint + 1] {
             if h <= n && (h == n || !lt(h)) && (h == 0 || lt(h - 1)) {
@@ -256,10 +268,11 @@ impl NodeData {
 
     /// Index one past the last key at or before `pos`: O(log n).
     pub fn upper_bound(&self, pos: Bpos) -> usize {
-        let (mut lo, mut hi) = (0usize, self.len());
+        let offs = self.live();
+        let (mut lo, mut hi) = (0usize, offs.len());
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.keys.cmp_pos(self.offs[mid] & !CHANGED, &pos).is_le() {
+            if self.keys.cmp_pos(offs[mid] & !CHANGED, &pos).is_le() {
                 lo = mid + 1;
             } else {
                 hi = mid;
@@ -301,7 +314,7 @@ impl NodeData {
         dedup_sorted(&mut wh);
         let mut out: Vec<(Bkey, &[u8])> = Vec::with_capacity(self.changed_keys + wh.len())?;
         let mut w = wh.iter().peekable();
-        for &o in self.offs.iter().filter(|&&o| o & CHANGED != 0) {
+        for &o in self.live().iter().filter(|&&o| o & CHANGED != 0) {
             let Some((k, v)) = self.keys.get(o & !CHANGED) else { continue };
             while let Some(&&p) = w.peek() {
                 if p > k.p {
@@ -340,7 +353,7 @@ impl NodeData {
         }
         self.whiteouts.truncate(kept);
         let mut u64s = self.whiteouts.len() * BKEY_U64S;
-        for &o in self.offs.iter().filter(|&&o| o & CHANGED != 0) {
+        for &o in self.live().iter().filter(|&&o| o & CHANGED != 0) {
             if let Some((_, v)) = self.keys.get(o & !CHANGED) {
                 u64s += BKEY_U64S + v.len() / 8;
             }
@@ -386,8 +399,9 @@ impl NodeData {
         self.keys.reserve(crate::format::bkey::BKEY_BYTES + v.len())?;
         let i = self.lower_bound(k.p);
         let existed = i < self.len() && self.pos(i) == k.p;
+        let (h, n) = (self.head, self.len());
         if existed {
-            let o = self.offs[i];
+            let o = self.offs[h + i];
             let old_u64s = self.keys.get(o & !CHANGED).map_or(BKEY_U64S, |(_, ov)| BKEY_U64S + ov.len() / 8);
             self.dead_bytes += old_u64s * 8;
             self.live_u64s -= old_u64s;
@@ -397,10 +411,13 @@ impl NodeData {
             }
         }
         if k.is_deleted() {
-            if existed {
-                self.offs[i..].rotate_left(1);
-                let n = self.offs.len();
-                self.offs.truncate(n - 1);
+            if existed && i < n / 2 {
+                // Shift the entries before it up over it.
+                self.offs[h..=h + i].rotate_right(1);
+                self.head += 1;
+            } else if existed {
+                self.offs[h + i..].rotate_left(1);
+                self.offs.truncate(h + n - 1);
             }
             self.whiteouts.push(k.p)?;
             self.dirty_u64s += BKEY_U64S;
@@ -408,10 +425,16 @@ impl NodeData {
             let new_u64s = BKEY_U64S + v.len() / 8;
             let at = self.keys.push(k, v)? | CHANGED;
             if existed {
-                self.offs[i] = at;
+                self.offs[h + i] = at;
+            } else if h > 0 && i < n / 2 {
+                // A free entry before the keys: shift those before it
+                // down into it.
+                self.head -= 1;
+                self.offs[h - 1] = at;
+                self.offs[h - 1..h + i].rotate_left(1);
             } else {
                 self.offs.push(at)?;
-                self.offs[i..].rotate_right(1);
+                self.offs[h + i..].rotate_right(1);
             }
             self.live_u64s += new_u64s;
             self.changed_keys += 1;
@@ -428,13 +451,14 @@ impl NodeData {
     fn compact_mem(&mut self) -> Result<(), AllocError> {
         let mut keys = UnpackedKeys::new();
         keys.reserve(self.keys.len_bytes() - self.dead_bytes)?;
-        let mut offs: Vec<u32> = Vec::with_capacity(self.offs.len())?;
-        for &o in self.offs.iter() {
+        let mut offs: Vec<u32> = Vec::with_capacity(self.len())?;
+        for &o in self.live().iter() {
             let (k, v) = self.keys.get(o & !CHANGED).ok_or(AllocError)?;
             offs.push(keys.push(&k, v)? | (o & CHANGED))?;
         }
         self.keys = keys;
         self.offs = offs;
+        self.head = 0;
         self.dead_bytes = 0;
         Ok(())
     }
@@ -462,7 +486,8 @@ impl NodeData {
     /// Forgets the changed positions after a write.
     pub(crate) fn clear_dirty(&mut self) {
         if self.changed_keys != 0 {
-            for o in self.offs.iter_mut() {
+            let h = self.head;
+            for o in self.offs[h..].iter_mut() {
                 *o &= !CHANGED;
             }
         }
@@ -932,6 +957,48 @@ mod tests {
         assert!(d.keys.len_bytes() < 8192, "{}", d.keys.len_bytes());
         assert_eq!(d.key(0).unwrap().1, &1999u64.to_le_bytes());
         assert_eq!(d.dirty_u64s, 6);
+    }
+
+    #[test]
+    fn random_inserts_and_deletes_match_a_sorted_map() {
+        // Deletes and inserts all over the node (front, middle, back),
+        // checked against a map after each step, writes in between.
+        let mut d = NodeData::default();
+        let mut m = std::collections::BTreeMap::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for step in 0..6000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let off = match step % 3 {
+                0 => x % 64,
+                1 => m.keys().next().copied().unwrap_or(0),
+                _ => x % 512,
+            };
+            if x % 5 < 2 {
+                let mut del = k(off);
+                del.key_type = KeyType::Deleted as u8;
+                assert_eq!(d.insert(&del, &[]).unwrap(), m.remove(&off).is_some());
+            } else {
+                assert_eq!(d.insert(&k(off), &step.to_le_bytes()).unwrap(), m.insert(off, step).is_some());
+            }
+            if step % 500 == 499 {
+                d.written += 1;
+                d.clear_dirty();
+            }
+            assert_eq!(d.len(), m.len());
+            if step % 97 == 0 {
+                let got: std::vec::Vec<_> = (0..d.len()).map(|i| {
+                    let (k, v) = d.key(i).unwrap();
+                    (k.p.offset, u64::from_le_bytes(v.try_into().unwrap()))
+                }).collect();
+                assert_eq!(got, m.iter().map(|(&a, &b)| (a, b)).collect::<std::vec::Vec<_>>(), "step {step}");
+                for (&o, _) in m.iter() {
+                    assert!(d.find(Bpos::new(1, o, 1)).is_some());
+                }
+            }
+        }
+        assert_eq!(d.live_u64s(), m.len() * 6);
     }
 
     #[test]
