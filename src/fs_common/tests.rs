@@ -594,6 +594,33 @@ fn reads_every_kind_of_extent() {
     }
 }
 
+/// `read_data_segs` into buffers of uneven sizes (folios of a readahead
+/// request) gives what one buffer does, with the reads of a call batched.
+#[test]
+fn reads_into_segments() {
+    let mut fs = MemFs::new();
+    let (inode, content) = mixed_file(&mut fs);
+    let len = content.len().div_ceil(4096) * 4096 + 8192;
+    let mut want = content.clone();
+    want.resize(len, 0);
+    for seg in [512usize, 4096, 3 * 512, 16384] {
+        for start in [0usize, 512, 4096] {
+            let mut bufs: StdVec<StdVec<u8>> = StdVec::new();
+            let mut left = len - start;
+            while left > 0 {
+                let n = seg.min(left);
+                bufs.push(vec![0x55u8; n]);
+                left -= n;
+            }
+            let mut segs: StdVec<&mut [u8]> = bufs.iter_mut().map(|b| &mut b[..]).collect();
+            let mut cache = ExtentCache::default();
+            read_data_segs(&fs, &root_sv(), &inode, start as u64, &mut segs, &mut cache).unwrap();
+            let got: StdVec<u8> = bufs.concat();
+            assert!(got[..] == want[start..], "seg {seg} start {start}: first difference at byte {:?}", got.iter().zip(&want[start..]).position(|(a, b)| a != b));
+        }
+    }
+}
+
 #[test]
 fn reads_at_every_sector_offset() {
     let mut fs = MemFs::new();
