@@ -237,8 +237,13 @@ struct Encoded {
     tag: (u64, Bpos, u64),
     /// Sectors into the live data where the wanted part starts.
     offset_into: u64,
-    /// The encoded data (`crc.compressed_size` sectors).
+    /// The encoded data (`crc.compressed_size` sectors).  Empty when read
+    /// in place.
     raw: Vec<u8>,
+    /// Uncompressed, all of it live and all of it wanted, with a
+    /// checksum that can be computed piece by piece: read straight into
+    /// the output like plain data, and verified there.
+    in_place: bool,
 }
 
 /// The device reads of one [`read_data_segs`] call.
@@ -259,7 +264,7 @@ fn run_plan<T: BtreeRead + ?Sized>(
         return Ok(());
     }
     for p in plan.reads.iter_mut() {
-        if let Some(e) = p.enc.as_mut() {
+        if let Some(e) = p.enc.as_mut().filter(|e| !e.in_place) {
             e.raw.resize(e.crc.compressed_size as usize * SECTOR_SIZE, 0)?;
         }
     }
@@ -267,6 +272,16 @@ fn run_plan<T: BtreeRead + ?Sized>(
     for p in plan.reads.iter_mut() {
         let Some(e) = p.enc.as_mut() else { continue };
         let ctx = Ctx { dev: fs.dev_name(), inum, sector: p.file_sector };
+        if e.in_place {
+            if let Some(mut inc) = checksum::Incremental::new(e.csum_type) {
+                out.for_range(p.off, p.len, |_, part| inc.update(part));
+                let got = inc.finish();
+                if got != e.crc.csum {
+                    return Err(csum_mismatch(fs, &ctx, p.dev, p.dev_sector, &e.crc, e.csum_type, got));
+                }
+                continue;
+            }
+        }
         let raw = core::mem::take(&mut e.raw);
         cache.tag = None;
         cache.data = decode_extent(fs, &ctx, &e.k, p.dev, p.dev_sector, &e.crc, e.csum_type, e.comp, raw)?;
@@ -301,7 +316,7 @@ fn issue_reads<T: BtreeRead + ?Sized>(
     let mut owner: Vec<usize> = Vec::new();
     for (i, p) in plan.reads.iter_mut().enumerate() {
         let dev = p.dev;
-        match p.enc.as_mut() {
+        match p.enc.as_mut().filter(|e| !e.in_place) {
             Some(e) => push_read(ra, &mut reads, &mut owner, i, dev, p.dev_sector, &mut e.raw)?,
             None => {
                 let (mut at, end, mut sector) = (p.off, p.off + p.len, p.dev_sector);
@@ -638,9 +653,44 @@ fn plan_extent(
             None => Err(ctx.err(Errno::EIO, format_args!("extent {}: decoded data too short", k.k.p))),
         };
     }
-    let enc = Encoded { k: k.k, crc, csum_type, comp, tag, offset_into, raw: Vec::new() };
+    let in_place = !comp.is_compressed()
+        && checksum::Incremental::new(csum_type).is_some()
+        && crc.offset == 0
+        && crc.compressed_size == crc.uncompressed_size
+        && crc.uncompressed_size == size
+        && offset_into == 0
+        && len as u64 == u64::from(size) * SECTOR;
+    let enc = Encoded { k: k.k, crc, csum_type, comp, tag, offset_into, raw: Vec::new(), in_place };
     plan.reads.push(Pending { file_sector, dev: ptr.dev, dev_sector: ptr.offset, off, len, enc: Some(enc) })?;
     Ok(())
+}
+
+/// A data checksum mismatch of the extent read from `sector` of `dev`:
+/// counted ([`BtreeRead::checksum_error`]) and logged; `EIO`.
+fn csum_mismatch<T: BtreeRead + ?Sized>(
+    fs: &T,
+    ctx: &Ctx<'_>,
+    dev: u8,
+    sector: u64,
+    crc: &ExtentCrc,
+    csum_type: CsumType,
+    got: Csum,
+) -> Errno {
+    fs.checksum_error(dev);
+    ctx.err(
+        Errno::EIO,
+        format_args!(
+            "data checksum error on device {} sector {} ({} sectors), type {}: expected {:x}:{:x} got {:x}:{:x}",
+            dev,
+            sector,
+            crc.compressed_size,
+            csum_type.name(),
+            crc.csum.hi,
+            crc.csum.lo,
+            got.hi,
+            got.lo
+        ),
+    )
 }
 
 /// Verifies the checksum of `raw`, the whole encoded data of extent `k`
@@ -661,21 +711,7 @@ fn decode_extent<T: BtreeRead + ?Sized>(
     // Non-MAC checksum types take no nonce (`bch2_checksum()`).
     let got = checksum::checksum(csum_type, &raw).map_err(|_| Errno::EOPNOTSUPP)?;
     if got != crc.csum {
-        fs.checksum_error(dev);
-        return Err(ctx.err(
-            Errno::EIO,
-            format_args!(
-                "data checksum error on device {} sector {} ({} sectors), type {}: expected {:x}:{:x} got {:x}:{:x}",
-                dev,
-                sector,
-                crc.compressed_size,
-                csum_type.name(),
-                crc.csum.hi,
-                crc.csum.lo,
-                got.hi,
-                got.lo
-            ),
-        ));
+        return Err(csum_mismatch(fs, ctx, dev, sector, crc, csum_type, got));
     }
     let mut data = if comp.is_compressed() {
         let mut data = Vec::new();
