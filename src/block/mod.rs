@@ -332,6 +332,9 @@ unsafe fn read_many(bdev: *mut bindings::block_device, reads: &mut [DevRead<'_>]
     // Which reads are done one by one after the batch.
     let mut alone: crate::platform::Vec<bool> = crate::platform::Vec::new();
     let _ = alone.resize(reads.len(), false);
+    // Under readahead the page cache's own plug (`read_pages()`) is the
+    // outer one and this one does nothing: the bios then go out when the
+    // wait below sleeps (`schedule()` flushes a sleeping task's plug).
     let mut plug = bindings::blk_plug::default();
     // SAFETY: `plug` lives on this stack frame until `blk_finish_plug`.
     unsafe { bindings::blk_start_plug(&mut plug) };
