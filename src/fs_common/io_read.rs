@@ -263,8 +263,18 @@ fn run_plan<T: BtreeRead + ?Sized>(
     if plan.reads.is_empty() {
         return Ok(());
     }
+    // The lookup is done with the cache: its buffer is reused for the
+    // first extent read through a buffer (a random reader decodes one
+    // extent per call and so allocates nothing).
+    let mut spare = true;
     for p in plan.reads.iter_mut() {
         if let Some(e) = p.enc.as_mut().filter(|e| !e.in_place) {
+            if spare {
+                spare = false;
+                cache.tag = None;
+                e.raw = core::mem::take(&mut cache.data);
+                e.raw.clear();
+            }
             e.raw.resize(e.crc.compressed_size as usize * SECTOR_SIZE, 0)?;
         }
     }
