@@ -504,6 +504,21 @@ impl<D: BlockDev> BtreeRead for Fs<D> {
         Ok(())
     }
 
+    /// All of `reads` in flight at once ([`BlockDev::read_sectors_many`]);
+    /// sectors counted as [`Self::read_data`] does, for the reads that
+    /// succeed.
+    fn read_data_many(&self, reads: &mut [crate::platform::DevRead<'_>]) {
+        if reads.iter().any(|r| r.dev != self.info.dev_idx) {
+            for r in reads.iter_mut() {
+                r.result = self.read_data(r.dev, r.sector, r.buf);
+            }
+            return;
+        }
+        self.dev.read_sectors_many(reads);
+        let done: u64 = reads.iter().filter(|r| r.result.is_ok()).map(|r| (r.buf.len() / SECTOR_SIZE) as u64).sum();
+        self.io.user.fetch_add(done, Relaxed);
+    }
+
     fn dev_name(&self) -> &str {
         self.dev.name()
     }

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Block devices in the kernel: opening by path and synchronous bio I/O.
+//! Block devices in the kernel: opening by path, synchronous bio I/O and
+//! batches of reads in flight together.
 //! Implements the core's [`BlockDev`] on top of `struct block_device`.
 //!
 //! Matches `fs/bcachefs/super-io.c` (`bch2_read_super`, `read_one_super`)
@@ -17,14 +18,16 @@
 //! (`src/fs/`), so today every device here is read-only and the write
 //! half only runs once the write path opens one for writing.
 
-use core::ffi::{c_uint, c_ushort};
+use core::cell::UnsafeCell;
+use core::ffi::{c_uint, c_ushort, c_void};
 use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use kernel::str::CStr;
 
 use crate::bindings;
 use crate::errcode::Errno;
-use crate::platform::{BlockDev, WriteFlags, SECTOR_SIZE};
+use crate::platform::{BlockDev, DevRead, WriteFlags, SECTOR_SIZE};
 
 const PAGE_SIZE: usize = 4096;
 /// Largest number of segments one bio carries (`BIO_MAX_VECS`).
@@ -205,6 +208,194 @@ unsafe fn read_sectors(bdev: *mut bindings::block_device, sector: u64, buf: &mut
     Ok(())
 }
 
+/// What the bios of one [`read_many`] batch share: the count of bios not
+/// yet completed (plus one held by the submitter until all are out) and
+/// the completion the last one to finish signals.
+struct Batch {
+    pending: AtomicUsize,
+    done: UnsafeCell<bindings::completion>,
+}
+
+/// One read of a batch as its bios see it (`bi_private`): the batch, and
+/// whether a bio of the read failed.
+struct ReadSlot {
+    batch: *const Batch,
+    failed: AtomicBool,
+}
+
+/// `bi_end_io` of a batch's bio: notes a failure in its read's slot, frees
+/// the bio and, if it is the last of the batch, wakes the submitter.
+///
+/// # Safety
+///
+/// `bio` was built by [`read_many`] with `bi_private` pointing at a
+/// [`ReadSlot`] of a batch still waited for.
+unsafe extern "C" fn read_many_endio(bio: *mut bindings::bio) {
+    // SAFETY: by the contract the slot and its batch outlive the bio: the
+    // submitter waits until `pending` reaches zero, which this bio's
+    // decrement below is part of, and touches nothing of it afterwards.
+    // The bio was `bio_kmalloc`ed and nobody else holds it any more.
+    unsafe {
+        let slot = (*bio).bi_private as *const ReadSlot;
+        if (*bio).bi_status != 0 {
+            (*slot).failed.store(true, Ordering::Relaxed);
+        }
+        let batch = (*slot).batch;
+        bindings::bio_uninit(bio);
+        bindings::kfree(bio.cast());
+        if (*batch).pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            bindings::complete((*batch).done.get());
+        }
+    }
+}
+
+/// Builds a `bio_kmalloc`ed read bio of `len` bytes at `start` (at most
+/// `BIO_MAX_VECS` pages' worth) from `sector`, completing into `slot`.
+/// `None` without memory (or if a page would not go in).
+///
+/// # Safety
+///
+/// As [`submit_one_bio`] for `bdev`, `start` and `len`, until the bio
+/// completes; `slot` outlives the bio.
+unsafe fn build_read_bio(
+    bdev: *mut bindings::block_device,
+    sector: u64,
+    start: *mut u8,
+    len: usize,
+    slot: *const ReadSlot,
+) -> Option<*mut bindings::bio> {
+    let mut segs = 0;
+    let mut off = 0;
+    while off < len {
+        // SAFETY: `start + off` is inside the buffer (`off < len`).
+        let in_page = unsafe { bindings::bch_rs_offset_in_page(start.add(off).cast()) } as usize;
+        off += (PAGE_SIZE - in_page).min(len - off);
+        segs += 1;
+    }
+    // SAFETY: plain allocation; `segs <= BIO_MAX_VECS + 1` by the
+    // caller's chunking (readahead runs in a NOFS scope).
+    let bio = unsafe { bindings::bio_kmalloc(segs as c_ushort, bindings::GFP_KERNEL) };
+    if bio.is_null() {
+        return None;
+    }
+    // SAFETY: `bio` was just allocated with room for `segs` inline vecs;
+    // every segment added is linear-map memory of the buffer (caller's
+    // contract).  On failure the bio is uninitialised and freed here.
+    unsafe {
+        bindings::bio_init(bio, bdev, (*bio).bi_inline_vecs.as_mut_ptr(), segs as c_ushort, bindings::BCH_RS_REQ_OP_READ);
+        (*bio).bi_iter.bi_sector = sector;
+        (*bio).bi_private = slot.cast_mut().cast::<c_void>();
+        (*bio).bi_end_io = Some(read_many_endio);
+        let mut off = 0;
+        while off < len {
+            let p = start.add(off);
+            let in_page = bindings::bch_rs_offset_in_page(p.cast()) as usize;
+            let n = (PAGE_SIZE - in_page).min(len - off);
+            let page = bindings::bch_rs_virt_to_page(p.cast());
+            if bindings::bio_add_page(bio, page, n as c_uint, in_page as c_uint) as usize != n {
+                bindings::bio_uninit(bio);
+                bindings::kfree(bio.cast());
+                return None;
+            }
+            off += n;
+        }
+    }
+    Some(bio)
+}
+
+/// `BlockDev::read_sectors_many` for an open `bdev`: every read in
+/// linear-map memory is submitted (bios of at most `BIO_MAX_VECS` pages,
+/// under one plug so that adjacent ones merge) before waiting once for
+/// all of them; the others (stack or vmalloc memory, bad ranges), and
+/// those a bio could not be allocated for, are read one by one with
+/// [`read_sectors`].
+///
+/// # Safety
+///
+/// `bdev` is a block device that stays open for the duration of the call.
+unsafe fn read_many(bdev: *mut bindings::block_device, reads: &mut [DevRead<'_>]) {
+    let mut slots: crate::platform::Vec<ReadSlot> = crate::platform::Vec::new();
+    let batch = Batch { pending: AtomicUsize::new(1), done: UnsafeCell::new(Default::default()) };
+    // SAFETY: `done` is ours and not yet shared.
+    unsafe { bindings::init_completion(batch.done.get()) };
+    // One slot per read, allocated before any bio points at one (the
+    // vector does not move afterwards).
+    let batched = slots.reserve(reads.len()).is_ok()
+        && reads.iter().all(|_| slots.push(ReadSlot { batch: &batch, failed: AtomicBool::new(false) }).is_ok());
+    if !batched {
+        for r in reads.iter_mut() {
+            // SAFETY: `bdev` is open (caller's contract).
+            r.result = unsafe { read_sectors(bdev, r.sector, r.buf) };
+        }
+        return;
+    }
+    // Which reads are done one by one after the batch.
+    let mut alone: crate::platform::Vec<bool> = crate::platform::Vec::new();
+    let _ = alone.resize(reads.len(), false);
+    // Under readahead the page cache's own plug (`read_pages()`) is the
+    // outer one and this one does nothing: the bios then go out when the
+    // wait below sleeps (`schedule()` flushes a sleeping task's plug).
+    let mut plug = bindings::blk_plug::default();
+    // SAFETY: `plug` lives on this stack frame until `blk_finish_plug`.
+    unsafe { bindings::blk_start_plug(&mut plug) };
+    for (i, r) in reads.iter_mut().enumerate() {
+        let Some(slot) = slots.get(i) else { break };
+        // SAFETY: `bdev` is open (caller's contract).
+        let ok = !r.buf.is_empty() && unsafe { check_range(bdev, r.sector, r.buf.len()) }.is_ok() && is_linear(r.buf);
+        if !ok {
+            if let Some(a) = alone.get_mut(i) {
+                *a = true;
+            } else {
+                slot.failed.store(true, Ordering::Relaxed);
+            }
+            continue;
+        }
+        let mut sector = r.sector;
+        for part in r.buf.chunks_mut(BIO_MAX_VECS * PAGE_SIZE) {
+            // SAFETY: `bdev` is open; `part` is linear-map memory (checked
+            // above for the whole buffer, one allocation), borrowed
+            // mutably by `reads` until this function returns, which is
+            // after the bio completes (the wait below); `slot` lives as
+            // long.
+            match unsafe { build_read_bio(bdev, sector, part.as_mut_ptr(), part.len(), slot) } {
+                Some(bio) => {
+                    batch.pending.fetch_add(1, Ordering::Relaxed);
+                    // SAFETY: a fully built bio; from here its end_io owns it.
+                    unsafe { bindings::submit_bio(bio) };
+                }
+                None => {
+                    // No memory for the bio: this read again on its own
+                    // (its bios already submitted just read it twice).
+                    match alone.get_mut(i) {
+                        Some(a) => *a = true,
+                        None => slot.failed.store(true, Ordering::Relaxed),
+                    }
+                    break;
+                }
+            }
+            sector += (part.len() / SECTOR_SIZE) as u64;
+        }
+    }
+    // SAFETY: the plug started above; this submits what it holds.
+    unsafe { bindings::blk_finish_plug(&mut plug) };
+    if batch.pending.fetch_sub(1, Ordering::AcqRel) != 1 {
+        // SAFETY: `done` was initialised; the last bio's end_io completes
+        // it, after which no bio touches `batch` or `slots`.
+        unsafe { bindings::wait_for_completion_io(batch.done.get()) };
+    }
+    for (i, r) in reads.iter_mut().enumerate() {
+        let failed = slots.get(i).map_or(true, |s| s.failed.load(Ordering::Relaxed));
+        r.result = if alone.get(i).copied().unwrap_or(false) {
+            // SAFETY: `bdev` is open (caller's contract).
+            unsafe { read_sectors(bdev, r.sector, r.buf) }
+        } else if failed {
+            Err(Errno::EIO)
+        } else {
+            Ok(())
+        };
+    }
+}
+
 /// `BlockDev::write_sectors` for `bdev` opened for writing: checks the
 /// buffer and the range, then writes in bios of at most `BIO_MAX_VECS`
 /// pages, `REQ_OP_WRITE | REQ_SYNC`.  With `flags.preflush` the first bio
@@ -273,6 +464,12 @@ impl BlockDev for Bdev<'_> {
     fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
         // SAFETY: `self.bdev` stays open while `self` lives (invariant).
         unsafe { read_sectors(self.bdev, sector, buf) }
+    }
+
+    /// All in flight at once ([`read_many`]).
+    fn read_sectors_many(&self, reads: &mut [DevRead<'_>]) {
+        // SAFETY: `self.bdev` stays open while `self` lives (invariant).
+        unsafe { read_many(self.bdev, reads) }
     }
 
     fn logical_block_size(&self) -> u32 {
@@ -375,6 +572,12 @@ impl BlockDev for SbBdev {
     fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno> {
         // SAFETY: `self.bdev` is open by the type invariant.
         unsafe { read_sectors(self.bdev, sector, buf) }
+    }
+
+    /// All in flight at once ([`read_many`]).
+    fn read_sectors_many(&self, reads: &mut [DevRead<'_>]) {
+        // SAFETY: `self.bdev` is open by the type invariant.
+        unsafe { read_many(self.bdev, reads) }
     }
 
     fn logical_block_size(&self) -> u32 {

@@ -609,13 +609,14 @@ pub(super) unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio
     }
 }
 
-/// `readahead`: the window's folios in batches of consecutive ones of up
-/// to [`RA_BATCH_BYTES`], each batch read by one `read_data` call into one
-/// buffer and copied into its folios, so that an extent is read, checked
-/// and decompressed once per batch rather than once per page (a read-write
-/// mount keeps no extent cache).  Without memory for the buffer, or on an
-/// error, the batch's folios are read one by one as `read_folio` does, so
-/// that only the folios that fail stay not uptodate.
+/// `readahead`: the request's folios in batches of consecutive ones of up
+/// to [`RA_BATCH_BYTES`], each batch read by one `read_data_segs` call
+/// straight into the folios: the extents under the batch are looked up,
+/// all the device reads they need are in flight together, and once they
+/// have completed the checksummed and compressed extents are verified and
+/// decoded into place (each once per batch, as a read-write mount keeps no
+/// extent cache).  On an error the batch's folios are read one by one as
+/// `read_folio` does, so that only the folios that fail stay not uptodate.
 ///
 /// # Safety
 ///
@@ -636,7 +637,7 @@ pub(super) unsafe extern "C" fn bch_readahead(rac: *mut bindings::readahead_cont
         let size = unsafe { bindings::folio_size(folio) };
         if !batch.is_empty() && bytes + size > RA_BATCH_BYTES {
             // SAFETY: the batch's folios are locked, ours to end.
-            unsafe { read_batch(&batch, bytes) };
+            unsafe { read_batch(&batch) };
             batch.clear();
             bytes = 0;
         }
@@ -649,12 +650,14 @@ pub(super) unsafe extern "C" fn bch_readahead(rac: *mut bindings::readahead_cont
     }
     if !batch.is_empty() {
         // SAFETY: as above.
-        unsafe { read_batch(&batch, bytes) };
+        unsafe { read_batch(&batch) };
     }
 }
 
-/// Bytes of folios [`bch_readahead`] reads with one `read_data` call.
-const RA_BATCH_BYTES: usize = 128 << 10;
+/// Bytes of folios [`bch_readahead`] reads with one `read_data_segs` call:
+/// more than the default readahead window (128 KiB), so that a request is
+/// one batch.
+const RA_BATCH_BYTES: usize = 4 << 20;
 
 /// Reads one locked folio and ends the read (`read_folio` without the
 /// return value).
@@ -671,14 +674,15 @@ unsafe fn read_one(folio: *mut bindings::folio) {
 }
 
 /// Reads `folios` (consecutive, locked, not uptodate, of one file of
-/// ours, `bytes` in all) into one buffer and copies it into them, then
-/// ends their reads; falls back to [`read_one`] for each.
+/// ours) straight into their memory with one `read_data_segs` call, then
+/// ends their reads; on an error (or without memory) falls back to
+/// [`read_one`] for each.
 ///
 /// # Safety
 ///
 /// As [`read_one`], for each folio; readahead hands out consecutive
 /// folios of one mapping.
-unsafe fn read_batch(folios: &[*mut bindings::folio], bytes: usize) {
+unsafe fn read_batch(folios: &[*mut bindings::folio]) {
     let Some(&first) = folios.first() else { return };
     // SAFETY: the caller's contract (see `fill_folio`).
     let (info, bi, inum, pos) = unsafe {
@@ -686,50 +690,60 @@ unsafe fn read_batch(folios: &[*mut bindings::folio], bytes: usize) {
         let inode = (*mapping).host;
         (FsInfo::of((*inode).i_sb), BchInode::from_vfs(inode), (*inode).i_ino as u64, bindings::folio_pos(first) as u64)
     };
-    let mut buf = Vec::new();
-    let r = buf.resize(bytes, 0u8).map_err(|_| Errno::ENOMEM).and_then(|()| {
+    let mut segs: Vec<&mut [u8]> = Vec::new();
+    let mut bytes = 0u64;
+    let mut r = segs.reserve(folios.len()).map_err(|_| Errno::ENOMEM);
+    for &folio in folios {
+        if r.is_err() {
+            break;
+        }
+        // SAFETY: the folio is locked and not uptodate: nobody else reads
+        // or writes its memory until its read is ended below, after the
+        // last use of `segs`.  `folio_address` is its linear-map address
+        // (64-bit kernels have no highmem), which covers the whole folio
+        // and which a bio can carry; null if it had none.
+        let seg = unsafe {
+            let size = bindings::folio_size(folio);
+            let p = bindings::folio_address(folio).cast::<u8>();
+            if p.is_null() || !bindings::bch_rs_virt_addr_valid(p.cast()) {
+                None
+            } else {
+                bytes += size as u64;
+                Some(core::slice::from_raw_parts_mut(p, size))
+            }
+        };
+        r = match seg {
+            Some(seg) => segs.push(seg).map_err(|_| Errno::ENOMEM),
+            None => Err(Errno::EIO),
+        };
+    }
+    let r = r.and_then(|()| {
         let rd = info.read();
         if info.is_rw() {
             // As `fill_folio`: the size on disk read fresh; one extent
             // cache for the batch.
             fs_common::inode_get(&*rd, &info.sv, inum)
-                .and_then(|attrs| fs_common::read_data(&*rd, &info.sv, &attrs, pos, &mut buf, &mut ExtentCache::default()))
+                .and_then(|attrs| fs_common::read_data_segs(&*rd, &info.sv, &attrs, pos, &mut segs, &mut ExtentCache::default()))
         } else {
             let attrs = bi.attrs(&rd);
             bi.with_cache(|cache| {
-                let r = fs_common::read_data(&*rd, &info.sv, &attrs, pos, &mut buf, cache);
+                let r = fs_common::read_data_segs(&*rd, &info.sv, &attrs, pos, &mut segs, cache);
                 // As `fill_folio`: the end reached, the decoded extent goes.
-                if pos + bytes as u64 >= attrs.size {
+                if pos + bytes >= attrs.size {
                     *cache = ExtentCache::default();
                 }
                 r
             })
         }
     });
-    let mut off = 0usize;
+    drop(segs);
     for &folio in folios {
-        // SAFETY: the caller's contract.
-        let size = unsafe { bindings::folio_size(folio) };
-        match (&r, buf.get(off..off + size)) {
-            (Ok(()), Some(data)) => {
-                let mut o = 0;
-                while o < size {
-                    let len = PAGE_SIZE.min(size - o);
-                    // SAFETY: `o < folio_size`; the folio is locked and not
-                    // uptodate: nobody else touches its memory.
-                    unsafe {
-                        let p = bindings::kmap_local_folio(folio, o);
-                        core::ptr::copy_nonoverlapping(data.as_ptr().add(o), p.cast::<u8>(), len);
-                        bindings::kunmap_local(p);
-                    }
-                    o += len;
-                }
-                // SAFETY: ours to end.
-                unsafe { bindings::folio_end_read(folio, true) };
+        // SAFETY: the caller's contract: ours to end, once.
+        unsafe {
+            match r {
+                Ok(()) => bindings::folio_end_read(folio, true),
+                Err(_) => read_one(folio),
             }
-            // SAFETY: as above.
-            _ => unsafe { read_one(folio) },
         }
-        off += size;
     }
 }

@@ -29,7 +29,7 @@ use crate::errcode::Errno;
 use crate::format::bkey::{BtreeId, KeyType};
 use crate::format::bpos::Bpos;
 use crate::format::val::extent::{CrcKind, ExtentCrc, ExtentEntries, ExtentEntry, ExtentPtr};
-use crate::platform::{Vec, SECTOR_SIZE};
+use crate::platform::{DevRead, Vec, SECTOR_SIZE};
 
 /// Longest symlink target `page_get_link()` returns: one 4 KiB page less
 /// the terminating NUL (`nd_terminate_link(.., PAGE_SIZE - 1)`).
@@ -81,30 +81,311 @@ pub fn read_data<T: BtreeRead + ?Sized>(
     buf: &mut [u8],
     cache: &mut ExtentCache,
 ) -> Result<(), Errno> {
-    if offset % SECTOR != 0 || buf.len() % SECTOR_SIZE != 0 {
+    read_data_segs(fs, sv, inode, offset, &mut [buf], cache)
+}
+
+/// [`read_data`] into the concatenation of `segs` (each a multiple of 512
+/// bytes long: the folios of a readahead request).
+///
+/// The read has three steps: the extents over the range are looked up and
+/// what needs no device (holes, inline data, the cached extent) is filled
+/// in; then every device read the range needs is issued in one batch
+/// ([`BtreeRead::read_data_many`]: plain extents straight into `segs`,
+/// checksummed or compressed ones whole into a buffer of their own); then,
+/// once all completed, the encoded extents are verified, decompressed and
+/// their wanted part copied into place.  The last one decoded stays in
+/// `cache`.
+///
+/// Errors: as [`read_data`].  On an error the contents of `segs` are
+/// unspecified.
+pub fn read_data_segs<T: BtreeRead + ?Sized>(
+    fs: &T,
+    sv: &Subvol,
+    inode: &InodeAttrs,
+    offset: u64,
+    segs: &mut [&mut [u8]],
+    cache: &mut ExtentCache,
+) -> Result<(), Errno> {
+    if offset % SECTOR != 0 || segs.iter().any(|s| s.len() % SECTOR_SIZE != 0) {
         return Err(Errno::EINVAL);
     }
+    let mut out = Out { segs };
+    let total = out.len();
     let size = inode.size;
     let eof_sector = size.div_ceil(SECTOR);
+    let mut plan = Plan { reads: Vec::new() };
     let mut done = 0usize;
-    while done < buf.len() {
+    while done < total {
         let Some(byte) = offset.checked_add(done as u64) else { break };
         let sector = byte / SECTOR;
         if sector >= eof_sector {
             break;
         }
-        let want = ((buf.len() - done) / SECTOR_SIZE) as u64;
+        let want = ((total - done) / SECTOR_SIZE) as u64;
         let span = want.min(eof_sector - sector) as usize * SECTOR_SIZE;
-        let Some(out) = buf.get_mut(done..done + span) else { break };
         let ctx = Ctx { dev: fs.dev_name(), inum: inode.inum, sector };
-        let n = read_piece(fs, sv.snapshot, &ctx, out, cache)?;
+        let n = read_piece(fs, sv.snapshot, &ctx, &mut out, done, span, cache, &mut plan)?;
         done += n.max(SECTOR_SIZE);
     }
+    run_plan(fs, inode.inum, &mut out, &mut plan, cache)?;
     // Past EOF, including the tail of the last sector: zeros.
-    let valid = size.saturating_sub(offset).min(buf.len() as u64) as usize;
-    if let Some(tail) = buf.get_mut(valid..) {
-        tail.fill(0);
+    let valid = size.saturating_sub(offset).min(total as u64) as usize;
+    out.fill(valid, total - valid);
+    Ok(())
+}
+
+/// The output of a read: the concatenation of some buffers.
+struct Out<'s, 'b> {
+    segs: &'s mut [&'b mut [u8]],
+}
+
+impl Out<'_, '_> {
+    fn len(&self) -> usize {
+        self.segs.iter().map(|s| s.len()).sum()
     }
+
+    /// Calls `f` with each part of `[off, off + len)` in turn, with the
+    /// offset of the part from `off`.
+    fn for_range(&mut self, off: usize, len: usize, mut f: impl FnMut(usize, &mut [u8])) {
+        let end = off.saturating_add(len);
+        let mut start = 0usize;
+        for s in self.segs.iter_mut() {
+            let s_end = start + s.len();
+            if s_end > off && start < end {
+                let from = off.max(start);
+                let to = end.min(s_end);
+                if let Some(part) = s.get_mut(from - start..to - start) {
+                    f(from - off, part);
+                }
+            }
+            if s_end >= end {
+                break;
+            }
+            start = s_end;
+        }
+    }
+
+    /// Zeros `[off, off + len)`.
+    fn fill(&mut self, off: usize, len: usize) {
+        self.for_range(off, len, |_, p| p.fill(0));
+    }
+
+    /// Copies `src` to `off`.
+    fn write(&mut self, off: usize, src: &[u8]) {
+        self.for_range(off, src.len(), |o, p| {
+            if let Some(s) = src.get(o..o + p.len()) {
+                p.copy_from_slice(s);
+            }
+        });
+    }
+}
+
+/// Hands out disjoint, increasing ranges of an [`Out`] as slices, split at
+/// the buffers' boundaries.
+struct Carver<'s, 'b> {
+    rest: core::slice::IterMut<'s, &'b mut [u8]>,
+    cur: &'s mut [u8],
+    /// Offset in the output of `cur[0]`.
+    cur_start: usize,
+}
+
+impl<'s, 'b> Carver<'s, 'b> {
+    fn new(segs: &'s mut [&'b mut [u8]]) -> Self {
+        Carver { rest: segs.iter_mut(), cur: &mut [], cur_start: 0 }
+    }
+
+    /// The next part of `[off, off + len)`: at most `len` bytes from `off`
+    /// (not below the end of the previous part), or `None` past the end.
+    fn next(&mut self, off: usize, len: usize) -> Option<&'s mut [u8]> {
+        while self.cur_start + self.cur.len() <= off {
+            let skipped = self.cur.len();
+            self.cur = &mut **self.rest.next()?;
+            self.cur_start += skipped;
+        }
+        let skip = off.checked_sub(self.cur_start)?;
+        let cur = core::mem::take(&mut self.cur);
+        let (_, tail) = cur.split_at_mut(skip);
+        let n = len.min(tail.len());
+        let (part, rest) = tail.split_at_mut(n);
+        self.cur = rest;
+        self.cur_start = off + n;
+        Some(part)
+    }
+}
+
+/// A device read found by the lookup half of [`read_data_segs`].
+struct Pending {
+    /// File sector the read is for (for messages).
+    file_sector: u64,
+    /// Device and first sector.
+    dev: u8,
+    dev_sector: u64,
+    /// Where the wanted bytes go in the output, and how many.
+    off: usize,
+    len: usize,
+    /// `None`: plain data, read straight into the output.
+    enc: Option<Encoded>,
+}
+
+/// An extent whose whole written data is read, verified and decoded.
+struct Encoded {
+    k: crate::format::bkey::Bkey,
+    crc: ExtentCrc,
+    csum_type: CsumType,
+    comp: CompressionType,
+    /// The cache tag of the decoded extent.
+    tag: (u64, Bpos, u64),
+    /// Sectors into the live data where the wanted part starts.
+    offset_into: u64,
+    /// The encoded data (`crc.compressed_size` sectors).  Empty when read
+    /// in place.
+    raw: Vec<u8>,
+    /// Uncompressed, all of it live and all of it wanted, with a
+    /// checksum that can be computed piece by piece: read straight into
+    /// the output like plain data, and verified there.
+    in_place: bool,
+}
+
+/// The device reads of one [`read_data_segs`] call.
+struct Plan {
+    reads: Vec<Pending>,
+}
+
+/// Issues the reads of `plan` as one batch, then decodes the encoded
+/// extents into place.
+fn run_plan<T: BtreeRead + ?Sized>(
+    fs: &T,
+    inum: u64,
+    out: &mut Out<'_, '_>,
+    plan: &mut Plan,
+    cache: &mut ExtentCache,
+) -> Result<(), Errno> {
+    if plan.reads.is_empty() {
+        return Ok(());
+    }
+    // The lookup is done with the cache: its buffer is reused for the
+    // first extent read through a buffer (a random reader decodes one
+    // extent per call and so allocates nothing).
+    let mut spare = true;
+    for p in plan.reads.iter_mut() {
+        if let Some(e) = p.enc.as_mut().filter(|e| !e.in_place) {
+            if spare {
+                spare = false;
+                cache.tag = None;
+                e.raw = core::mem::take(&mut cache.data);
+                e.raw.clear();
+            }
+            e.raw.resize(e.crc.compressed_size as usize * SECTOR_SIZE, 0)?;
+        }
+    }
+    issue_reads(fs, inum, out, plan, &mut cache.ra)?;
+    for p in plan.reads.iter_mut() {
+        let Some(e) = p.enc.as_mut() else { continue };
+        let ctx = Ctx { dev: fs.dev_name(), inum, sector: p.file_sector };
+        if e.in_place {
+            if let Some(mut inc) = checksum::Incremental::new(e.csum_type) {
+                out.for_range(p.off, p.len, |_, part| inc.update(part));
+                let got = inc.finish();
+                if got != e.crc.csum {
+                    return Err(csum_mismatch(fs, &ctx, p.dev, p.dev_sector, &e.crc, e.csum_type, got));
+                }
+                continue;
+            }
+        }
+        let raw = core::mem::take(&mut e.raw);
+        cache.tag = None;
+        cache.data = decode_extent(fs, &ctx, &e.k, p.dev, p.dev_sector, &e.crc, e.csum_type, e.comp, raw)?;
+        cache.start_sector = e.k.start_offset();
+        cache.tag = Some(e.tag);
+        let from = usize::try_from(e.offset_into).unwrap_or(usize::MAX).saturating_mul(SECTOR_SIZE);
+        match cache.data.get(from..).and_then(|s| s.get(..p.len)) {
+            Some(s) => out.write(p.off, s),
+            None => return Err(ctx.err(Errno::EIO, format_args!("extent {}: decoded data too short", e.k.p))),
+        }
+    }
+    Ok(())
+}
+
+/// Reads what `plan` asks for from the device: plain data into `out`,
+/// encoded data into each extent's `raw`.  What the reader's read-ahead
+/// window holds is copied from it; a single read left goes through the
+/// window ([`dev_read`]), several are issued together
+/// ([`BtreeRead::read_data_many`]).
+///
+/// Errors: the first failed read's, after a message naming it.
+fn issue_reads<T: BtreeRead + ?Sized>(
+    fs: &T,
+    inum: u64,
+    out: &mut Out<'_, '_>,
+    plan: &mut Plan,
+    ra: &mut DevReadAhead,
+) -> Result<(), Errno> {
+    let mut carver = Carver::new(&mut *out.segs);
+    let mut reads: Vec<DevRead<'_>> = Vec::new();
+    // Which entry of `plan.reads` each read is for.
+    let mut owner: Vec<usize> = Vec::new();
+    for (i, p) in plan.reads.iter_mut().enumerate() {
+        let dev = p.dev;
+        match p.enc.as_mut().filter(|e| !e.in_place) {
+            Some(e) => push_read(ra, &mut reads, &mut owner, i, dev, p.dev_sector, &mut e.raw)?,
+            None => {
+                let (mut at, end, mut sector) = (p.off, p.off + p.len, p.dev_sector);
+                while at < end {
+                    let part = match carver.next(at, end - at) {
+                        Some(part) if !part.is_empty() => part,
+                        _ => return Err(Errno::EIO),
+                    };
+                    let n = part.len();
+                    push_read(ra, &mut reads, &mut owner, i, dev, sector, part)?;
+                    at += n;
+                    sector += (n / SECTOR_SIZE) as u64;
+                }
+            }
+        }
+    }
+    match &mut reads[..] {
+        [] => {}
+        [r] => r.result = dev_read(fs, ra, r.dev, r.sector, r.buf),
+        all => {
+            fs.read_data_many(all);
+            if let Some(r) = all.last() {
+                if ra.dev != r.dev {
+                    ra.buf.clear();
+                }
+                ra.dev = r.dev;
+                ra.next = r.sector.saturating_add((r.buf.len() / SECTOR_SIZE) as u64);
+            }
+        }
+    }
+    let failed = reads.iter().zip(owner.iter()).find_map(|(r, &i)| r.result.err().map(|e| (i, r.sector, e)));
+    drop(reads);
+    match failed {
+        None => Ok(()),
+        Some((i, sector, e)) => {
+            let (file_sector, dev) = plan.reads.get(i).map_or((0, 0), |p| (p.file_sector, p.dev));
+            let ctx = Ctx { dev: fs.dev_name(), inum, sector: file_sector };
+            Err(ctx.err(e, format_args!("read error {e} from device {dev} sector {sector}")))
+        }
+    }
+}
+
+/// Adds the read of `buf` from `sector` of `dev` for plan entry `i`, or
+/// fills `buf` from the read-ahead window if it holds that.
+fn push_read<'a>(
+    ra: &DevReadAhead,
+    reads: &mut Vec<DevRead<'a>>,
+    owner: &mut Vec<usize>,
+    i: usize,
+    dev: u8,
+    sector: u64,
+    buf: &'a mut [u8],
+) -> Result<(), Errno> {
+    if let Some(s) = window_slice(ra, dev, sector, buf.len()) {
+        copy_same_len(buf, s);
+        return Ok(());
+    }
+    reads.push(DevRead { dev, sector, buf, result: Ok(()) })?;
+    owner.push(i)?;
     Ok(())
 }
 
@@ -129,56 +410,60 @@ fn extent_at<T: BtreeRead + ?Sized>(fs: &T, inum: u64, snapshot: u32, sector: u6
     }
 }
 
-/// Reads from file sector `ctx.sector` into a prefix of `out`: up to the
-/// end of the extent (or hole) there.  Returns the bytes filled, at least
-/// 512 unless `out` is empty.
+/// Handles file sector `ctx.sector` onwards for a prefix of the `len`
+/// bytes at `off` of `out`: up to the end of the extent (or hole) there,
+/// filled at once or added to `plan`.  Returns the bytes handled, at
+/// least 512 unless `len` is 0.
+#[allow(clippy::too_many_arguments)]
 fn read_piece<T: BtreeRead + ?Sized>(
     fs: &T,
     snapshot: u32,
     ctx: &Ctx<'_>,
-    out: &mut [u8],
+    out: &mut Out<'_, '_>,
+    off: usize,
+    len: usize,
     cache: &mut ExtentCache,
+    plan: &mut Plan,
 ) -> Result<usize, Errno> {
     let sector = ctx.sector;
     // The decoded extent of the previous read often covers this one too:
     // the volume is read-only, so it is still the file's data there and
     // the btree need not be searched again.
-    if let Some(n) = cached_piece(cache, ctx.inum, sector, out) {
+    if let Some(n) = cached_piece(cache, ctx.inum, sector, out, off, len) {
         return Ok(n);
     }
     let Some(k) = extent_at(fs, ctx.inum, snapshot, sector)? else {
-        out.fill(0);
-        return Ok(out.len());
+        out.fill(off, len);
+        return Ok(len);
     };
     let start = k.k.start_offset();
     if start > sector {
-        let hole = ((start - sector).min(out.len() as u64 / SECTOR) as usize) * SECTOR_SIZE;
-        out[..hole].fill(0);
+        let hole = ((start - sector).min(len as u64 / SECTOR) as usize) * SECTOR_SIZE;
+        out.fill(off, hole);
         return Ok(hole);
     }
     let offset_into = sector - start;
     let avail = u64::from(k.k.size).saturating_sub(offset_into);
-    let n = (avail.min(out.len() as u64 / SECTOR) as usize) * SECTOR_SIZE;
+    let n = (avail.min(len as u64 / SECTOR) as usize) * SECTOR_SIZE;
     if n == 0 {
         // A key whose end is past `sector` but whose size says otherwise
         // (start saturated at 0): corrupt.
         return Err(ctx.err(Errno::EIO, format_args!("extent {} has size {} (corrupt)", k.k.p, k.k.size)));
     }
-    let out = &mut out[..n];
     match KeyType::from_u8(k.k.key_type) {
         Some(KeyType::Reservation) => {
-            out.fill(0);
+            out.fill(off, n);
             Ok(n)
         }
         Some(KeyType::InlineData) => {
-            copy_inline(&k.v, offset_into, out);
+            copy_inline(&k.v, offset_into, out, off, n);
             Ok(n)
         }
         Some(KeyType::Extent) => {
-            read_extent(fs, ctx, ctx.inum, &k, &k.v, offset_into, out, cache)?;
+            plan_extent(ctx, ctx.inum, &k, &k.v, offset_into, out, off, n, cache, plan)?;
             Ok(n)
         }
-        Some(KeyType::ReflinkP) => read_indirect(fs, ctx, &k, offset_into, out, cache),
+        Some(KeyType::ReflinkP) => read_indirect(fs, ctx, &k, offset_into, out, off, n, cache, plan),
         Some(KeyType::Error) => Err(ctx.err(Errno::EIO, format_args!("extent {} is an error key (data lost)", k.k.p))),
         _ => Err(ctx.err(
             Errno::EIO,
@@ -187,43 +472,49 @@ fn read_piece<T: BtreeRead + ?Sized>(
     }
 }
 
-/// Fills a prefix of `out` from the cached extent if it is `inum`'s and
-/// covers file sector `sector`; returns the bytes filled.
-fn cached_piece(cache: &ExtentCache, inum: u64, sector: u64, out: &mut [u8]) -> Option<usize> {
+/// Fills a prefix of the `len` bytes at `off` of `out` from the cached
+/// extent if it is `inum`'s and covers file sector `sector`; returns the
+/// bytes filled.
+fn cached_piece(cache: &ExtentCache, inum: u64, sector: u64, out: &mut Out<'_, '_>, off: usize, len: usize) -> Option<usize> {
     let (tag_inum, _, _) = cache.tag?;
     if tag_inum != inum || sector < cache.start_sector {
         return None;
     }
     let from = usize::try_from(sector - cache.start_sector).ok()?.checked_mul(SECTOR_SIZE)?;
     let avail = cache.data.get(from..)?;
-    let n = avail.len().min(out.len()) / SECTOR_SIZE * SECTOR_SIZE;
+    let n = avail.len().min(len) / SECTOR_SIZE * SECTOR_SIZE;
     if n == 0 {
         return None;
     }
-    out[..n].copy_from_slice(&avail[..n]);
+    out.write(off, &avail[..n]);
     Some(n)
 }
 
-/// Copies inline data from `offset_into` sectors into the value, zero
-/// filling what the value does not hold.
-fn copy_inline(data: &[u8], offset_into: u64, out: &mut [u8]) {
+/// Copies inline data from `offset_into` sectors into the value to the
+/// `len` bytes at `off` of `out`, zero filling what the value does not
+/// hold.
+fn copy_inline(data: &[u8], offset_into: u64, out: &mut Out<'_, '_>, off: usize, len: usize) {
     let skip = usize::try_from(offset_into.saturating_mul(SECTOR)).unwrap_or(usize::MAX);
     let src = data.get(skip..).unwrap_or(&[]);
-    let m = src.len().min(out.len());
-    out[..m].copy_from_slice(&src[..m]);
-    out[m..].fill(0);
+    let m = src.len().min(len);
+    out.write(off, &src[..m]);
+    out.fill(off + m, len - m);
 }
 
 /// `reflink_p`: reads the part of the indirect extent the pointer's
 /// `idx + offset_into` lands in (`__bch2_read_indirect_extent()`).
-/// Returns the bytes filled (the smaller of the two extents' remainders).
+/// Returns the bytes handled (the smaller of the two extents' remainders).
+#[allow(clippy::too_many_arguments)]
 fn read_indirect<T: BtreeRead + ?Sized>(
     fs: &T,
     ctx: &Ctx<'_>,
     k: &OwnedKey,
     offset_into: u64,
-    out: &mut [u8],
+    out: &mut Out<'_, '_>,
+    off: usize,
+    len: usize,
     cache: &mut ExtentCache,
+    plan: &mut Plan,
 ) -> Result<usize, Errno> {
     let idx = k.v.get(..8).map_or(0, |s| {
         let mut b = [0u8; 8];
@@ -247,17 +538,16 @@ fn read_indirect<T: BtreeRead + ?Sized>(
     }
     let roff_into = roff - rstart;
     let avail = u64::from(r.k.size).saturating_sub(roff_into);
-    let n = (avail.min(out.len() as u64 / SECTOR) as usize) * SECTOR_SIZE;
+    let n = (avail.min(len as u64 / SECTOR) as usize) * SECTOR_SIZE;
     if n == 0 {
         return Err(missing("a corrupt"));
     }
-    let out = &mut out[..n];
     // Both indirect types start with a refcount (u64).
     let body = r.v.get(8..).unwrap_or(&[]);
     if r.k.key_type == KeyType::IndirectInlineData as u8 {
-        copy_inline(body, roff_into, out);
+        copy_inline(body, roff_into, out, off, n);
     } else {
-        read_extent(fs, ctx, 0, &r, body, roff_into, out, cache)?;
+        plan_extent(ctx, 0, &r, body, roff_into, out, off, n, cache, plan)?;
     }
     Ok(n)
 }
@@ -295,22 +585,27 @@ fn pick_ptr(ctx: &Ctx<'_>, k: &OwnedKey, entries: &[u8]) -> Result<Option<(Exten
     }
 }
 
-/// Reads `out.len()` bytes of extent `k` (value entries `entries`) from
-/// `offset_into` sectors into it.  `tag_inum` goes into the cache tag
+/// The `len` bytes of extent `k` (value entries `entries`) from
+/// `offset_into` sectors, for `off` of `out`: zeros if unwritten, from the
+/// cache if it holds the extent decoded, else a device read added to
+/// `plan` (of just those bytes for plain data, of the whole extent for
+/// checksummed or compressed data).  `tag_inum` goes into the cache tag
 /// (the inode, or 0 for an indirect extent of the reflink btree).
 #[allow(clippy::too_many_arguments)]
-fn read_extent<T: BtreeRead + ?Sized>(
-    fs: &T,
+fn plan_extent(
     ctx: &Ctx<'_>,
     tag_inum: u64,
     k: &OwnedKey,
     entries: &[u8],
     offset_into: u64,
-    out: &mut [u8],
+    out: &mut Out<'_, '_>,
+    off: usize,
+    len: usize,
     cache: &mut ExtentCache,
+    plan: &mut Plan,
 ) -> Result<(), Errno> {
     let Some((ptr, crc)) = pick_ptr(ctx, k, entries)? else {
-        out.fill(0);
+        out.fill(off, len);
         return Ok(());
     };
     let size = k.k.size;
@@ -349,92 +644,108 @@ fn read_extent<T: BtreeRead + ?Sized>(
         ));
     }
 
+    let file_sector = ctx.sector;
     if csum_type == CsumType::None && !comp.is_compressed() {
-        // Plain data: read just what is wanted.
+        // Plain data: read just what is wanted, straight into place.
         let dev_sector = ptr.offset + u64::from(crc.offset) + offset_into;
-        return dev_read(fs, &mut cache.ra, ptr.dev, dev_sector, out).map_err(|e| {
-            ctx.err(e, format_args!("read error {e} from device {} sector {dev_sector}", ptr.dev))
-        });
+        plan.reads.push(Pending { file_sector, dev: ptr.dev, dev_sector, off, len, enc: None })?;
+        return Ok(());
     }
 
     let tag = (tag_inum, k.k.p, k.k.version.lo);
-    if cache.tag != Some(tag) {
-        cache.tag = None;
-        decode_extent(fs, ctx, k, &ptr, &crc, csum_type, comp, &mut cache.data, &mut cache.ra)?;
-        cache.start_sector = k.k.start_offset();
-        cache.tag = Some(tag);
-    }
     let from = usize::try_from(offset_into).unwrap_or(usize::MAX).saturating_mul(SECTOR_SIZE);
-    match cache.data.get(from..).and_then(|s| s.get(..out.len())) {
-        Some(s) => {
-            out.copy_from_slice(s);
-            Ok(())
-        }
-        None => Err(ctx.err(Errno::EIO, format_args!("extent {}: decoded data too short", k.k.p))),
+    if cache.tag == Some(tag) {
+        return match cache.data.get(from..).and_then(|s| s.get(..len)) {
+            Some(s) => {
+                out.write(off, s);
+                Ok(())
+            }
+            None => Err(ctx.err(Errno::EIO, format_args!("extent {}: decoded data too short", k.k.p))),
+        };
     }
+    let in_place = !comp.is_compressed()
+        && checksum::Incremental::new(csum_type).is_some()
+        && crc.offset == 0
+        && crc.compressed_size == crc.uncompressed_size
+        && crc.uncompressed_size == size
+        && offset_into == 0
+        && len as u64 == u64::from(size) * SECTOR;
+    let enc = Encoded { k: k.k, crc, csum_type, comp, tag, offset_into, raw: Vec::new(), in_place };
+    plan.reads.push(Pending { file_sector, dev: ptr.dev, dev_sector: ptr.offset, off, len, enc: Some(enc) })?;
+    Ok(())
 }
 
-/// Reads the whole encoded data of an extent, verifies its checksum,
-/// decompresses it and leaves the live part (`k.size` sectors from
-/// `crc.offset`) in `data`.
+/// A data checksum mismatch of the extent read from `sector` of `dev`:
+/// counted ([`BtreeRead::checksum_error`]) and logged; `EIO`.
+fn csum_mismatch<T: BtreeRead + ?Sized>(
+    fs: &T,
+    ctx: &Ctx<'_>,
+    dev: u8,
+    sector: u64,
+    crc: &ExtentCrc,
+    csum_type: CsumType,
+    got: Csum,
+) -> Errno {
+    fs.checksum_error(dev);
+    ctx.err(
+        Errno::EIO,
+        format_args!(
+            "data checksum error on device {} sector {} ({} sectors), type {}: expected {:x}:{:x} got {:x}:{:x}",
+            dev,
+            sector,
+            crc.compressed_size,
+            csum_type.name(),
+            crc.csum.hi,
+            crc.csum.lo,
+            got.hi,
+            got.lo
+        ),
+    )
+}
+
+/// Verifies the checksum of `raw`, the whole encoded data of extent `k`
+/// read from `sector` of `dev`, decompresses it and returns the live part
+/// (`k.size` sectors from `crc.offset`).
 #[allow(clippy::too_many_arguments)]
 fn decode_extent<T: BtreeRead + ?Sized>(
     fs: &T,
     ctx: &Ctx<'_>,
-    k: &OwnedKey,
-    ptr: &ExtentPtr,
+    k: &crate::format::bkey::Bkey,
+    dev: u8,
+    sector: u64,
     crc: &ExtentCrc,
     csum_type: CsumType,
     comp: CompressionType,
-    data: &mut Vec<u8>,
-    ra: &mut DevReadAhead,
-) -> Result<(), Errno> {
-    let raw_len = crc.compressed_size as usize * SECTOR_SIZE;
-    let mut raw: Vec<u8> = Vec::new();
-    // Uncompressed data is read straight into `data`.
-    let buf: &mut Vec<u8> = if comp.is_compressed() { &mut raw } else { &mut *data };
-    buf.clear();
-    buf.resize(raw_len, 0)?;
-    dev_read(fs, ra, ptr.dev, ptr.offset, buf)
-        .map_err(|e| ctx.err(e, format_args!("read error {e} from device {} sector {}", ptr.dev, ptr.offset)))?;
+    raw: Vec<u8>,
+) -> Result<Vec<u8>, Errno> {
     // Non-MAC checksum types take no nonce (`bch2_checksum()`).
-    let got = checksum::checksum(csum_type, buf).map_err(|_| Errno::EOPNOTSUPP)?;
+    let got = checksum::checksum(csum_type, &raw).map_err(|_| Errno::EOPNOTSUPP)?;
     if got != crc.csum {
-        fs.checksum_error(ptr.dev);
-        return Err(ctx.err(
-            Errno::EIO,
-            format_args!(
-                "data checksum error on device {} sector {} ({} sectors), type {}: expected {:x}:{:x} got {:x}:{:x}",
-                ptr.dev,
-                ptr.offset,
-                crc.compressed_size,
-                csum_type.name(),
-                crc.csum.hi,
-                crc.csum.lo,
-                got.hi,
-                got.lo
-            ),
-        ));
+        return Err(csum_mismatch(fs, ctx, dev, sector, crc, csum_type, got));
     }
-    if comp.is_compressed() {
-        data.clear();
+    let mut data = if comp.is_compressed() {
+        let mut data = Vec::new();
         data.resize(crc.uncompressed_size as usize * SECTOR_SIZE, 0)?;
-        compress::decompress(comp as u8, &raw, data).map_err(|e| {
+        compress::decompress(comp as u8, &raw, &mut data).map_err(|e| {
             ctx.err(
                 e.errno(),
-                format_args!("extent {}: decompression error ({}): {e}", k.k.p, comp.name()),
+                format_args!("extent {}: decompression error ({}): {e}", k.p, comp.name()),
             )
         })?;
-    }
+        data
+    } else {
+        // Uncompressed data is decoded in place.
+        raw
+    };
     // Keep the live part only.
     let live_from = crc.offset as usize * SECTOR_SIZE;
-    let live_len = k.k.size as usize * SECTOR_SIZE;
+    let live_len = k.size as usize * SECTOR_SIZE;
     if live_from.checked_add(live_len).map_or(true, |e| e > data.len()) {
-        return Err(ctx.err(Errno::EIO, format_args!("extent {}: live data past the decoded data", k.k.p)));
+        return Err(ctx.err(Errno::EIO, format_args!("extent {}: live data past the decoded data", k.p)));
     }
     data.copy_within(live_from..live_from + live_len, 0);
     data.truncate(live_len);
-    Ok(())
+    Ok(data)
 }
 
 /// Largest gap, in 512-byte sectors, between the end of one read and the

@@ -66,6 +66,16 @@ pub trait BtreeRead {
     /// device this filesystem does not have open.
     fn read_data(&self, dev: u8, sector: u64, buf: &mut [u8]) -> Result<(), Errno>;
 
+    /// Does every one of `reads` as [`BtreeRead::read_data`] would, leaving
+    /// each outcome in its `result` (so that an error is known per read).
+    /// Implementations over a kernel device have them all in flight at
+    /// once; the default reads one after the other.
+    fn read_data_many(&self, reads: &mut [crate::platform::DevRead<'_>]) {
+        for r in reads.iter_mut() {
+            r.result = self.read_data(r.dev, r.sector, r.buf);
+        }
+    }
+
     /// Name of the filesystem's device, for messages.
     fn dev_name(&self) -> &str;
 
@@ -248,7 +258,7 @@ pub use self::dirent::{dir_hash_info, lookup, lookup_entry, readdir, vfs_d_type,
 pub use self::inode::{
     attrs_from_unpacked, inode_get, inode_unpacked_get, nlink_get, time_to_ns, INODE_FLAGS_MASK,
 };
-pub use self::io_read::{read_data, readlink, SYMLINK_MAX};
+pub use self::io_read::{read_data, read_data_segs, readlink, SYMLINK_MAX};
 pub use self::statfs::{
     fs_usage_read, recalc_capacity, statfs, statfs_from_usage, FsUsage, BTREE_NODE_RESERVE, STATFS_COUNTS_NR_INODES,
 };

@@ -52,6 +52,21 @@ impl WriteFlags {
     pub const FLUSH_FUA: WriteFlags = WriteFlags { preflush: true, fua: true };
 }
 
+/// One read of a batch ([`BlockDev::read_sectors_many`],
+/// [`crate::fs_common::BtreeRead::read_data_many`]): `buf.len()` bytes (a
+/// multiple of 512) of member device `dev` from 512-byte sector `sector`;
+/// `result` is set by the read.
+pub struct DevRead<'a> {
+    /// Member device index (ignored by a [`BlockDev`], which is one device).
+    pub dev: u8,
+    /// First 512-byte sector.
+    pub sector: u64,
+    /// Where the data goes.
+    pub buf: &'a mut [u8],
+    /// The outcome, as [`BlockDev::read_sectors`] returns it.
+    pub result: Result<(), Errno>,
+}
+
 /// A block device (or an image file) the core reads from and writes to.
 ///
 /// Offsets are in 512-byte sectors, lengths in bytes (a multiple of 512).
@@ -72,6 +87,17 @@ pub trait BlockDev {
     /// the end of the device; `EINVAL` when `buf.len()` is not a multiple of
     /// [`SECTOR_SIZE`].
     fn read_sectors(&self, sector: u64, buf: &mut [u8]) -> Result<(), Errno>;
+
+    /// Reads every one of `reads` (their `dev` is ignored), each as
+    /// [`BlockDev::read_sectors`] would, leaving its outcome in its
+    /// `result`.  The kernel's devices submit them all before waiting for
+    /// any, so that the device works on several at once; the default reads
+    /// them one after the other.
+    fn read_sectors_many(&self, reads: &mut [DevRead<'_>]) {
+        for r in reads.iter_mut() {
+            r.result = self.read_sectors(r.sector, r.buf);
+        }
+    }
 
     /// The device's logical block size in bytes (`bdev_logical_block_size()`):
     /// the smallest unit it can read; a filesystem block size below it
