@@ -84,6 +84,25 @@ impl<'a> Bdev<'a> {
     }
 }
 
+/// How many bio segments `len` bytes from `start` take: one per page
+/// they touch (`bio_add_page()` of each page's part).
+///
+/// # Safety
+///
+/// `start..start + len` is one buffer (the pointer arithmetic stays in
+/// it).
+unsafe fn page_segments(start: *mut u8, len: usize) -> usize {
+    let mut segs = 0;
+    let mut off = 0;
+    while off < len {
+        // SAFETY: `start + off` is inside the buffer (`off < len`).
+        let in_page = unsafe { bindings::bch_rs_offset_in_page(start.add(off).cast()) } as usize;
+        off += (PAGE_SIZE - in_page).min(len - off);
+        segs += 1;
+    }
+    segs
+}
+
 /// Submits one synchronous bio of `opf` over `len` bytes at `start` (at
 /// most `BIO_MAX_VECS` pages' worth) and waits for it.
 ///
@@ -100,14 +119,8 @@ unsafe fn submit_one_bio(
     len: usize,
     opf: bindings::blk_opf_t,
 ) -> Result<(), Errno> {
-    let mut segs = 0;
-    let mut off = 0;
-    while off < len {
-        // SAFETY: `start + off` is inside the buffer (`off < len`).
-        let in_page = unsafe { bindings::bch_rs_offset_in_page(start.add(off).cast()) } as usize;
-        off += (PAGE_SIZE - in_page).min(len - off);
-        segs += 1;
-    }
+    // SAFETY: the caller's contract: `start..start + len` is one buffer.
+    let segs = unsafe { page_segments(start, len) };
     // SAFETY: plain allocation; `segs <= BIO_MAX_VECS + 1` by the
     // caller's chunking, which `bio_kmalloc` accepts.
     let bio = unsafe { bindings::bio_kmalloc(segs as c_ushort, bindings::GFP_KERNEL) };
@@ -264,14 +277,8 @@ unsafe fn build_read_bio(
     len: usize,
     slot: *const ReadSlot,
 ) -> Option<*mut bindings::bio> {
-    let mut segs = 0;
-    let mut off = 0;
-    while off < len {
-        // SAFETY: `start + off` is inside the buffer (`off < len`).
-        let in_page = unsafe { bindings::bch_rs_offset_in_page(start.add(off).cast()) } as usize;
-        off += (PAGE_SIZE - in_page).min(len - off);
-        segs += 1;
-    }
+    // SAFETY: the caller's contract: `start..start + len` is one buffer.
+    let segs = unsafe { page_segments(start, len) };
     // SAFETY: plain allocation; `segs <= BIO_MAX_VECS + 1` by the
     // caller's chunking (readahead runs in a NOFS scope).
     let bio = unsafe { bindings::bio_kmalloc(segs as c_ushort, bindings::GFP_KERNEL) };
