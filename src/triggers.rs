@@ -835,6 +835,14 @@ pub struct NodePtrTap<'a> {
     pub triggers: Shared<'a, FsTriggers<'a>>,
 }
 
+impl NodePtrTap<'_> {
+    /// Whether an entry changes a node pointer: `btree_keys` above the
+    /// leaves, or `btree_root`.
+    fn is_ptr_change(entry_type: u8, level: u8) -> bool {
+        (entry_type == EntryType::BtreeKeys as u8 && level > 0) || entry_type == EntryType::BtreeRoot as u8
+    }
+}
+
 impl JournalSink for NodePtrTap<'_> {
     fn res_get(&self, u64s: u32, flags: ResFlags) -> Result<JournalRes, BchError> {
         self.inner.res_get(u64s, flags)
@@ -842,33 +850,19 @@ impl JournalSink for NodePtrTap<'_> {
 
     fn res_get_with(&self, u64s: u32, flags: ResFlags, entries: &[u8]) -> Result<JournalRes, BchError> {
         // Node pointer changes come through res_add_entry (interior
-        // updates); entries given here (commits of leaf keys) pass.
-        let mut at = 0;
-        while let Some(h) = entries.get(at..at + 8) {
-            if (h[4] == EntryType::BtreeKeys as u8 && h[3] > 0) || h[4] == EntryType::BtreeRoot as u8 {
-                // Not expected: take the slow way, entry by entry.
-                let mut res = self.inner.res_get(u64s, flags)?;
-                let mut at = 0;
-                while let Some(h) = entries.get(at..at + 8) {
-                    let n = u16::from_le_bytes([h[0], h[1]]) as usize * 8;
-                    let r = entries.get(at + 8..at + 8 + n).ok_or(Errno::EINVAL).and_then(|data| self.res_add_entry(&mut res, h[4], h[2], h[3], data));
-                    if let Err(e) = r {
-                        self.inner.res_put(res);
-                        return Err(e.into());
-                    }
-                    at += 8 + n;
-                }
-                return Ok(res);
-            }
-            at += 8 + u16::from_le_bytes([h[0], h[1]]) as usize * 8;
+        // updates); entries given here (commits of leaf keys) pass, unless
+        // one is a pointer change after all: then entry by entry.
+        let ptr_change = crate::format::jset::iter_entries(entries, 0)
+            .any(|e| e.map_or(true, |e| Self::is_ptr_change(e.ty, e.level)));
+        match ptr_change {
+            true => crate::journal::res::res_get_adding(self, u64s, flags, entries),
+            false => self.inner.res_get_with(u64s, flags, entries),
         }
-        self.inner.res_get_with(u64s, flags, entries)
     }
 
     fn res_add_entry(&self, res: &mut JournalRes, entry_type: u8, btree_id: u8, level: u8, data: &[u8]) -> Result<(), Errno> {
         self.inner.res_add_entry(res, entry_type, btree_id, level, data)?;
-        let ptr_change = (entry_type == EntryType::BtreeKeys as u8 && level > 0) || entry_type == EntryType::BtreeRoot as u8;
-        if ptr_change {
+        if Self::is_ptr_change(entry_type, level) {
             if let Err(e) = self.triggers.node_ptr_event(entry_type, btree_id, level, data) {
                 log::err_ratelimited!("node pointer trigger bookkeeping: {e}");
             }

@@ -1067,12 +1067,9 @@ impl<'a> BtreeTrans<'a> {
     /// Errors: as [`iter_peek`](Self::iter_peek).
     pub fn iter_next(&mut self, it: IterId) -> Result<Option<BkeyI>, BchError> {
         let k = self.iter_peek(it)?;
-        if let Some(k) = &k {
-            let p = &mut self.paths[it.0];
-            match k.k.p.successor() {
-                Some(n) => p.pos = n,
-                None => p.past_end = true,
-            }
+        if k.is_some() {
+            // The peek left the position on the key.
+            self.iter_advance(it);
         }
         Ok(k)
     }

@@ -92,6 +92,23 @@ pub fn jset_entry_push(out: &mut crate::platform::Vec<u8>, ty: u8, btree_id: u8,
     Ok(())
 }
 
+/// [`JournalSink::res_get_with`] through `res_get` and one `res_add_entry`
+/// per entry (the trait's default, and a wrapper's way when it must see
+/// each entry); the reservation is put back on an error.
+///
+/// Errors: as [`JournalSink::res_get`]; `EINVAL` for malformed entries.
+pub fn res_get_adding<J: JournalSink + ?Sized>(j: &J, u64s: u32, flags: ResFlags, entries: &[u8]) -> Result<JournalRes, BchError> {
+    let mut res = j.res_get(u64s, flags)?;
+    for e in crate::format::jset::iter_entries(entries, res.seq) {
+        let r = e.map_err(|_| Errno::EINVAL).and_then(|e| j.res_add_entry(&mut res, e.ty, e.btree_id, e.level, e.data));
+        if let Err(err) = r {
+            j.res_put(res);
+            return Err(err.into());
+        }
+    }
+    Ok(res)
+}
+
 /// The journal as its writers see it.
 ///
 /// Every method may be called from several threads at once.  Errors are
@@ -124,19 +141,7 @@ pub trait JournalSink: Sync {
     /// Errors: as [`res_get`](Self::res_get); `EINVAL` when `entries` is
     /// malformed or larger than `u64s`.
     fn res_get_with(&self, u64s: u32, flags: ResFlags, entries: &[u8]) -> Result<JournalRes, BchError> {
-        let mut res = self.res_get(u64s, flags)?;
-        let mut at = 0;
-        while at < entries.len() {
-            let h = entries.get(at..at + 8).ok_or(Errno::EINVAL)?;
-            let n = u16::from_le_bytes([h[0], h[1]]) as usize * 8;
-            let data = entries.get(at + 8..at + 8 + n).ok_or(Errno::EINVAL)?;
-            if let Err(e) = self.res_add_entry(&mut res, h[4], h[2], h[3], data) {
-                self.res_put(res);
-                return Err(e.into());
-            }
-            at += 8 + n;
-        }
-        Ok(res)
+        res_get_adding(self, u64s, flags, entries)
     }
 
     /// Releases the reservation; the entry may be written once its last
