@@ -723,6 +723,16 @@ impl<'a> Jset<'a> {
     }
 }
 
+/// Encodes the 8-byte header of C's `struct jset_entry`
+/// (fs/bcachefs/bcachefs_format.h): `u64s` (`__le16`), `btree_id`,
+/// `level`, `type`, then three pad bytes (zero).  `u64s` counts the 8-byte
+/// words of the payload after the header, not the header itself
+/// (`jset_u64s()` adds it).  [`iter_entries`] decodes it.
+pub fn jset_entry_header(u64s: u16, ty: u8, btree_id: u8, level: u8) -> [u8; JSET_ENTRY_BYTES] {
+    let n = u64s.to_le_bytes();
+    [n[0], n[1], btree_id, level, ty, 0, 0, 0]
+}
+
 /// The entries of a run of jset entries (a jset's, or the superblock's
 /// `clean` section's), in order; `seq` only labels errors.  An entry
 /// running past the end is an error, after which iteration stops.
@@ -973,8 +983,7 @@ impl JsetBuilder {
             return Err(JsetError::BadOpts);
         }
         let u64s = (data.len() / 8) as u16;
-        let h = [u64s.to_le_bytes()[0], u64s.to_le_bytes()[1], btree_id, level, ty, 0, 0, 0];
-        self.buf.extend_from_slice(&h)?;
+        self.buf.extend_from_slice(&jset_entry_header(u64s, ty, btree_id, level))?;
         self.buf.extend_from_slice(data)?;
         Ok(())
     }
@@ -1183,6 +1192,22 @@ mod tests {
             Jset::parse(&j, MAGIC).unwrap().validate(&FsCtx::default()),
             Err(JsetError::Entry { err: EntryError::PastEnd, .. })
         ));
+    }
+
+    /// `jset_entry_header` lays out `struct jset_entry` as
+    /// `iter_entries` reads it back.
+    #[test]
+    fn entry_header_round_trip() {
+        let h = jset_entry_header(0x0102, 7, 3, 1);
+        assert_eq!(h, [0x02, 0x01, 3, 1, 7, 0, 0, 0]);
+        let mut buf: StdVec<u8> = StdVec::new();
+        buf.extend_from_slice(&jset_entry_header(1, EntryType::Usage as u8, 2, 0));
+        buf.extend_from_slice(&42u64.to_le_bytes());
+        buf.extend_from_slice(&jset_entry_header(0, EntryType::Datetime as u8, 0, 5));
+        let es: StdVec<_> = iter_entries(&buf, 1).map(Result::unwrap).collect();
+        assert_eq!(es.len(), 2);
+        assert_eq!((es[0].ty, es[0].btree_id, es[0].level, es[0].data), (EntryType::Usage as u8, 2, 0, &42u64.to_le_bytes()[..]));
+        assert_eq!((es[1].offset, es[1].ty, es[1].level, es[1].data.len()), (2, EntryType::Datetime as u8, 5, 0));
     }
 
     /// Regression (fuzz target `jset`, hang): a jset whose `last_seq` is

@@ -86,8 +86,8 @@ pub fn jset_entry_push(out: &mut crate::platform::Vec<u8>, ty: u8, btree_id: u8,
     if data.len() % 8 != 0 {
         return Err(Errno::EINVAL);
     }
-    let u64s = u16::try_from(data.len() / 8).map_err(|_| Errno::EINVAL)?.to_le_bytes();
-    out.extend_from_slice(&[u64s[0], u64s[1], btree_id, level, ty, 0, 0, 0])?;
+    let u64s = u16::try_from(data.len() / 8).map_err(|_| Errno::EINVAL)?;
+    out.extend_from_slice(&crate::format::jset::jset_entry_header(u64s, ty, btree_id, level))?;
     out.extend_from_slice(data)?;
     Ok(())
 }

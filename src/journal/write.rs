@@ -66,7 +66,7 @@ use crate::checksum;
 use crate::errcode::{BchError, Errno, Restart};
 use crate::format::bkey::{Bkey, BtreeIdName, BKEY_BYTES};
 use crate::format::jset::{
-    scan_bucket, EntryType, Jset, JsetHeader, FS_USAGE_TYPE_NAMES, JSET_BYTES, JSET_ENTRY_BYTES,
+    jset_entry_header, scan_bucket, EntryType, Jset, JsetHeader, FS_USAGE_TYPE_NAMES, JSET_BYTES, JSET_ENTRY_BYTES,
 };
 use crate::format::val::FsCtx;
 use crate::platform::{log, Arc, BlockDev, Mutex, Vec, WriteFlags, SECTOR_SIZE};
@@ -137,8 +137,7 @@ impl EntryWriter<'_> {
         let len = JSET_ENTRY_BYTES + data.len();
         let stop = self.at.checked_add(len).filter(|&e| e <= self.end).ok_or(Errno::ENOSPC)?;
         let dst = self.buf.get_mut(self.at..stop).ok_or(Errno::ENOSPC)?;
-        let h = u64s.to_le_bytes();
-        dst[..JSET_ENTRY_BYTES].copy_from_slice(&[h[0], h[1], btree_id, level, ty, 0, 0, 0]);
+        dst[..JSET_ENTRY_BYTES].copy_from_slice(&jset_entry_header(u64s, ty, btree_id, level));
         dst[JSET_ENTRY_BYTES..].copy_from_slice(data);
         self.at = stop;
         Ok(())
