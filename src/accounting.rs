@@ -375,16 +375,7 @@ impl AccountingDeltas {
 
     /// Drops entries whose counters are all zero (C deletes such keys).
     pub fn drop_zero(&mut self) {
-        let n = self.entries.len();
-        let mut w = 0usize;
-        for r in 0..n {
-            let e = self.entries[r];
-            if e.1.iter().any(|&c| c != 0) {
-                self.entries[w] = e;
-                w += 1;
-            }
-        }
-        self.entries.truncate(w);
+        self.entries.retain(|e| e.1.iter().any(|&c| c != 0));
     }
 
     /// The entries: (position, counters, number of counters); sorted and

@@ -1522,7 +1522,8 @@ impl Allocator {
             }
         }
         if !data_type_is_empty(old) && data_type_is_empty(new.data_type) && journal_seq > flushed {
-            retain_waiting(&mut d.waiting_for_journal, flushed);
+            // Drop the buckets whose journal seq is flushed.
+            d.waiting_for_journal.retain(|&(_, seq)| seq > flushed);
             d.waiting_for_journal.push((bucket, journal_seq))?;
         }
         d.buckets[i] = BucketMem { gen: new.gen, oldest_gen: new.oldest_gen, data_type: new.data_type, flags: BUCKET_UPDATED };
@@ -1540,7 +1541,7 @@ impl Allocator {
         let mut g = self.inner.lock();
         g.flushed_seq = g.flushed_seq.max(seq);
         for d in g.devs.iter_mut().flatten() {
-            retain_waiting(&mut d.waiting_for_journal, seq);
+            d.waiting_for_journal.retain(|&(_, s)| s > seq);
         }
     }
 
@@ -1710,18 +1711,6 @@ impl Allocator {
             s.buckets_seen, s.skipped_open, s.skipped_need_journal_commit, s.skipped_nouse, s.skipped_stale
         )
     }
-}
-
-/// Drops the entries of `v` whose journal seq is flushed (`<= flushed`).
-fn retain_waiting(v: &mut Vec<(u64, u64)>, flushed: u64) {
-    let mut j = 0;
-    for i in 0..v.len() {
-        if v[i].1 > flushed {
-            v[j] = v[i];
-            j += 1;
-        }
-    }
-    v.truncate(j);
 }
 
 /// A data type's name, padded as a `{:<n}` asks.

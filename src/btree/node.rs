@@ -191,21 +191,6 @@ impl Default for NodeData {
     }
 }
 
-/// Drops the repeats of a sorted vector.
-fn dedup_sorted(v: &mut Vec<Bpos>) {
-    if v.len() < 2 {
-        return;
-    }
-    let mut w = 1;
-    for r in 1..v.len() {
-        if v[r] != v[w - 1] {
-            v.swap(w, r);
-            w += 1;
-        }
-    }
-    v.truncate(w);
-}
-
 impl NodeData {
     /// The live entries of `offs`.
     fn live(&self) -> &[u32] {
@@ -311,7 +296,7 @@ impl NodeData {
         let mut wh: Vec<Bpos> = Vec::with_capacity(self.whiteouts.len())?;
         wh.extend_from_slice(&self.whiteouts)?;
         crate::util::sort::sort(&mut wh);
-        dedup_sorted(&mut wh);
+        wh.dedup();
         let mut out: Vec<(Bkey, &[u8])> = Vec::with_capacity(self.changed_keys + wh.len())?;
         let mut w = wh.iter().peekable();
         for &o in self.live().iter().filter(|&&o| o & CHANGED != 0) {
@@ -342,16 +327,12 @@ impl NodeData {
     /// commit whose room check failed on the over-count.
     pub fn recount_changes(&mut self) {
         crate::util::sort::sort(&mut self.whiteouts);
-        dedup_sorted(&mut self.whiteouts);
-        // Keep the whiteouts where no key is now.
-        let mut kept = 0;
-        for r in 0..self.whiteouts.len() {
-            if self.find(self.whiteouts[r]).is_none() {
-                self.whiteouts.swap(kept, r);
-                kept += 1;
-            }
-        }
-        self.whiteouts.truncate(kept);
+        self.whiteouts.dedup();
+        // Keep the whiteouts where no key is now (`find` does not look at
+        // them, so they can be taken out for the pass).
+        let mut wh = core::mem::take(&mut self.whiteouts);
+        wh.retain(|&p| self.find(p).is_none());
+        self.whiteouts = wh;
         let mut u64s = self.whiteouts.len() * BKEY_U64S;
         for &o in self.live().iter().filter(|&&o| o & CHANGED != 0) {
             if let Some((_, v)) = self.keys.get(o & !CHANGED) {

@@ -66,6 +66,26 @@ impl<T> Vec<T> {
     pub fn clear(&mut self) {
         self.0.clear()
     }
+
+    /// Keeps only the elements for which `f` holds, in their order,
+    /// calling `f` once on each element front to back; the others are
+    /// dropped after the pass.  Does not allocate.
+    pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
+        let kept = super::compact_front(&mut self.0, |_, x| f(x));
+        self.truncate(kept);
+    }
+
+    /// Removes consecutive repeated elements, keeping the first of each
+    /// run (an element is dropped when it equals the last one kept), so a
+    /// sorted vector ends up without duplicates.  Order is kept; does not
+    /// allocate.
+    pub fn dedup(&mut self)
+    where
+        T: PartialEq,
+    {
+        let kept = super::compact_front(&mut self.0, |last, x| last != Some(x));
+        self.truncate(kept);
+    }
 }
 
 impl<T: Clone> Vec<T> {
@@ -284,6 +304,66 @@ mod tests {
         v.resize(4, 9).unwrap();
         assert_eq!(&v[..], &[1, 2, 9, 9]);
         assert!(v.reserve(usize::MAX).is_err());
+    }
+
+    #[test]
+    fn vec_retain_keeps_order() {
+        let mut v: Vec<u32> = Vec::new();
+        v.extend_from_slice(&[5, 1, 8, 2, 7, 3, 6]).unwrap();
+        let mut seen = std::vec::Vec::new();
+        v.retain(|&x| {
+            seen.push(x);
+            x % 2 == 1 || x == 8
+        });
+        assert_eq!(&v[..], &[5, 1, 8, 7, 3]);
+        assert_eq!(seen, [5, 1, 8, 2, 7, 3, 6], "f sees each element once, in order");
+        v.retain(|_| true);
+        assert_eq!(&v[..], &[5, 1, 8, 7, 3]);
+        v.retain(|_| false);
+        assert!(v.is_empty());
+        v.retain(|_| unreachable!());
+        // Elements that own memory: the kept ones move, the rest are dropped.
+        let mut s: Vec<std::string::String> = Vec::new();
+        for w in ["a", "bb", "c", "dd", "ee"] {
+            s.push(w.into()).unwrap();
+        }
+        s.retain(|w| w.len() == 2);
+        assert_eq!(&s[..], &["bb", "dd", "ee"]);
+    }
+
+    #[test]
+    fn vec_dedup_removes_consecutive_repeats_only() {
+        let mut v: Vec<u32> = Vec::new();
+        v.extend_from_slice(&[1, 1, 2, 1, 3, 3, 3, 2, 2]).unwrap();
+        v.dedup();
+        assert_eq!(&v[..], &[1, 2, 1, 3, 2]);
+        v.dedup();
+        assert_eq!(&v[..], &[1, 2, 1, 3, 2]);
+        let mut e: Vec<u32> = Vec::new();
+        e.dedup();
+        assert!(e.is_empty());
+        e.extend_from_slice(&[4, 4, 4]).unwrap();
+        e.dedup();
+        assert_eq!(&e[..], &[4]);
+        // The same as std's on every short vector over a small alphabet.
+        for n in 0..7u32 {
+            for code in 0..3u32.pow(n) {
+                // `code`'s base-3 digits.
+                let xs: std::vec::Vec<u32> = (0..n).map(|k| code / 3u32.pow(k) % 3).collect();
+                let mut v: Vec<u32> = Vec::new();
+                v.extend_from_slice(&xs).unwrap();
+                let mut want = xs.clone();
+                want.dedup();
+                v.dedup();
+                assert_eq!(&v[..], &want[..], "{xs:?}");
+                let mut v: Vec<u32> = Vec::new();
+                v.extend_from_slice(&xs).unwrap();
+                let mut want = xs.clone();
+                want.retain(|&x| x != 1);
+                v.retain(|&x| x != 1);
+                assert_eq!(&v[..], &want[..], "{xs:?}");
+            }
+        }
     }
 
     #[test]

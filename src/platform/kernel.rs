@@ -78,6 +78,26 @@ impl<T> Vec<T> {
     pub fn clear(&mut self) {
         self.truncate(0)
     }
+
+    /// Keeps only the elements for which `f` holds, in their order,
+    /// calling `f` once on each element front to back; the others are
+    /// dropped after the pass.  Does not allocate.
+    pub fn retain(&mut self, mut f: impl FnMut(&T) -> bool) {
+        let kept = super::compact_front(&mut self.0, |_, x| f(x));
+        self.truncate(kept);
+    }
+
+    /// Removes consecutive repeated elements, keeping the first of each
+    /// run (an element is dropped when it equals the last one kept), so a
+    /// sorted vector ends up without duplicates.  Order is kept; does not
+    /// allocate.
+    pub fn dedup(&mut self)
+    where
+        T: PartialEq,
+    {
+        let kept = super::compact_front(&mut self.0, |last, x| last != Some(x));
+        self.truncate(kept);
+    }
 }
 
 impl<T: Clone> Vec<T> {

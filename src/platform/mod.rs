@@ -143,6 +143,29 @@ pub trait BlockDev {
     }
 }
 
+/// The in-place pass behind both homes' `Vec::retain` and `Vec::dedup`:
+/// visits the elements of `s` in order, asking `keep(last, x)` of each
+/// (`last` the last element kept so far), moves the kept ones to the front
+/// by swaps, their order unchanged, and returns how many were kept; the
+/// rest are left after them in some order, for the caller to truncate.
+/// No allocation, and no indexing that could panic.
+fn compact_front<T>(s: &mut [T], mut keep: impl FnMut(Option<&T>, &T) -> bool) -> usize {
+    let mut kept = 0usize;
+    for i in 0..s.len() {
+        let Some(x) = s.get(i) else { break };
+        let last = kept.checked_sub(1).and_then(|l| s.get(l));
+        if keep(last, x) {
+            // Elements `kept..i` are dropped ones: swap `i` with the first.
+            if let Some([first, .., x]) = s.get_mut(kept..=i) {
+                core::mem::swap(first, x);
+            }
+            // `kept <= i < s.len()`: never wraps (and no overflow check).
+            kept = kept.wrapping_add(1);
+        }
+    }
+    kept
+}
+
 /// Logging, routed to `printk` in the kernel and to stderr on the host.
 pub mod log {
     pub use super::log_impl::{err, err_ratelimited, info, warn};
