@@ -139,6 +139,9 @@ impl<D: BlockDev> BlockDev for SharedDev<D> {
     fn write_sectors(&self, sector: u64, buf: &[u8], flags: WriteFlags) -> Result<(), Errno> {
         self.0.write_sectors(sector, buf, flags)
     }
+    fn write_sectors_many(&self, writes: &mut [crate::platform::DevWrite<'_>]) {
+        self.0.write_sectors_many(writes)
+    }
     fn flush(&self) -> Result<(), Errno> {
         self.0.flush()
     }
@@ -1735,5 +1738,27 @@ impl<D: BlockDev + Send + Sync + 'static> crate::fs_common::trans::DataAlloc for
         // A failed data write is the writer's EIO (and counted); the
         // filesystem goes on, as C's (`bch2_write_endio()`).
         self.fs.open.dev.write_sectors(sector, data, WriteFlags::default()).inspect_err(|_| self.fs.io_error(IoErrorKind::Write))
+    }
+
+    /// All in flight together ([`BlockDev::write_sectors_many`]); each
+    /// failure counted as [`DataAlloc::write`](crate::fs_common::trans::DataAlloc::write)'s.
+    fn write_many(&mut self, writes: &mut [crate::platform::DevWrite<'_>]) {
+        let dev_idx = self.fs.open.info.dev_idx;
+        let mut sectors = 0u64;
+        for w in writes.iter_mut() {
+            w.result = if w.dev == dev_idx { Ok(()) } else { Err(Errno::EIO) };
+            sectors += (w.buf.len() / crate::platform::SECTOR_SIZE) as u64;
+        }
+        if writes.iter().any(|w| w.result.is_err()) {
+            return;
+        }
+        self.fs.user_sectors[1].fetch_add(sectors, Relaxed);
+        self.wrote = true;
+        self.fs.open.dev.write_sectors_many(writes);
+        for w in writes.iter() {
+            if w.result.is_err() {
+                self.fs.io_error(IoErrorKind::Write);
+            }
+        }
     }
 }

@@ -173,6 +173,16 @@ impl DataAlloc for WpDataAlloc<'_> {
         }
         self.dev.write_sectors(sector, data, WriteFlags::NONE)
     }
+
+    /// All through [`BlockDev::write_sectors_many`].
+    fn write_many(&mut self, writes: &mut [crate::platform::DevWrite<'_>]) {
+        for w in writes.iter_mut() {
+            w.result = if w.dev == self.dev_idx { Ok(()) } else { Err(Errno::EINVAL) };
+        }
+        if writes.iter().all(|w| w.result.is_ok()) {
+            self.dev.write_sectors_many(writes);
+        }
+    }
 }
 
 impl Drop for WpDataAlloc<'_> {

@@ -27,7 +27,7 @@ use kernel::str::CStr;
 
 use crate::bindings;
 use crate::errcode::Errno;
-use crate::platform::{BlockDev, DevRead, WriteFlags, SECTOR_SIZE};
+use crate::platform::{BlockDev, DevRead, DevWrite, WriteFlags, SECTOR_SIZE};
 
 const PAGE_SIZE: usize = 4096;
 /// Largest number of segments one bio carries (`BIO_MAX_VECS`).
@@ -221,7 +221,7 @@ unsafe fn read_sectors(bdev: *mut bindings::block_device, sector: u64, buf: &mut
     Ok(())
 }
 
-/// What the bios of one [`read_many`] batch share: the count of bios not
+/// What the bios of one [`io_many`] batch share: the count of bios not
 /// yet completed (plus one held by the submitter until all are out) and
 /// the completion the last one to finish signals.
 struct Batch {
@@ -229,27 +229,27 @@ struct Batch {
     done: UnsafeCell<bindings::completion>,
 }
 
-/// One read of a batch as its bios see it (`bi_private`): the batch, and
-/// whether a bio of the read failed.
-struct ReadSlot {
+/// One I/O of a batch as its bios see it (`bi_private`): the batch, and
+/// whether a bio of the I/O failed.
+struct IoSlot {
     batch: *const Batch,
     failed: AtomicBool,
 }
 
-/// `bi_end_io` of a batch's bio: notes a failure in its read's slot, frees
+/// `bi_end_io` of a batch's bio: notes a failure in its I/O's slot, frees
 /// the bio and, if it is the last of the batch, wakes the submitter.
 ///
 /// # Safety
 ///
-/// `bio` was built by [`read_many`] with `bi_private` pointing at a
-/// [`ReadSlot`] of a batch still waited for.
-unsafe extern "C" fn read_many_endio(bio: *mut bindings::bio) {
+/// `bio` was built by [`io_many`] with `bi_private` pointing at an
+/// [`IoSlot`] of a batch still waited for.
+unsafe extern "C" fn io_many_endio(bio: *mut bindings::bio) {
     // SAFETY: by the contract the slot and its batch outlive the bio: the
     // submitter waits until `pending` reaches zero, which this bio's
     // decrement below is part of, and touches nothing of it afterwards.
     // The bio was `bio_kmalloc`ed and nobody else holds it any more.
     unsafe {
-        let slot = (*bio).bi_private as *const ReadSlot;
+        let slot = (*bio).bi_private as *const IoSlot;
         if (*bio).bi_status != 0 {
             (*slot).failed.store(true, Ordering::Relaxed);
         }
@@ -262,25 +262,26 @@ unsafe extern "C" fn read_many_endio(bio: *mut bindings::bio) {
     }
 }
 
-/// Builds a `bio_kmalloc`ed read bio of `len` bytes at `start` (at most
-/// `BIO_MAX_VECS` pages' worth) from `sector`, completing into `slot`.
-/// `None` without memory (or if a page would not go in).
+/// Builds a `bio_kmalloc`ed bio of `opf` over `len` bytes at `start` (at
+/// most `BIO_MAX_VECS` pages' worth) from `sector`, completing into
+/// `slot`.  `None` without memory (or if a page would not go in).
 ///
 /// # Safety
 ///
 /// As [`submit_one_bio`] for `bdev`, `start` and `len`, until the bio
 /// completes; `slot` outlives the bio.
-unsafe fn build_read_bio(
+unsafe fn build_batch_bio(
     bdev: *mut bindings::block_device,
     sector: u64,
     start: *mut u8,
     len: usize,
-    slot: *const ReadSlot,
+    opf: bindings::blk_opf_t,
+    slot: *const IoSlot,
 ) -> Option<*mut bindings::bio> {
     // SAFETY: the caller's contract: `start..start + len` is one buffer.
     let segs = unsafe { page_segments(start, len) };
     // SAFETY: plain allocation; `segs <= BIO_MAX_VECS + 1` by the
-    // caller's chunking (readahead runs in a NOFS scope).
+    // caller's chunking (readahead and writeback run in a NOFS scope).
     let bio = unsafe { bindings::bio_kmalloc(segs as c_ushort, bindings::GFP_KERNEL) };
     if bio.is_null() {
         return None;
@@ -289,10 +290,10 @@ unsafe fn build_read_bio(
     // every segment added is linear-map memory of the buffer (caller's
     // contract).  On failure the bio is uninitialised and freed here.
     unsafe {
-        bindings::bio_init(bio, bdev, (*bio).bi_inline_vecs.as_mut_ptr(), segs as c_ushort, bindings::BCH_RS_REQ_OP_READ);
+        bindings::bio_init(bio, bdev, (*bio).bi_inline_vecs.as_mut_ptr(), segs as c_ushort, opf);
         (*bio).bi_iter.bi_sector = sector;
         (*bio).bi_private = slot.cast_mut().cast::<c_void>();
-        (*bio).bi_end_io = Some(read_many_endio);
+        (*bio).bi_end_io = Some(io_many_endio);
         let mut off = 0;
         while off < len {
             let p = start.add(off);
@@ -310,77 +311,97 @@ unsafe fn build_read_bio(
     Some(bio)
 }
 
-/// `BlockDev::read_sectors_many` for an open `bdev`: every read in
-/// linear-map memory is submitted (bios of at most `BIO_MAX_VECS` pages,
-/// under one plug so that adjacent ones merge) before waiting once for
-/// all of them; the others (stack or vmalloc memory, bad ranges), and
-/// those a bio could not be allocated for, are read one by one with
-/// [`read_sectors`].
+/// One I/O of an [`io_many`] batch: `len` bytes at `start` from `sector`.
+struct BatchIo {
+    sector: u64,
+    start: *mut u8,
+    len: usize,
+}
+
+/// Runs the I/Os of `ios` with `opf`, every one in linear-map memory
+/// submitted (bios of at most `BIO_MAX_VECS` pages, under one plug so that
+/// adjacent ones merge) before waiting once for all of them; the others
+/// (stack or vmalloc memory, bad ranges), and those a bio could not be
+/// allocated for, are done one by one by `alone(i)` after the batch.
+/// Returns each I/O's outcome through `result(i, r)`.
 ///
 /// # Safety
 ///
-/// `bdev` is a block device that stays open for the duration of the call.
-unsafe fn read_many(bdev: *mut bindings::block_device, reads: &mut [DevRead<'_>]) {
-    let mut slots: crate::platform::Vec<ReadSlot> = crate::platform::Vec::new();
+/// `bdev` is a block device that stays open for the duration of the call
+/// (opened for writing if `opf` writes); each `ios[i]` is a buffer valid
+/// for the call: written to by the device for a read (so borrowed mutably
+/// by the caller), only read for a write.
+unsafe fn io_many(
+    bdev: *mut bindings::block_device,
+    ios: &[BatchIo],
+    opf: bindings::blk_opf_t,
+    mut alone: impl FnMut(usize) -> Result<(), Errno>,
+    mut result: impl FnMut(usize, Result<(), Errno>),
+) {
+    let mut slots: crate::platform::Vec<IoSlot> = crate::platform::Vec::new();
     let batch = Batch { pending: AtomicUsize::new(1), done: UnsafeCell::new(Default::default()) };
     // SAFETY: `done` is ours and not yet shared.
     unsafe { bindings::init_completion(batch.done.get()) };
-    // One slot per read, allocated before any bio points at one (the
+    // One slot per I/O, allocated before any bio points at one (the
     // vector does not move afterwards).
-    let batched = slots.reserve(reads.len()).is_ok()
-        && reads.iter().all(|_| slots.push(ReadSlot { batch: &batch, failed: AtomicBool::new(false) }).is_ok());
+    let batched = slots.reserve(ios.len()).is_ok()
+        && ios.iter().all(|_| slots.push(IoSlot { batch: &batch, failed: AtomicBool::new(false) }).is_ok());
     if !batched {
-        for r in reads.iter_mut() {
-            // SAFETY: `bdev` is open (caller's contract).
-            r.result = unsafe { read_sectors(bdev, r.sector, r.buf) };
+        for i in 0..ios.len() {
+            result(i, alone(i));
         }
         return;
     }
-    // Which reads are done one by one after the batch.
-    let mut alone: crate::platform::Vec<bool> = crate::platform::Vec::new();
-    let _ = alone.resize(reads.len(), false);
+    // Which I/Os are done one by one after the batch.
+    let mut single: crate::platform::Vec<bool> = crate::platform::Vec::new();
+    let _ = single.resize(ios.len(), false);
     // Under readahead the page cache's own plug (`read_pages()`) is the
     // outer one and this one does nothing: the bios then go out when the
     // wait below sleeps (`schedule()` flushes a sleeping task's plug).
     let mut plug = bindings::blk_plug::default();
     // SAFETY: `plug` lives on this stack frame until `blk_finish_plug`.
     unsafe { bindings::blk_start_plug(&mut plug) };
-    for (i, r) in reads.iter_mut().enumerate() {
+    for (i, io) in ios.iter().enumerate() {
         let Some(slot) = slots.get(i) else { break };
-        // SAFETY: `bdev` is open (caller's contract).
-        let ok = !r.buf.is_empty() && unsafe { check_range(bdev, r.sector, r.buf.len()) }.is_ok() && is_linear(r.buf);
+        // SAFETY: `bdev` is open (caller's contract); the buffer is valid
+        // (caller's contract).
+        let ok = io.len != 0
+            && unsafe { check_range(bdev, io.sector, io.len) }.is_ok()
+            && is_linear(unsafe { core::slice::from_raw_parts(io.start, io.len) });
         if !ok {
-            if let Some(a) = alone.get_mut(i) {
-                *a = true;
-            } else {
-                slot.failed.store(true, Ordering::Relaxed);
+            match single.get_mut(i) {
+                Some(a) => *a = true,
+                None => slot.failed.store(true, Ordering::Relaxed),
             }
             continue;
         }
-        let mut sector = r.sector;
-        for part in r.buf.chunks_mut(BIO_MAX_VECS * PAGE_SIZE) {
-            // SAFETY: `bdev` is open; `part` is linear-map memory (checked
-            // above for the whole buffer, one allocation), borrowed
-            // mutably by `reads` until this function returns, which is
+        let mut sector = io.sector;
+        let mut off = 0;
+        while off < io.len {
+            let n = (io.len - off).min(BIO_MAX_VECS * PAGE_SIZE);
+            // SAFETY: `bdev` is open; `off..off + n` is inside the buffer,
+            // linear-map memory (checked above for the whole buffer, one
+            // allocation), valid until this function returns, which is
             // after the bio completes (the wait below); `slot` lives as
             // long.
-            match unsafe { build_read_bio(bdev, sector, part.as_mut_ptr(), part.len(), slot) } {
+            match unsafe { build_batch_bio(bdev, sector, io.start.add(off), n, opf, slot) } {
                 Some(bio) => {
                     batch.pending.fetch_add(1, Ordering::Relaxed);
                     // SAFETY: a fully built bio; from here its end_io owns it.
                     unsafe { bindings::submit_bio(bio) };
                 }
                 None => {
-                    // No memory for the bio: this read again on its own
-                    // (its bios already submitted just read it twice).
-                    match alone.get_mut(i) {
+                    // No memory for the bio: this I/O again on its own
+                    // (its bios already submitted just did part of it twice).
+                    match single.get_mut(i) {
                         Some(a) => *a = true,
                         None => slot.failed.store(true, Ordering::Relaxed),
                     }
                     break;
                 }
             }
-            sector += (part.len() / SECTOR_SIZE) as u64;
+            sector += (n / SECTOR_SIZE) as u64;
+            off += n;
         }
     }
     // SAFETY: the plug started above; this submits what it holds.
@@ -390,17 +411,105 @@ unsafe fn read_many(bdev: *mut bindings::block_device, reads: &mut [DevRead<'_>]
         // it, after which no bio touches `batch` or `slots`.
         unsafe { bindings::wait_for_completion_io(batch.done.get()) };
     }
-    for (i, r) in reads.iter_mut().enumerate() {
+    for i in 0..ios.len() {
         let failed = slots.get(i).map_or(true, |s| s.failed.load(Ordering::Relaxed));
-        r.result = if alone.get(i).copied().unwrap_or(false) {
-            // SAFETY: `bdev` is open (caller's contract).
-            unsafe { read_sectors(bdev, r.sector, r.buf) }
+        let r = if single.get(i).copied().unwrap_or(false) {
+            alone(i)
         } else if failed {
             Err(Errno::EIO)
         } else {
             Ok(())
         };
+        result(i, r);
     }
+}
+
+/// `BlockDev::read_sectors_many` for an open `bdev`: every read in flight
+/// together ([`io_many`]); those that cannot be are read one by one with
+/// [`read_sectors`].
+///
+/// # Safety
+///
+/// `bdev` is a block device that stays open for the duration of the call.
+unsafe fn read_many(bdev: *mut bindings::block_device, reads: &mut [DevRead<'_>]) {
+    let mut ios: crate::platform::Vec<BatchIo> = crate::platform::Vec::new();
+    let listed = ios.reserve(reads.len()).is_ok()
+        && reads.iter_mut().all(|r| ios.push(BatchIo { sector: r.sector, start: r.buf.as_mut_ptr(), len: r.buf.len() }).is_ok());
+    if !listed {
+        for r in reads.iter_mut() {
+            // SAFETY: `bdev` is open (caller's contract).
+            r.result = unsafe { read_sectors(bdev, r.sector, r.buf) };
+        }
+        return;
+    }
+    let reads_ptr = reads.as_mut_ptr();
+    let n = reads.len();
+    let opf = bindings::BCH_RS_REQ_OP_READ;
+    // SAFETY: `bdev` is open (caller's contract); each buffer is borrowed
+    // mutably by `reads` for the call.  The closures reach `reads[i]`
+    // through a raw pointer (`i < n`): `alone(i)` runs only once no bio of
+    // I/O `i` is in flight, and neither closure keeps the reference.
+    unsafe {
+        io_many(
+            bdev,
+            &ios,
+            opf,
+            |i| {
+                let r = &mut *reads_ptr.add(i.min(n - 1));
+                read_sectors(bdev, r.sector, r.buf)
+            },
+            |i, res| {
+                if i < n {
+                    (*reads_ptr.add(i)).result = res;
+                }
+            },
+        )
+    };
+}
+
+/// `BlockDev::write_sectors_many` for `bdev` opened for writing: every
+/// write in flight together ([`io_many`], `REQ_OP_WRITE | REQ_SYNC`, as
+/// the submitter waits); those that cannot be are written one by one with
+/// [`write_sectors`].
+///
+/// # Safety
+///
+/// `bdev` is a block device opened for writing that stays open for the
+/// duration of the call.
+unsafe fn write_many(bdev: *mut bindings::block_device, writes: &mut [DevWrite<'_>]) {
+    let mut ios: crate::platform::Vec<BatchIo> = crate::platform::Vec::new();
+    let listed = ios.reserve(writes.len()).is_ok()
+        && writes.iter().all(|w| ios.push(BatchIo { sector: w.sector, start: w.buf.as_ptr().cast_mut(), len: w.buf.len() }).is_ok());
+    if !listed {
+        for w in writes.iter_mut() {
+            // SAFETY: `bdev` is open for writing (caller's contract).
+            w.result = unsafe { write_sectors(bdev, w.sector, w.buf, WriteFlags::NONE) };
+        }
+        return;
+    }
+    let writes_ptr = writes.as_mut_ptr();
+    let n = writes.len();
+    let opf = bindings::BCH_RS_REQ_OP_WRITE | bindings::BCH_RS_REQ_SYNC;
+    // SAFETY: `bdev` is open for writing (caller's contract); each buffer
+    // is borrowed (shared) by `writes` for the call and only read by the
+    // device.  The closures reach `writes[i]` through a raw pointer
+    // (`i < n`) and keep no reference.
+    unsafe {
+        io_many(
+            bdev,
+            &ios,
+            opf,
+            |i| {
+                let w = &*writes_ptr.add(i.min(n - 1));
+                write_sectors(bdev, w.sector, w.buf, WriteFlags::NONE)
+            },
+            |i, res| {
+                if i < n {
+                    (*writes_ptr.add(i)).result = res;
+                }
+            },
+        )
+    };
 }
 
 /// `BlockDev::write_sectors` for `bdev` opened for writing: checks the
@@ -493,6 +602,17 @@ impl BlockDev for Bdev<'_> {
         // SAFETY: `self.bdev` stays open while `self` lives and was opened
         // for writing (type invariant, checked just above).
         unsafe { write_sectors(self.bdev, sector, buf, flags) }
+    }
+
+    /// All in flight at once ([`write_many`]); `EROFS` for each unless
+    /// opened with `writable`.
+    fn write_sectors_many(&self, writes: &mut [DevWrite<'_>]) {
+        if !self.writable {
+            writes.iter_mut().for_each(|w| w.result = Err(Errno::EROFS));
+            return;
+        }
+        // SAFETY: as in `write_sectors`.
+        unsafe { write_many(self.bdev, writes) }
     }
 
     /// Nothing to flush on a device opened for reading only.
@@ -600,6 +720,17 @@ impl BlockDev for SbBdev {
         // SAFETY: `self.bdev` is open, and opened for writing (type
         // invariant, checked just above).
         unsafe { write_sectors(self.bdev, sector, buf, flags) }
+    }
+
+    /// All in flight at once ([`write_many`]); `EROFS` for each on a
+    /// read-only mount's device.
+    fn write_sectors_many(&self, writes: &mut [DevWrite<'_>]) {
+        if !self.writable {
+            writes.iter_mut().for_each(|w| w.result = Err(Errno::EROFS));
+            return;
+        }
+        // SAFETY: as in `write_sectors`.
+        unsafe { write_many(self.bdev, writes) }
     }
 
     /// Nothing to flush on a read-only mount's device.

@@ -892,7 +892,7 @@ pub(super) unsafe extern "C" fn bch_fsync(file: *mut bindings::file, start: bind
 }
 
 /// Whether `p` is an encoded error (`IS_ERR()`).
-fn is_err<T>(p: *mut T) -> bool {
+pub(super) fn is_err<T>(p: *mut T) -> bool {
     p as usize >= (-(MAX_ERRNO as isize)) as usize
 }
 
@@ -1152,14 +1152,14 @@ unsafe extern "C" fn bch_write_end(
     copied as c_int
 }
 
-/// Folios `writepages` gathers into one `write_data` (one extent, when
-/// contiguous): 64 KiB, `encoded_extent_max`'s default.
-const WRITE_BATCH: usize = 16;
+/// Folios `writepages` gathers into one `write_data_segs` call: 1 MiB,
+/// sixteen extents of `encoded_extent_max`'s default (64 KiB) whose data
+/// writes are in flight together.
+const WRITE_BATCH: usize = 256;
 
 /// Contiguous folios under writeback, not yet written.
 struct Batch {
-    folios: [*mut bindings::folio; WRITE_BATCH],
-    n: usize,
+    folios: crate::platform::Vec<*mut bindings::folio>,
     /// File offset of the first, bytes.
     pos: u64,
     /// Bytes to write (the last folio may end at `i_size`).
@@ -1168,14 +1168,18 @@ struct Batch {
 
 /// `writepages` (`bch2_writepages`): the dirty folios, up to `i_size`,
 /// gathered into runs of up to [`WRITE_BATCH`] contiguous folios, each
-/// run written synchronously through `write_data`.
+/// run written by one `write_data_segs` (its extents' data writes in
+/// flight together; the call returns once they are written and their
+/// extents committed).
 ///
 /// # Safety
 ///
 /// Called by writeback with a file mapping of ours.
 unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: *mut bindings::writeback_control) -> c_int {
     let _nofs = NofsScope::new();
-    let mut b = Batch { folios: [ptr::null_mut(); WRITE_BATCH], n: 0, pos: 0, len: 0 };
+    let mut b = Batch { folios: crate::platform::Vec::new(), pos: 0, len: 0 };
+    // Without room for a whole batch, runs are as long as the room there is.
+    let _ = b.folios.reserve(WRITE_BATCH);
     let mut werr: Result<(), Errno> = Ok(());
     let mut folio: *mut bindings::folio = ptr::null_mut();
     let mut err: c_int = 0;
@@ -1204,8 +1208,8 @@ unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: 
         let pos = pos as u64;
         // SAFETY: locked; writeback is set before the lock goes, so
         // truncate and reclaim wait for it.  Its memory may still be
-        // written (mmap) until it is copied; `write_data` checksums its
-        // own copy.
+        // written (mmap) until it is copied; `write_data_segs` checksums
+        // its own copy.
         unsafe {
             if len < size {
                 bindings::folio_zero_segment(folio, len, size);
@@ -1213,22 +1217,26 @@ unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: 
             bindings::__folio_start_writeback(folio, false);
             bindings::folio_unlock(folio);
         }
-        if b.n > 0 && (b.n == WRITE_BATCH || b.pos + b.len as u64 != pos) {
+        let full = b.folios.len() >= WRITE_BATCH || b.folios.len() == b.folios.capacity();
+        if !b.folios.is_empty() && (full || b.pos + b.len as u64 != pos) {
             // SAFETY: the batch's folios are ours, under writeback.
             let r = unsafe { write_batch(mapping, &mut b) };
             werr = werr.and(r);
         }
-        if b.n == 0 {
+        if b.folios.is_empty() {
             b.pos = pos;
         }
-        if let Some(slot) = b.folios.get_mut(b.n) {
-            *slot = folio;
-            b.n += 1;
+        if b.folios.push(folio).is_err() {
+            // No room at all: this folio alone.
+            // SAFETY: ours, under writeback.
+            let r = unsafe { write_lone(mapping, folio, pos, len) };
+            werr = werr.and(r);
+        } else {
             b.len += len;
         }
         err = 0;
     }
-    if b.n > 0 {
+    if !b.folios.is_empty() {
         // SAFETY: as above.
         let r = unsafe { write_batch(mapping, &mut b) };
         werr = werr.and(r);
@@ -1239,9 +1247,32 @@ unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: 
     }
 }
 
+/// Writes one folio under writeback (`len` bytes of it from file offset
+/// `pos`) and ends its writeback.
+///
+/// # Safety
+///
+/// `folio` belongs to `mapping` and is under writeback set by us.
+unsafe fn write_lone(mapping: *mut bindings::address_space, folio: *mut bindings::folio, pos: u64, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller's contract; one page, mapped for the write.
+    unsafe {
+        let inode = (*mapping).host;
+        let p = bindings::kmap_local_folio(folio, 0);
+        let r = write_data(inode, pos, &[core::slice::from_raw_parts(p.cast::<u8>(), len)]);
+        bindings::kunmap_local(p);
+        if let Err(e) = r {
+            bindings::mapping_set_error(mapping, e.to_kernel());
+        }
+        bindings::folio_end_writeback(folio);
+        r
+    }
+}
+
 /// Writes the folios of `b` (under writeback) and ends their writeback;
-/// empties `b`.  Their data is copied into one buffer and written as one
-/// run; when that buffer cannot be had, folio by folio.
+/// empties `b`.  The folios' memory goes to one `write_data_segs` call
+/// (which copies it into the extents' buffers); a folio without a
+/// linear-map address (highmem) sends the run through a mapping of one
+/// folio at a time.
 ///
 /// # Safety
 ///
@@ -1251,34 +1282,38 @@ unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: 
 unsafe fn write_batch(mapping: *mut bindings::address_space, b: &mut Batch) -> Result<(), Errno> {
     // SAFETY: the caller's contract.
     let inode = unsafe { (*mapping).host };
-    let folios = b.folios.get(..b.n).unwrap_or(&[]);
-    let mut buf: crate::platform::Vec<u8> = crate::platform::Vec::new();
-    let r = if folios.len() > 1 && buf.resize(b.len, 0).is_ok() {
-        let mut off = 0;
-        for &f in folios {
-            let n = (b.len - off).min(PAGE_SIZE);
-            // SAFETY: the folio is under writeback: it stays in the
-            // mapping; one page, mapped for the copy.
-            unsafe {
-                let p = bindings::kmap_local_folio(f, 0);
-                if let Some(d) = buf.get_mut(off..off + n) {
-                    d.copy_from_slice(core::slice::from_raw_parts(p.cast::<u8>(), n));
-                }
-                bindings::kunmap_local(p);
-            }
-            off += n;
+    let mut segs: crate::platform::Vec<&[u8]> = crate::platform::Vec::new();
+    let mut linear = segs.reserve(b.folios.len()).is_ok();
+    let mut off = 0;
+    for &f in b.folios.iter() {
+        if !linear {
+            break;
         }
+        let n = (b.len - off).min(PAGE_SIZE);
+        // SAFETY: the folio is under writeback: it stays in the mapping
+        // and its memory allocated until its writeback ends below, after
+        // the last use of `segs`.  `folio_address` is its linear-map
+        // address (64-bit kernels have no highmem), null if it had none.
+        let p = unsafe { bindings::folio_address(f).cast::<u8>() };
+        // SAFETY: as above; only read (mmap may write it meanwhile, which
+        // the copy in `write_data_segs` makes harmless).
+        linear = !p.is_null()
+            && unsafe { bindings::bch_rs_virt_addr_valid(p.cast()) }
+            && segs.push(unsafe { core::slice::from_raw_parts(p, n) }).is_ok();
+        off += n;
+    }
+    let r = if linear {
         // SAFETY: `inode` is the mapping's host, referenced by writeback.
-        unsafe { write_data(inode, b.pos, &buf) }
+        unsafe { write_data(inode, b.pos, &segs) }
     } else {
         let mut r = Ok(());
         let mut off = 0;
-        for &f in folios {
+        for &f in b.folios.iter() {
             let n = (b.len - off).min(PAGE_SIZE);
-            // SAFETY: as above.
+            // SAFETY: as above: one page, mapped for the write.
             let ri = unsafe {
                 let p = bindings::kmap_local_folio(f, 0);
-                let ri = write_data(inode, b.pos + off as u64, core::slice::from_raw_parts(p.cast::<u8>(), n));
+                let ri = write_data(inode, b.pos + off as u64, &[core::slice::from_raw_parts(p.cast::<u8>(), n)]);
                 bindings::kunmap_local(p);
                 ri
             };
@@ -1287,7 +1322,8 @@ unsafe fn write_batch(mapping: *mut bindings::address_space, b: &mut Batch) -> R
         }
         r
     };
-    for &f in folios {
+    drop(segs);
+    for &f in b.folios.iter() {
         // SAFETY: ours, under writeback.
         unsafe {
             if let Err(e) = r {
@@ -1296,23 +1332,23 @@ unsafe fn write_batch(mapping: *mut bindings::address_space, b: &mut Batch) -> R
             bindings::folio_end_writeback(f);
         }
     }
-    b.n = 0;
+    b.folios.clear();
     b.len = 0;
     r
 }
 
-/// `write_data` of file `inode` at `pos` (block aligned), under the
+/// `write_data_segs` of file `inode` at `pos` (block aligned), under the
 /// operation lock.
 ///
 /// # Safety
 ///
 /// `inode` is ours and referenced.
-unsafe fn write_data(inode: *mut bindings::inode, pos: u64, data: &[u8]) -> Result<(), Errno> {
+unsafe fn write_data(inode: *mut bindings::inode, pos: u64, segs: &[&[u8]]) -> Result<(), Errno> {
     // SAFETY: the caller's contract.
     let (info, inum) = unsafe { (FsInfo::of((*inode).i_sb), (*inode).i_ino as u64) };
     let op = info.op()?;
     let mut a = FsDataAlloc::new(op.fs, writepoint_hashed(inum));
-    fs_common::io_write::write_data(&mut op.fs.trans(), &mut a, &info.sv, inum, pos, data).inspect_err(|e| {
+    fs_common::io_write::write_data_segs(&mut op.fs.trans(), &mut a, &info.sv, inum, pos, segs).inspect_err(|e| {
         // Writeback retries and fills the log otherwise (ENOSPC).
         if crate::platform::log_ratelimit() {
             bch_err!("{}: writing back inode {inum} at {pos}: {e}", op.fs.open.dev.name());

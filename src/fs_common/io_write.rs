@@ -42,7 +42,7 @@ use crate::format::bkey::{BkeyI, BtreeId, KeyType};
 use crate::format::bpos::Bpos;
 use crate::format::val::extent::{encode_entries, CrcKind, ExtentCrc, ExtentEntries, ExtentEntry, ExtentPtr};
 use crate::format::val::inode::{InodeField, InodeUnpacked};
-use crate::platform::{Vec, SECTOR_SIZE};
+use crate::platform::{DevWrite, Vec, SECTOR_SIZE};
 
 const SECTOR: u64 = SECTOR_SIZE as u64;
 /// `BCH_INODE_i_size_dirty`.
@@ -321,12 +321,16 @@ fn io_opts<T: BtreeTransOps + ?Sized>(t: &T, u: &InodeUnpacked) -> Result<(CsumT
 /// Writes `data` to file `inum` at byte `offset` (`bch2_write()` of one
 /// bio): `offset` is a multiple of the block size; the tail of the last
 /// block is written as zeros; `i_size` grows to `offset + data.len()`.
-/// Data goes inline or into checksummed extents as the module doc says;
-/// each extent is its own transaction, after its data is on the device.
+/// Data goes inline or into checksummed extents as the module doc says.
+/// The extents' data writes are in flight together (up to
+/// [`WRITE_IN_FLIGHT_BYTES`] at a time); each extent is then its own
+/// transaction, in file order, once its data is on the device.
 ///
 /// Errors: `EINVAL` (`offset` not block aligned; not a regular file or
 /// symlink), `EISDIR`, `EFBIG` (past [`MAX_FILE_BYTES`]), `EOPNOTSUPP`
 /// (gzip or zstd in the kernel; `nocow`; background options), `ENOSPC`, `ENOENT`, `EIO`, `ENOMEM`.
+/// On an error the extents before the first piece that failed are
+/// committed (the file holds a prefix of the write).
 pub fn write_data<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     t: &mut T,
     a: &mut A,
@@ -335,14 +339,35 @@ pub fn write_data<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     offset: u64,
     data: &[u8],
 ) -> Result<(), Errno> {
+    write_data_segs(t, a, sv, inum, offset, &[data])
+}
+
+/// Bytes of data [`write_data_segs`] has in flight at most before it
+/// commits their extents: 4 MiB, a writeback batch and more.
+pub const WRITE_IN_FLIGHT_BYTES: usize = 4 << 20;
+
+/// [`write_data`] of the concatenation of `segs` (the folios of a
+/// writeback run, each copied once into the buffer of the extent it goes
+/// into, as C bounces checksummed writes).
+///
+/// Errors: as [`write_data`].
+pub fn write_data_segs<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
+    t: &mut T,
+    a: &mut A,
+    sv: &Subvol,
+    inum: u64,
+    offset: u64,
+    segs: &[&[u8]],
+) -> Result<(), Errno> {
     let block = u64::from(t.facts().block_bytes.max(512));
     if offset % block != 0 {
         return Err(Errno::EINVAL);
     }
-    if data.is_empty() {
+    let data_bytes: usize = segs.iter().map(|s| s.len()).sum();
+    if data_bytes == 0 {
         return Ok(());
     }
-    let end_bytes = offset.checked_add(data.len() as u64).filter(|&e| e <= MAX_FILE_BYTES).ok_or(Errno::EFBIG)?;
+    let end_bytes = offset.checked_add(data_bytes as u64).filter(|&e| e <= MAX_FILE_BYTES).ok_or(Errno::EFBIG)?;
     let u = commit_do(t, |t| inode_peek(t, sv.snapshot, inum))?;
     match u.mode & S_IFMT {
         S_IFREG | S_IFLNK => {}
@@ -359,8 +384,8 @@ pub fn write_data<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     if opts.inline_data && data_len <= (block / 2).min(1024) {
         let mut v = Vec::new();
         let n = data_len as usize;
-        v.extend_from_slice(data.get(..n.min(data.len())).unwrap_or(data))?;
         v.resize(n, 0)?;
+        copy_from_segs(segs, 0, &mut v);
         let end = first_sector + bio_sectors;
         let mut k = new_key(KeyType::InlineData, Bpos::new(inum, end, sv.snapshot), &v)?;
         k.k.size = u32::try_from(bio_sectors).map_err(|_| Errno::EFBIG)?;
@@ -377,64 +402,149 @@ pub fn write_data<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
     } else {
         opts.encoded_extent_max_sectors.clamp(1, CRC128_SIZE_MAX)
     };
+    let mut pieces: Vec<Piece> = Vec::new();
     let mut buf = Vec::new();
     let mut out = Vec::new();
     let mut done: u64 = 0;
     while done < bio_sectors {
-        let want = u32::try_from((bio_sectors - done).min(u64::from(max_piece))).map_err(|_| Errno::EFBIG)?;
-        let from = (done * SECTOR) as usize;
-        buf.clear();
-        buf.resize(want as usize * SECTOR_SIZE, 0)?;
-        if let Some(src) = data.get(from..) {
-            let m = src.len().min(buf.len());
-            buf[..m].copy_from_slice(&src[..m]);
-        }
-        let start = first_sector + done;
-        // Compression (`bch2_bio_compress()`): the output may be no
-        // bigger than the input nor than the write point has left.
-        let mut piece = None;
-        let mut piece_comp = 0;
-        if comp_type != 0 {
-            let free = (a.sectors_free() as usize).saturating_mul(SECTOR_SIZE);
-            out.clear();
-            out.resize(buf.len().min(free), 0)?;
-            match bio_compress(comp_type, level, block as usize, &buf, &mut out)? {
-                Compressed::Yes { src_len, dst_len } => {
-                    piece = Some((src_len, dst_len));
-                    piece_comp = comp_type;
+        // Pieces prepared (data in their buffers, space allocated) until
+        // enough is in flight or the bio is all prepared.
+        let mut in_flight = 0usize;
+        let mut prep_err: Option<Errno> = None;
+        let mut next = done;
+        while next < bio_sectors && in_flight < WRITE_IN_FLIGHT_BYTES {
+            let want = u32::try_from((bio_sectors - next).min(u64::from(max_piece))).map_err(|_| Errno::EFBIG)?;
+            buf.clear();
+            if let Err(e) = buf.resize(want as usize * SECTOR_SIZE, 0) {
+                prep_err = Some(e.into());
+                break;
+            }
+            copy_from_segs(segs, (next * SECTOR) as usize, &mut buf);
+            let start = first_sector + next;
+            match prepare_piece(a, inum, sv.snapshot, start, csum, comp_type, level, block as usize, &mut buf, &mut out) {
+                Ok(p) => {
+                    next += u64::from(p.sectors);
+                    in_flight += p.data.len();
+                    if let Err(e) = pieces.push(p) {
+                        prep_err = Some(e.into());
+                        break;
+                    }
                 }
-                Compressed::Incompressible => piece_comp = INCOMPRESSIBLE,
+                Err(e) => {
+                    prep_err = Some(e);
+                    break;
+                }
             }
         }
-        let (got, key) = match piece {
-            Some((src_len, dst_len)) => {
+        // Their data to the device, all together.
+        let mut writes: Vec<DevWrite<'_>> = Vec::new();
+        writes.reserve(pieces.len())?;
+        for p in pieces.iter() {
+            writes.push(DevWrite { dev: p.dev, sector: p.dev_sector, buf: &p.data, result: Ok(()) })?;
+        }
+        a.write_many(&mut writes);
+        let write_err = writes.iter().find_map(|w| w.result.err());
+        let ok_prefix = writes.iter().take_while(|w| w.result.is_ok()).count();
+        drop(writes);
+        // Then the extents of those written, in file order.
+        for p in pieces.iter().take(ok_prefix) {
+            let end = p.start + u64::from(p.sectors);
+            commit_do(t, |t| extent_update(t, inum, sv.snapshot, p.start, end, Some(&p.key), Some(end_bytes)))?;
+            done += u64::from(p.sectors);
+        }
+        pieces.clear();
+        if let Some(e) = write_err.or(prep_err) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// One extent of a [`write_data_segs`] call, prepared: its data as
+/// written (checksummed, maybe compressed), where it goes and its key.
+struct Piece {
+    /// File sector it starts at, and how many of the file it covers.
+    start: u64,
+    sectors: u32,
+    dev: u8,
+    dev_sector: u64,
+    data: Vec<u8>,
+    key: BkeyI,
+}
+
+/// Makes the extent of the bio's sectors from `start` whose data is in
+/// `buf` (`encoded_extent_max` or less, zero padded): compresses it into
+/// `out` when asked (`bch2_bio_compress()`: the output no bigger than the
+/// input nor than the write point has left), allocates its space, and
+/// builds its key with its crc entry.  The data to write moves into the
+/// piece (`buf` or `out` is left empty).  Fewer sectors than `buf` holds
+/// when the write point had less contiguous space.
+///
+/// Errors: `ENOSPC`, `ENOMEM`, `EFBIG`, `EINVAL`, those of compression.
+#[allow(clippy::too_many_arguments)]
+fn prepare_piece<A: DataAlloc + ?Sized>(
+    a: &mut A,
+    inum: u64,
+    snapshot: u32,
+    start: u64,
+    csum: CsumType,
+    comp_type: u8,
+    level: u8,
+    block: usize,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<u8>,
+) -> Result<Piece, Errno> {
+    let want = u32::try_from(buf.len() / SECTOR_SIZE).map_err(|_| Errno::EFBIG)?;
+    let mut piece_comp = 0;
+    if comp_type != 0 {
+        let free = (a.sectors_free() as usize).saturating_mul(SECTOR_SIZE);
+        out.clear();
+        out.resize(buf.len().min(free), 0)?;
+        match bio_compress(comp_type, level, block, buf, out)? {
+            Compressed::Yes { src_len, dst_len } => {
                 let need = u32::try_from(dst_len / SECTOR_SIZE).map_err(|_| Errno::EFBIG)?;
                 let sp = a.alloc(need)?;
                 if sp.sectors != need {
                     return Err(Errno::ENOSPC);
                 }
-                let written = out.get(..dst_len).ok_or(Errno::EINVAL)?;
-                a.write(sp.dev, sp.offset, written)?;
+                out.truncate(dst_len);
                 let sectors = u32::try_from(src_len / SECTOR_SIZE).map_err(|_| Errno::EFBIG)?;
-                let crc = make_crc(csum, piece_comp, sectors, written)?;
+                let crc = make_crc(csum, comp_type, sectors, out)?;
                 let end = start + u64::from(sectors);
-                (sectors, extent_key(inum, sv.snapshot, end, sectors, sp.dev, sp.offset, sp.gen, crc)?)
+                let key = extent_key(inum, snapshot, end, sectors, sp.dev, sp.offset, sp.gen, crc)?;
+                let data = core::mem::take(out);
+                return Ok(Piece { start, sectors, dev: sp.dev, dev_sector: sp.offset, data, key });
             }
-            None => {
-                let sp = a.alloc(want)?;
-                let got = sp.sectors.clamp(1, want);
-                let written = buf.get(..got as usize * SECTOR_SIZE).ok_or(Errno::EINVAL)?;
-                a.write(sp.dev, sp.offset, written)?;
-                let crc = make_crc(csum, piece_comp, got, written)?;
-                let end = start + u64::from(got);
-                (got, extent_key(inum, sv.snapshot, end, got, sp.dev, sp.offset, sp.gen, crc)?)
-            }
-        };
-        let end = start + u64::from(got);
-        commit_do(t, |t| extent_update(t, inum, sv.snapshot, start, end, Some(&key), Some(end_bytes)))?;
-        done += u64::from(got);
+            Compressed::Incompressible => piece_comp = INCOMPRESSIBLE,
+        }
     }
-    Ok(())
+    let sp = a.alloc(want)?;
+    let got = sp.sectors.clamp(1, want);
+    buf.truncate(got as usize * SECTOR_SIZE);
+    let crc = make_crc(csum, piece_comp, got, buf)?;
+    let end = start + u64::from(got);
+    let key = extent_key(inum, snapshot, end, got, sp.dev, sp.offset, sp.gen, crc)?;
+    let data = core::mem::take(buf);
+    Ok(Piece { start, sectors: got, dev: sp.dev, dev_sector: sp.offset, data, key })
+}
+
+/// Copies the bytes of the concatenation of `segs` from `off` into `dst`
+/// (as many as there are; the rest of `dst` is left as it is).
+fn copy_from_segs(segs: &[&[u8]], off: usize, dst: &mut [u8]) {
+    let mut seg_start = 0usize;
+    let mut d = 0usize;
+    for s in segs {
+        let seg_end = seg_start + s.len();
+        if seg_end > off + d && d < dst.len() {
+            let from = off + d - seg_start;
+            let n = (s.len() - from).min(dst.len() - d);
+            if let (Some(dp), Some(sp)) = (dst.get_mut(d..d + n), s.get(from..from + n)) {
+                dp.copy_from_slice(sp);
+            }
+            d += n;
+        }
+        seg_start = seg_end;
+    }
 }
 
 /// Punches a hole over file sectors `[start, end)` (`bch2_fpunch()`): the

@@ -365,4 +365,14 @@ pub trait DataAlloc {
     /// Writes `data` (a multiple of 512 bytes) at `sector` of device `dev`
     /// and waits for it.  Errors: `EIO`.
     fn write(&mut self, dev: u8, sector: u64, data: &[u8]) -> Result<(), Errno>;
+
+    /// Writes every one of `writes` as [`DataAlloc::write`] would, leaving
+    /// each outcome in its `result`, and waits for all of them.  Devices
+    /// that can have them in flight together do (the kernel's); the
+    /// default writes them one after the other.
+    fn write_many(&mut self, writes: &mut [crate::platform::DevWrite<'_>]) {
+        for w in writes.iter_mut() {
+            w.result = self.write(w.dev, w.sector, w.buf);
+        }
+    }
 }

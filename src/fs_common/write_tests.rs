@@ -261,11 +261,14 @@ impl BtreeRead for MemTrans {
 struct BumpAlloc {
     dev: Rc<RefCell<StdVec<u8>>>,
     next: u64,
+    /// Data writes done, and the number of the one to fail with `EIO`.
+    writes: u64,
+    fail_write: Option<u64>,
 }
 
 impl BumpAlloc {
     fn new(t: &MemTrans) -> BumpAlloc {
-        BumpAlloc { dev: t.dev.clone(), next: u64::from(BUCKET) }
+        BumpAlloc { dev: t.dev.clone(), next: u64::from(BUCKET), writes: 0, fail_write: None }
     }
 }
 
@@ -290,6 +293,10 @@ impl DataAlloc for BumpAlloc {
     fn write(&mut self, dev: u8, sector: u64, data: &[u8]) -> Result<(), Errno> {
         assert_eq!(dev, 0);
         assert_eq!(data.len() % 512, 0);
+        self.writes += 1;
+        if self.fail_write == Some(self.writes - 1) {
+            return Err(Errno::EIO);
+        }
         let at = sector as usize * 512;
         self.dev.borrow_mut()[at..at + data.len()].copy_from_slice(data);
         Ok(())
@@ -801,6 +808,43 @@ fn write_read_checksums_inline_and_holes() {
             assert_eq!(write_data(&mut t, &mut a, &s, ROOT, 0, b"x"), Err(Errno::EISDIR));
         }
     }
+}
+
+/// A write handed in as uneven segments (a writeback run's folios) reads
+/// back as the same bytes written whole; a data write failing in the
+/// middle of a write leaves the extents before it, and nothing after.
+#[test]
+fn segmented_writes_and_a_failed_data_write() {
+    let mut t = MemTrans::new(4096);
+    t.opts.data_checksum = 1;
+    let mut a = BumpAlloc::new(&t);
+    let s = sv();
+    let d = pattern(600_000, 5);
+    let f = mkfile(&mut t, ROOT, "segs");
+    let mut segs: StdVec<&[u8]> = StdVec::new();
+    let mut off = 0;
+    for cut in [4096, 512, 66_560, 12_288, 1, 100_000, 4095] {
+        segs.push(&d[off..off + cut]);
+        off += cut;
+    }
+    segs.push(&d[off..]);
+    write_data_segs(&mut t, &mut a, &s, f, 8192, &segs).unwrap();
+    let mut model = vec![0u8; 8192];
+    model.extend_from_slice(&d);
+    assert_eq!(read_all(&t, f), model);
+    assert_eq!(attrs(&t, f).sectors, sectors_of(&t, f));
+    // The third extent's data write fails: the first two are in the
+    // file, its size ends with them.
+    let g = mkfile(&mut t, ROOT, "fails");
+    a.fail_write = Some(a.writes + 2);
+    assert_eq!(write_data(&mut t, &mut a, &s, g, 0, &d), Err(Errno::EIO));
+    let ks = t.keys_of(BtreeId::Extents, g);
+    assert_eq!(ks.len(), 2);
+    let end = ks[1].0.p.offset as usize * 512;
+    assert!(end > 65_536);
+    assert_eq!(attrs(&t, g).size, end as u64);
+    assert_eq!(read_all(&t, g), d[..end]);
+    assert_eq!(attrs(&t, g).sectors, sectors_of(&t, g));
 }
 
 #[test]

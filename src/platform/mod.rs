@@ -67,6 +67,21 @@ pub struct DevRead<'a> {
     pub result: Result<(), Errno>,
 }
 
+/// One write of a batch ([`BlockDev::write_sectors_many`],
+/// [`crate::fs_common::trans::DataAlloc::write_many`]): `buf` (a multiple
+/// of 512 bytes) to member device `dev` at 512-byte sector `sector`, as a
+/// plain write ([`WriteFlags::NONE`]); `result` is set by the write.
+pub struct DevWrite<'a> {
+    /// Member device index (ignored by a [`BlockDev`], which is one device).
+    pub dev: u8,
+    /// First 512-byte sector.
+    pub sector: u64,
+    /// The data.
+    pub buf: &'a [u8],
+    /// The outcome, as [`BlockDev::write_sectors`] returns it.
+    pub result: Result<(), Errno>,
+}
+
 /// A block device (or an image file) the core reads from and writes to.
 ///
 /// Offsets are in 512-byte sectors, lengths in bytes (a multiple of 512).
@@ -119,6 +134,17 @@ pub trait BlockDev {
     /// default).
     fn write_sectors(&self, _sector: u64, _buf: &[u8], _flags: WriteFlags) -> Result<(), Errno> {
         Err(Errno::EROFS)
+    }
+
+    /// Writes every one of `writes` (their `dev` is ignored) as
+    /// [`BlockDev::write_sectors`] with [`WriteFlags::NONE`] would, leaving
+    /// its outcome in its `result`.  The kernel's devices submit them all
+    /// before waiting for any; the default writes them one after the
+    /// other, in order.
+    fn write_sectors_many(&self, writes: &mut [DevWrite<'_>]) {
+        for w in writes.iter_mut() {
+            w.result = self.write_sectors(w.sector, w.buf, WriteFlags::NONE);
+        }
     }
 
     /// Makes every completed write stable (an empty `REQ_PREFLUSH` bio,
