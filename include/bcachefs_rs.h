@@ -57,6 +57,10 @@ static const unsigned int BCH_RS_SB_RDONLY = SB_RDONLY;
 static const loff_t BCH_RS_MAX_LFS_FILESIZE = MAX_LFS_FILESIZE;
 static const gfp_t BCH_RS_GFP_FS = __GFP_FS;
 static const fgf_t BCH_RS_FGP_WRITEBEGIN = FGP_WRITEBEGIN;
+/* readahead extended to the end of a checksummed extent: new folios only,
+ * locked, never waiting for a lock (src/fs/inode.rs) */
+static const fgf_t BCH_RS_FGP_RA_EXTEND = FGP_LOCK | FGP_CREAT | FGP_NOWAIT;
+static const gfp_t BCH_RS_GFP_RA_EXTRA = __GFP_NORETRY | __GFP_NOWARN;
 
 /* src/helpers.c: macros wrapped as functions */
 struct page *bch_rs_virt_to_page(const void *addr);

@@ -649,8 +649,80 @@ pub(super) unsafe extern "C" fn bch_readahead(rac: *mut bindings::readahead_cont
         bytes += size;
     }
     if !batch.is_empty() {
+        // SAFETY: the batch's folios are locked, ours to end; consecutive.
+        unsafe { extend_batch(&mut batch, bytes) };
         // SAFETY: as above.
         unsafe { read_batch(&batch) };
+    }
+}
+
+/// Adds to `batch` (the last folios of a readahead request, `bytes` of
+/// them) new folios past its end up to the end of the extent under its
+/// last sector when that extent is checksummed or compressed, so that the
+/// rest of the extent, read and verified whole for any part of it, lands
+/// in the page cache with this read (`readpage_bio_extend()`).  Folios
+/// already cached, or locked by someone else, end the extension; so do
+/// the end of the file and [`RA_BATCH_BYTES`].
+///
+/// # Safety
+///
+/// `batch` holds consecutive locked folios of one file of ours, not
+/// uptodate, ours to end.
+unsafe fn extend_batch(batch: &mut Vec<*mut bindings::folio>, mut bytes: usize) {
+    let Some(&last) = batch.last() else { return };
+    // SAFETY: the caller's contract (see `fill_folio`).
+    let (info, inum, mapping, mut next, isize) = unsafe {
+        let mapping = (*last).__bindgen_anon_1.__bindgen_anon_1.mapping;
+        let inode = (*mapping).host;
+        let next = bindings::folio_pos(last) as u64 + bindings::folio_size(last) as u64;
+        (FsInfo::of((*inode).i_sb), (*inode).i_ino as u64, mapping, next, bindings::i_size_read(inode).max(0) as u64)
+    };
+    let end = {
+        let rd = info.read();
+        match fs_common::expensive_extent_end(&*rd, &info.sv, inum, next / 512 - 1) {
+            Ok(Some(end)) => end.saturating_mul(512).min(isize.div_ceil(PAGE_SIZE as u64) * PAGE_SIZE as u64),
+            _ => return,
+        }
+    };
+    while next < end && bytes + PAGE_SIZE <= RA_BATCH_BYTES {
+        // SAFETY: `mapping` is the file's, referenced through the locked
+        // folios of the batch.  `FGP_NOWAIT`: a folio locked by another
+        // task is not waited for (we hold locks of lower folios).
+        let folio = unsafe {
+            bindings::__filemap_get_folio(
+                mapping,
+                (next / PAGE_SIZE as u64) as c_ulong,
+                bindings::BCH_RS_FGP_RA_EXTEND,
+                bindings::mapping_gfp_mask(mapping) | bindings::BCH_RS_GFP_RA_EXTRA,
+            )
+        };
+        if folio.is_null() || super::rw::is_err(folio) {
+            break;
+        }
+        // SAFETY: `folio` is locked and referenced by us.  A folio
+        // already uptodate (or a large one) is not ours to read: it goes
+        // back as it was.  Otherwise its page-cache reference keeps it
+        // while it is locked (removal from the mapping needs the lock),
+        // as for the folios `readahead_folio()` hands out, so ours is
+        // dropped at once.
+        let fresh = unsafe {
+            let fresh = !bindings::folio_test_uptodate(folio) && bindings::folio_size(folio) == PAGE_SIZE;
+            if !fresh {
+                bindings::folio_unlock(folio);
+            }
+            bindings::folio_put(folio);
+            fresh
+        };
+        if !fresh {
+            break;
+        }
+        if batch.push(folio).is_err() {
+            // SAFETY: locked, not uptodate, ours to end.
+            unsafe { read_one(folio) };
+            break;
+        }
+        bytes += PAGE_SIZE;
+        next += PAGE_SIZE as u64;
     }
 }
 

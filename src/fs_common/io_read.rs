@@ -410,6 +410,26 @@ fn extent_at<T: BtreeRead + ?Sized>(fs: &T, inum: u64, snapshot: u32, sector: u6
     }
 }
 
+/// The end (file sector, exclusive) of the extent of file `inum` over
+/// file sector `sector` when reading part of it means reading all of it:
+/// its data is checksummed or compressed
+/// (`extent_partial_reads_expensive()`).  `None` for a hole, plain data,
+/// inline data, reservations and reflink pointers.  A reader of a few
+/// blocks then reads to this end into the page cache, as C's
+/// `readpage_bio_extend()` does, rather than read the whole extent again
+/// for its next blocks.
+///
+/// Errors: those of the btree lookup (`EIO`, `ENOMEM`).
+pub fn expensive_extent_end<T: BtreeRead + ?Sized>(fs: &T, sv: &Subvol, inum: u64, sector: u64) -> Result<Option<u64>, Errno> {
+    let Some(k) = extent_at(fs, inum, sv.snapshot, sector)? else { return Ok(None) };
+    if k.k.start_offset() > sector || k.k.key_type != KeyType::Extent as u8 {
+        return Ok(None);
+    }
+    let expensive = ExtentEntries::new(&k.v)
+        .any(|e| matches!(e, Ok(ExtentEntry::Crc(c)) if c.csum_type != 0 || c.compression_type != 0));
+    Ok(expensive.then_some(k.k.p.offset))
+}
+
 /// Handles file sector `ctx.sector` onwards for a prefix of the `len`
 /// bytes at `off` of `out`: up to the end of the extent (or hole) there,
 /// filled at once or added to `plan`.  Returns the bytes handled, at

@@ -258,7 +258,7 @@ pub use self::dirent::{dir_hash_info, lookup, lookup_entry, readdir, vfs_d_type,
 pub use self::inode::{
     attrs_from_unpacked, inode_get, inode_unpacked_get, nlink_get, time_to_ns, INODE_FLAGS_MASK,
 };
-pub use self::io_read::{read_data, read_data_segs, readlink, SYMLINK_MAX};
+pub use self::io_read::{expensive_extent_end, read_data, read_data_segs, readlink, SYMLINK_MAX};
 pub use self::statfs::{
     fs_usage_read, recalc_capacity, statfs, statfs_from_usage, FsUsage, BTREE_NODE_RESERVE, STATFS_COUNTS_NR_INODES,
 };
