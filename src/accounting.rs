@@ -297,12 +297,31 @@ pub struct AccountingDeltas {
     /// (position as `bpos`, counters, number of counters used).
     entries: Vec<(Bpos, [i64; ACCOUNTING_MAX_COUNTERS], u8)>,
     sorted: bool,
+    /// Entry count at which [`add_raw_bounded`](Self::add_raw_bounded)
+    /// normalizes next.
+    compact_at: usize,
 }
 
 impl AccountingDeltas {
     /// An empty map.
     pub fn new() -> Self {
-        AccountingDeltas { entries: Vec::new(), sorted: true }
+        AccountingDeltas { entries: Vec::new(), sorted: true, compact_at: 0 }
+    }
+
+    /// [`add_raw`](Self::add_raw) for a map that lives as long as the
+    /// mount (the in-memory counters, `c->accounting`): it is normalized
+    /// in place whenever its entries doubled since the last time, so that
+    /// it holds at most about twice as many entries as there are distinct
+    /// positions (64 at the least), however many deltas went in.
+    ///
+    /// Errors: `ENOMEM`.
+    pub fn add_raw_bounded(&mut self, p: Bpos, d: [i64; ACCOUNTING_MAX_COUNTERS], nr: u8) -> Result<(), Errno> {
+        self.add_raw(p, d, nr)?;
+        if self.entries.len() >= self.compact_at {
+            self.normalize();
+            self.compact_at = self.entries.len().saturating_mul(2).max(64);
+        }
+        Ok(())
     }
 
     /// `bch2_disk_accounting_mod()`: adds `d` to the counters of `acc`.
@@ -425,6 +444,29 @@ mod tests {
     use super::*;
     use crate::format::bpos::BVersion;
     use std::string::{String, ToString};
+
+    /// The mount's in-memory counters take a delta per commit for as long
+    /// as the mount lives: they must stay bounded by the positions, not
+    /// grow with the deltas (they grew until `krealloc` failed once).
+    #[test]
+    fn long_lived_counters_stay_bounded() {
+        let mut m = AccountingDeltas::new();
+        let mut want = std::collections::BTreeMap::new();
+        for i in 0..200_000u64 {
+            let pos = DiskAccountingPos::Inum { inum: 4096 + (i * 7919) % 100 }.to_bpos();
+            let d = [1, (i % 5) as i64, 0];
+            m.add_raw_bounded(pos, d, 2).unwrap();
+            let e = want.entry(pos).or_insert([0i64; 3]);
+            e[0] += d[0];
+            e[1] += d[1];
+            assert!(m.len() <= 2 * 100 + 64, "{} entries after {i} deltas", m.len());
+        }
+        m.normalize();
+        assert_eq!(m.len(), want.len());
+        for (p, d, n) in m.entries() {
+            assert_eq!((&d[..2], *n), (&want[p][..2], 2));
+        }
+    }
 
     #[test]
     fn positions_round_trip_and_print_as_c() {

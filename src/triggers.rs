@@ -257,7 +257,7 @@ impl<'a> FsTriggers<'a> {
     /// Errors: `ENOMEM`.
     pub fn accounting_mem_add(&self, pos: Bpos, d: [i64; ACCOUNTING_MAX_COUNTERS], nr: u8) -> Result<(), Errno> {
         let mut m = self.mem.lock();
-        m.add_raw(pos, d, nr)
+        m.add_raw_bounded(pos, d, nr)
     }
 
     fn ctx(&self) -> TriggerCtx<'_> {
@@ -818,7 +818,7 @@ impl BtreeTriggers for FsTriggers<'_> {
             self.sb_replicas_pending.store(true, Relaxed);
         }
         let mut m = self.mem.lock();
-        if m.add_raw(new.0.p, d, nr as u8).is_err() {
+        if m.add_raw_bounded(new.0.p, d, nr as u8).is_err() {
             log::err_ratelimited!("accounting: out of memory for the in-memory counters");
         }
     }
