@@ -543,6 +543,12 @@ impl MountOpts {
         self.flag("degraded") || self.flag("very_degraded")
     }
 
+    /// `acl` in force (`c->opts.acl`): POSIX ACLs on; the mount option,
+    /// else the superblock's `BCH_SB_POSIX_ACL`.
+    pub fn acl(&self, sb: Option<&Sb<'_>>) -> bool {
+        self.value(id("acl"), sb) != 0
+    }
+
     /// `fsck`: asked for, not implemented (the mount logs that it is
     /// ignored).
     pub fn fsck(&self) -> bool {
