@@ -741,6 +741,14 @@ mod tests {
     }
 
     #[test]
+    fn acl_from_the_mount_else_the_superblock_else_on() {
+        assert!(!parse("noacl").unwrap().acl(None));
+        assert!(parse("acl").unwrap().acl(None));
+        // C's default (`BCH_SB_POSIX_ACL`, true) without a superblock.
+        assert!(parse("").unwrap().acl(None));
+    }
+
+    #[test]
     fn booleans() {
         assert!(parse("verbose=1").unwrap().verbose());
         assert!(!parse("verbose=0").unwrap().verbose());
