@@ -446,7 +446,7 @@ def enc(entries):
     return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
 os.setxattr(f"{m}/dir/data", "system.posix_acl_access", enc([(1, 6, U), (2, 6, 4321), (4, 4, U), (8, 5, 77), (0x10, 7, U), (0x20, 0, U)]))
 os.mkdir(f"{m}/cdir", 0o750)
-os.setxattr(f"{m}/cdir", "system.posix_acl_default", enc([(1, 7, U), (8, 7, 99), (4, 0, U), (0x10, 7, U), (0x20, 0, U)]))
+os.setxattr(f"{m}/cdir", "system.posix_acl_default", enc([(1, 7, U), (4, 0, U), (8, 7, 99), (0x10, 7, U), (0x20, 0, U)]))
 open(f"{m}/cdir/file", "w").write("C made me\n")
 os.mkdir(f"{m}/cdir/csub")
 PY
