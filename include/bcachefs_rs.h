@@ -25,6 +25,7 @@
 #include <linux/mm.h>
 #include <linux/mnt_idmapping.h>
 #include <linux/pagemap.h>
+#include <linux/posix_acl.h>
 #include <linux/sched/mm.h>
 #include <linux/seq_file.h>
 #include <linux/shrinker.h>
@@ -54,6 +55,9 @@ static const int BCH_RS_Z_OK = Z_OK;
 static const int BCH_RS_Z_STREAM_END = Z_STREAM_END;
 static const int BCH_RS_Z_FINISH = Z_FINISH;
 static const unsigned int BCH_RS_SB_RDONLY = SB_RDONLY;
+static const unsigned int BCH_RS_SB_POSIXACL = SB_POSIXACL;
+static const int BCH_RS_ACL_TYPE_ACCESS = ACL_TYPE_ACCESS;
+static const int BCH_RS_ACL_TYPE_DEFAULT = ACL_TYPE_DEFAULT;
 static const loff_t BCH_RS_MAX_LFS_FILESIZE = MAX_LFS_FILESIZE;
 static const gfp_t BCH_RS_GFP_FS = __GFP_FS;
 static const fgf_t BCH_RS_FGP_WRITEBEGIN = FGP_WRITEBEGIN;
@@ -84,5 +88,19 @@ unsigned long bch_rs_i_uid(const struct inode *inode);
 unsigned long bch_rs_i_gid(const struct inode *inode);
 void bch_rs_current_fs_ids(u32 *uid, u32 *gid);
 struct folio *bch_rs_vmf_folio(struct vm_fault *vmf);
+
+/* POSIX ACLs (src/fs/acl.rs): struct posix_acl as a flat list of entries */
+struct bch_rs_acl_entry {
+	u16	tag;
+	u16	perm;
+	u32	id;
+};
+struct posix_acl *bch_rs_acl_new(const struct bch_rs_acl_entry *e,
+				 unsigned int nr);
+unsigned int bch_rs_acl_count(const struct posix_acl *acl);
+void bch_rs_acl_entry_get(const struct posix_acl *acl, unsigned int i,
+			  struct bch_rs_acl_entry *out);
+void bch_rs_acl_release(struct posix_acl *acl);
+bool bch_rs_acl_clear_sgid(struct mnt_idmap *idmap, struct inode *inode);
 
 #endif /* _BCACHEFS_RS_H */

@@ -165,3 +165,65 @@ void bch_rs_timer_stop(struct bch_rs_timer *t)
 	cancel_delayed_work_sync(&t->dw);
 	kfree(t);
 }
+
+/*
+ * POSIX ACLs.  struct posix_acl_entry keeps its id as a kuid_t or kgid_t
+ * by tag; these move entries between it and struct bch_rs_acl_entry (ids
+ * in the initial namespace, as acl.c stores them).
+ */
+struct posix_acl *bch_rs_acl_new(const struct bch_rs_acl_entry *e,
+				 unsigned int nr)
+{
+	struct posix_acl *acl = posix_acl_alloc(nr, GFP_KERNEL);
+	unsigned int i;
+
+	if (!acl)
+		return NULL;
+	for (i = 0; i < nr; i++) {
+		struct posix_acl_entry *pe = &acl->a_entries[i];
+
+		pe->e_tag = e[i].tag;
+		pe->e_perm = e[i].perm;
+		if (e[i].tag == ACL_USER)
+			pe->e_uid = make_kuid(&init_user_ns, e[i].id);
+		else if (e[i].tag == ACL_GROUP)
+			pe->e_gid = make_kgid(&init_user_ns, e[i].id);
+	}
+	return acl;
+}
+
+unsigned int bch_rs_acl_count(const struct posix_acl *acl)
+{
+	return acl->a_count;
+}
+
+void bch_rs_acl_entry_get(const struct posix_acl *acl, unsigned int i,
+			  struct bch_rs_acl_entry *out)
+{
+	const struct posix_acl_entry *pe = &acl->a_entries[i];
+
+	out->tag = pe->e_tag;
+	out->perm = pe->e_perm;
+	if (pe->e_tag == ACL_USER)
+		out->id = from_kuid(&init_user_ns, pe->e_uid);
+	else if (pe->e_tag == ACL_GROUP)
+		out->id = from_kgid(&init_user_ns, pe->e_gid);
+	else
+		out->id = ACL_UNDEFINED_ID;
+}
+
+/* posix_acl_release() is static inline and frees through RCU. */
+void bch_rs_acl_release(struct posix_acl *acl)
+{
+	posix_acl_release(acl);
+}
+
+/*
+ * posix_acl_update_mode()'s S_ISGID rule: dropped unless the caller is in
+ * the file's group (through the mount's idmap) or has CAP_FSETID over it.
+ */
+bool bch_rs_acl_clear_sgid(struct mnt_idmap *idmap, struct inode *inode)
+{
+	return !vfsgid_in_group_p(i_gid_into_vfsgid(idmap, inode)) &&
+	       !capable_wrt_inode_uidgid(idmap, inode, CAP_FSETID);
+}

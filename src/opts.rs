@@ -543,6 +543,12 @@ impl MountOpts {
         self.flag("degraded") || self.flag("very_degraded")
     }
 
+    /// `acl` in force (`c->opts.acl`): POSIX ACLs on; the mount option,
+    /// else the superblock's `BCH_SB_POSIX_ACL`.
+    pub fn acl(&self, sb: Option<&Sb<'_>>) -> bool {
+        self.value(id("acl"), sb) != 0
+    }
+
     /// `fsck`: asked for, not implemented (the mount logs that it is
     /// ignored).
     pub fn fsck(&self) -> bool {
@@ -732,6 +738,14 @@ mod tests {
         assert_eq!(parse("").unwrap().open_opts(), OpenOpts::default());
         // Empty items and a leading comma are skipped, as sys_fsconfig gives.
         assert!(parse(",,norecovery,").unwrap().open_opts().norecovery);
+    }
+
+    #[test]
+    fn acl_from_the_mount_else_the_superblock_else_on() {
+        assert!(!parse("noacl").unwrap().acl(None));
+        assert!(parse("acl").unwrap().acl(None));
+        // C's default (`BCH_SB_POSIX_ACL`, true) without a superblock.
+        assert!(parse("").unwrap().acl(None));
     }
 
     #[test]

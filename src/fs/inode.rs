@@ -342,6 +342,8 @@ static DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
     lookup: Some(bch_lookup),
     getattr: Some(bch_getattr),
     listxattr: Some(super::xattr::bch_listxattr),
+    get_inode_acl: Some(super::acl::bch_get_inode_acl),
+    set_acl: Some(super::acl::bch_set_acl),
     // SAFETY: the other members are optional callbacks; `None` is zero.
     ..unsafe { core::mem::zeroed() }
 };
@@ -349,6 +351,8 @@ static DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
 static FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
     getattr: Some(bch_getattr),
     listxattr: Some(super::xattr::bch_listxattr),
+    get_inode_acl: Some(super::acl::bch_get_inode_acl),
+    set_acl: Some(super::acl::bch_set_acl),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };
@@ -357,6 +361,8 @@ static SYMLINK_IOPS: bindings::inode_operations = bindings::inode_operations {
     get_link: Some(bindings::simple_get_link),
     getattr: Some(bch_getattr),
     listxattr: Some(super::xattr::bch_listxattr),
+    get_inode_acl: Some(super::acl::bch_get_inode_acl),
+    set_acl: Some(super::acl::bch_set_acl),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };
@@ -364,6 +370,8 @@ static SYMLINK_IOPS: bindings::inode_operations = bindings::inode_operations {
 static SPECIAL_IOPS: bindings::inode_operations = bindings::inode_operations {
     getattr: Some(bch_getattr),
     listxattr: Some(super::xattr::bch_listxattr),
+    get_inode_acl: Some(super::acl::bch_get_inode_acl),
+    set_acl: Some(super::acl::bch_set_acl),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
 };

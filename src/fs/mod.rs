@@ -19,6 +19,7 @@
 //! side in [`rw`]; the `/sys/fs/bcachefs/<uuid>/` directory in
 //! [`crate::sysfs`].
 
+mod acl;
 mod inode;
 mod ioctl;
 mod io_misc;
@@ -118,6 +119,9 @@ pub(crate) struct FsInfo {
     pub(crate) facts: fs_common::FsFacts,
     /// The filesystem's user-visible uuid.
     pub(crate) uuid: [u8; 16],
+    /// POSIX ACLs are on (`acl`, from the mount or the superblock:
+    /// `SB_POSIXACL`, and the ACLs listed by `listxattr`).
+    pub(crate) posix_acl: bool,
 }
 
 impl FsInfo {
@@ -573,13 +577,17 @@ unsafe fn mount(sb: *mut bindings::super_block, bdev: *mut bindings::block_devic
         shut: AtomicBool::new(false),
         facts,
         uuid,
+        posix_acl: false,
     };
-    let info = KBox::new(info, GFP_KERNEL).map_err(|_| {
+    let mut info = KBox::new(info, GFP_KERNEL).map_err(|_| {
         bch_err!("{name}: out of memory");
         // Dropping a write core without its shutdown leaves the volume
         // unclean (replayed at the next mount), as a crash would.
         Errno::ENOMEM
     })?;
+    // C's `acl` option (`BCH_SB_POSIX_ACL`), which may be overridden at
+    // mount.
+    info.posix_acl = info.with_sb_bytes(|b| opts.acl(sb::Sb::parse(b).ok().as_ref()));
     // SAFETY: as for this function.
     let r = unsafe { mount_finish(sb, name, opts, info, lbs, rw) };
     if r.is_err() && rw {
@@ -651,6 +659,7 @@ unsafe fn mount_finish(sb: *mut bindings::super_block, name: &str, opts: &MountO
     })?;
     info.sv = sv;
     let sv = info.sv;
+    let posix_acl = info.posix_acl;
     let info = KBox::into_raw(info);
     // SAFETY: `sb` is new and locked: nobody else looks at it yet.  From
     // here `s_fs_info` owns the box; `bch_kill_sb` frees it, on failure
@@ -669,6 +678,10 @@ unsafe fn mount_finish(sb: *mut bindings::super_block, name: &str, opts: &MountO
         (*sb).s_xattr = xattr::HANDLERS.0.as_ptr().cast();
         if !rw {
             (*sb).s_flags |= bindings::BCH_RS_SB_RDONLY as c_ulong;
+        }
+        // As C (`bch2_fs_get_tree()` with `CONFIG_BCACHEFS_POSIX_ACL`).
+        if posix_acl {
+            (*sb).s_flags |= bindings::BCH_RS_SB_POSIXACL as c_ulong;
         }
         (*sb).s_uuid.b = uuid;
         (*sb).s_uuid_len = 16;

@@ -388,16 +388,24 @@ unsafe fn mknod(
         let sb = (*dir).i_sb;
         (sb, FsInfo::of(sb), dname(dentry), (*dir).i_ino as u64)
     };
+    // Before the operation lock: this may read the directory's default
+    // ACL.
+    // SAFETY: `dir` is ours, referenced by the VFS.
+    let acls = unsafe { super::acl::Created::new(dir, &mut m) }?;
     let inum = {
         let op = info.op()?;
         let n = NewInode { mode: m, uid, gid, rdev };
-        let u = fs_ops::create(&mut op.fs.trans(), &info.sv, dinum, name, &n)?;
+        let u = fs_ops::create_acl(&mut op.fs.trans(), &info.sv, dinum, name, &n, &acls.acls)?;
         // SAFETY: the VFS holds the directory's lock.
         unsafe { refresh(info, &op, dir, MC) }?;
         u.inum
     };
-    // SAFETY: the VFS's negative dentry.
-    unsafe { instantiate(sb, dentry, inum) }
+    // SAFETY: the VFS's negative dentry, positive after.
+    unsafe {
+        instantiate(sb, dentry, inum)?;
+        acls.cache((*dentry).d_inode);
+    }
+    Ok(())
 }
 
 /// `symlink` (`bch2_symlink`).
@@ -472,14 +480,18 @@ unsafe fn tmpfile(idmap: *mut bindings::mnt_idmap, dir: *mut bindings::inode, fi
         let sb = (*dir).i_sb;
         (sb, FsInfo::of(sb), (*dir).i_ino as u64)
     };
+    // SAFETY: `dir` is ours, referenced by the VFS.
+    let acls = unsafe { super::acl::Created::new(dir, &mut m) }?;
     let inum = {
         let op = info.op()?;
         let mut t = op.fs.trans();
         let new = fs_ops::inode_init_early(&mut t, &NewInode { mode: m, uid, gid, rdev: 0 });
-        commit_do(&mut t, |t| fs_ops::create_trans(t, &info.sv, dinum, b"", &new, true))?.inum
+        commit_do(&mut t, |t| fs_ops::create_trans_acl(t, &info.sv, dinum, b"", &new, true, &acls.acls))?.inum
     };
     // SAFETY: `sb` is mounted.
     let inode = unsafe { inode::iget(sb, inum) }?;
+    // SAFETY: the new inode is ours and referenced.
+    unsafe { acls.cache(inode) };
     // SAFETY: the new inode is ours; `d_tmpfile` drops the one link the
     // VFS expects a new inode to have (it is unlinked on disk already)
     // and takes our reference for the file's dentry.
@@ -769,7 +781,12 @@ unsafe fn setattr_btree(info: &FsInfo, inode: *mut bindings::inode, sa: &SetAttr
         fs_ops::setattr(&mut op.fs.trans(), &mut a, &info.sv, inum, sa)?;
     }
     // SAFETY: the inode is locked.
-    unsafe { refresh(info, &op, inode, valid & inode::ALL_TIMES) }
+    unsafe { refresh(info, &op, inode, valid & inode::ALL_TIMES) }?;
+    if sa.mode.is_some() {
+        // SAFETY: the inode is ours and referenced.
+        unsafe { super::acl::chmod_done(inode) };
+    }
+    Ok(())
 }
 
 /// `write_inode` (`bch2_vfs_write_inode`): the times the VFS changed
@@ -1394,6 +1411,8 @@ pub(super) static DIR_IOPS: bindings::inode_operations = bindings::inode_operati
     lookup: Some(inode::bch_lookup),
     getattr: Some(inode::bch_getattr),
     listxattr: Some(super::xattr::bch_listxattr),
+    get_inode_acl: Some(super::acl::bch_get_inode_acl),
+    set_acl: Some(super::acl::bch_set_acl),
     create: Some(bch_create),
     mkdir: Some(bch_mkdir),
     mknod: Some(bch_mknod),
@@ -1411,6 +1430,8 @@ pub(super) static DIR_IOPS: bindings::inode_operations = bindings::inode_operati
 pub(super) static FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
     getattr: Some(inode::bch_getattr),
     listxattr: Some(super::xattr::bch_listxattr),
+    get_inode_acl: Some(super::acl::bch_get_inode_acl),
+    set_acl: Some(super::acl::bch_set_acl),
     setattr: Some(bch_setattr),
     fiemap: Some(super::io_misc::bch_fiemap),
     // SAFETY: as above.
@@ -1421,6 +1442,8 @@ pub(super) static SYMLINK_IOPS: bindings::inode_operations = bindings::inode_ope
     get_link: Some(bindings::simple_get_link),
     getattr: Some(inode::bch_getattr),
     listxattr: Some(super::xattr::bch_listxattr),
+    get_inode_acl: Some(super::acl::bch_get_inode_acl),
+    set_acl: Some(super::acl::bch_set_acl),
     setattr: Some(bch_setattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }
@@ -1429,6 +1452,8 @@ pub(super) static SYMLINK_IOPS: bindings::inode_operations = bindings::inode_ope
 pub(super) static SPECIAL_IOPS: bindings::inode_operations = bindings::inode_operations {
     getattr: Some(inode::bch_getattr),
     listxattr: Some(super::xattr::bch_listxattr),
+    get_inode_acl: Some(super::acl::bch_get_inode_acl),
+    set_acl: Some(super::acl::bch_set_acl),
     setattr: Some(bch_setattr),
     // SAFETY: as above.
     ..unsafe { core::mem::zeroed() }

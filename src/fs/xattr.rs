@@ -80,7 +80,7 @@ impl BtreeTransOps for RoTrans<'_> {
 }
 
 /// Runs a read-only `fs_common::xattr` operation on `info`'s filesystem.
-fn with_trans<R>(info: &FsInfo, f: impl FnOnce(&mut dyn BtreeTransOps) -> Result<R, Errno>) -> Result<R, Errno> {
+pub(super) fn with_trans<R>(info: &FsInfo, f: impl FnOnce(&mut dyn BtreeTransOps) -> Result<R, Errno>) -> Result<R, Errno> {
     match info.op() {
         Ok(op) => f(&mut op.fs.trans()),
         Err(Errno::EROFS) if !info.is_rw() => {
@@ -214,7 +214,7 @@ pub(super) unsafe extern "C" fn bch_listxattr(dentry: *mut bindings::dentry, buf
         (FsInfo::of((*inode).i_sb), (*inode).i_ino as u64)
     };
     let mut all = Vec::new();
-    if let Err(e) = with_trans(info, |t| fx::xattr_list(t, &info.sv, inum, &mut all)) {
+    if let Err(e) = with_trans(info, |t| fx::xattr_list(t, &info.sv, inum, info.posix_acl, &mut all)) {
         return e.to_kernel() as isize;
     }
     // SAFETY: checks the current task's capability.

@@ -21,6 +21,7 @@ use super::inode_write::{
     current_time, hash_info, inode_create, inode_init, inode_peek, inode_rm, inode_write, mode_to_type, nlink_dec,
     nlink_inc, INODE_OPTS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 };
+use super::acl::{acl_chmod, set_acl_trans, AclType, NewAcls};
 use super::io_write::{truncate, write_data};
 use super::str_hash_write::{hash_delete_at, hash_hole, hash_lookup, hash_needs_whiteout, hash_set, HashDesc, HashKey, HashSetFlags};
 use super::trans::{commit_do, new_key, BtreeTransOps, DataAlloc};
@@ -31,6 +32,7 @@ use crate::format::bpos::Bpos;
 use crate::format::str_hash::HashInfo;
 use crate::format::val::dirent::{encode_dirent, parse_dirent, BCH_NAME_MAX, DT_SUBVOL};
 use crate::format::val::inode::{InodeField, InodeUnpacked, INODE_UNLINKED};
+use crate::platform::Vec;
 
 /// `EPERM`: hard link to a directory.
 pub const EPERM: Errno = Errno(1);
@@ -143,16 +145,7 @@ pub struct NewInode {
     pub rdev: u32,
 }
 
-/// `bch2_create_trans()` without ACLs, snapshots and subvolumes: a new
-/// inode (`bch2_inode_init_late()` with the directory as parent, a number
-/// from `bch2_inode_create()`), its entry `name` in directory `dir`, and
-/// the directory's times and (for a subdirectory) link count.  With
-/// `tmpfile`, no entry is made and the inode starts unlinked.  Returns the
-/// new inode.  `new` is the result of [`inode_init_early`]: the part
-/// (hash seed) chosen before the transaction.
-///
-/// Errors: `ENOENT`/`ENOTDIR` (the directory), `EEXIST`, `ENAMETOOLONG`,
-/// `ENOSPC`; restarts, `EIO`, `ENOMEM`.
+/// `bch2_create_trans()` without ACLs: [`create_trans_acl`] with none.
 pub fn create_trans<T: BtreeTransOps + ?Sized>(
     t: &mut T,
     sv: &Subvol,
@@ -160,6 +153,31 @@ pub fn create_trans<T: BtreeTransOps + ?Sized>(
     name: &[u8],
     new: &InodeUnpacked,
     tmpfile: bool,
+) -> Result<InodeUnpacked, BchError> {
+    create_trans_acl(t, sv, dir, name, new, tmpfile, &NewAcls::default())
+}
+
+/// `bch2_create_trans()` without snapshots and subvolumes: a new
+/// inode (`bch2_inode_init_late()` with the directory as parent, a number
+/// from `bch2_inode_create()`), its ACLs (`acls`, what `posix_acl_create()`
+/// made of the directory's default ACL: `bch2_set_acl_trans()` for the
+/// default, then the access ACL), its entry `name` in directory `dir`,
+/// and the directory's times and (for a subdirectory) link count.  With
+/// `tmpfile`, no entry is made and the inode starts unlinked.  Returns the
+/// new inode.  `new` is the result of [`inode_init_early`]: the part
+/// (hash seed) chosen before the transaction.
+///
+/// Errors: `ENOENT`/`ENOTDIR` (the directory), `EEXIST`, `ENAMETOOLONG`,
+/// `ENOSPC`, those of [`set_acl_trans`]; restarts, `EIO`, `ENOMEM`.
+#[allow(clippy::too_many_arguments)]
+pub fn create_trans_acl<T: BtreeTransOps + ?Sized>(
+    t: &mut T,
+    sv: &Subvol,
+    dir: u64,
+    name: &[u8],
+    new: &InodeUnpacked,
+    tmpfile: bool,
+    acls: &NewAcls,
 ) -> Result<InodeUnpacked, BchError> {
     let now = current_time(t);
     let mut dir_u = dir_peek(t, sv, dir)?;
@@ -176,6 +194,12 @@ pub fn create_trans<T: BtreeTransOps + ?Sized>(
         u.flags |= INODE_UNLINKED;
     }
     inode_create(t, &mut u, sv.snapshot)?;
+    if let Some(d) = acls.default.as_deref() {
+        set_acl_trans(t, sv, &u, Some(d), AclType::Default)?;
+    }
+    if let Some(a) = acls.access.as_deref() {
+        set_acl_trans(t, sv, &u, Some(a), AclType::Access)?;
+    }
     if !tmpfile {
         let info = hash_info(&dir_u)?;
         if is_subdir_for_nlink(&u) {
@@ -212,12 +236,27 @@ fn valid_type(mode: u16) -> bool {
 /// [`check_name`]), `ENOENT`, `ENOTDIR`, `EEXIST`, `ENAMETOOLONG`,
 /// `ENOSPC`, `EIO`, `ENOMEM`.
 pub fn create<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, dir: u64, name: &[u8], n: &NewInode) -> Result<InodeUnpacked, Errno> {
+    create_acl(t, sv, dir, name, n, &NewAcls::default())
+}
+
+/// [`create`] with the ACLs `acls` (see [`create_trans_acl`]; the caller
+/// made them and `n.mode` with `posix_acl_create()` or
+/// [`super::acl::acl_create`]), written in the create's transaction.
+/// Errors: those of [`create`] and [`set_acl_trans`].
+pub fn create_acl<T: BtreeTransOps + ?Sized>(
+    t: &mut T,
+    sv: &Subvol,
+    dir: u64,
+    name: &[u8],
+    n: &NewInode,
+    acls: &NewAcls,
+) -> Result<InodeUnpacked, Errno> {
     if !valid_type(n.mode) {
         return Err(Errno::EINVAL);
     }
     check_name(name)?;
     let new = inode_init_early(t, n);
-    commit_do(t, |t| create_trans(t, sv, dir, name, &new, false))
+    commit_do(t, |t| create_trans_acl(t, sv, dir, name, &new, false, acls))
 }
 
 /// Creates symlink `name` in `dir` pointing at `target`
@@ -739,7 +778,9 @@ pub struct SetAttr {
 }
 
 /// `bch2_setattr()`: size first (see [`truncate`]), then
-/// `bch2_setattr_nonsize()`: owner, mode and times in one transaction.
+/// `bch2_setattr_nonsize()`: owner, mode and times in one transaction; a
+/// mode change also updates the access ACL (`bch2_acl_chmod()`,
+/// [`acl_chmod`]).
 /// Returns the inode as written.
 ///
 /// Errors: `EISDIR` (size of a directory), `EINVAL` (size of another
@@ -767,6 +808,10 @@ pub fn setattr<T: BtreeTransOps + ?Sized, A: DataAlloc + ?Sized>(
         let mut u = inode_peek(t, sv.snapshot, inum)?;
         if let Some(m) = attr.mode {
             u.mode = (u.mode & S_IFMT) | (m & !S_IFMT);
+            // bch2_acl_chmod(): the access ACL follows, in this
+            // transaction.
+            let mut acl = Vec::new();
+            acl_chmod(t, sv, &u, u.mode, &mut acl)?;
         }
         if let Some(v) = attr.uid {
             u.set(InodeField::Uid, u64::from(v));

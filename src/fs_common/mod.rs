@@ -236,6 +236,7 @@ pub struct DevReadAhead {
 /// Size of a read-ahead window, bytes.
 pub const RA_WINDOW_BYTES: usize = 512 << 10;
 
+pub mod acl;
 pub mod compress_write;
 mod dirent;
 pub mod fs_ops;

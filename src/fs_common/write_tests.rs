@@ -715,7 +715,7 @@ fn xattrs_set_replace_remove() {
     xattr_set(&mut t, &s, f, b"user.a", None, 0).unwrap();
     assert_eq!(xattr_set(&mut t, &s, f, b"user.a", None, XATTR_REPLACE), Err(Errno::ENODATA));
     let mut l = crate::platform::Vec::new();
-    xattr_list(&mut t, &s, f, &mut l).unwrap();
+    xattr_list(&mut t, &s, f, false, &mut l).unwrap();
     let mut names: StdVec<&[u8]> = l.split(|&b| b == 0).filter(|n| !n.is_empty()).collect();
     names.sort();
     assert_eq!(names, vec![&b"security.c"[..], b"trusted.b"]);
@@ -1629,4 +1629,292 @@ fn symlink_appears_whole() {
     // The name exists: EEXIST, and the tmpfile is gone.
     assert_eq!(symlink(&mut t, &mut a, &s, ROOT, b"l", b"x", 0, 0).unwrap_err(), Errno::EEXIST);
     assert_eq!(inodes(&t), n0 + 1);
+}
+
+mod acls {
+    //! POSIX ACLs (`acl.c`): the on-disk format, get and set, chmod,
+    //! inheritance on create.
+
+    use super::*;
+    use crate::fs_common::acl::*;
+
+    /// `user::rw-, user:1000:r--, group::r-x, group:50:rw-, mask::rwx,
+    /// other::---`.
+    fn named_acl() -> StdVec<AclEntry> {
+        vec![
+            AclEntry::short(ACL_USER_OBJ, 6),
+            AclEntry { tag: ACL_USER, perm: 4, id: 1000 },
+            AclEntry::short(ACL_GROUP_OBJ, 5),
+            AclEntry { tag: ACL_GROUP, perm: 6, id: 50 },
+            AclEntry::short(ACL_MASK, 7),
+            AclEntry::short(ACL_OTHER, 0),
+        ]
+    }
+
+    /// [`named_acl`] as `bch2_acl_to_xattr()` lays it out: `bch_acl_header`
+    /// (`a_version` 1), then `bch_acl_entry_short` (tag, perm) or
+    /// `bch_acl_entry` (tag, perm, id), little-endian.
+    const NAMED_DISK: [u8; 36] = [
+        1, 0, 0, 0, // a_version
+        0x01, 0, 6, 0, // USER_OBJ rw-
+        0x02, 0, 4, 0, 0xe8, 0x03, 0, 0, // USER 1000 r--
+        0x04, 0, 5, 0, // GROUP_OBJ r-x
+        0x08, 0, 6, 0, 50, 0, 0, 0, // GROUP 50 rw-
+        0x10, 0, 7, 0, // MASK rwx
+        0x20, 0, 0, 0, // OTHER ---
+    ];
+
+    fn get(t: &mut MemTrans, inum: u64, ty: AclType) -> Result<Option<StdVec<AclEntry>>, Errno> {
+        let mut out = crate::platform::Vec::new();
+        Ok(acl_get(t, &sv(), inum, ty, &mut out)?.then(|| out.to_vec()))
+    }
+
+    /// The xattr keys (value bytes) of `inum`.
+    fn xattr_keys(t: &MemTrans, inum: u64) -> StdVec<(Bpos, StdVec<u8>)> {
+        t.keys_of(BtreeId::Xattrs, inum).into_iter().filter(|(k, _)| k.key_type == KeyType::Xattr as u8).map(|(k, v)| (k.p, v)).collect()
+    }
+
+    #[test]
+    fn encode_is_c_layout_and_decodes_back() {
+        let mut v = crate::platform::Vec::new();
+        acl_to_disk(&named_acl(), &mut v).unwrap();
+        assert_eq!(&v[..], &NAMED_DISK[..]);
+        let mut back = crate::platform::Vec::new();
+        acl_from_disk(&NAMED_DISK, &mut back).unwrap();
+        assert_eq!(&back[..], &named_acl()[..]);
+        assert_eq!(acl_disk_size(&named_acl()), Ok(36));
+        // A header alone: no ACL (C's NULL).
+        acl_from_disk(&[1, 0, 0, 0], &mut back).unwrap();
+        assert!(back.is_empty());
+        // An unknown tag is refused on encode too.
+        assert_eq!(acl_to_disk(&[AclEntry::short(0x40, 7)], &mut v), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_not_panicked_on() {
+        let mut out = crate::platform::Vec::new();
+        let bad: [&[u8]; 6] = [
+            &[],                              // no header
+            &[1, 0, 0],                       // short header
+            &[2, 0, 0, 0, 1, 0, 6, 0],        // version 2
+            &[1, 0, 0, 0, 0x40, 0, 6, 0],     // unknown tag
+            &[1, 0, 0, 0, 2, 0, 6, 0, 1, 0],  // long entry cut
+            &[1, 0, 0, 0, 1, 0, 6],           // short entry cut
+        ];
+        for b in bad {
+            assert_eq!(acl_from_disk(b, &mut out), Err(Errno::EINVAL), "{b:?}");
+        }
+        // Every single-byte corruption of a valid value either decodes
+        // or fails with EINVAL.
+        for i in 0..NAMED_DISK.len() {
+            for x in [0x01u8, 0x80, 0xff] {
+                let mut b = NAMED_DISK;
+                b[i] ^= x;
+                match acl_from_disk(&b, &mut out) {
+                    Ok(()) | Err(Errno::EINVAL) => {}
+                    Err(e) => panic!("byte {i}: {e:?}"),
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_values_never_panic(v in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut out = crate::platform::Vec::new();
+            let r = acl_from_disk(&v, &mut out);
+            prop_assert!(r.is_ok() || r == Err(Errno::EINVAL));
+            if r.is_ok() {
+                // What decodes encodes back to the same bytes.
+                let mut again = crate::platform::Vec::new();
+                acl_to_disk(&out, &mut again).unwrap();
+                prop_assert_eq!(&again[..], &v[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn set_get_remove_in_the_xattrs_btree() {
+        let mut t = MemTrans::new(4096);
+        t.restart_permille = 30;
+        let s = sv();
+        let f = mkfile(&mut t, ROOT, "f");
+        assert_eq!(get(&mut t, f, AclType::Access), Ok(None));
+        let (u, stored) = set_acl(&mut t, &s, f, AclType::Access, Some(&named_acl()), false).unwrap();
+        assert!(stored);
+        // posix_acl_update_mode(): the mode's bits are the ACL's (group =
+        // the mask).
+        assert_eq!(u.mode, 0o100670);
+        assert_eq!(attrs(&t, f).mode, 0o100670);
+        assert_eq!(get(&mut t, f, AclType::Access), Ok(Some(named_acl())));
+        assert_eq!(get(&mut t, f, AclType::Default), Ok(None));
+        // The key: x_type 1, empty name, the value above, at the hash of
+        // (1, "") with the file's seed.
+        let keys = xattr_keys(&t, f);
+        assert_eq!(keys.len(), 1);
+        let (p, v) = &keys[0];
+        assert_eq!(&v[..4], &[XATTR_INDEX_POSIX_ACL_ACCESS, 0, 36, 0]);
+        assert_eq!(&v[4..40], &NAMED_DISK[..]);
+        let info = crate::fs_common::inode_write::hash_info(&u).unwrap();
+        assert_eq!(p.offset, info.xattr_hash(XATTR_INDEX_POSIX_ACL_ACCESS, b""));
+        // Listed only when the mount has ACLs on.
+        let mut l = crate::platform::Vec::new();
+        xattr_list(&mut t, &s, f, true, &mut l).unwrap();
+        assert_eq!(&l[..], b"system.posix_acl_access\0");
+        xattr_list(&mut t, &s, f, false, &mut l).unwrap();
+        assert!(l.is_empty());
+        // A default ACL on a file: EACCES; removing none is fine.
+        assert_eq!(set_acl(&mut t, &s, f, AclType::Default, Some(&named_acl()), false).unwrap_err(), EACCES);
+        set_acl(&mut t, &s, f, AclType::Default, None, false).unwrap();
+        // Removal.
+        set_acl(&mut t, &s, f, AclType::Access, None, false).unwrap();
+        assert_eq!(get(&mut t, f, AclType::Access), Ok(None));
+        assert!(xattr_keys(&t, f).is_empty());
+        // Invalid ACLs are refused (no mask with named entries).
+        let mut no_mask = named_acl();
+        no_mask.remove(4);
+        assert_eq!(set_acl(&mut t, &s, f, AclType::Access, Some(&no_mask), false).unwrap_err(), Errno::EINVAL);
+    }
+
+    #[test]
+    fn an_acl_equivalent_to_a_mode_sets_the_mode_and_removes_the_xattr() {
+        let mut t = MemTrans::new(4096);
+        let s = sv();
+        let f = mkfile(&mut t, ROOT, "f");
+        set_acl(&mut t, &s, f, AclType::Access, Some(&named_acl()), false).unwrap();
+        assert_eq!(xattr_keys(&t, f).len(), 1);
+        let plain = [AclEntry::short(ACL_USER_OBJ, 7), AclEntry::short(ACL_GROUP_OBJ, 5), AclEntry::short(ACL_OTHER, 4)];
+        let (u, stored) = set_acl(&mut t, &s, f, AclType::Access, Some(&plain), false).unwrap();
+        assert!(!stored);
+        assert_eq!(u.mode, 0o100754);
+        assert!(xattr_keys(&t, f).is_empty());
+        // S_ISGID goes for a caller outside the group without CAP_FSETID.
+        let d = mkdir(&mut t, ROOT, "d");
+        let mut a = BumpAlloc::new(&t);
+        setattr(&mut t, &mut a, &s, d, &SetAttr { mode: Some(0o2775), ..Default::default() }).unwrap();
+        let (u, _) = set_acl(&mut t, &s, d, AclType::Access, Some(&plain), true).unwrap();
+        assert_eq!(u.mode, 0o40754);
+    }
+
+    #[test]
+    fn chmod_updates_the_mask_or_the_group_entry() {
+        let mut t = MemTrans::new(4096);
+        t.restart_permille = 30;
+        let s = sv();
+        let f = mkfile(&mut t, ROOT, "f");
+        set_acl(&mut t, &s, f, AclType::Access, Some(&named_acl()), false).unwrap();
+        let mut a = BumpAlloc::new(&t);
+        setattr(&mut t, &mut a, &s, f, &SetAttr { mode: Some(0o751), ..Default::default() }).unwrap();
+        let mut want = named_acl();
+        want[0].perm = 7; // owner
+        want[4].perm = 5; // mask, not the owning group
+        want[5].perm = 1; // other
+        assert_eq!(get(&mut t, f, AclType::Access), Ok(Some(want)));
+        assert_eq!(attrs(&t, f).mode, 0o100751);
+        // Without a mask the owning group's entry follows.
+        let g = mkfile(&mut t, ROOT, "g");
+        let plain_plus = [AclEntry::short(ACL_USER_OBJ, 7), AclEntry::short(ACL_GROUP_OBJ, 5), AclEntry::short(ACL_OTHER, 4)];
+        // Stored by hand: set_acl would fold it into the mode.
+        commit_do(&mut t, |t| {
+            let u = crate::fs_common::inode_write::inode_peek(t, SNAP, g)?;
+            set_acl_trans(t, &s, &u, Some(&plain_plus), AclType::Access)
+        })
+        .unwrap();
+        setattr(&mut t, &mut a, &s, g, &SetAttr { mode: Some(0o604), ..Default::default() }).unwrap();
+        let want = vec![AclEntry::short(ACL_USER_OBJ, 6), AclEntry::short(ACL_GROUP_OBJ, 0), AclEntry::short(ACL_OTHER, 4)];
+        assert_eq!(get(&mut t, g, AclType::Access), Ok(Some(want)));
+        // A file without an ACL: chmod writes no xattr.
+        let h = mkfile(&mut t, ROOT, "h");
+        setattr(&mut t, &mut a, &s, h, &SetAttr { mode: Some(0o600), ..Default::default() }).unwrap();
+        assert!(xattr_keys(&t, h).is_empty());
+    }
+
+    #[test]
+    fn created_files_and_directories_inherit_the_default_acl() {
+        let mut t = MemTrans::new(4096);
+        t.restart_permille = 30;
+        let s = sv();
+        let d = mkdir(&mut t, ROOT, "d");
+        // default: user::rwx, user:1000:rwx, group::r-x, mask::rwx, other::r-x
+        let dflt = vec![
+            AclEntry::short(ACL_USER_OBJ, 7),
+            AclEntry { tag: ACL_USER, perm: 7, id: 1000 },
+            AclEntry::short(ACL_GROUP_OBJ, 5),
+            AclEntry::short(ACL_MASK, 7),
+            AclEntry::short(ACL_OTHER, 5),
+        ];
+        set_acl(&mut t, &s, d, AclType::Default, Some(&dflt), false).unwrap();
+        assert_eq!(get(&mut t, d, AclType::Default), Ok(Some(dflt.clone())));
+        assert_eq!(get(&mut t, d, AclType::Access), Ok(None));
+
+        // A file, mode 0666 asked: posix_acl_create() with the directory's
+        // default ACL (the umask is ignored).
+        let parent = get(&mut t, d, AclType::Default).unwrap();
+        let mut mode = 0o100666;
+        let acls = acl_create(parent.as_deref(), &mut mode, 0o022).unwrap();
+        assert_eq!(mode, 0o100664);
+        assert!(acls.default.is_none());
+        let f = create_acl(&mut t, &s, d, b"f", &NewInode { mode, uid: 0, gid: 0, rdev: 0 }, &acls).unwrap().inum;
+        let want_f = vec![
+            AclEntry::short(ACL_USER_OBJ, 6),
+            AclEntry { tag: ACL_USER, perm: 7, id: 1000 },
+            AclEntry::short(ACL_GROUP_OBJ, 5),
+            AclEntry::short(ACL_MASK, 6),
+            AclEntry::short(ACL_OTHER, 4),
+        ];
+        assert_eq!(get(&mut t, f, AclType::Access), Ok(Some(want_f)));
+        assert_eq!(get(&mut t, f, AclType::Default), Ok(None));
+        assert_eq!(attrs(&t, f).mode, 0o100664);
+
+        // A directory, 0777: the access ACL and the default again.
+        let mut mode = 0o40777;
+        let acls = acl_create(parent.as_deref(), &mut mode, 0o022).unwrap();
+        assert_eq!(mode, 0o40775);
+        let sd = create_acl(&mut t, &s, d, b"sd", &NewInode { mode, uid: 0, gid: 0, rdev: 0 }, &acls).unwrap().inum;
+        assert_eq!(get(&mut t, sd, AclType::Default), Ok(Some(dflt.clone())));
+        let mut want_sd = dflt.clone();
+        want_sd[4].perm = 5;
+        assert_eq!(get(&mut t, sd, AclType::Access), Ok(Some(want_sd)));
+        let mut l = crate::platform::Vec::new();
+        xattr_list(&mut t, &s, sd, true, &mut l).unwrap();
+        let mut names: StdVec<&[u8]> = l.split(|&b| b == 0).filter(|n| !n.is_empty()).collect();
+        names.sort();
+        assert_eq!(names, vec![&b"system.posix_acl_access"[..], b"system.posix_acl_default"]);
+
+        // No default ACL: the umask, and no ACLs.
+        let mut mode = 0o100666;
+        let acls = acl_create(None, &mut mode, 0o022).unwrap();
+        assert_eq!(mode, 0o100644);
+        assert!(acls.access.is_none() && acls.default.is_none());
+        // A default ACL that says no more than the mode: no access ACL.
+        let plain = [AclEntry::short(ACL_USER_OBJ, 7), AclEntry::short(ACL_GROUP_OBJ, 5), AclEntry::short(ACL_OTHER, 0)];
+        let mut mode = 0o100666;
+        let acls = acl_create(Some(&plain), &mut mode, 0o022).unwrap();
+        assert_eq!(mode, 0o100640);
+        assert!(acls.access.is_none());
+        // Symlinks get nothing.
+        let mut mode = 0o120777;
+        let acls = acl_create(Some(&dflt), &mut mode, 0o022).unwrap();
+        assert_eq!(mode, 0o120777);
+        assert!(acls.access.is_none() && acls.default.is_none());
+    }
+
+    #[test]
+    fn a_corrupted_acl_on_disk_is_an_error_not_a_panic() {
+        let mut t = MemTrans::new(4096);
+        let s = sv();
+        let f = mkfile(&mut t, ROOT, "f");
+        set_acl(&mut t, &s, f, AclType::Access, Some(&named_acl()), false).unwrap();
+        // Flip the version byte of the stored value (after the 4-byte
+        // xattr header), as a bad disk would.
+        let (p, mut v) = xattr_keys(&t, f).remove(0);
+        v[4] ^= 0x02;
+        let k = new_key(KeyType::Xattr, p, &v).unwrap();
+        t.put_committed(BtreeId::Xattrs, k);
+        assert_eq!(get(&mut t, f, AclType::Access), Err(Errno::EINVAL));
+        // chmod reads it too: the error, and nothing written.
+        let mut a = BumpAlloc::new(&t);
+        assert_eq!(setattr(&mut t, &mut a, &s, f, &SetAttr { mode: Some(0o600), ..Default::default() }).unwrap_err(), Errno::EINVAL);
+        assert_eq!(attrs(&t, f).mode, 0o100670);
+    }
 }

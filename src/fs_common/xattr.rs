@@ -5,13 +5,17 @@
 //! Matches, in `fs/bcachefs/xattr.c`: `bch2_xattr_set()`,
 //! `bch2_xattr_get_trans()`, `bch2_xattr_list()` and the handler table
 //! (`bch_xattr_handler_map`); and the checks of `fs/xattr.c` (name and
-//! value sizes).  POSIX ACLs (types 1 and 2) are not handled here.
+//! value sizes).  POSIX ACLs (types 1 and 2) are read and written by
+//! [`super::acl`]; here they are only listed (`system.posix_acl_access`,
+//! `system.posix_acl_default`, as the VFS's `nop_posix_acl_*` handlers
+//! name them).
 //!
 //! An xattr lives in the xattrs btree at `inum:hash(type, name):snapshot`
 //! (the hash keyed by the file's `bi_hash_seed` and type), with the same
 //! probing and `hash_whiteout` rules as directory entries
 //! ([`super::str_hash_write`]).
 
+use super::acl::{XATTR_INDEX_POSIX_ACL_ACCESS, XATTR_INDEX_POSIX_ACL_DEFAULT};
 use super::inode_write::{current_time, hash_info, inode_peek, inode_write};
 use super::str_hash_write::{hash_delete, hash_lookup, hash_set, HashDesc, HashKey, HashSetFlags};
 use super::trans::{commit_do, new_key, BtreeTransOps};
@@ -162,11 +166,17 @@ pub fn xattr_get<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, inum: u64, f
     }
 }
 
+/// `XATTR_NAME_POSIX_ACL_ACCESS`: the name an access ACL is listed as.
+pub const XATTR_NAME_POSIX_ACL_ACCESS: &str = "system.posix_acl_access";
+/// `XATTR_NAME_POSIX_ACL_DEFAULT`: the name a default ACL is listed as.
+pub const XATTR_NAME_POSIX_ACL_DEFAULT: &str = "system.posix_acl_default";
+
 /// `bch2_xattr_list()`: the full names of file `inum`'s attributes of the
-/// namespaces handled here, in btree (hash) order, each followed by a NUL
-/// (the `listxattr(2)` buffer), replacing the contents of `out`.
-/// Errors: `EIO`, `ENOMEM`.
-pub fn xattr_list<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, inum: u64, out: &mut Vec<u8>) -> Result<(), Errno> {
+/// namespaces handled here and, with `posix_acl` (the mount has ACLs on:
+/// `posix_acl_xattr_list()`'s `IS_POSIXACL()`), its ACLs, in btree (hash)
+/// order, each followed by a NUL (the `listxattr(2)` buffer), replacing
+/// the contents of `out`.  Errors: `EIO`, `ENOMEM`.
+pub fn xattr_list<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, inum: u64, posix_acl: bool, out: &mut Vec<u8>) -> Result<(), Errno> {
     commit_do(t, |t| {
         out.clear();
         let end = Bpos::new(inum, u64::MAX, u32::MAX);
@@ -174,7 +184,18 @@ pub fn xattr_list<T: BtreeTransOps + ?Sized>(t: &mut T, sv: &Subvol, inum: u64, 
         while let Some(k) = t.peek_upto(BtreeId::Xattrs, from, end, false)? {
             if k.k.p.snapshot == sv.snapshot && k.k.key_type == KeyType::Xattr as u8 {
                 if let Some(x) = parse_xattr(&k.v) {
-                    if let Some(Some(p)) = XATTR_PREFIXES.get(x.x_type as usize) {
+                    let acl_name = match x.x_type {
+                        XATTR_INDEX_POSIX_ACL_ACCESS => Some(XATTR_NAME_POSIX_ACL_ACCESS),
+                        XATTR_INDEX_POSIX_ACL_DEFAULT => Some(XATTR_NAME_POSIX_ACL_DEFAULT),
+                        _ => None,
+                    };
+                    if let Some(n) = acl_name {
+                        if posix_acl {
+                            out.extend_from_slice(n.as_bytes())?;
+                            out.extend_from_slice(x.name)?;
+                            out.push(0)?;
+                        }
+                    } else if let Some(Some(p)) = XATTR_PREFIXES.get(x.x_type as usize) {
                         if !p.is_empty() {
                             out.extend_from_slice(p.as_bytes())?;
                             out.extend_from_slice(x.name)?;

@@ -4,7 +4,9 @@
 # overwrites in the middle, appends, mmap writes, fsync, symlinks, hard
 # links, a fifo, rename (plain, over an existing file, RENAME_NOREPLACE,
 # RENAME_EXCHANGE), unlink, rmdir, truncate down and up, chmod, chown,
-# utimes, xattrs (user., trusted.; replace, remove, XATTR_CREATE),
+# utimes, xattrs (user., trusted.; replace, remove, XATTR_CREATE), POSIX
+# ACLs (access with named entries, chmod, default inherited on create;
+# and C's ACLs read by us),
 # O_TMPFILE (linked in, and dropped), fallocate (extend, punch, zero),
 # SEEK_DATA/SEEK_HOLE, FIEMAP, O_DIRECT.  What the files hold is recorded
 # (type, mode, owner, size, sha256, link target, xattrs); it must read
@@ -34,7 +36,7 @@ rs_load
 # manifest DIR OUT: one line per path, sorted.
 manifest() {
 	python3 - "$1" "$2" <<'PY'
-import hashlib, os, stat, sys
+import errno, hashlib, os, stat, sys
 root, out = sys.argv[1], sys.argv[2]
 lines = []
 for d, dirs, files in os.walk(root):
@@ -59,6 +61,16 @@ for d, dirs, files in os.walk(root):
         if not stat.S_ISLNK(kind):
             names = sorted(n for n in os.listxattr(p) if n.startswith(("user.", "trusted.")))
             xa = ",".join(f"{n}={os.getxattr(p, n).hex()}" for n in names)
+            # POSIX ACLs in the VFS's xattr form (posix_acl_xattr_header
+            # version 2, then {tag, perm, id} entries), as hex.
+            for an in ("system.posix_acl_access", "system.posix_acl_default"):
+                try:
+                    v = os.getxattr(p, an)
+                except OSError as e:
+                    if e.errno in (errno.ENODATA, errno.EOPNOTSUPP):
+                        continue
+                    raise
+                xa += f" {an[len('system.posix_'):]}={v.hex()}"
         lines.append(f"{rel} {oct(st.st_mode)} {st.st_uid}:{st.st_gid} {st.st_size if not stat.S_ISDIR(kind) else 0} {nlink} {int(st.st_mtime)} {extra} [{xa}]")
 with open(out, "w") as f:
     f.write("\n".join(sorted(lines)) + "\n")
@@ -249,6 +261,71 @@ head -c 100000 /dev/urandom >"$MNT/shrunk"
 truncate -s 5000 "$MNT/shrunk" || fail "truncate down failed"
 truncate -s 70000 "$MNT/shrunk" || fail "truncate up failed"
 chmod 640 "$MNT/small" || fail "chmod failed"
+# POSIX ACLs through the VFS's xattr form (no setfacl in the VM): an
+# access ACL with named user and group entries, chmod changing its mask,
+# an ACL equivalent to a mode (no xattr, the mode changes), a default ACL
+# on a directory inherited by a file and a subdirectory made in it.
+python3 - "$MNT" <<'PY' || fail "POSIX ACLs"
+import errno, os, stat, struct, sys
+m = sys.argv[1]
+U = 0xFFFFFFFF
+USER_OBJ, USER, GROUP_OBJ, GROUP, MASK, OTHER = 1, 2, 4, 8, 0x10, 0x20
+def enc(entries):
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+def dec(b):
+    assert struct.unpack_from("<I", b)[0] == 2, b
+    return [struct.unpack_from("<HHI", b, o) for o in range(4, len(b), 8)]
+def get(p, t="access"):
+    try:
+        return dec(os.getxattr(p, "system.posix_acl_" + t))
+    except OSError as e:
+        assert e.errno == errno.ENODATA, e
+        return None
+def mode(p):
+    return stat.S_IMODE(os.stat(p).st_mode)
+f = f"{m}/acl-file"
+open(f, "w").write("with an acl\n")
+acl = [(USER_OBJ, 6, U), (USER, 4, 1000), (GROUP_OBJ, 4, U), (GROUP, 6, 50), (MASK, 6, U), (OTHER, 4, U)]
+os.setxattr(f, "system.posix_acl_access", enc(acl))
+assert get(f) == acl, get(f)
+assert mode(f) == 0o664, oct(mode(f))
+assert "system.posix_acl_access" in os.listxattr(f), os.listxattr(f)
+# chmod: the mask (not the owning group) takes the group bits.
+os.chmod(f, 0o750)
+want = [(USER_OBJ, 7, U), (USER, 4, 1000), (GROUP_OBJ, 4, U), (GROUP, 6, 50), (MASK, 5, U), (OTHER, 0, U)]
+assert get(f) == want, get(f)
+# An ACL a mode can say: the mode changes, no xattr stays.
+g = f"{m}/acl-plain"
+open(g, "w").write("plain\n")
+os.setxattr(g, "system.posix_acl_access", enc([(USER_OBJ, 7, U), (GROUP_OBJ, 5, U), (OTHER, 0, U)]))
+assert mode(g) == 0o750 and get(g) is None, (oct(mode(g)), get(g))
+# A default ACL, and what is created under it.
+d = f"{m}/acl-dir"
+os.mkdir(d, 0o755)
+dflt = [(USER_OBJ, 7, U), (USER, 7, 1000), (GROUP_OBJ, 5, U), (MASK, 7, U), (OTHER, 5, U)]
+os.setxattr(d, "system.posix_acl_default", enc(dflt))
+assert get(d, "default") == dflt and get(d) is None
+fd = os.open(f"{d}/f", os.O_CREAT | os.O_WRONLY, 0o666)
+os.write(fd, b"inherits\n")
+os.close(fd)
+assert get(f"{d}/f") == [(USER_OBJ, 6, U), (USER, 7, 1000), (GROUP_OBJ, 5, U), (MASK, 6, U), (OTHER, 4, U)], get(f"{d}/f")
+assert get(f"{d}/f", "default") is None
+assert mode(f"{d}/f") == 0o664, oct(mode(f"{d}/f"))
+os.mkdir(f"{d}/sub", 0o777)
+assert get(f"{d}/sub", "default") == dflt
+assert get(f"{d}/sub") == [(USER_OBJ, 7, U), (USER, 7, 1000), (GROUP_OBJ, 5, U), (MASK, 7, U), (OTHER, 5, U)], get(f"{d}/sub")
+assert mode(f"{d}/sub") == 0o775, oct(mode(f"{d}/sub"))
+# A default ACL on a file is refused; removal works.
+try:
+    os.setxattr(f, "system.posix_acl_default", enc(dflt))
+    raise AssertionError("a default ACL on a file")
+except OSError as e:
+    assert e.errno == errno.EACCES, e
+os.setxattr(g, "system.posix_acl_access", enc(acl))
+os.removexattr(g, "system.posix_acl_access")
+assert get(g) is None
+PY
+note "POSIX ACLs: access ACL with named entries, chmod of its mask, a default ACL inherited by a file and a directory"
 chown 1234:5678 "$MNT/d1/big" || fail "chown failed"
 touch -d "2001-02-03 04:05:06" "$MNT/d1/sub/bigger" || fail "utimes failed"
 # An open file that is unlinked stays readable until closed.
@@ -353,6 +430,43 @@ manifest "$MNT" "$W/fresh"
 umount "$MNT" || fail "umount of the fresh volume failed"
 mounted=
 c_check "a fresh volume initialized by our mount" "$W/fresh"
+
+# The other way: C writes ACLs (an access ACL, a default ACL and a file
+# inheriting it), we read them back, chmod one, and C reads that.
+rs_unload
+c_load
+r=$(vfs_mount "$loop" "$MNT" rw)
+[ "$r" = OK ] || fail "C's read-write mount of the fresh volume failed: $r; $(dmesg_text | tail -n 5)"
+mounted=1
+python3 - "$MNT" <<'PY' || fail "C: POSIX ACLs"
+import os, struct, sys
+m = sys.argv[1]
+U = 0xFFFFFFFF
+def enc(entries):
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+os.setxattr(f"{m}/dir/data", "system.posix_acl_access", enc([(1, 6, U), (2, 6, 4321), (4, 4, U), (8, 5, 77), (0x10, 7, U), (0x20, 0, U)]))
+os.mkdir(f"{m}/cdir", 0o750)
+os.setxattr(f"{m}/cdir", "system.posix_acl_default", enc([(1, 7, U), (4, 0, U), (8, 7, 99), (0x10, 7, U), (0x20, 0, U)]))
+open(f"{m}/cdir/file", "w").write("C made me\n")
+os.mkdir(f"{m}/cdir/csub")
+PY
+manifest "$MNT" "$W/c-acl"
+umount "$MNT" || fail "C's umount failed"
+mounted=
+c_unload
+grep -q 'acl_access=' "$W/c-acl" || fail "C wrote no ACL (its module without CONFIG_BCACHEFS_POSIX_ACL?)"
+rs_load
+r=$(vfs_mount "$loop" "$MNT" rw)
+[ "$r" = OK ] || fail "our read-write mount of the volume C wrote ACLs to failed: $r; $(dmesg_text | tail -n 5)"
+mounted=1
+manifest "$MNT" "$W/rs-acl"
+same "our mount of the ACLs C wrote" "$W/c-acl" "$W/rs-acl"
+chmod 0604 "$MNT/dir/data" || fail "chmod of C's file with an ACL failed"
+manifest "$MNT" "$W/rs-acl"
+umount "$MNT" || fail "umount failed"
+mounted=
+note "we read the ACLs C wrote ($(grep -c 'acl_' "$W/c-acl") paths with ACLs)"
+c_check "after our chmod of C's ACL" "$W/rs-acl"
 rs_unload
 # Whether lockdep was still checking (it stops at its first report, which
 # the runner would show as a failure if it came from this test).

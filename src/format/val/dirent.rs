@@ -256,7 +256,8 @@ pub fn validate_xattr(k: &Bkey, v: &[u8]) -> Result<(), ValError> {
     Ok(())
 }
 
-/// `bch2_xattr_to_text()` without the ACL decoding: `prefix` `name:value`.
+/// `bch2_xattr_to_text()`: `prefix` `name:value`, and for a POSIX ACL
+/// (types 1 and 2) a space and the ACL decoded ([`fmt_acl`]).
 pub fn fmt_xattr(f: &mut dyn fmt::Write, v: &[u8]) -> fmt::Result {
     let Some(x) = parse_xattr(v) else {
         return f.write_str("(value too small)");
@@ -268,7 +269,61 @@ pub fn fmt_xattr(f: &mut dyn fmt::Write, v: &[u8]) -> fmt::Result {
     }
     fmt_bytes(f, x.name)?;
     f.write_char(':')?;
-    fmt_bytes(f, x.value)
+    fmt_bytes(f, x.value)?;
+    if x.x_type == 1 || x.x_type == 2 {
+        f.write_char(' ')?;
+        fmt_acl(f, x.value)?;
+    }
+    Ok(())
+}
+
+/// `bch2_acl_to_text()` (`acl.c`): the entries of an on-disk ACL value
+/// (`bch_acl_header`, version 1, then 4-byte short and 8-byte long
+/// entries) as `user_obj 6 user uid 1000 4 ...`, permissions in octal;
+/// nothing for a value that is not a version 1 ACL.  Stops at an unknown
+/// tag or a cut entry (C would read past them).
+pub fn fmt_acl(f: &mut dyn fmt::Write, v: &[u8]) -> fmt::Result {
+    if v.len() < 4 || v[..4] != [1, 0, 0, 0] {
+        return Ok(());
+    }
+    let mut p = &v[4..];
+    while let Some(e) = p.get(..4) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        let perm = u16::from_le_bytes([e[2], e[3]]);
+        let long = match tag {
+            0x01 => {
+                f.write_str("user_obj")?;
+                None
+            }
+            0x04 => {
+                f.write_str("group_obj")?;
+                None
+            }
+            0x10 => {
+                f.write_str("mask")?;
+                None
+            }
+            0x20 => {
+                f.write_str("other")?;
+                None
+            }
+            0x02 => Some("user uid"),
+            0x08 => Some("group gid"),
+            _ => return Ok(()),
+        };
+        if let Some(what) = long {
+            let Some(l) = p.get(..8) else { return Ok(()) };
+            write!(f, "{what} {}", u32::from_le_bytes([l[4], l[5], l[6], l[7]]))?;
+            p = &p[8..];
+        } else {
+            p = &p[4..];
+        }
+        write!(f, " {perm:o}")?;
+        if !p.is_empty() {
+            f.write_char(' ')?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -340,6 +395,15 @@ mod tests {
         let mut s = String::new();
         fmt_xattr(&mut s, &buf[..n]).unwrap();
         assert_eq!(s, "(unknown type 9)foo:");
+        // An ACL: C's bch2_acl_to_text() after the raw value.
+        let acl = [1, 0, 0, 0, 1, 0, 6, 0, 2, 0, 4, 0, 0xe8, 3, 0, 0, 4, 0, 5, 0, 0x10, 0, 7, 0, 0x20, 0, 0, 0];
+        let n = encode_xattr(&mut buf, 1, b"", &acl).unwrap();
+        let mut s = String::new();
+        fmt_acl(&mut s, &acl).unwrap();
+        assert_eq!(s, "user_obj 6 user uid 1000 4 group_obj 5 mask 7 other 0");
+        let mut t = String::new();
+        fmt_xattr(&mut t, &buf[..n]).unwrap();
+        assert!(t.starts_with("(type 1):") && t.ends_with(&s), "{t}");
         let k = Bkey::new(KeyType::Xattr, Bpos::new(4096, 1, 1), 1);
         let mut short = [0u8; 8];
         short[1] = 200;
