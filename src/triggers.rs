@@ -557,12 +557,16 @@ impl<'a> FsTriggers<'a> {
             if bumps.is_empty() {
                 return Ok(());
             }
-            crate::btree::commit_do(fs, CommitFlags { no_merge: true, ..Default::default() }, |t| {
-                for &b in bumps.iter() {
-                    self.alloc_mod_inner(t, b, true, |_| Ok(()))?;
-                }
-                Ok(())
-            })?;
+            // In batches, as the discards commit: a journal entry holds
+            // the updates of some hundreds of buckets, not of a volume.
+            for batch in bumps.chunks(64) {
+                crate::btree::commit_do(fs, CommitFlags { no_merge: true, ..Default::default() }, |t| {
+                    for &b in batch.iter() {
+                        self.alloc_mod_inner(t, b, true, |_| Ok(()))?;
+                    }
+                    Ok(())
+                })?;
+            }
         }
         Err(Errno::EIO)
     }

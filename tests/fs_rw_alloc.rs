@@ -348,3 +348,33 @@ fn freed_space_is_reused_in_the_same_mount() {
     });
     assert_clean(&mem);
 }
+
+/// Emptying most of a volume at once leaves more buckets in need_discard
+/// than one journal entry can hold the alloc updates of: the discards
+/// commit them in batches (one transaction for all of them asked for a
+/// journal reservation larger than an entry, `EINVAL`, and every later
+/// operation that ran the discards failed with it).
+#[test]
+fn discards_of_most_of_the_volume_fit_the_journal() {
+    let mem = fresh(512 << 20, &[]);
+    with_fs(&mem, 2, |fs| {
+        let j = &fs.open.journal;
+        let (files, _, err) = fill(fs, "big", 8 << 20, 50);
+        assert_eq!(err, None);
+        let (before, _) = data_and_node_buckets(fs);
+        fs.flush()?;
+        for (_, inum) in files.iter() {
+            let mut t = fs.trans();
+            let mut a = FsDataAlloc::new(fs, writepoint_hashed(7));
+            setattr(&mut t, &mut a, &SV, *inum, &SetAttr { size: Some(0), ..SetAttr::default() })?;
+        }
+        JournalSink::flush_seq(&**j, j.cur_seq())?;
+        let n = fs.do_discards()?;
+        assert!(n + 2 >= before.len() && n > 300, "{n} discarded of {}", before.len());
+        // And the filesystem goes on.
+        let (more, _, err) = fill(fs, "again", 8 << 20, 2);
+        assert_eq!((more.len(), err), (2, None));
+        Ok(())
+    });
+    assert_clean(&mem);
+}
