@@ -477,11 +477,6 @@ pub fn journal_replay_interior(btree: &BtreeFs<'_>, trig: &FsTriggers<'_>, keys:
 /// Journal keys replayed per transaction.
 const REPLAY_BATCH: usize = 64;
 
-/// Buckets whose alloc updates [`BchFs::do_discards`] commits in one
-/// transaction: each brings its trigger updates (need_discard, freespace,
-/// lru, bucket_gens), a few dozen u64s of journal in all, so a batch
-/// stays far below the smallest journal entry.
-const DISCARD_COMMIT_BUCKETS: usize = 64;
 
 /// `bch2_journal_replay()`: the leaf keys of the journal written into the
 /// btrees through transactions, accounting keys first
@@ -874,7 +869,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         // A transaction per batch: the alloc updates of every bucket of
         // a volume with their triggers' keys do not fit one journal entry
         // (C commits one bucket per transaction).
-        for batch in keys.chunks(DISCARD_COMMIT_BUCKETS) {
+        for batch in keys.chunks(crate::triggers::ALLOC_COMMIT_BUCKETS) {
             self.commit_do(|t| {
                 for &(b, a) in batch.iter() {
                     self.triggers.alloc_mod(t, Bpos::new(u64::from(dev), b, 0), |x| {

@@ -50,6 +50,15 @@ use crate::format::val::alloc::AllocV4;
 use crate::journal::res::{JournalRes, JournalSink, PinOwner, ResFlags};
 use crate::platform::{log, Mutex, Vec};
 
+/// Buckets whose alloc updates one transaction commits when many change
+/// at once (the discards, `BchFs::do_discards`; the gen bumps of
+/// [`FsTriggers::after_commit`]): each brings its trigger updates
+/// (need_discard, freespace, lru, bucket_gens), a few dozen u64s of
+/// journal in all, so a batch stays far below the smallest journal entry,
+/// which the buckets of a whole volume do not (C commits one bucket per
+/// transaction).
+pub const ALLOC_COMMIT_BUCKETS: usize = 64;
+
 /// What the triggers ask of and tell the foreground allocator
 /// ([`crate::alloc::foreground::Allocator`] implements it): which buckets
 /// are open (being written: the alloc trigger does not bump their gen when
@@ -557,9 +566,8 @@ impl<'a> FsTriggers<'a> {
             if bumps.is_empty() {
                 return Ok(());
             }
-            // In batches, as the discards commit: a journal entry holds
-            // the updates of some hundreds of buckets, not of a volume.
-            for batch in bumps.chunks(64) {
+            // In batches, as the discards commit.
+            for batch in bumps.chunks(ALLOC_COMMIT_BUCKETS) {
                 crate::btree::commit_do(fs, CommitFlags { no_merge: true, ..Default::default() }, |t| {
                     for &b in batch.iter() {
                         self.alloc_mod_inner(t, b, true, |_| Ok(()))?;
