@@ -28,37 +28,18 @@ use super::Subvol;
 use crate::errcode::{BchError, Errno};
 use crate::format::bkey::{KeyType, BKEY_U64S};
 use crate::format::bpos::Bpos;
-use crate::format::val::dirent::{encode_xattr, parse_xattr, xattr_val_u64s};
+use crate::format::val::dirent::{acl_disk_entries, acl_tag_is_long as is_long, encode_xattr, parse_xattr, xattr_val_u64s};
+pub use crate::format::val::dirent::{
+    ACL_ENTRY_BYTES, ACL_ENTRY_SHORT_BYTES, ACL_GROUP, ACL_GROUP_OBJ, ACL_HEADER_BYTES, ACL_MASK, ACL_OTHER, ACL_UNDEFINED_ID, ACL_USER,
+    ACL_USER_OBJ, BCH_ACL_VERSION,
+};
 use crate::format::val::inode::{InodeField, InodeUnpacked};
 use crate::platform::Vec;
 
-/// `ACL_USER_OBJ`: the owner's permissions.
-pub const ACL_USER_OBJ: u16 = 0x01;
-/// `ACL_USER`: a named user's (entry has an id).
-pub const ACL_USER: u16 = 0x02;
-/// `ACL_GROUP_OBJ`: the owning group's.
-pub const ACL_GROUP_OBJ: u16 = 0x04;
-/// `ACL_GROUP`: a named group's (entry has an id).
-pub const ACL_GROUP: u16 = 0x08;
-/// `ACL_MASK`: the most the group class may have.
-pub const ACL_MASK: u16 = 0x10;
-/// `ACL_OTHER`: everyone else's.
-pub const ACL_OTHER: u16 = 0x20;
-/// `ACL_UNDEFINED_ID`: the id of entries that have none.
-pub const ACL_UNDEFINED_ID: u32 = u32::MAX;
-
-/// `BCH_ACL_VERSION`: the on-disk header's `a_version`.
-pub const BCH_ACL_VERSION: u32 = 0x0001;
 /// `KEY_TYPE_XATTR_INDEX_POSIX_ACL_ACCESS`.
 pub const XATTR_INDEX_POSIX_ACL_ACCESS: u8 = 1;
 /// `KEY_TYPE_XATTR_INDEX_POSIX_ACL_DEFAULT`.
 pub const XATTR_INDEX_POSIX_ACL_DEFAULT: u8 = 2;
-/// `sizeof(bch_acl_header)`, bytes.
-pub const ACL_HEADER_BYTES: usize = 4;
-/// `sizeof(bch_acl_entry_short)`, bytes.
-pub const ACL_ENTRY_SHORT_BYTES: usize = 4;
-/// `sizeof(bch_acl_entry)`, bytes.
-pub const ACL_ENTRY_BYTES: usize = 8;
 /// `EACCES`: a default ACL on something that is not a directory.
 pub const EACCES: Errno = Errno(13);
 /// `E2BIG`: an ACL too big for one key.
@@ -110,14 +91,6 @@ impl AclEntry {
     }
 }
 
-fn is_long(tag: u16) -> Option<bool> {
-    match tag {
-        ACL_USER_OBJ | ACL_GROUP_OBJ | ACL_MASK | ACL_OTHER => Some(false),
-        ACL_USER | ACL_GROUP => Some(true),
-        _ => None,
-    }
-}
-
 /// `bch2_acl_size()` over `acl`: the on-disk value's length, bytes.
 /// Errors: `EINVAL` (an unknown tag).
 pub fn acl_disk_size(acl: &[AclEntry]) -> Result<usize, Errno> {
@@ -160,23 +133,9 @@ pub fn acl_to_disk(acl: &[AclEntry], out: &mut Vec<u8>) -> Result<(), Errno> {
 /// `ENOMEM`.
 pub fn acl_from_disk(v: &[u8], out: &mut Vec<AclEntry>) -> Result<(), Errno> {
     out.clear();
-    let hdr = v.get(..ACL_HEADER_BYTES).ok_or(Errno::EINVAL)?;
-    if u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) != BCH_ACL_VERSION {
-        return Err(Errno::EINVAL);
-    }
-    let mut p = &v[ACL_HEADER_BYTES..];
-    while !p.is_empty() {
-        let s = p.get(..ACL_ENTRY_SHORT_BYTES).ok_or(Errno::EINVAL)?;
-        let tag = u16::from_le_bytes([s[0], s[1]]);
-        let perm = u16::from_le_bytes([s[2], s[3]]);
-        if is_long(tag).ok_or(Errno::EINVAL)? {
-            let l = p.get(..ACL_ENTRY_BYTES).ok_or(Errno::EINVAL)?;
-            out.push(AclEntry { tag, perm, id: u32::from_le_bytes([l[4], l[5], l[6], l[7]]) })?;
-            p = &p[ACL_ENTRY_BYTES..];
-        } else {
-            out.push(AclEntry::short(tag, perm))?;
-            p = &p[ACL_ENTRY_SHORT_BYTES..];
-        }
+    for e in acl_disk_entries(v).ok_or(Errno::EINVAL)? {
+        let (tag, perm, id) = e.map_err(|()| Errno::EINVAL)?;
+        out.push(AclEntry { tag, perm, id })?;
     }
     Ok(())
 }

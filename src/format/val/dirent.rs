@@ -277,49 +277,104 @@ pub fn fmt_xattr(f: &mut dyn fmt::Write, v: &[u8]) -> fmt::Result {
     Ok(())
 }
 
-/// `bch2_acl_to_text()` (`acl.c`): the entries of an on-disk ACL value
-/// (`bch_acl_header`, version 1, then 4-byte short and 8-byte long
-/// entries) as `user_obj 6 user uid 1000 4 ...`, permissions in octal;
-/// nothing for a value that is not a version 1 ACL.  Stops at an unknown
-/// tag or a cut entry (C would read past them).
-pub fn fmt_acl(f: &mut dyn fmt::Write, v: &[u8]) -> fmt::Result {
-    if v.len() < 4 || v[..4] != [1, 0, 0, 0] {
-        return Ok(());
+/// `ACL_USER_OBJ`: the owner's permissions.
+pub const ACL_USER_OBJ: u16 = 0x01;
+/// `ACL_USER`: a named user's (entry has an id).
+pub const ACL_USER: u16 = 0x02;
+/// `ACL_GROUP_OBJ`: the owning group's.
+pub const ACL_GROUP_OBJ: u16 = 0x04;
+/// `ACL_GROUP`: a named group's (entry has an id).
+pub const ACL_GROUP: u16 = 0x08;
+/// `ACL_MASK`: the most the group class may have.
+pub const ACL_MASK: u16 = 0x10;
+/// `ACL_OTHER`: everyone else's.
+pub const ACL_OTHER: u16 = 0x20;
+/// `ACL_UNDEFINED_ID`: the id of entries that have none.
+pub const ACL_UNDEFINED_ID: u32 = u32::MAX;
+/// `BCH_ACL_VERSION`: the on-disk header's `a_version`.
+pub const BCH_ACL_VERSION: u32 = 0x0001;
+/// `sizeof(bch_acl_header)`, bytes.
+pub const ACL_HEADER_BYTES: usize = 4;
+/// `sizeof(bch_acl_entry_short)`, bytes.
+pub const ACL_ENTRY_SHORT_BYTES: usize = 4;
+/// `sizeof(bch_acl_entry)`, bytes.
+pub const ACL_ENTRY_BYTES: usize = 8;
+
+/// Whether entries of `tag` are stored long (`bch_acl_entry`, with an id:
+/// named users and groups) or short (`bch_acl_entry_short`); `None` for
+/// an unknown tag.
+pub fn acl_tag_is_long(tag: u16) -> Option<bool> {
+    match tag {
+        ACL_USER_OBJ | ACL_GROUP_OBJ | ACL_MASK | ACL_OTHER => Some(false),
+        ACL_USER | ACL_GROUP => Some(true),
+        _ => None,
     }
-    let mut p = &v[4..];
-    while let Some(e) = p.get(..4) {
-        let tag = u16::from_le_bytes([e[0], e[1]]);
-        let perm = u16::from_le_bytes([e[2], e[3]]);
-        let long = match tag {
-            0x01 => {
-                f.write_str("user_obj")?;
-                None
+}
+
+/// The entries of an on-disk ACL value (`bch_acl_header` then short and
+/// long entries), as `bch2_acl_from_disk()` and `bch2_acl_to_text()` walk
+/// them; `None` when the value is not a version 1 ACL.
+pub fn acl_disk_entries(v: &[u8]) -> Option<AclDiskEntries<'_>> {
+    let hdr = v.get(..ACL_HEADER_BYTES)?;
+    if u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]) != BCH_ACL_VERSION {
+        return None;
+    }
+    Some(AclDiskEntries { rest: &v[ACL_HEADER_BYTES..] })
+}
+
+/// Iterator of [`acl_disk_entries`]: `Ok((tag, perm, id))` per entry (id
+/// [`ACL_UNDEFINED_ID`] for short ones); one `Err(())` for an unknown tag
+/// or an entry cut short, which ends the walk.
+pub struct AclDiskEntries<'a> {
+    rest: &'a [u8],
+}
+
+impl Iterator for AclDiskEntries<'_> {
+    type Item = Result<(u16, u16, u32), ()>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let p = core::mem::take(&mut self.rest);
+        let Some(s) = p.get(..ACL_ENTRY_SHORT_BYTES) else { return Some(Err(())) };
+        let tag = u16::from_le_bytes([s[0], s[1]]);
+        let perm = u16::from_le_bytes([s[2], s[3]]);
+        match acl_tag_is_long(tag) {
+            Some(false) => {
+                self.rest = &p[ACL_ENTRY_SHORT_BYTES..];
+                Some(Ok((tag, perm, ACL_UNDEFINED_ID)))
             }
-            0x04 => {
-                f.write_str("group_obj")?;
-                None
-            }
-            0x10 => {
-                f.write_str("mask")?;
-                None
-            }
-            0x20 => {
-                f.write_str("other")?;
-                None
-            }
-            0x02 => Some("user uid"),
-            0x08 => Some("group gid"),
-            _ => return Ok(()),
-        };
-        if let Some(what) = long {
-            let Some(l) = p.get(..8) else { return Ok(()) };
-            write!(f, "{what} {}", u32::from_le_bytes([l[4], l[5], l[6], l[7]]))?;
-            p = &p[8..];
-        } else {
-            p = &p[4..];
+            Some(true) => match p.get(..ACL_ENTRY_BYTES) {
+                Some(l) => {
+                    self.rest = &p[ACL_ENTRY_BYTES..];
+                    Some(Ok((tag, perm, u32::from_le_bytes([l[4], l[5], l[6], l[7]]))))
+                }
+                None => Some(Err(())),
+            },
+            None => Some(Err(())),
+        }
+    }
+}
+
+/// `bch2_acl_to_text()` (`acl.c`): the entries of an on-disk ACL value
+/// ([`acl_disk_entries`]) as `user_obj 6 user uid 1000 4 ...`,
+/// permissions in octal; nothing for a value that is not a version 1 ACL.
+/// Stops at an unknown tag or a cut entry (C would read past them).
+pub fn fmt_acl(f: &mut dyn fmt::Write, v: &[u8]) -> fmt::Result {
+    let Some(entries) = acl_disk_entries(v) else { return Ok(()) };
+    let mut entries = entries.peekable();
+    while let Some(Ok((tag, perm, id))) = entries.next() {
+        match tag {
+            ACL_USER_OBJ => f.write_str("user_obj")?,
+            ACL_GROUP_OBJ => f.write_str("group_obj")?,
+            ACL_MASK => f.write_str("mask")?,
+            ACL_OTHER => f.write_str("other")?,
+            ACL_USER => write!(f, "user uid {id}")?,
+            _ => write!(f, "group gid {id}")?,
         }
         write!(f, " {perm:o}")?;
-        if !p.is_empty() {
+        if entries.peek().is_some() {
             f.write_char(' ')?;
         }
     }
