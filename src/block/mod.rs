@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Block devices in the kernel: opening by path, synchronous bio I/O and
-//! batches of reads in flight together.
+//! batches of reads or writes in flight together.
 //! Implements the core's [`BlockDev`] on top of `struct block_device`.
 //!
 //! Matches `fs/bcachefs/super-io.c` (`bch2_read_super`, `read_one_super`)
@@ -103,6 +103,58 @@ unsafe fn page_segments(start: *mut u8, len: usize) -> usize {
     segs
 }
 
+/// A `bio_kmalloc`ed bio of `opf` over the `len` bytes at `start` (at
+/// most `BIO_MAX_VECS` pages' worth) from `sector`, every page of the
+/// buffer added.  The caller submits it, and frees it (`bio_uninit`,
+/// `kfree`) once it completed, or lets its `bi_end_io` do so.
+///
+/// Errors: `ENOMEM` (no bio); `EIO` if a page would not go in (the bio
+/// is freed).
+///
+/// # Safety
+///
+/// As [`submit_one_bio`] for `bdev`, `start` and `len`, until the bio
+/// completes.
+unsafe fn bio_build(
+    bdev: *mut bindings::block_device,
+    sector: u64,
+    start: *mut u8,
+    len: usize,
+    opf: bindings::blk_opf_t,
+) -> Result<*mut bindings::bio, Errno> {
+    // SAFETY: the caller's contract: `start..start + len` is one buffer.
+    let segs = unsafe { page_segments(start, len) };
+    // SAFETY: plain allocation; `segs <= BIO_MAX_VECS + 1` by the
+    // caller's chunking, which `bio_kmalloc` accepts (readahead and
+    // writeback run in a NOFS scope).
+    let bio = unsafe { bindings::bio_kmalloc(segs as c_ushort, bindings::GFP_KERNEL) };
+    if bio.is_null() {
+        return Err(Errno::ENOMEM);
+    }
+    // SAFETY: `bio` was just allocated with room for `segs` inline vecs;
+    // `bdev` is open by the caller's contract.  Every segment added is
+    // linear-map memory inside the buffer (caller's contract).  On failure
+    // the bio is uninitialised and freed here.
+    unsafe {
+        bindings::bio_init(bio, bdev, (*bio).bi_inline_vecs.as_mut_ptr(), segs as c_ushort, opf);
+        (*bio).bi_iter.bi_sector = sector;
+        let mut off = 0;
+        while off < len {
+            let p = start.add(off);
+            let in_page = bindings::bch_rs_offset_in_page(p.cast()) as usize;
+            let n = (PAGE_SIZE - in_page).min(len - off);
+            let page = bindings::bch_rs_virt_to_page(p.cast());
+            if bindings::bio_add_page(bio, page, n as c_uint, in_page as c_uint) as usize != n {
+                bindings::bio_uninit(bio);
+                bindings::kfree(bio.cast());
+                return Err(Errno::EIO);
+            }
+            off += n;
+        }
+    }
+    Ok(bio)
+}
+
 /// Submits one synchronous bio of `opf` over `len` bytes at `start` (at
 /// most `BIO_MAX_VECS` pages' worth) and waits for it.
 ///
@@ -119,33 +171,12 @@ unsafe fn submit_one_bio(
     len: usize,
     opf: bindings::blk_opf_t,
 ) -> Result<(), Errno> {
-    // SAFETY: the caller's contract: `start..start + len` is one buffer.
-    let segs = unsafe { page_segments(start, len) };
-    // SAFETY: plain allocation; `segs <= BIO_MAX_VECS + 1` by the
-    // caller's chunking, which `bio_kmalloc` accepts.
-    let bio = unsafe { bindings::bio_kmalloc(segs as c_ushort, bindings::GFP_KERNEL) };
-    if bio.is_null() {
-        return Err(Errno::ENOMEM);
-    }
-    // SAFETY: `bio` was just allocated with room for `segs` inline vecs;
-    // `bdev` is open by the caller's contract.  Every segment added is
-    // linear-map memory inside the buffer (caller's contract), which stays
-    // borrowed until the bio completes in `submit_bio_wait`.  The bio is
-    // uninitialised and freed on every path.
+    // SAFETY: the caller's contract.
+    let bio = unsafe { bio_build(bdev, sector, start, len, opf)? };
+    // SAFETY: a built bio over memory that stays borrowed until it
+    // completes in `submit_bio_wait`; then it is ours to free.
     let ret = unsafe {
-        bindings::bio_init(bio, bdev, (*bio).bi_inline_vecs.as_mut_ptr(), segs as c_ushort, opf);
-        (*bio).bi_iter.bi_sector = sector;
-        let mut off = 0;
-        let mut added = true;
-        while off < len && added {
-            let p = start.add(off);
-            let in_page = bindings::bch_rs_offset_in_page(p.cast()) as usize;
-            let n = (PAGE_SIZE - in_page).min(len - off);
-            let page = bindings::bch_rs_virt_to_page(p.cast());
-            added = bindings::bio_add_page(bio, page, n as c_uint, in_page as c_uint) as usize == n;
-            off += n;
-        }
-        let ret = if added { bindings::submit_bio_wait(bio) } else { -(bindings::EIO as i32) };
+        let ret = bindings::submit_bio_wait(bio);
         bindings::bio_uninit(bio);
         bindings::kfree(bio.cast());
         ret
@@ -262,14 +293,12 @@ unsafe extern "C" fn io_many_endio(bio: *mut bindings::bio) {
     }
 }
 
-/// Builds a `bio_kmalloc`ed bio of `opf` over `len` bytes at `start` (at
-/// most `BIO_MAX_VECS` pages' worth) from `sector`, completing into
-/// `slot`.  `None` without memory (or if a page would not go in).
+/// [`bio_build`] of a batch's bio, completing into `slot`
+/// ([`io_many_endio`]).  `None` when it cannot be built.
 ///
 /// # Safety
 ///
-/// As [`submit_one_bio`] for `bdev`, `start` and `len`, until the bio
-/// completes; `slot` outlives the bio.
+/// As [`bio_build`]; `slot` outlives the bio.
 unsafe fn build_batch_bio(
     bdev: *mut bindings::block_device,
     sector: u64,
@@ -278,35 +307,12 @@ unsafe fn build_batch_bio(
     opf: bindings::blk_opf_t,
     slot: *const IoSlot,
 ) -> Option<*mut bindings::bio> {
-    // SAFETY: the caller's contract: `start..start + len` is one buffer.
-    let segs = unsafe { page_segments(start, len) };
-    // SAFETY: plain allocation; `segs <= BIO_MAX_VECS + 1` by the
-    // caller's chunking (readahead and writeback run in a NOFS scope).
-    let bio = unsafe { bindings::bio_kmalloc(segs as c_ushort, bindings::GFP_KERNEL) };
-    if bio.is_null() {
-        return None;
-    }
-    // SAFETY: `bio` was just allocated with room for `segs` inline vecs;
-    // every segment added is linear-map memory of the buffer (caller's
-    // contract).  On failure the bio is uninitialised and freed here.
+    // SAFETY: the caller's contract.
+    let bio = unsafe { bio_build(bdev, sector, start, len, opf) }.ok()?;
+    // SAFETY: a built bio, not yet submitted: ours to set up.
     unsafe {
-        bindings::bio_init(bio, bdev, (*bio).bi_inline_vecs.as_mut_ptr(), segs as c_ushort, opf);
-        (*bio).bi_iter.bi_sector = sector;
         (*bio).bi_private = slot.cast_mut().cast::<c_void>();
         (*bio).bi_end_io = Some(io_many_endio);
-        let mut off = 0;
-        while off < len {
-            let p = start.add(off);
-            let in_page = bindings::bch_rs_offset_in_page(p.cast()) as usize;
-            let n = (PAGE_SIZE - in_page).min(len - off);
-            let page = bindings::bch_rs_virt_to_page(p.cast());
-            if bindings::bio_add_page(bio, page, n as c_uint, in_page as c_uint) as usize != n {
-                bindings::bio_uninit(bio);
-                bindings::kfree(bio.cast());
-                return None;
-            }
-            off += n;
-        }
     }
     Some(bio)
 }
