@@ -739,6 +739,21 @@ unsafe fn extend_batch(batch: &mut Vec<*mut bindings::folio>, mut bytes: usize) 
 /// one batch.
 const RA_BATCH_BYTES: usize = 4 << 20;
 
+/// The linear-map address of `folio`'s memory (`folio_address`; 64-bit
+/// kernels have no highmem), which covers the whole folio and which a bio
+/// can carry; `None` if it has none.
+///
+/// # Safety
+///
+/// `folio` is a valid folio the caller holds (locked or under writeback).
+pub(super) unsafe fn folio_linear(folio: *mut bindings::folio) -> Option<*mut u8> {
+    // SAFETY: the caller's contract; the checks only look at the address.
+    unsafe {
+        let p = bindings::folio_address(folio).cast::<u8>();
+        (!p.is_null() && bindings::bch_rs_virt_addr_valid(p.cast())).then_some(p)
+    }
+}
+
 /// Reads one locked folio and ends the read (`read_folio` without the
 /// return value).
 ///
@@ -779,18 +794,13 @@ unsafe fn read_batch(folios: &[*mut bindings::folio]) {
         }
         // SAFETY: the folio is locked and not uptodate: nobody else reads
         // or writes its memory until its read is ended below, after the
-        // last use of `segs`.  `folio_address` is its linear-map address
-        // (64-bit kernels have no highmem), which covers the whole folio
-        // and which a bio can carry; null if it had none.
+        // last use of `segs`; its linear-map address covers all of it.
         let seg = unsafe {
-            let size = bindings::folio_size(folio);
-            let p = bindings::folio_address(folio).cast::<u8>();
-            if p.is_null() || !bindings::bch_rs_virt_addr_valid(p.cast()) {
-                None
-            } else {
+            folio_linear(folio).map(|p| {
+                let size = bindings::folio_size(folio);
                 bytes += size as u64;
-                Some(core::slice::from_raw_parts_mut(p, size))
-            }
+                core::slice::from_raw_parts_mut(p, size)
+            })
         };
         r = match seg {
             Some(seg) => segs.push(seg).map_err(|_| Errno::ENOMEM),

@@ -1271,16 +1271,31 @@ unsafe extern "C" fn bch_writepages(mapping: *mut bindings::address_space, wbc: 
 ///
 /// `folio` belongs to `mapping` and is under writeback set by us.
 unsafe fn write_lone(mapping: *mut bindings::address_space, folio: *mut bindings::folio, pos: u64, len: usize) -> Result<(), Errno> {
-    // SAFETY: the caller's contract; one page, mapped for the write.
+    // SAFETY: the caller's contract.
     unsafe {
-        let inode = (*mapping).host;
-        let p = bindings::kmap_local_folio(folio, 0);
-        let r = write_data(inode, pos, &[core::slice::from_raw_parts(p.cast::<u8>(), len)]);
-        bindings::kunmap_local(p);
+        let r = write_mapped((*mapping).host, folio, pos, len);
         if let Err(e) = r {
             bindings::mapping_set_error(mapping, e.to_kernel());
         }
         bindings::folio_end_writeback(folio);
+        r
+    }
+}
+
+/// `write_data` of the first `len` bytes of one-page `folio` (under
+/// writeback) at file offset `pos`, through a temporary mapping of it.
+///
+/// # Safety
+///
+/// `folio` is a folio of `inode`'s mapping under writeback set by us;
+/// `inode` is ours and referenced; `len <= PAGE_SIZE`.
+unsafe fn write_mapped(inode: *mut bindings::inode, folio: *mut bindings::folio, pos: u64, len: usize) -> Result<(), Errno> {
+    // SAFETY: the caller's contract: one page, mapped for the write and
+    // unmapped after it.
+    unsafe {
+        let p = bindings::kmap_local_folio(folio, 0);
+        let r = write_data(inode, pos, &[core::slice::from_raw_parts(p.cast::<u8>(), len)]);
+        bindings::kunmap_local(p);
         r
     }
 }
@@ -1309,14 +1324,12 @@ unsafe fn write_batch(mapping: *mut bindings::address_space, b: &mut Batch) -> R
         let n = (b.len - off).min(PAGE_SIZE);
         // SAFETY: the folio is under writeback: it stays in the mapping
         // and its memory allocated until its writeback ends below, after
-        // the last use of `segs`.  `folio_address` is its linear-map
-        // address (64-bit kernels have no highmem), null if it had none.
-        let p = unsafe { bindings::folio_address(f).cast::<u8>() };
-        // SAFETY: as above; only read (mmap may write it meanwhile, which
-        // the copy in `write_data_segs` makes harmless).
-        linear = !p.is_null()
-            && unsafe { bindings::bch_rs_virt_addr_valid(p.cast()) }
-            && segs.push(unsafe { core::slice::from_raw_parts(p, n) }).is_ok();
+        // the last use of `segs`; only read (mmap may write it meanwhile,
+        // which the copy in `write_data_segs` makes harmless).
+        linear = unsafe { inode::folio_linear(f) }.is_some_and(|p| {
+            // SAFETY: as above; `n` is at most the folio's one page.
+            segs.push(unsafe { core::slice::from_raw_parts(p, n) }).is_ok()
+        });
         off += n;
     }
     let r = if linear {
@@ -1327,13 +1340,8 @@ unsafe fn write_batch(mapping: *mut bindings::address_space, b: &mut Batch) -> R
         let mut off = 0;
         for &f in b.folios.iter() {
             let n = (b.len - off).min(PAGE_SIZE);
-            // SAFETY: as above: one page, mapped for the write.
-            let ri = unsafe {
-                let p = bindings::kmap_local_folio(f, 0);
-                let ri = write_data(inode, b.pos + off as u64, &[core::slice::from_raw_parts(p.cast::<u8>(), n)]);
-                bindings::kunmap_local(p);
-                ri
-            };
+            // SAFETY: as above.
+            let ri = unsafe { write_mapped(inode, f, b.pos + off as u64, n) };
             r = r.and(ri);
             off += n;
         }
