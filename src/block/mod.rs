@@ -14,9 +14,9 @@
 //!
 //! A device opened for reading only refuses writes with `EROFS` before any
 //! bio is built: the block layer itself only warns about a write to a
-//! read-only device (`bio_check_ro()`).  Read-write mounts are refused
-//! (`src/fs/`), so today every device here is read-only and the write
-//! half only runs once the write path opens one for writing.
+//! read-only device (`bio_check_ro()`).  A read-write mount's device
+//! ([`SbBdev`] opened for writing) takes the journal's, the btree's and
+//! the data's writes.
 
 use core::cell::UnsafeCell;
 use core::ffi::{c_uint, c_ushort, c_void};
