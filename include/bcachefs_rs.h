@@ -103,4 +103,7 @@ void bch_rs_acl_entry_get(const struct posix_acl *acl, unsigned int i,
 void bch_rs_acl_release(struct posix_acl *acl);
 bool bch_rs_acl_clear_sgid(struct mnt_idmap *idmap, struct inode *inode);
 
+/* errors=panic (src/platform/kernel.rs): panic() is variadic */
+void __noreturn bch_rs_panic(const char *msg);
+
 #endif /* _BCACHEFS_RS_H */

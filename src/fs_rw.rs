@@ -56,7 +56,7 @@
 //! several devices.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering::Relaxed};
 
 use crate::alloc::adapters::BtreeNodeReserve;
 use crate::alloc::foreground::{Allocator, DiscardDev, OpenBuckets as ObRefs, Watermark, WritePointSpec};
@@ -596,6 +596,10 @@ pub struct BchFs<D: BlockDev + Send + Sync + 'static> {
     opts: Mutex<WriteOpts>,
     /// `journal_flush_disabled`: fsync does not flush the journal.
     journal_flush_disabled: AtomicBool,
+    /// `errors=`: what an inconsistency does
+    /// ([`inconsistent_error`](Self::inconsistent_error)), an index of
+    /// [`ERROR_ACTIONS`](crate::format::sb_opts::ERROR_ACTIONS).
+    errors: AtomicU8,
     /// File data read and written, 512-byte sectors (`io_done`).
     user_sectors: [AtomicU64; 2],
     /// `data_write` time stat: write operations ([`FsDataAlloc`]'s life,
@@ -686,6 +690,11 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         hints.push(0u64)?;
         let opts = open.opts;
         let io_errors_base = open.member()?.errors;
+        let errors = {
+            let sb = open.sb.lock();
+            let o = crate::format::sb_opts::sb_opt("errors").ok_or(Errno::EINVAL)?;
+            sb.sb().map(|s| s.opt(o) as u8).map_err(|_| Errno::EINVAL)?
+        };
         let fs = BchFs {
             open,
             btree,
@@ -699,6 +708,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
             fatal_seen: AtomicU64::new(0),
             opts: Mutex::new(opts)?,
             journal_flush_disabled: AtomicBool::new(false),
+            errors: AtomicU8::new(errors),
             user_sectors: [AtomicU64::new(0), AtomicU64::new(0)],
             data_write_time: TimeStats::new(),
             data_read_time: TimeStats::new(),
@@ -1034,6 +1044,7 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
                 "encoded_extent_max" => w.encoded_extent_max_sectors = u32::try_from(v >> 9).map_err(|_| Errno::EINVAL)?.max(1),
                 "journal_flush_delay" => self.open.journal.set_flush_delay_ms(u32::try_from(v).map_err(|_| Errno::EINVAL)?),
                 "journal_flush_disabled" => self.journal_flush_disabled.store(v != 0, Relaxed),
+                "errors" if (v as usize) < crate::format::sb_opts::ERROR_ACTIONS.len() => self.errors.store(v as u8, Relaxed),
                 "background_compression" | "background_target" if v != 0 => return Err(Errno::EOPNOTSUPP),
                 _ if o.is_none() => return Err(Errno::EINVAL),
                 _ => return self.opt_persist(o, v, persist).map(|()| false),
@@ -1089,6 +1100,34 @@ impl<D: BlockDev + Send + Sync + 'static> BchFs<D> {
         }
         if !self.emergency_ro.swap(true, Relaxed) {
             self.open.journal.emergency_halt();
+        }
+    }
+
+    /// `bch2_inconsistent_error()`: an inconsistency was found (`what`,
+    /// for the message, which names the device), and `errors=` decides:
+    /// `continue` logs it (rate limited) and goes on; `fix_safe` and `ro`
+    /// log it and go [emergency read-only](Self::emergency_read_only) (the
+    /// journal halts: nothing more is written, the next mount replays);
+    /// `panic` logs it and panics (in the kernel, `panic()`: the user
+    /// asked for it).  Returns whether the filesystem is now read-only.
+    pub fn inconsistent_error(&self, what: fmt::Arguments<'_>) -> bool {
+        let dev = self.open.dev.name();
+        match crate::format::sb_opts::ERROR_ACTIONS.get(self.errors.load(Relaxed) as usize).copied() {
+            Some("continue") => {
+                if crate::platform::log_ratelimit() {
+                    crate::platform::log::err!("{dev}: {what}; continuing (errors=continue)");
+                }
+                false
+            }
+            Some("panic") => crate::platform::fatal_panic(format_args!("{dev}: {what}; panic (errors=panic)")),
+            _ => {
+                if !self.is_emergency_ro() {
+                    let seq = self.open.journal.cur_seq();
+                    crate::platform::log::err!("{dev}: {what}; inconsistency detected - emergency read only at journal seq {seq}");
+                }
+                self.emergency_read_only(false);
+                true
+            }
         }
     }
 
@@ -1542,6 +1581,10 @@ impl<D: BlockDev + Send + Sync + 'static> BtreeTransOps for FsTrans<'_, D> {
 
     fn checksum_error(&self, _dev: u8) {
         self.fs.io_error(IoErrorKind::Checksum);
+    }
+
+    fn inconsistent(&self) {
+        self.fs.inconsistent_error(format_args!("a transaction found an inconsistency"));
     }
 
     fn facts(&self) -> &FsFacts {

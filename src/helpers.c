@@ -227,3 +227,9 @@ bool bch_rs_acl_clear_sgid(struct mnt_idmap *idmap, struct inode *inode)
 	return !vfsgid_in_group_p(i_gid_into_vfsgid(idmap, inode)) &&
 	       !capable_wrt_inode_uidgid(idmap, inode, CAP_FSETID);
 }
+
+/* panic() with a fixed message, for errors=panic. */
+void __noreturn bch_rs_panic(const char *msg)
+{
+	panic("%s\n", msg);
+}

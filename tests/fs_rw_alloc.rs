@@ -378,3 +378,54 @@ fn discards_of_most_of_the_volume_fit_the_journal() {
     });
     assert_clean(&mem);
 }
+
+/// Mounts `mem` with `errors=` set to `action` (an index of
+/// `ERROR_ACTIONS`), creates a file, removes its inode twice (the second
+/// `inode_rm` finds no inode: `EUCLEAN`, an inconsistency), and returns
+/// whether the filesystem went emergency read-only, and whether a later
+/// commit still succeeds.  No clean shutdown: an emergency read-only
+/// mount cannot write one.
+fn after_inconsistency(mem: &Arc<WMemDev>, action: u64) -> (bool, bool) {
+    use bcachefs_rs::fs_common::inode_write::inode_rm;
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
+    open.mount(NOW, 3, |fs| {
+        fs.opt_set("errors", action, false)?;
+        let mut t = fs.trans();
+        let u = create(&mut t, &SV, ROOT, b"f", &NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 })?;
+        inode_rm(&mut t, &SV, u.inum)?;
+        assert_eq!(inode_rm(&mut t, &SV, u.inum), Err(Errno::EUCLEAN));
+        let ro = fs.is_emergency_ro();
+        let later = create(&mut t, &SV, ROOT, b"g", &NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 });
+        Ok((ro, later.is_ok()))
+    })
+    .unwrap()
+}
+
+/// `errors=` acts on an inconsistency a transaction finds
+/// (`bch2_inconsistent_error()`): `continue` goes on writing; `ro` and
+/// `fix_safe` (the default) go emergency read-only, and commits then fail.
+#[test]
+fn errors_option_acts_on_an_inconsistency() {
+    assert_eq!(after_inconsistency(&fresh(64 << 20, &[]), 0), (false, true), "errors=continue");
+    assert_eq!(after_inconsistency(&fresh(64 << 20, &[]), 1), (true, false), "errors=fix_safe");
+    assert_eq!(after_inconsistency(&fresh(64 << 20, &[]), 3), (true, false), "errors=ro");
+    // The superblock's option is the default: a volume formatted with
+    // errors=continue goes on.
+    let mem = fresh(64 << 20, &[("errors", 0)]);
+    let open = BchFsOpen::open(SharedDev(mem.clone())).unwrap();
+    let ro = open.mount(NOW, 4, |fs| {
+        let mut t = fs.trans();
+        let u = create(&mut t, &SV, ROOT, b"f", &NewInode { mode: 0o100644, uid: 0, gid: 0, rdev: 0 })?;
+        bcachefs_rs::fs_common::inode_write::inode_rm(&mut t, &SV, u.inum)?;
+        let _ = bcachefs_rs::fs_common::inode_write::inode_rm(&mut t, &SV, u.inum);
+        Ok(fs.is_emergency_ro())
+    });
+    assert_eq!(ro, Ok(false));
+}
+
+/// `errors=panic` panics on an inconsistency.
+#[test]
+#[should_panic(expected = "errors=panic")]
+fn errors_panic_panics() {
+    after_inconsistency(&fresh(64 << 20, &[]), 2);
+}

@@ -434,11 +434,18 @@ pub(super) unsafe extern "C" fn bch_lookup(dir: *mut bindings::inode, dentry: *m
             let r = info.read();
             fs_common::lookup(&*r, &info.sv, &d.attrs(&r), name)
         };
-        match found {
-            Ok(Some((inum, _))) => iget(sb, inum).map(Some),
+        let r = match found {
+            // A dirent naming no inode is an inconsistency
+            // (`bch2_lookup_trans()`); the lookup still fails `ENOENT`.
+            Ok(Some((inum, _))) => iget(sb, inum).map(Some).inspect_err(|&e| {
+                if e == Errno::ENOENT {
+                    info.inconsistent(format_args!("dirent to missing inode {inum}"));
+                }
+            }),
             Ok(None) => Ok(None),
             Err(e) => Err(e),
-        }
+        };
+        info.inconsistent_on("lookup", r)
     };
     match r {
         // SAFETY: `d_splice_alias` takes our inode reference (or a null
@@ -521,7 +528,7 @@ unsafe extern "C" fn bch_readdir(file: *mut bindings::file, ctx: *mut bindings::
                 ents.len() < READDIR_BATCH
             })
         };
-        if let Err(e) = r {
+        if let Err(e) = info.inconsistent_on("readdir", r) {
             return e.to_kernel();
         }
         if oom && ents.is_empty() {
@@ -609,6 +616,9 @@ pub(super) unsafe extern "C" fn bch_read_folio(_file: *mut bindings::file, folio
     let _nofs = NofsScope::new();
     // SAFETY: caller's contract.
     let r = unsafe { fill_folio(folio) };
+    // SAFETY: the folio is locked: its mapping's host is ours, alive.
+    let info = unsafe { FsInfo::of((*(*(*folio).__bindgen_anon_1.__bindgen_anon_1.mapping).host).i_sb) };
+    let r = info.inconsistent_on("reading file data", r);
     // SAFETY: marks the folio uptodate on success and unlocks it.
     unsafe { bindings::folio_end_read(folio, r.is_ok()) };
     match r {

@@ -149,6 +149,26 @@ impl FsInfo {
         }
     }
 
+    /// `r`, after an `EUCLEAN` (an inconsistency a read found: `what`
+    /// failed) has gone to `errors=` on a read-write mount
+    /// ([`BchFs::inconsistent_error`](crate::fs_rw::BchFs::inconsistent_error);
+    /// transactions' own go there from `commit_do`).  A read-only mount
+    /// writes nothing anyway: there it is only the reader's error.
+    pub(crate) fn inconsistent_on<T>(&self, what: &str, r: Result<T, Errno>) -> Result<T, Errno> {
+        if let Err(Errno::EUCLEAN) = r {
+            self.inconsistent(format_args!("{what} found an inconsistency"));
+        }
+        r
+    }
+
+    /// An inconsistency (`what`) to `errors=` on a read-write mount
+    /// (`bch2_fs_inconsistent()`); nothing on a read-only one.
+    pub(crate) fn inconsistent(&self, what: core::fmt::Arguments<'_>) {
+        if let Mounted::Rw(fs) = &self.fs {
+            fs.inconsistent_error(what);
+        }
+    }
+
     /// Whether this is a read-write mount (the write core is up, even if
     /// remounted read-only since).
     pub(crate) fn is_rw(&self) -> bool {

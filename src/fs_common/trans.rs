@@ -168,6 +168,12 @@ pub trait BtreeTransOps {
     /// [`BtreeRead::checksum_error`].  Nothing by default.
     fn checksum_error(&self, _dev: u8) {}
 
+    /// A transaction found the filesystem inconsistent (it failed with
+    /// `EUCLEAN`): what the `errors=` option says happens then
+    /// (`bch2_trans_inconsistent()` → `bch2_inconsistent_error()`).
+    /// Nothing by default.
+    fn inconsistent(&self) {}
+
     /// Superblock facts (block size, time units).
     fn facts(&self) -> &FsFacts;
 
@@ -197,7 +203,9 @@ pub trait BtreeTransOps {
 
 /// Runs `f` as one transaction and commits it, starting over on restarts
 /// (`commit_do()`): the transaction is begun afresh before each attempt,
-/// and after an error its pending updates are dropped.
+/// and after an error its pending updates are dropped.  An `EUCLEAN`
+/// (an inconsistency found) goes to [`BtreeTransOps::inconsistent`]
+/// first, which acts on `errors=`.
 ///
 /// Errors: what `f` or the commit returned, as an errno.
 pub fn commit_do<T, R, F>(t: &mut T, mut f: F) -> Result<R, Errno>
@@ -213,6 +221,9 @@ where
             Err(BchError::Restart(_)) => continue,
             Err(BchError::Errno(e)) => {
                 t.begin();
+                if e == Errno::EUCLEAN {
+                    t.inconsistent();
+                }
                 return Err(e);
             }
         }

@@ -269,6 +269,11 @@ pub fn log_ratelimit() -> bool {
     true
 }
 
+/// Stops after `msg` (`errors=panic`): the host panics.
+pub fn fatal_panic(msg: core::fmt::Arguments<'_>) -> ! {
+    panic!("bcachefs: {msg}")
+}
+
 #[doc(hidden)]
 pub mod log_impl {
     /// Logs an error line.

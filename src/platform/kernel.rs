@@ -250,6 +250,16 @@ pub fn log_ratelimit() -> bool {
     unsafe { kernel::bindings::__printk_ratelimit(c"bcachefs_rs".as_ptr().cast()) != 0 }
 }
 
+/// Stops the machine after `msg` (`errors=panic`, C's `panic()` in
+/// `bch2_inconsistent_error()`): the message is logged at `KERN_EMERG`,
+/// then the kernel panics.
+pub fn fatal_panic(msg: core::fmt::Arguments<'_>) -> ! {
+    ::kernel::pr_emerg!("{}\n", msg);
+    // SAFETY: `bch_rs_panic` only reads the NUL-terminated literal, which
+    // lives for the whole program; it does not return.
+    unsafe { crate::bindings::bch_rs_panic(c"bcachefs_rs: panic after an inconsistency (errors=panic)".as_ptr().cast()) }
+}
+
 #[doc(hidden)]
 pub mod log_impl {
     /// Logs an error line.
